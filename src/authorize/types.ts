@@ -1,0 +1,51 @@
+/**
+ * The contract between a data plane and the authorize service.
+ *
+ * The proxy builds a `CheckRequest` after routing and hygiene and before forwarding; anything
+ * else (an Envoy ext_authz adapter, a forward-auth endpoint for nginx) can build the same
+ * request. The result either lets the request through, with header changes for the upstream,
+ * or answers it (deny, sign-in redirect) without forwarding.
+ */
+import type { RouteConfig } from '../config/types.js'
+
+export interface CheckRequest {
+  readonly requestId: string
+  readonly route: RouteConfig
+  readonly method: string
+  /** Canonical host (lower case, no port, no trailing dot). */
+  readonly host: string
+  /** Normalised path: exactly what will be forwarded. */
+  readonly path: string
+  /** Raw query string including the leading `?`, or ''. */
+  readonly query: string
+  /** Request headers, lower-case names. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  /** The trusted client IP (after `xff_num_trusted_hops`). */
+  readonly clientIp: string
+  readonly scheme: 'http' | 'https'
+}
+
+export type CheckResult =
+  | {
+      readonly allow: true
+      /** Headers to set on the upstream request (override client values). */
+      readonly setHeaders?: Readonly<Record<string, string>>
+      /** Lower-case header names to remove from the upstream request. */
+      readonly removeHeaders?: readonly string[]
+      /** Key for hash load balancing (session id once sessions exist). */
+      readonly routingKey?: string
+    }
+  | {
+      readonly allow: false
+      readonly status: number
+      /** Why, in words a person can act on; shown on the error page. */
+      readonly reason: string
+      /** Set for sign-in redirects. */
+      readonly location?: string
+      readonly headers?: Readonly<Record<string, string>>
+    }
+
+/** The narrow interface the proxy depends on. May answer synchronously to keep the hot path free of async hops. */
+export interface Authorizer {
+  check(request: CheckRequest): CheckResult | Promise<CheckResult>
+}

@@ -1,0 +1,41 @@
+/**
+ * Command-line parsing: `portcullis [serve|validate|demo] [--config FILE]`. Pomerium's Go-style
+ * single-dash `-config FILE` and `-config=FILE` are accepted too, so existing unit files work.
+ */
+
+export type Command = 'serve' | 'validate' | 'demo' | 'help' | 'version'
+
+export interface Args {
+  readonly command: Command
+  readonly configFile: string | undefined
+  readonly errors: readonly string[]
+}
+
+const COMMANDS = new Set<Command>(['serve', 'validate', 'demo', 'help', 'version'])
+
+export function parseArgs(argv: readonly string[]): Args {
+  let command: Command = 'serve'
+  let configFile: string | undefined
+  const errors: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    const m = /^--?(config|c)(?:=(.*))?$/.exec(arg)
+    if (m) {
+      const value = m[2] ?? argv[++i]
+      if (value === undefined || value === '') errors.push(`${arg} needs a file name`)
+      else configFile = value
+    } else if (arg === '--help' || arg === '-h' || arg === '-help') command = 'help'
+    else if (arg === '--version' || arg === '-version') command = 'version'
+    else if (i === 0 && COMMANDS.has(arg as Command)) command = arg as Command
+    else errors.push(`unknown argument ${JSON.stringify(arg)}`)
+  }
+  return { command, configFile, errors }
+}
+
+export const USAGE = `Usage:
+  portcullis [serve] --config FILE   run Portcullis (Pomerium-compatible YAML or JSON config)
+  portcullis validate --config FILE  check a config: print every problem and exit 1, or a route summary
+  portcullis demo                    run the built-in demo on http://localhost:8080
+  portcullis --version
+
+Settings may also come from environment variables (Pomerium's names, upper-cased).`

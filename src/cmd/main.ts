@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+/**
+ * The `portcullis` command: parses arguments and runs one command; nothing else.
+ */
+import { readFileSync } from 'node:fs'
+import { parseArgs, USAGE } from './args.js'
+import { demo } from './demo.js'
+import { serve } from './serve.js'
+import { validate } from './validate.js'
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv)
+  if (args.errors.length > 0) {
+    for (const e of args.errors) process.stderr.write(`portcullis: ${e}\n`)
+    process.stderr.write(`${USAGE}\n`)
+    return 2
+  }
+  switch (args.command) {
+    case 'help':
+      process.stdout.write(`${USAGE}\n`)
+      return 0
+    case 'version':
+      process.stdout.write(`portcullis ${version()}\n`)
+      return 0
+    case 'validate':
+      return validate(args.configFile)
+    case 'demo':
+      return await demo()
+    case 'serve':
+      return await serve(args.configFile)
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`portcullis: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exit(1)
+  },
+)

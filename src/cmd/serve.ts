@@ -1,0 +1,153 @@
+/**
+ * `portcullis serve`: loads the config, starts the services, follows config changes, and shuts
+ * down cleanly on SIGTERM/SIGINT. With `workers` > 1 the data plane runs in that many
+ * node:cluster workers sharing the listening socket; the primary only supervises.
+ */
+import cluster from 'node:cluster'
+import { availableParallelism } from 'node:os'
+import { createPublicOnlyAuthorizer } from '../authorize/public-only.js'
+import { ConfigSource, formatIssue } from '../config/index.js'
+import type { Config } from '../config/types.js'
+import { ProxyServer } from '../proxy/server.js'
+import type { ListenerInfo } from '../proxy/server.js'
+import { createLogger, toPinoLevel } from '../shared/log.js'
+import type { Logger } from '../shared/log.js'
+
+/** How long SIGTERM waits for requests in flight before closing what is left. */
+export const SHUTDOWN_GRACE_MS = 10_000
+
+export interface RunningServer {
+  readonly listeners: readonly ListenerInfo[]
+  readonly proxy: ProxyServer
+  close(): Promise<void>
+}
+
+export function workerCount(config: Config): number {
+  return config.workers === 0 ? availableParallelism() : Math.max(1, config.workers)
+}
+
+/** Starts the services in this process for an already loaded config source. */
+export async function startServices(source: ConfigSource, logger: Logger): Promise<RunningServer> {
+  const config = source.current()
+  const proxy = new ProxyServer(config, { authorizer: createPublicOnlyAuthorizer(), logger })
+  const listeners = await proxy.listen()
+  source.onChange((next) => {
+    logger.level = toPinoLevel(next.logLevel)
+    proxy.applyConfig(next)
+    logger.info({ routes: next.routes.length }, 'config reloaded')
+  })
+  source.start()
+  return {
+    listeners,
+    proxy,
+    async close() {
+      source.stop()
+      await proxy.close(SHUTDOWN_GRACE_MS)
+    },
+  }
+}
+
+/** Entry point of `portcullis serve`; resolves with the process exit code once shut down. */
+export async function serve(configFile: string | undefined): Promise<number> {
+  const bootLogger = createLogger(process.env['LOG_LEVEL'] ?? 'info')
+  const source = new ConfigSource({ file: configFile, env: process.env, logger: bootLogger })
+  const { config, issues } = source.load()
+  for (const issue of issues) {
+    if (issue.severity === 'warning' && !cluster.isWorker) process.stderr.write(`${formatIssue(issue)}\n`)
+  }
+  if (!config) {
+    for (const issue of issues) if (issue.severity === 'error') process.stderr.write(`${formatIssue(issue)}\n`)
+    process.stderr.write('portcullis: the configuration is invalid; nothing was started\n')
+    return 1
+  }
+  const logger = createLogger(config.logLevel)
+  const workers = workerCount(config)
+  if (workers > 1 && cluster.isPrimary) return await supervise(workers, logger)
+
+  let server: RunningServer
+  try {
+    server = await startServices(source, logger)
+  } catch (err) {
+    logger.fatal({ err }, 'could not start')
+    return 1
+  }
+  if (cluster.isWorker) process.send?.({ type: 'listening', listeners: server.listeners })
+  else announce(logger, server.listeners, 1)
+  return await new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) return
+      stopping = true
+      logger.info({ signal }, 'shutting down')
+      server.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          logger.error({ err }, 'shutdown failed')
+          resolve(1)
+        },
+      )
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+    if (cluster.isWorker) process.on('message', (m: unknown) => (m as { type?: string })?.type === 'shutdown' && stop('primary'))
+  })
+}
+
+/**
+ * Logs one `listening` line per listener. It is written even when `log_level` hides info lines:
+ * scripts and tests that start Portcullis on port 0 learn the address from it.
+ */
+function announce(logger: Logger, listeners: readonly ListenerInfo[], workers: number): void {
+  const log = logger.isLevelEnabled('info') ? logger : createLogger('info')
+  for (const l of listeners) log.info({ listener: l.name, url: l.url, workers }, 'listening')
+}
+
+/** The cluster primary: forks workers, reports when all listen, forwards signals, restarts crashed workers. */
+async function supervise(count: number, logger: Logger): Promise<number> {
+  // Let the kernel spread connections over the workers' shared socket instead of the primary
+  // accepting and handing each one over (measured faster on Linux).
+  cluster.schedulingPolicy = cluster.SCHED_NONE
+  let ready = 0
+  let stopping = false
+  const fork = (): void => {
+    const worker = cluster.fork()
+    worker.on('message', (m: { type?: string; listeners?: ListenerInfo[] }) => {
+      if (m.type !== 'listening' || !m.listeners) return
+      ready++
+      if (ready === count) announce(logger, m.listeners, count)
+    })
+  }
+  for (let i = 0; i < count; i++) fork()
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return
+    logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting a new one')
+    fork()
+  })
+  process.on('SIGHUP', () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP')
+  })
+  return await new Promise<number>((resolve) => {
+    const stop = (signal: string): void => {
+      if (stopping) return
+      stopping = true
+      logger.info({ signal }, 'shutting down workers')
+      const workers = Object.values(cluster.workers ?? {})
+      let left = workers.length
+      if (left === 0) resolve(0)
+      const timer = setTimeout(() => {
+        for (const w of workers) w?.process.kill('SIGKILL')
+      }, SHUTDOWN_GRACE_MS + 5000)
+      for (const w of workers) {
+        w?.once('exit', () => {
+          if (--left === 0) {
+            clearTimeout(timer)
+            resolve(0)
+          }
+        })
+        w?.send({ type: 'shutdown' })
+      }
+    }
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.once('SIGINT', () => stop('SIGINT'))
+  })
+}

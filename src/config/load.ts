@@ -1,0 +1,160 @@
+/**
+ * `loadConfig`: file + environment → validated, normalised, deep-frozen `Config`, plus every
+ * problem found. Synchronous on purpose: it runs once at start-up and on reload, and a
+ * synchronous load can never interleave with another reload.
+ */
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import type { Config, ConfigIssue, RouteConfig } from './types.js'
+import { GLOBAL_SETTINGS, REMOVED_GLOBAL_KEYS, REMOVED_GLOBAL_PREFIXES } from './schema.js'
+import { isRecord } from './coerce.js'
+import { parseSource } from './document.js'
+import { applyEnv } from './env.js'
+import { deepFreeze } from './freeze.js'
+import {
+  checkAddresses,
+  checkCertificates,
+  checkClaimHeaders,
+  checkLogFields,
+  checkNonEmptyLists,
+  checkRuntimeFlags,
+  checkSecrets,
+  checkServices,
+  globalResponseHeaders,
+} from './global.js'
+import { IssueCollector, indexPath } from './issues.js'
+import type { NodePositions } from './issues.js'
+import { normaliseObject } from './normalise.js'
+import type { LoadContext } from './normalise.js'
+import { buildRoute } from './routes.js'
+
+/** Inputs of {@link loadConfig}. */
+export interface LoadOptions {
+  /** Config file (YAML or JSON); relative to `cwd`. Omit to configure from the environment only. */
+  file?: string | undefined
+  /** Environment variables; defaults to `process.env`. */
+  env?: Record<string, string | undefined> | undefined
+  /** Base for a relative `file` (and for relative paths when there is no file); default `process.cwd()`. */
+  cwd?: string | undefined
+}
+
+/** Result of {@link loadConfig}: `config` is undefined when any issue is an error. */
+export interface LoadResult {
+  config: Config | undefined
+  issues: ConfigIssue[]
+}
+
+function fileIssue(file: string, message: string): ConfigIssue {
+  return { severity: 'error', file, line: undefined, column: undefined, path: '', value: undefined, message }
+}
+
+/**
+ * Loads and validates the configuration. Never throws for bad input: every problem is
+ * returned in `issues` (errors and warnings), all at once.
+ */
+export function loadConfig(options: LoadOptions): LoadResult {
+  const cwd = options.cwd ?? process.cwd()
+  const env = options.env ?? process.env
+  const file = options.file === undefined ? undefined : resolve(cwd, options.file)
+
+  let fileRaw: Record<string, unknown> = {}
+  let positions = new Map<string, NodePositions>()
+  const early: ConfigIssue[] = []
+  if (file !== undefined) {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch (err) {
+      return { config: undefined, issues: [fileIssue(file, `cannot read config file (${(err as NodeJS.ErrnoException).code ?? String(err)})`)] }
+    }
+    const parsed = parseSource(text, file)
+    early.push(...parsed.issues)
+    if (parsed.issues.some((i) => i.severity === 'error')) return { config: undefined, issues: early }
+    if (isRecord(parsed.value)) fileRaw = parsed.value
+    else if (parsed.value !== null && parsed.value !== undefined) {
+      return { config: undefined, issues: [...early, fileIssue(file, 'expected a mapping of settings at the top level')] }
+    }
+    positions = parsed.positions
+  }
+
+  const applied = applyEnv(fileRaw, env)
+  const issues = new IssueCollector(file, positions, applied.origins)
+  for (const i of [...early, ...applied.issues]) issues.push(i)
+  const ctx: LoadContext = { issues, dir: file === undefined ? cwd : dirname(file), referencedFiles: new Set() }
+
+  const raw = normaliseObject(applied.raw, GLOBAL_SETTINGS, '', ctx, {
+    removed: REMOVED_GLOBAL_KEYS,
+    removedPrefixes: REMOVED_GLOBAL_PREFIXES,
+    applyDefaults: true,
+  })
+
+  const services = checkServices(raw, ctx)
+  const { address, httpRedirectAddr } = checkAddresses(raw, ctx)
+  const certificates = checkCertificates(raw, ctx)
+  checkSecrets(raw, ctx)
+  checkNonEmptyLists(raw, ctx)
+  const accessLogFields = checkLogFields(raw, 'access_log_fields', ctx)
+  const authorizeLogFields = checkLogFields(raw, 'authorize_log_fields', ctx)
+  raw['authorize_log_fields'] = authorizeLogFields
+  raw['runtime_flags'] = checkRuntimeFlags(raw, ctx)
+  raw['jwt_claims_headers'] = checkClaimHeaders(raw, ctx)
+  const setResponseHeaders = globalResponseHeaders(raw, ctx)
+  const allowUpgrades = ((raw['allow_upgrades'] as string[] | undefined) ?? []).map((u) => u.toLowerCase())
+  const defaultUpstreamTimeoutMs = raw['default_upstream_timeout'] as number
+  const passIdentityHeaders = raw['pass_identity_headers'] as boolean
+
+  // `policy` (older name, and the POLICY env var) comes first, then `routes`, as in Pomerium.
+  const routes: RouteConfig[] = []
+  let index = 0
+  for (const key of ['policy', 'routes']) {
+    const list = raw[key]
+    if (!Array.isArray(list)) continue
+    list.forEach((entry: unknown, i) => {
+      const route = buildRoute(entry, index++, indexPath(key, i), ctx, {
+        defaultUpstreamTimeoutMs,
+        setResponseHeaders,
+        allowUpgrades,
+        passIdentityHeaders,
+      })
+      if (route) routes.push(route)
+    })
+  }
+  // Routes are exposed normalised in `routes`; keeping the written form too would invite misuse.
+  delete raw['policy']
+  delete raw['routes']
+
+  // Report in reading order: environment issues first, then the file from top to bottom.
+  const sorted = issues.issues
+    .map((issue, n) => ({ issue, n }))
+    .sort((a, b) => (a.issue.line ?? 0) - (b.issue.line ?? 0) || (a.issue.column ?? 0) - (b.issue.column ?? 0) || a.n - b.n)
+    .map((x) => x.issue)
+  if (issues.hasErrors) return { config: undefined, issues: sorted }
+
+  const config: Config = {
+    source: { file, referencedFiles: [...ctx.referencedFiles] },
+    services,
+    address,
+    insecureServer: raw['insecure_server'] === true,
+    httpRedirectAddr,
+    certificates,
+    timeoutReadMs: raw['timeout_read'] as number,
+    timeoutWriteMs: raw['timeout_write'] as number,
+    timeoutIdleMs: raw['timeout_idle'] as number,
+    defaultUpstreamTimeoutMs,
+    headersWithUnderscoresAction: raw['headers_with_underscores_action'] as Config['headersWithUnderscoresAction'],
+    pathWithEscapedSlashesAction: raw['path_with_escaped_slashes_action'] as Config['pathWithEscapedSlashesAction'],
+    mergeSlashes: raw['merge_slashes'] as boolean,
+    normalizePath: raw['normalize_path'] as boolean,
+    skipXffAppend: raw['skip_xff_append'] as boolean,
+    xffNumTrustedHops: raw['xff_num_trusted_hops'] as number,
+    setResponseHeaders,
+    allowUpgrades,
+    passIdentityHeaders,
+    logLevel: raw['log_level'] as string,
+    accessLogFields,
+    workers: raw['workers'] as number,
+    routes,
+    raw,
+  }
+  return { config: deepFreeze(config), issues: sorted }
+}

@@ -1,0 +1,101 @@
+/**
+ * The access log (reference 9.2): one JSON line per request with Pomerium's field names, chosen
+ * by `access_log_fields`. The field list is compiled once per config into getter functions.
+ * Cookies and credentials are never among the values: `headers` omits them.
+ */
+import type { Logger } from '../shared/log.js'
+
+export interface AccessEntry {
+  readonly requestId: string
+  readonly method: string
+  readonly authority: string
+  readonly path: string
+  readonly query: string
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  readonly clientIp: string
+  readonly forwardedFor: string | undefined
+  readonly startedAt: number
+  readonly status: number
+  readonly details: string
+  readonly bytes: number
+  readonly upstreamCluster: string
+  readonly clusterStatName: string
+}
+
+export const DEFAULT_ACCESS_LOG_FIELDS = [
+  'upstream-cluster',
+  'method',
+  'authority',
+  'path',
+  'user-agent',
+  'referer',
+  'forwarded-for',
+  'request-id',
+  'duration',
+  'size',
+  'response-code',
+  'response-code-details',
+] as const
+
+/** Header values that must never reach a log line. */
+const SECRET_HEADERS = new Set(['cookie', 'authorization', 'proxy-authorization', 'x-pomerium-authorization', 'x-pomerium-jwt-assertion', 'set-cookie'])
+
+type Getter = (e: AccessEntry) => unknown
+
+function headerValue(e: AccessEntry, name: string): string | undefined {
+  const v = e.headers[name]
+  return Array.isArray(v) ? v.join(', ') : v
+}
+
+function safeHeaders(e: AccessEntry): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [k, v] of Object.entries(e.headers)) {
+    if (v === undefined || k.startsWith(':')) continue
+    out[k] = SECRET_HEADERS.has(k) ? '[redacted]' : Array.isArray(v) ? v.join(', ') : v
+  }
+  return out
+}
+
+const GETTERS: Readonly<Record<string, Getter>> = {
+  authority: (e) => e.authority,
+  'client-certificate': () => undefined,
+  'cluster-stat-name': (e) => e.clusterStatName,
+  duration: (e) => Date.now() - e.startedAt,
+  'forwarded-for': (e) => e.forwardedFor,
+  ip: (e) => e.clientIp,
+  method: (e) => e.method,
+  path: (e) => e.path,
+  query: (e) => e.query.replace(/^\?/, ''),
+  referer: (e) => headerValue(e, 'referer'),
+  'request-id': (e) => e.requestId,
+  'response-code': (e) => e.status,
+  'response-code-details': (e) => e.details,
+  size: (e) => e.bytes,
+  'upstream-cluster': (e) => e.upstreamCluster,
+  'user-agent': (e) => headerValue(e, 'user-agent'),
+  headers: safeHeaders,
+}
+
+export type AccessLogger = (entry: AccessEntry) => void
+
+export function createAccessLogger(fields: readonly string[], logger: Logger): AccessLogger {
+  const log = logger.child({ service: 'envoy' })
+  if (!log.isLevelEnabled('info')) return () => {}
+  const compiled: [string, Getter][] = []
+  for (const field of fields.length > 0 ? fields : DEFAULT_ACCESS_LOG_FIELDS) {
+    const getter = GETTERS[field]
+    if (getter) compiled.push([field, getter])
+    else if (field.startsWith('headers.')) {
+      const name = field.slice('headers.'.length).toLowerCase()
+      compiled.push([field, (e) => (SECRET_HEADERS.has(name) ? (e.headers[name] ? '[redacted]' : undefined) : headerValue(e, name))])
+    }
+  }
+  return (entry) => {
+    const record: Record<string, unknown> = {}
+    for (const [name, getter] of compiled) {
+      const v = getter(entry)
+      if (v !== undefined) record[name] = v
+    }
+    log.info(record, 'http-request')
+  }
+}

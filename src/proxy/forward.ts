@@ -1,0 +1,274 @@
+/**
+ * Forwarding one request to one upstream endpoint, streaming both bodies with backpressure.
+ *
+ * http/https go through undici's `dispatch()` with a handler object (no stream wrappers on the
+ * hot path); h2c goes through a node:http2 client stream so that gRPC trailers pass through.
+ */
+import type { IncomingMessage } from 'node:http'
+import type { Http2ServerRequest, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
+import { constants as h2constants } from 'node:http2'
+import type { Dispatcher } from 'undici'
+import type { HeaderPlan } from './headers.js'
+import { buildResponseHeaders } from './headers.js'
+import type { AnyResponse } from './respond.js'
+import { sendError } from './respond.js'
+import type { Endpoint } from './upstreams.js'
+
+export type AnyRequest = IncomingMessage | Http2ServerRequest
+
+export interface ForwardRequest {
+  readonly req: AnyRequest
+  readonly res: AnyResponse
+  readonly requestId: string
+  readonly method: string
+  /** Upstream path including the query string. */
+  readonly path: string
+  readonly authority: string
+  /** Flat `[name, value, ...]` list from `buildUpstreamHeaders`. */
+  readonly headers: string[]
+  readonly endpoint: Endpoint
+  readonly plan: HeaderPlan
+  readonly timeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly json: boolean
+  readonly errorHeaders: Readonly<Record<string, string>>
+  /** Called once when the exchange is over, for the access log. */
+  readonly done: (status: number, bytes: number, details: string) => void
+}
+
+interface Failure {
+  readonly status: number
+  readonly message: string
+  readonly details: string
+}
+
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'ECONNRESET',
+  'EPIPE',
+  'UND_ERR_CLOSED',
+  'UND_ERR_DESTROYED',
+])
+
+/** Maps a transport error onto what Envoy answers: 503 connect failures and resets, 504 timeouts, 502 garbage. */
+export function classifyUpstreamError(err: unknown): Failure {
+  const code = (err as { code?: unknown } | null)?.code
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'PORTCULLIS_TIMEOUT') {
+    return { status: 504, message: 'The upstream service did not answer in time.', details: 'upstream_response_timeout' }
+  }
+  if (typeof code === 'string' && (CONNECT_CODES.has(code) || code.includes('CERT') || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL'))) {
+    return { status: 503, message: 'The upstream service could not be reached.', details: 'upstream_connect_failure' }
+  }
+  if (err instanceof Error && /certificate|self.signed|tls|ssl/i.test(err.message)) {
+    return { status: 503, message: 'The upstream service could not be reached.', details: 'upstream_connect_failure' }
+  }
+  return { status: 502, message: 'The upstream service sent an invalid response.', details: 'upstream_bad_response' }
+}
+
+function hasRequestBody(req: AnyRequest): boolean {
+  if ('stream' in req) return !req.stream.endAfterHeaders
+  const h = req.headers
+  return (h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined
+}
+
+/** Both response kinds have `write(chunk): boolean`; TypeScript cannot call through the union. */
+function writeChunk(res: AnyResponse, chunk: Buffer): boolean {
+  return (res as NodeJS.WritableStream).write(chunk)
+}
+
+const TIMEOUT = Object.assign(new Error('route timeout'), { code: 'PORTCULLIS_TIMEOUT' })
+
+/** Base for both transports: timers, client-abort handling, and the single completion. */
+abstract class Exchange {
+  protected readonly f: ForwardRequest
+  protected bytes = 0
+  protected status = 0
+  #timer: NodeJS.Timeout | undefined
+  #finished = false
+
+  constructor(f: ForwardRequest) {
+    this.f = f
+    f.endpoint.active++
+    if (f.timeoutMs > 0) this.#timer = setTimeout(() => this.abortUpstream(TIMEOUT), f.timeoutMs)
+    f.res.once('close', () => {
+      if (!this.#finished) this.abortUpstream(new Error('client closed the connection'))
+    })
+  }
+
+  protected abstract abortUpstream(reason: Error): void
+
+  protected fail(err: unknown): void {
+    if (this.#finished) return
+    const failure = classifyUpstreamError(err)
+    const res = this.f.res
+    if (!res.headersSent && !res.destroyed) {
+      const bytes = sendError(res, failure.status, failure.message, this.f.requestId, this.f.json, this.f.errorHeaders, this.f.method === 'HEAD')
+      this.finish(failure.status, bytes, failure.details, undefined)
+    } else {
+      res.destroy()
+      this.finish(this.status || failure.status, this.bytes, failure.details, undefined)
+    }
+  }
+
+  protected finish(status: number, bytes: number, details: string, upstreamStatus: number | undefined): void {
+    if (this.#finished) return
+    this.#finished = true
+    if (this.#timer) clearTimeout(this.#timer)
+    this.f.endpoint.active--
+    this.f.endpoint.recordOutcome(upstreamStatus)
+    this.f.done(status, bytes, details)
+  }
+}
+
+class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
+  #controller: Dispatcher.DispatchController | undefined
+  #pendingAbort: Error | undefined
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+    if (this.#pendingAbort) controller.abort(this.#pendingAbort)
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    const res = this.f.res
+    if (res.destroyed) {
+      controller.abort(new Error('client closed the connection'))
+      return
+    }
+    this.status = statusCode
+    res.writeHead(statusCode, buildResponseHeaders(headers, this.f.plan, this.f.requestId))
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytes += chunk.length
+    const res = this.f.res
+    if (!writeChunk(res, chunk)) {
+      controller.pause()
+      res.once('drain', () => controller.resume())
+    }
+  }
+
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    const res = this.f.res
+    let hasTrailers = false
+    for (const _ in trailers) {
+      hasTrailers = true
+      break
+    }
+    if (hasTrailers) res.addTrailers(trailers as Record<string, string>)
+    res.end()
+    this.finish(this.status, this.bytes, 'via_upstream', this.status)
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.fail(err)
+  }
+
+  protected abortUpstream(reason: Error): void {
+    if (this.#controller) this.#controller.abort(reason)
+    else this.#pendingAbort = reason
+  }
+}
+
+class H2cExchange extends Exchange {
+  #stream: import('node:http2').ClientHttp2Stream | undefined
+
+  start(): void {
+    const f = this.f
+    if (f.endpoint.transport.kind !== 'h2c') throw new Error('h2c exchange on a non-h2c endpoint')
+    const headers: OutgoingHttpHeaders = {
+      ':method': f.method,
+      ':path': f.path,
+      ':authority': f.authority,
+      ':scheme': 'http',
+    }
+    for (let i = 0; i < f.headers.length; i += 2) {
+      const name = f.headers[i] as string
+      const value = f.headers[i + 1] as string
+      if (name === 'host' || name === 'connection' || name === 'upgrade') continue
+      const lower = name.toLowerCase()
+      const existing = headers[lower]
+      if (existing === undefined) headers[lower] = value
+      else headers[lower] = Array.isArray(existing) ? [...existing, value] : [String(existing), value]
+    }
+    const withBody = hasRequestBody(f.req)
+    let stream: import('node:http2').ClientHttp2Stream
+    try {
+      stream = f.endpoint.transport.connection.session().request(headers, { endStream: !withBody })
+    } catch (err) {
+      this.fail(err)
+      return
+    }
+    this.#stream = stream
+    if (f.idleTimeoutMs > 0) stream.setTimeout(f.idleTimeoutMs, () => this.abortUpstream(TIMEOUT))
+    if (withBody) f.req.pipe(stream)
+    let trailers: IncomingHttpHeaders | undefined
+    stream.on('response', (h) => {
+      this.status = Number(h[':status'])
+      f.res.writeHead(this.status, buildResponseHeaders(h, f.plan, f.requestId))
+    })
+    stream.on('trailers', (t) => {
+      trailers = t
+    })
+    stream.on('data', (chunk: Buffer) => {
+      this.bytes += chunk.length
+      if (!writeChunk(f.res, chunk)) {
+        stream.pause()
+        f.res.once('drain', () => stream.resume())
+      }
+    })
+    stream.on('end', () => {
+      if (!f.res.headersSent) {
+        this.fail(new Error('upstream ended the stream without a response'))
+        return
+      }
+      if (trailers) {
+        const t: Record<string, string> = {}
+        for (const [k, v] of Object.entries(trailers)) if (!k.startsWith(':') && v !== undefined) t[k] = Array.isArray(v) ? v.join(', ') : String(v)
+        f.res.addTrailers(t)
+      }
+      f.res.end()
+      this.finish(this.status, this.bytes, 'via_upstream', this.status)
+    })
+    stream.on('error', (err) => this.fail(err))
+    stream.on('close', () => {
+      if (stream.rstCode !== undefined && stream.rstCode !== h2constants.NGHTTP2_NO_ERROR && !f.res.writableEnded) {
+        this.fail(Object.assign(new Error('upstream reset the stream'), { code: 'ECONNRESET' }))
+      }
+    })
+  }
+
+  protected abortUpstream(reason: Error): void {
+    const stream = this.#stream
+    if (stream && !stream.closed) stream.close(h2constants.NGHTTP2_CANCEL)
+    this.fail(reason)
+  }
+}
+
+/** Sends the request to the endpoint and streams the answer back; never throws. */
+export function forward(f: ForwardRequest): void {
+  const transport = f.endpoint.transport
+  if (transport.kind === 'h2c') {
+    new H2cExchange(f).start()
+    return
+  }
+  const exchange = new UndiciExchange(f)
+  const idle = f.idleTimeoutMs
+  transport.pool.dispatch(
+    {
+      path: f.path,
+      method: f.method,
+      headers: f.headers,
+      body: hasRequestBody(f.req) ? f.req : null,
+      headersTimeout: idle,
+      bodyTimeout: idle,
+    },
+    exchange,
+  )
+}

@@ -1,0 +1,53 @@
+/**
+ * Answers the proxy writes itself (errors, health, redirects, direct responses), for both
+ * HTTP/1.1 and HTTP/2 response objects.
+ */
+import type { ServerResponse } from 'node:http'
+import type { Http2ServerResponse } from 'node:http2'
+import { renderError } from './error-page.js'
+
+export type AnyResponse = ServerResponse | Http2ServerResponse
+
+export interface LocalReply {
+  readonly status: number
+  readonly bytes: number
+  readonly details: string
+}
+
+export function sendBody(
+  res: AnyResponse,
+  status: number,
+  headers: Record<string, string | number | string[]>,
+  body: string,
+  headOnly: boolean,
+): number {
+  if (res.headersSent) {
+    res.destroy()
+    return 0
+  }
+  const buf = Buffer.from(body)
+  headers['content-length'] = buf.length
+  res.writeHead(status, headers)
+  if (headOnly) res.end()
+  else res.end(buf)
+  return buf.length
+}
+
+export function sendError(
+  res: AnyResponse,
+  status: number,
+  message: string,
+  requestId: string,
+  json: boolean,
+  extraHeaders: Readonly<Record<string, string>>,
+  headOnly: boolean,
+): number {
+  const page = renderError(status, message, requestId, json)
+  return sendBody(
+    res,
+    status,
+    { ...extraHeaders, 'content-type': page.contentType, 'cache-control': 'no-store', 'x-request-id': requestId },
+    page.body,
+    headOnly,
+  )
+}

@@ -1,0 +1,86 @@
+/**
+ * The route table: compiled once per config, consulted once per request.
+ *
+ * Matching follows Pomerium (reference 3.1): a host picks exact-host routes when any exist for it,
+ * otherwise the wildcard routes that match it; inside that candidate list routes are tried in
+ * config order and the first whose path rule matches wins (`regex` > `path` > `prefix` > `/`).
+ * An exact host is a Map lookup, and the wildcard candidates of a host are computed once and
+ * cached, so the per-request cost does not grow with the number of hosts in the config.
+ */
+import type { RouteConfig } from '../config/types.js'
+
+/** Bounded so that a client cycling random Host headers cannot grow memory without limit. */
+const WILDCARD_CACHE_LIMIT = 10_000
+
+interface HostEntry {
+  readonly routes: readonly RouteConfig[]
+}
+
+export class RouteTable {
+  readonly #exact = new Map<string, RouteConfig[]>()
+  readonly #wildcards: { readonly pattern: RegExp; readonly route: RouteConfig }[] = []
+  readonly #wildcardCache = new Map<string, HostEntry>()
+  readonly #routes: readonly RouteConfig[]
+
+  constructor(routes: readonly RouteConfig[]) {
+    this.#routes = routes
+    for (const route of routes) {
+      if (route.from.host.includes('*')) {
+        this.#wildcards.push({ pattern: wildcardPattern(route.from.host), route })
+      } else {
+        const list = this.#exact.get(route.from.host)
+        if (list) list.push(route)
+        else this.#exact.set(route.from.host, [route])
+      }
+    }
+  }
+
+  get routes(): readonly RouteConfig[] {
+    return this.#routes
+  }
+
+  /** True when some route serves this host (on any path); used to tell 404 pages apart. */
+  hasHost(host: string): boolean {
+    return this.#exact.has(host) || this.#wildcardEntry(host).routes.length > 0
+  }
+
+  /**
+   * Finds the route for a request. `host` must already be canonical (lower case, no trailing
+   * dot, no port) and `path` normalised; `port` is the incoming port the client addressed.
+   */
+  match(host: string, port: number, path: string): RouteConfig | undefined {
+    const candidates = this.#exact.get(host) ?? this.#wildcardEntry(host).routes
+    for (const route of candidates) {
+      if (route.from.port !== undefined && route.from.port !== port) continue
+      if (pathMatches(route, path)) return route
+    }
+    return undefined
+  }
+
+  #wildcardEntry(host: string): HostEntry {
+    let entry = this.#wildcardCache.get(host)
+    if (entry) return entry
+    const routes: RouteConfig[] = []
+    for (const w of this.#wildcards) if (w.pattern.test(host)) routes.push(w.route)
+    entry = { routes }
+    if (this.#wildcardCache.size >= WILDCARD_CACHE_LIMIT) this.#wildcardCache.clear()
+    this.#wildcardCache.set(host, entry)
+    return entry
+  }
+}
+
+export function pathMatches(route: RouteConfig, path: string): boolean {
+  if (route.regexCompiled) return route.regexCompiled.test(path)
+  if (route.path !== undefined) return route.path === path
+  if (route.prefix !== undefined) return path.startsWith(route.prefix)
+  return true
+}
+
+/** `*` stands for one or more characters of a host name, as Envoy's wildcard domains do. */
+function wildcardPattern(host: string): RegExp {
+  const body = host
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\-]/g, '\\$&'))
+    .join('[a-z0-9.-]+')
+  return new RegExp(`^${body}$`)
+}

@@ -1,0 +1,556 @@
+/**
+ * The proxy service: listeners, and the request pipeline
+ *   hygiene -> internal paths -> route -> redirect/response routes -> authorize -> forward.
+ *
+ * One TLS listener serves HTTP/1.1 and HTTP/2 (chosen by ALPN) by handing each connection to an
+ * HTTP/1.1 or an HTTP/2 server object, so both share the same handler and limits. All state that
+ * depends on config lives in a `ProxyState` that is swapped whole on reload.
+ */
+import { randomUUID } from 'node:crypto'
+import { createServer as createHttpServer, ServerResponse } from 'node:http'
+import type { IncomingMessage, Server as HttpServer } from 'node:http'
+import { createServer as createHttp2Server } from 'node:http2'
+import type { Http2Server, Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2'
+import { createServer as createNetServer } from 'node:net'
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { createServer as createTlsServer } from 'node:tls'
+import type { TLSSocket } from 'node:tls'
+import type { Authorizer, CheckRequest, CheckResult } from '../authorize/types.js'
+import type { Config, RouteConfig } from '../config/types.js'
+import type { Logger } from '../shared/log.js'
+import { statusTitle, prefersJson } from './error-page.js'
+import { forward } from './forward.js'
+import type { AnyRequest } from './forward.js'
+import { buildUpstreamHeaders } from './headers.js'
+import { normaliseRemote, parseAuthority, screenHeaders, trustedClientIp } from './request-checks.js'
+import { normaliseTarget } from './request-target.js'
+import type { AnyResponse } from './respond.js'
+import { sendBody, sendError } from './respond.js'
+import { upstreamHost, upstreamPath } from './rewrite.js'
+import { ProxyState } from './state.js'
+import type { RoutePlan } from './state.js'
+import { rejectUpgrade, tunnelUpgrade } from './upgrade.js'
+import { TransportRegistry } from './upstreams.js'
+
+export const MAX_HEADER_BYTES = 128 * 1024
+/** Slow-header protection: the whole request head must arrive within this time. */
+const HEADERS_TIMEOUT_MS = 10_000
+
+export interface ProxyDeps {
+  readonly authorizer: Authorizer
+  readonly logger: Logger
+}
+
+export interface ListenerInfo {
+  readonly name: 'main' | 'http_redirect'
+  readonly url: string
+  readonly port: number
+}
+
+type Scheme = 'http' | 'https'
+
+/** What the request head resolved to before authorisation. */
+type Prepared =
+  | { readonly kind: 'reply'; readonly status: number; readonly message: string; readonly location?: string; readonly log: boolean; readonly text?: string }
+  | {
+      readonly kind: 'route'
+      readonly plan: RoutePlan
+      readonly host: string
+      readonly authority: string
+      readonly path: string
+      readonly query: string
+      readonly clientIp: string
+      readonly remote: string
+    }
+
+export class ProxyServer {
+  #state: ProxyState
+  readonly #registry = new TransportRegistry()
+  readonly #deps: ProxyDeps
+  readonly #h1: HttpServer
+  readonly #h2: Http2Server
+  #front: NetServer | undefined
+  #redirect: HttpServer | undefined
+  readonly #sockets = new Set<Socket>()
+  readonly #sessions = new Set<Http2Session>()
+  #draining = false
+
+  constructor(config: Config, deps: ProxyDeps) {
+    this.#deps = deps
+    this.#state = new ProxyState(config, this.#registry, deps.logger)
+    this.#h1 = createHttpServer({
+      maxHeaderSize: MAX_HEADER_BYTES,
+      requireHostHeader: true,
+      joinDuplicateHeaders: false,
+      connectionsCheckingInterval: 1000,
+      noDelay: true,
+    })
+    this.#h1.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res))
+    this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head))
+    this.#h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket))
+    this.#h2 = createHttp2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } })
+    this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#onRequest(req, res))
+    this.#h2.on('session', (session: Http2Session) => {
+      this.#sessions.add(session)
+      session.once('close', () => this.#sessions.delete(session))
+      if (this.#draining) session.close()
+    })
+    this.#applyTimeouts(config)
+  }
+
+  get config(): Config {
+    return this.#state.config
+  }
+
+  /** Starts the listeners named by the config and resolves with their addresses. */
+  async listen(): Promise<ListenerInfo[]> {
+    const config = this.#state.config
+    const infos: ListenerInfo[] = []
+    const scheme: Scheme = config.insecureServer ? 'http' : 'https'
+    const front = config.insecureServer ? createNetServer({ noDelay: true }) : this.#createTlsFront()
+    if (config.insecureServer) front.on('connection', (socket: Socket) => this.#accept(socket, 'h1'))
+    this.#front = front
+    const port = await listenOn(front, config.address.host, config.address.port)
+    infos.push({ name: 'main', url: `${scheme}://${displayHost(config.address.host)}:${port}`, port })
+    if (config.httpRedirectAddr) {
+      const redirect = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
+        const auth = parseAuthority(req.headers.host)
+        if (!auth) {
+          res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('Bad Request\n')
+          return
+        }
+        res.writeHead(301, { location: `https://${auth.host}${req.url ?? '/'}`, connection: 'close', 'content-length': 0 }).end()
+      })
+      this.#redirect = redirect
+      const rport = await listenOn(redirect, config.httpRedirectAddr.host, config.httpRedirectAddr.port)
+      infos.push({ name: 'http_redirect', url: `http://${displayHost(config.httpRedirectAddr.host)}:${rport}`, port: rport })
+    }
+    this.#state.start()
+    return infos
+  }
+
+  /** Swaps in a new config. Listener addresses are fixed for the life of the process. */
+  applyConfig(config: Config): void {
+    const previous = this.#state
+    const next = new ProxyState(config, this.#registry, this.#deps.logger)
+    this.#state = next
+    next.start()
+    previous.stop()
+    this.#registry.sweep(next.transportKeys)
+    this.#applyTimeouts(config)
+    const a = previous.config.address
+    if (a.host !== config.address.host || a.port !== config.address.port || previous.config.insecureServer !== config.insecureServer) {
+      this.#deps.logger.warn('address and insecure_server changes take effect only after a restart')
+    }
+  }
+
+  /**
+   * Stops accepting, lets requests in flight finish for up to `graceMs`, then closes whatever is
+   * left. WebSocket tunnels count as in flight.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    this.#draining = true
+    const closed = [this.#front, this.#redirect].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve()))
+    this.#h1.closeIdleConnections()
+    for (const session of this.#sessions) session.close()
+    const deadline = Date.now() + graceMs
+    while (this.#sockets.size > 0 && Date.now() < deadline) {
+      this.#h1.closeIdleConnections()
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    for (const socket of this.#sockets) socket.destroy()
+    for (const session of this.#sessions) session.destroy()
+    this.#redirect?.closeAllConnections()
+    await Promise.all(closed)
+    this.#state.stop()
+    await this.#registry.closeAll()
+  }
+
+  #applyTimeouts(config: Config): void {
+    this.#h1.requestTimeout = config.timeoutReadMs
+    this.#h1.headersTimeout = config.timeoutReadMs > 0 ? Math.min(HEADERS_TIMEOUT_MS, config.timeoutReadMs) : HEADERS_TIMEOUT_MS
+    this.#h1.keepAliveTimeout = config.timeoutIdleMs
+    this.#h2.setTimeout(config.timeoutIdleMs)
+  }
+
+  #createTlsFront(): NetServer {
+    const server = createTlsServer({
+      ALPNProtocols: ['h2', 'http/1.1'],
+      SNICallback: (name, cb) => {
+        const certs = this.#state.certificates
+        if (!certs) {
+          cb(new Error('TLS is not configured'))
+          return
+        }
+        cb(null, certs.contextFor(name.toLowerCase()))
+      },
+      secureContext: this.#state.certificates?.defaultContext,
+      handshakeTimeout: HEADERS_TIMEOUT_MS,
+    } as Parameters<typeof createTlsServer>[0])
+    server.on('secureConnection', (socket: TLSSocket) => this.#accept(socket, socket.alpnProtocol === 'h2' ? 'h2' : 'h1'))
+    server.on('tlsClientError', () => {})
+    return server
+  }
+
+  #accept(socket: Socket, protocol: 'h1' | 'h2'): void {
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
+    if (this.#draining) {
+      socket.destroy()
+      return
+    }
+    if (protocol === 'h2') this.#h2.emit('connection', socket)
+    else this.#h1.emit('connection', socket)
+  }
+
+  #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (!socket.writable) {
+      socket.destroy()
+      return
+    }
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400
+    const body = `${status} ${statusTitle(status)}\n`
+    socket.end(`HTTP/1.1 ${status} ${statusTitle(status)}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`)
+  }
+
+  #schemeOf(req: AnyRequest): Scheme {
+    return this.#state.config.insecureServer ? 'http' : 'https'
+    void req
+  }
+
+  /** Hygiene, internal paths and routing: everything before authorisation. */
+  #prepare(req: AnyRequest, state: ProxyState, scheme: Scheme): Prepared {
+    const config = state.config
+    const screened = screenHeaders(req.rawHeaders, config.headersWithUnderscoresAction)
+    if (screened) return { kind: 'reply', status: 400, message: `Bad request: ${screened}.`, log: true }
+    const rawAuthority = 'stream' in req ? (req.headers[':authority'] ?? req.headers.host) : req.headers.host
+    const auth = parseAuthority(rawAuthority)
+    if (!auth) return { kind: 'reply', status: 400, message: 'Bad request: the Host header is missing or malformed.', log: true }
+    const target = normaliseTarget(req.url ?? '', {
+      normalizePath: config.normalizePath,
+      mergeSlashes: config.mergeSlashes,
+      escapedSlashes: config.pathWithEscapedSlashesAction,
+    })
+    if (target.kind === 'bad') return { kind: 'reply', status: 400, message: `Bad request: ${target.reason}.`, log: true }
+    if (target.kind === 'redirect') return { kind: 'reply', status: 307, message: 'Redirecting to the unescaped path.', location: target.location, log: true }
+    const path = target.path
+    if (path === '/ping' || path === '/healthz') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return { kind: 'reply', status: 405, message: 'Method not allowed.', log: false }
+      return { kind: 'reply', status: 200, message: 'OK', text: 'OK\n', log: false }
+    }
+    if (isInternalPath(path)) {
+      // Reserved for Portcullis' own endpoints on every host; never forwarded upstream.
+      return { kind: 'reply', status: 404, message: 'This Portcullis endpoint is not available.', log: true }
+    }
+    const port = auth.port ?? (scheme === 'https' ? 443 : 80)
+    const route = state.table.match(auth.host, port, path)
+    if (!route) return { kind: 'reply', status: 404, message: `No route is configured for ${auth.host}${path}.`, log: true }
+    const plan = state.plans.get(route) as RoutePlan
+    const remote = normaliseRemote(req.socket.remoteAddress)
+    const clientIp = trustedClientIp(remote, req.headers['x-forwarded-for'], config.xffNumTrustedHops)
+    return { kind: 'route', plan, host: auth.host, authority: rawAuthority as string, path, query: target.query, clientIp, remote }
+  }
+
+  #onRequest(req: AnyRequest, res: AnyResponse): void {
+    const state = this.#state
+    const requestId = randomUUID()
+    const startedAt = Date.now()
+    const scheme = this.#schemeOf(req)
+    const method = req.method ?? 'GET'
+    const json = prefersJson(req.headers.accept)
+    const headOnly = method === 'HEAD'
+    if (this.#draining && !('stream' in req)) res.setHeader('connection', 'close')
+    const prepared = this.#prepare(req, state, scheme)
+    const log = (status: number, bytes: number, details: string, route: RoutePlan | undefined): void => {
+      state.accessLog({
+        requestId,
+        method,
+        authority: (('stream' in req ? req.headers[':authority'] : undefined) ?? req.headers.host ?? '') as string,
+        path: prepared.kind === 'route' ? prepared.path : (req.url ?? ''),
+        query: prepared.kind === 'route' ? prepared.query : '',
+        headers: req.headers,
+        clientIp: prepared.kind === 'route' ? prepared.clientIp : normaliseRemote(req.socket.remoteAddress),
+        forwardedFor: joinHeader(req.headers['x-forwarded-for']),
+        startedAt,
+        status,
+        details,
+        bytes,
+        upstreamCluster: route?.clusterName ?? '',
+        clusterStatName: route?.route.name ?? '',
+      })
+    }
+    if (prepared.kind === 'reply') {
+      const bytes = this.#reply(res, prepared, requestId, json, headOnly, state)
+      if (prepared.log) log(prepared.status, bytes, 'local_reply', undefined)
+      return
+    }
+    const { plan } = prepared
+    const route = plan.route
+    if (route.redirect || route.response) {
+      const bytes = this.#directRoute(req, res, route, prepared, headOnly, requestId, state)
+      log(res.statusCode, bytes, 'direct_response', plan)
+      return
+    }
+    if (method === 'CONNECT') {
+      const bytes = sendError(res, 405, 'CONNECT is not supported on this route.', requestId, json, state.localHeaders, false)
+      log(405, bytes, 'local_reply', plan)
+      return
+    }
+    const check = this.#checkRequest(req, prepared, requestId, scheme)
+    const then = (result: CheckResult): void => {
+      if (!result.allow) {
+        const headers: Record<string, string> = { ...state.localHeaders, ...result.headers }
+        if (result.location !== undefined) headers['location'] = result.location
+        const bytes = sendError(res, result.status, result.reason, requestId, json, headers, headOnly)
+        log(result.status, bytes, 'ext_authz_denied', plan)
+        return
+      }
+      const cluster = plan.cluster
+      const endpoint = cluster?.balancer.pick(result.routingKey ?? prepared.clientIp)
+      if (!cluster || !endpoint) {
+        const bytes = sendError(res, 503, 'No healthy upstream is available for this route.', requestId, json, state.localHeaders, headOnly)
+        log(503, bytes, 'no_healthy_upstream', plan)
+        return
+      }
+      const index = cluster.endpoints.indexOf(endpoint)
+      const host = upstreamHost(route, plan.paths, prepared.authority, prepared.path, req.headers, endpoint.target)
+      const path = upstreamPath(route, plan.paths, prepared.path, plan.targetPrefixes[index]) + prepared.query
+      const config = state.config
+      const headers = buildUpstreamHeaders({
+        rawHeaders: req.rawHeaders,
+        plan: plan.headers,
+        upstreamHost: host.host,
+        originalHost: host.rewritten ? prepared.authority : undefined,
+        requestId,
+        remoteAddress: prepared.remote,
+        clientIp: prepared.clientIp,
+        scheme,
+        skipXffAppend: config.skipXffAppend,
+        trustForwardedProto: config.xffNumTrustedHops > 0,
+        dropUnderscoreHeaders: config.headersWithUnderscoresAction === 'drop',
+        cookieName: state.cookieName,
+        authzSet: result.setHeaders,
+        authzRemove: result.removeHeaders,
+        upgrade: undefined,
+      })
+      forward({
+        req,
+        res,
+        requestId,
+        method,
+        path,
+        authority: host.host,
+        headers,
+        endpoint,
+        plan: plan.headers,
+        timeoutMs: minNonZero(route.timeoutMs, config.timeoutWriteMs),
+        idleTimeoutMs: route.idleTimeoutMs,
+        json,
+        errorHeaders: state.localHeaders,
+        done: (status, bytes, details) => log(status, bytes, details, plan),
+      })
+    }
+    this.#authorize(check, then, (err) => {
+      this.#deps.logger.error({ err, requestId }, 'authorize failed')
+      const bytes = sendError(res, 500, 'Authorization could not be completed.', requestId, json, state.localHeaders, headOnly)
+      log(500, bytes, 'ext_authz_error', plan)
+    })
+  }
+
+  #authorize(check: CheckRequest, then: (r: CheckResult) => void, fail: (err: unknown) => void): void {
+    let result: CheckResult | Promise<CheckResult>
+    try {
+      result = this.#deps.authorizer.check(check)
+    } catch (err) {
+      fail(err)
+      return
+    }
+    if (result instanceof Promise) result.then(then, fail)
+    else then(result)
+  }
+
+  #checkRequest(req: AnyRequest, p: Extract<Prepared, { kind: 'route' }>, requestId: string, scheme: Scheme): CheckRequest {
+    return {
+      requestId,
+      route: p.plan.route,
+      method: req.method ?? 'GET',
+      host: p.host,
+      path: p.path,
+      query: p.query,
+      headers: req.headers,
+      clientIp: p.clientIp,
+      scheme,
+    }
+  }
+
+  #reply(res: AnyResponse, p: Extract<Prepared, { kind: 'reply' }>, requestId: string, json: boolean, headOnly: boolean, state: ProxyState): number {
+    if (p.text !== undefined) {
+      return sendBody(res, p.status, { 'content-type': 'text/plain', 'x-request-id': requestId }, p.text, headOnly)
+    }
+    const headers: Record<string, string> = { ...state.localHeaders }
+    if (p.location !== undefined) headers['location'] = p.location
+    return sendError(res, p.status, p.message, requestId, json, headers, headOnly)
+  }
+
+  #directRoute(
+    req: AnyRequest,
+    res: AnyResponse,
+    route: RouteConfig,
+    p: Extract<Prepared, { kind: 'route' }>,
+    headOnly: boolean,
+    requestId: string,
+    state: ProxyState,
+  ): number {
+    const headers: Record<string, string> = { ...state.localHeaders, 'x-request-id': requestId }
+    if (route.response) {
+      headers['content-type'] = 'text/plain; charset=utf-8'
+      return sendBody(res, route.response.status, headers, route.response.body, headOnly)
+    }
+    const r = route.redirect
+    if (!r) return 0
+    const scheme = r.httpsRedirect ? 'https' : (r.schemeRedirect ?? this.#schemeOf(req))
+    let host = r.hostRedirect ?? p.host
+    if (r.portRedirect !== undefined) host = `${host.replace(/:\d+$/, '')}:${r.portRedirect}`
+    else if (r.hostRedirect === undefined && (p.authority.match(/:(\d+)$/) ?? [])[1] && !r.httpsRedirect && r.schemeRedirect === undefined) {
+      host = p.authority.toLowerCase()
+    }
+    let path = p.path
+    if (r.pathRedirect !== undefined) path = r.pathRedirect
+    else if (r.prefixRewrite !== undefined) path = r.prefixRewrite + p.path.slice((route.prefix ?? '/').length)
+    const query = r.stripQuery ? '' : p.query
+    headers['location'] = `${scheme}://${host}${path}${query}`
+    return sendBody(res, r.responseCode, headers, '', headOnly)
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const token = (req.headers.upgrade ?? '').toLowerCase()
+    if (token === 'h2c') {
+      // Clients such as curl offer h2c opportunistically; answer over HTTP/1.1 as if not offered.
+      const res = new ServerResponse(req)
+      res.assignSocket(socket as Socket)
+      res.shouldKeepAlive = false
+      res.once('finish', () => socket.end())
+      this.#onRequest(req, res)
+      return
+    }
+    const state = this.#state
+    const requestId = randomUUID()
+    const scheme = this.#schemeOf(req)
+    const prepared = this.#prepare(req, state, scheme)
+    if (prepared.kind === 'reply') {
+      rejectUpgrade(socket, prepared.status, statusTitle(prepared.status), prepared.message, requestId)
+      return
+    }
+    const { plan } = prepared
+    const route = plan.route
+    const startedAt = Date.now()
+    const log = (status: number, bytes: number, details: string): void =>
+      state.accessLog({
+        requestId,
+        method: req.method ?? 'GET',
+        authority: req.headers.host ?? '',
+        path: prepared.path,
+        query: prepared.query,
+        headers: req.headers,
+        clientIp: prepared.clientIp,
+        forwardedFor: joinHeader(req.headers['x-forwarded-for']),
+        startedAt,
+        status,
+        details,
+        bytes,
+        upstreamCluster: plan.clusterName,
+        clusterStatName: route.name ?? '',
+      })
+    if (!plan.upgrades.has(token)) {
+      rejectUpgrade(socket, 403, 'Forbidden', `Upgrading to "${token}" is not allowed on this route.`, requestId)
+      log(403, 0, 'upgrade_failed')
+      return
+    }
+    const check = this.#checkRequest(req, prepared, requestId, scheme)
+    this.#authorize(
+      check,
+      (result) => {
+        if (!result.allow) {
+          rejectUpgrade(socket, result.status, statusTitle(result.status), result.reason, requestId)
+          log(result.status, 0, 'ext_authz_denied')
+          return
+        }
+        const cluster = plan.cluster
+        const endpoint = cluster?.balancer.pick(result.routingKey ?? prepared.clientIp)
+        if (!cluster || !endpoint || endpoint.target.url.protocol === 'h2c:') {
+          rejectUpgrade(socket, 503, 'Service Unavailable', 'No upstream can take this upgrade.', requestId)
+          log(503, 0, 'no_healthy_upstream')
+          return
+        }
+        const index = cluster.endpoints.indexOf(endpoint)
+        const host = upstreamHost(route, plan.paths, prepared.authority, prepared.path, req.headers, endpoint.target)
+        const path = upstreamPath(route, plan.paths, prepared.path, plan.targetPrefixes[index]) + prepared.query
+        const headers = buildUpstreamHeaders({
+          rawHeaders: req.rawHeaders,
+          plan: plan.headers,
+          upstreamHost: host.host,
+          originalHost: host.rewritten ? prepared.authority : undefined,
+          requestId,
+          remoteAddress: prepared.remote,
+          clientIp: prepared.clientIp,
+          scheme,
+          skipXffAppend: state.config.skipXffAppend,
+          trustForwardedProto: state.config.xffNumTrustedHops > 0,
+          dropUnderscoreHeaders: state.config.headersWithUnderscoresAction === 'drop',
+          cookieName: state.cookieName,
+          authzSet: result.setHeaders,
+          authzRemove: result.removeHeaders,
+          upgrade: req.headers.upgrade ?? token,
+        })
+        tunnelUpgrade({
+          requestId,
+          socket,
+          head,
+          method: req.method ?? 'GET',
+          path,
+          headers,
+          endpoint,
+          tls: route.tls,
+          idleTimeoutMs: route.idleTimeoutMs,
+          done: log,
+        })
+      },
+      () => {
+        rejectUpgrade(socket, 500, 'Internal Server Error', 'Authorization could not be completed.', requestId)
+        log(500, 0, 'ext_authz_error')
+      },
+    )
+  }
+}
+
+function isInternalPath(path: string): boolean {
+  return path === '/.pomerium' || path.startsWith('/.pomerium/') || path === '/.well-known/pomerium' || path.startsWith('/.well-known/pomerium/')
+}
+
+function joinHeader(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v.join(', ') : v
+}
+
+function minNonZero(a: number, b: number): number {
+  if (a <= 0) return b
+  if (b <= 0) return a
+  return Math.min(a, b)
+}
+
+function displayHost(host: string | undefined): string {
+  if (!host || host === '0.0.0.0' || host === '::') return '127.0.0.1'
+  return host.includes(':') ? `[${host}]` : host
+}
+
+function listenOn(server: NetServer, host: string | undefined, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    const onListening = (): void => {
+      server.off('error', reject)
+      resolve((server.address() as AddressInfo).port)
+    }
+    if (host) server.listen(port, host, onListening)
+    else server.listen(port, onListening)
+  })
+}

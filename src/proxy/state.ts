@@ -1,0 +1,79 @@
+/**
+ * Everything the data plane derives from one config, built once and swapped whole on reload
+ * (requests in flight keep the generation they started with).
+ */
+import type { Config, RouteConfig } from '../config/types.js'
+import type { Logger } from '../shared/log.js'
+import { createAccessLogger } from './access-log.js'
+import type { AccessLogger } from './access-log.js'
+import { buildHeaderPlan } from './headers.js'
+import type { HeaderPlan } from './headers.js'
+import { buildPathPlan, targetPathPrefix } from './rewrite.js'
+import type { PathPlan } from './rewrite.js'
+import { RouteTable } from './route-table.js'
+import { buildCertificateSet } from './tls.js'
+import type { CertificateSet } from './tls.js'
+import { Cluster } from './upstreams.js'
+import type { TransportRegistry } from './upstreams.js'
+
+export interface RoutePlan {
+  readonly route: RouteConfig
+  readonly headers: HeaderPlan
+  readonly paths: PathPlan
+  readonly cluster: Cluster | undefined
+  /** Path prefix of each endpoint's `to` URL, by endpoint index. */
+  readonly targetPrefixes: readonly (string | undefined)[]
+  readonly upgrades: ReadonlySet<string>
+  readonly clusterName: string
+}
+
+export class ProxyState {
+  readonly config: Config
+  readonly table: RouteTable
+  readonly plans: ReadonlyMap<RouteConfig, RoutePlan>
+  readonly accessLog: AccessLogger
+  readonly certificates: CertificateSet | undefined
+  /** Global response headers, for pages the proxy answers itself. */
+  readonly localHeaders: Readonly<Record<string, string>>
+  readonly cookieName: string
+  readonly transportKeys: ReadonlySet<string>
+
+  constructor(config: Config, registry: TransportRegistry, logger: Logger) {
+    this.config = config
+    this.table = new RouteTable(config.routes)
+    const plans = new Map<RouteConfig, RoutePlan>()
+    const keys = new Set<string>()
+    for (const route of config.routes) {
+      const cluster = route.to.length > 0 && isHttpTarget(route) ? new Cluster(route, registry, logger) : undefined
+      for (const e of cluster?.endpoints ?? []) keys.add(e.transportKey)
+      plans.set(route, {
+        route,
+        headers: buildHeaderPlan(route, config.passIdentityHeaders),
+        paths: buildPathPlan(route),
+        cluster,
+        targetPrefixes: route.to.map(targetPathPrefix),
+        upgrades: new Set(route.allowedUpgrades.map((u) => u.toLowerCase())),
+        clusterName: route.name ?? `route-${route.id}`,
+      })
+    }
+    this.plans = plans
+    this.transportKeys = keys
+    this.accessLog = createAccessLogger(config.accessLogFields, logger)
+    this.certificates = config.insecureServer ? undefined : buildCertificateSet(config.certificates)
+    this.localHeaders = Object.fromEntries(Object.entries(config.setResponseHeaders).map(([k, v]) => [k.toLowerCase(), v]))
+    const cookie = config.raw['cookie_name']
+    this.cookieName = typeof cookie === 'string' && cookie !== '' ? cookie : '_pomerium'
+  }
+
+  start(): void {
+    for (const p of this.plans.values()) p.cluster?.start()
+  }
+
+  stop(): void {
+    for (const p of this.plans.values()) p.cluster?.stop()
+  }
+}
+
+function isHttpTarget(route: RouteConfig): boolean {
+  return route.to.every((t) => t.url.protocol === 'http:' || t.url.protocol === 'https:' || t.url.protocol === 'h2c:')
+}

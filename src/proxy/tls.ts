@@ -1,0 +1,85 @@
+/**
+ * Server certificates: one secure context per configured certificate, chosen by SNI (exact name,
+ * then wildcard, then the first certificate). With no certificate configured, Pomerium serves a
+ * self-signed fallback; so do we, made once per process with the system's openssl.
+ */
+import { execFileSync } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createSecureContext } from 'node:tls'
+import type { SecureContext } from 'node:tls'
+import type { ServerCertificate } from '../config/types.js'
+
+export interface CertificateSet {
+  readonly defaultContext: SecureContext
+  /** Resolves the context for an SNI name (already lower-cased). */
+  contextFor(serverName: string): SecureContext
+}
+
+let fallback: ServerCertificate | undefined
+
+/** A self-signed certificate for `localhost`, used only when none is configured. */
+export function selfSignedFallback(): ServerCertificate {
+  if (fallback) return fallback
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-fallback-'))
+  try {
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '365',
+        '-subj', '/CN=Portcullis self-signed fallback', '-addext', 'subjectAltName=DNS:localhost',
+        '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+      { stdio: 'ignore' },
+    )
+    fallback = { cert: readFileSync(join(dir, 'cert.pem'), 'utf8'), key: readFileSync(join(dir, 'key.pem'), 'utf8') }
+    return fallback
+  } catch (err) {
+    throw new Error('no certificate is configured and a self-signed fallback could not be made with openssl; set certificate_file/certificate_key_file or insecure_server: true', { cause: err })
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function certificateNames(pem: string): string[] {
+  const x509 = new X509Certificate(pem)
+  const names: string[] = []
+  for (const entry of (x509.subjectAltName ?? '').split(', ')) {
+    if (entry.startsWith('DNS:')) names.push(entry.slice(4).toLowerCase())
+  }
+  if (names.length === 0) {
+    const cn = /CN=([^\n,]+)/.exec(x509.subject)
+    if (cn?.[1]) names.push(cn[1].toLowerCase())
+  }
+  return names
+}
+
+export function buildCertificateSet(certs: readonly ServerCertificate[]): CertificateSet {
+  const list = certs.length > 0 ? certs : [selfSignedFallback()]
+  const exact = new Map<string, SecureContext>()
+  const wildcard = new Map<string, SecureContext>()
+  let defaultContext: SecureContext | undefined
+  for (const c of list) {
+    const ctx = createSecureContext({ cert: c.cert, key: c.key })
+    defaultContext ??= ctx
+    for (const name of certificateNames(c.cert)) {
+      if (name.startsWith('*.')) {
+        if (!wildcard.has(name.slice(1))) wildcard.set(name.slice(1), ctx)
+      } else if (!exact.has(name)) exact.set(name, ctx)
+    }
+  }
+  const def = defaultContext as SecureContext
+  return {
+    defaultContext: def,
+    contextFor(serverName: string): SecureContext {
+      const e = exact.get(serverName)
+      if (e) return e
+      const dot = serverName.indexOf('.')
+      if (dot !== -1) {
+        const w = wildcard.get(serverName.slice(dot))
+        if (w) return w
+      }
+      return def
+    },
+  }
+}

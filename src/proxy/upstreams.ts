@@ -1,0 +1,329 @@
+/**
+ * Upstream endpoints: connection pools, passive ejection and active health checks.
+ *
+ * http/https targets use an undici Pool (keep-alive, one per origin and TLS setting, shared by
+ * every route and kept across config reloads when unchanged). h2c targets use one node:http2
+ * session with prior knowledge, since undici does not speak cleartext HTTP/2.
+ */
+import { connect as http2Connect } from 'node:http2'
+import type { ClientHttp2Session } from 'node:http2'
+import { createHash } from 'node:crypto'
+import { Pool } from 'undici'
+import type { Dispatcher } from 'undici'
+import type { HealthCheckConfig, RouteConfig, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
+import type { Logger } from '../shared/log.js'
+import { createBalancer, DEFAULT_PANIC_THRESHOLD_PERCENT } from './balancer.js'
+import type { Balanced, Balancer } from './balancer.js'
+
+/** Passive ejection ("outlier detection"): Envoy's defaults, counting gateway failures only. */
+export interface OutlierSettings {
+  readonly consecutiveFailures: number
+  readonly baseEjectionMs: number
+  readonly maxEjectionMs: number
+  /** Also count upstream 5xx answers (route `outlier_detection.consecutive_5xx`). */
+  readonly count5xx: boolean
+}
+
+export const DEFAULT_OUTLIER: OutlierSettings = {
+  consecutiveFailures: 5,
+  baseEjectionMs: 30_000,
+  maxEjectionMs: 300_000,
+  count5xx: false,
+}
+
+/** A cleartext HTTP/2 connection, re-established when it closes or receives GOAWAY. */
+export class H2cConnection {
+  readonly #origin: string
+  #session: ClientHttp2Session | undefined
+
+  constructor(origin: string) {
+    this.#origin = origin
+  }
+
+  session(): ClientHttp2Session {
+    const current = this.#session
+    if (current && !current.closed && !current.destroyed) return current
+    const session = http2Connect(this.#origin)
+    const forget = (): void => {
+      if (this.#session === session) this.#session = undefined
+    }
+    session.on('error', forget)
+    session.on('close', forget)
+    session.on('goaway', forget)
+    session.unref()
+    this.#session = session
+    return session
+  }
+
+  close(): void {
+    this.#session?.close()
+    this.#session = undefined
+  }
+}
+
+export type Transport =
+  | { readonly kind: 'pool'; readonly pool: Dispatcher }
+  | { readonly kind: 'h2c'; readonly connection: H2cConnection }
+
+/** Keeps one transport per origin + TLS setting across config generations. */
+export class TransportRegistry {
+  readonly #transports = new Map<string, Transport>()
+
+  get(target: UpstreamTarget, tls: UpstreamTlsConfig): { key: string; transport: Transport } {
+    const key = transportKey(target, tls)
+    let transport = this.#transports.get(key)
+    if (!transport) {
+      transport = createTransport(target, tls)
+      this.#transports.set(key, transport)
+    }
+    return { key, transport }
+  }
+
+  /** Closes transports no current route uses; in-flight requests on them finish first. */
+  sweep(inUse: ReadonlySet<string>): void {
+    for (const [key, transport] of this.#transports) {
+      if (inUse.has(key)) continue
+      this.#transports.delete(key)
+      closeTransport(transport)
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    const closing: Promise<void>[] = []
+    for (const transport of this.#transports.values()) closing.push(closeTransport(transport, true))
+    this.#transports.clear()
+    await Promise.allSettled(closing)
+  }
+}
+
+function closeTransport(transport: Transport, force = false): Promise<void> {
+  if (transport.kind === 'h2c') {
+    transport.connection.close()
+    return Promise.resolve()
+  }
+  return force ? transport.pool.destroy() : transport.pool.close()
+}
+
+function transportKey(target: UpstreamTarget, tls: UpstreamTlsConfig): string {
+  const url = target.url
+  if (url.protocol !== 'https:') return `${url.protocol}//${url.host}`
+  const digest = createHash('sha256')
+    .update(JSON.stringify([tls.skipVerify, tls.serverName, tls.customCa, tls.clientCert, tls.clientKey]))
+    .digest('hex')
+    .slice(0, 16)
+  return `https://${url.host}#${digest}`
+}
+
+function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig): Transport {
+  const url = target.url
+  if (url.protocol === 'h2c:') {
+    return { kind: 'h2c', connection: new H2cConnection(`http://${url.host}`) }
+  }
+  const origin = `${url.protocol}//${url.host}`
+  const connect: Record<string, unknown> = {}
+  if (url.protocol === 'https:') {
+    // Verification stays on unless the route opts out with tls_skip_verify.
+    connect['rejectUnauthorized'] = !tls.skipVerify
+    const serverName = tls.serverName ?? (isIpLiteral(url.hostname) ? undefined : url.hostname)
+    if (serverName !== undefined) connect['servername'] = serverName
+    if (tls.customCa !== undefined) connect['ca'] = tls.customCa
+    if (tls.clientCert !== undefined && tls.clientKey !== undefined) {
+      connect['cert'] = tls.clientCert
+      connect['key'] = tls.clientKey
+    }
+  }
+  const pool = new Pool(origin, {
+    connect,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 300_000,
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    // Node's own parser limit on the client side matches the 128 KiB header limit downstream.
+    maxHeaderSize: 128 * 1024,
+  })
+  return { kind: 'pool', pool }
+}
+
+function isIpLiteral(host: string): boolean {
+  return /^[0-9.]+$/.test(host) || host.startsWith('[')
+}
+
+/** One `to` target of one route. Health state is per config generation. */
+export class Endpoint implements Balanced {
+  readonly key: string
+  readonly weight: number
+  readonly target: UpstreamTarget
+  readonly transport: Transport
+  readonly transportKey: string
+  active = 0
+  healthy = true
+  ejectedUntil = 0
+  #consecutiveFailures = 0
+  #ejections = 0
+  readonly #outlier: OutlierSettings
+
+  constructor(target: UpstreamTarget, transport: { key: string; transport: Transport }, outlier: OutlierSettings) {
+    this.target = target
+    this.key = target.url.href
+    this.weight = target.weight
+    this.transport = transport.transport
+    this.transportKey = transport.key
+    this.#outlier = outlier
+  }
+
+  isAvailable(now: number): boolean {
+    return this.healthy && now >= this.ejectedUntil
+  }
+
+  /** Records how a forwarded request went: `failed` means connect error, timeout or (optionally) a 5xx. */
+  recordOutcome(status: number | undefined): void {
+    const failed = status === undefined || (this.#outlier.count5xx ? status >= 500 : status === 502 || status === 503 || status === 504)
+    if (!failed) {
+      this.#consecutiveFailures = 0
+      return
+    }
+    this.#consecutiveFailures++
+    if (this.#consecutiveFailures >= this.#outlier.consecutiveFailures) {
+      this.#consecutiveFailures = 0
+      this.#ejections++
+      const duration = Math.min(this.#outlier.baseEjectionMs * this.#ejections, this.#outlier.maxEjectionMs)
+      this.ejectedUntil = Date.now() + duration
+    }
+  }
+}
+
+/** The upstreams of one route: endpoints, their balancer and their health checkers. */
+export class Cluster {
+  readonly endpoints: readonly Endpoint[]
+  readonly balancer: Balancer<Endpoint>
+  readonly #checkers: HealthChecker[] = []
+
+  constructor(route: RouteConfig, registry: TransportRegistry, logger: Logger) {
+    const outlier = outlierFromRoute(route)
+    this.endpoints = route.to.map((t) => new Endpoint(t, registry.get(t, route.tls), outlier))
+    const panic = typeof route.raw['healthy_panic_threshold'] === 'number' ? route.raw['healthy_panic_threshold'] : DEFAULT_PANIC_THRESHOLD_PERCENT
+    this.balancer = createBalancer(route.loadBalancingPolicy, this.endpoints, panic)
+    for (const hc of route.healthChecks) {
+      if (!hc.http) continue
+      for (const endpoint of this.endpoints) this.#checkers.push(new HealthChecker(endpoint, hc, route, logger))
+    }
+  }
+
+  start(): void {
+    for (const c of this.#checkers) c.start()
+  }
+
+  stop(): void {
+    for (const c of this.#checkers) c.stop()
+  }
+}
+
+function outlierFromRoute(route: RouteConfig): OutlierSettings {
+  const raw = route.raw['outlier_detection']
+  if (!raw || typeof raw !== 'object') return DEFAULT_OUTLIER
+  const od = raw as Record<string, unknown>
+  const consecutive5xx = typeof od['consecutive_5xx'] === 'number' ? od['consecutive_5xx'] : undefined
+  const gateway = typeof od['consecutive_gateway_failure'] === 'number' ? od['consecutive_gateway_failure'] : undefined
+  const base = parseSimpleDuration(od['base_ejection_time'])
+  return {
+    consecutiveFailures: consecutive5xx ?? gateway ?? DEFAULT_OUTLIER.consecutiveFailures,
+    baseEjectionMs: base ?? DEFAULT_OUTLIER.baseEjectionMs,
+    maxEjectionMs: parseSimpleDuration(od['max_ejection_time']) ?? DEFAULT_OUTLIER.maxEjectionMs,
+    count5xx: consecutive5xx !== undefined,
+  }
+}
+
+/** Envoy durations in YAML appear as `30s` or `0.5s`; numbers are seconds. */
+function parseSimpleDuration(value: unknown): number | undefined {
+  if (typeof value === 'number') return value * 1000
+  if (typeof value !== 'string') return undefined
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(value.trim())
+  if (!m) return undefined
+  const n = Number(m[1])
+  return m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000
+}
+
+/** Active HTTP health checking of one endpoint, with Envoy's threshold semantics. */
+class HealthChecker {
+  readonly #endpoint: Endpoint
+  readonly #hc: HealthCheckConfig
+  readonly #host: string
+  readonly #logger: Logger
+  readonly #routeName: string
+  #timer: NodeJS.Timeout | undefined
+  #successes = 0
+  #failures = 0
+  #stopped = false
+
+  constructor(endpoint: Endpoint, hc: HealthCheckConfig, route: RouteConfig, logger: Logger) {
+    this.#endpoint = endpoint
+    this.#hc = hc
+    this.#host = hc.http?.host ?? endpoint.target.url.host
+    this.#logger = logger
+    this.#routeName = route.name ?? route.fromUrl
+  }
+
+  start(): void {
+    this.#schedule(0)
+  }
+
+  stop(): void {
+    this.#stopped = true
+    if (this.#timer) clearTimeout(this.#timer)
+  }
+
+  #schedule(delay: number): void {
+    if (this.#stopped) return
+    this.#timer = setTimeout(() => void this.#probe(), delay)
+    this.#timer.unref()
+  }
+
+  async #probe(): Promise<void> {
+    const http = this.#hc.http
+    if (!http) return
+    let ok = false
+    try {
+      const status = await probe(this.#endpoint.transport, this.#endpoint.target, http.path, this.#host, this.#hc.timeoutMs)
+      ok = http.expectedStatuses.some(([lo, hi]) => status >= lo && status < hi)
+    } catch {
+      ok = false
+    }
+    if (this.#stopped) return
+    if (ok) {
+      this.#failures = 0
+      this.#successes++
+      if (!this.#endpoint.healthy && this.#successes >= this.#hc.healthyThreshold) {
+        this.#endpoint.healthy = true
+        this.#logger.info({ route: this.#routeName, upstream: this.#endpoint.key }, 'upstream passed health checks')
+      }
+    } else {
+      this.#successes = 0
+      this.#failures++
+      if (this.#endpoint.healthy && this.#failures >= this.#hc.unhealthyThreshold) {
+        this.#endpoint.healthy = false
+        this.#logger.warn({ route: this.#routeName, upstream: this.#endpoint.key }, 'upstream failed health checks')
+      }
+    }
+    this.#schedule(this.#hc.intervalMs)
+  }
+}
+
+async function probe(transport: Transport, target: UpstreamTarget, path: string, host: string, timeoutMs: number): Promise<number> {
+  const signal = AbortSignal.timeout(timeoutMs > 0 ? timeoutMs : 5000)
+  if (transport.kind === 'pool') {
+    const res = await transport.pool.request({ path, method: 'GET', headers: { host, 'user-agent': 'Portcullis-HealthCheck' }, signal })
+    await res.body.dump()
+    return res.statusCode
+  }
+  void target
+  return await new Promise<number>((resolve, reject) => {
+    const stream = transport.connection.session().request({ ':path': path, ':method': 'GET', ':authority': host }, { signal })
+    stream.on('response', (headers) => {
+      resolve(Number(headers[':status']))
+      stream.close()
+    })
+    stream.on('error', reject)
+    stream.end()
+  })
+}
