@@ -30,7 +30,7 @@ function defaultText(d: SettingDescriptor): string {
   if (d.defaultText !== undefined) return d.defaultText
   if (d.default === undefined) return '—'
   if (Array.isArray(d.default)) return code(d.default.join(', '))
-  return code(String(d.default))
+  return code(typeof d.default === 'string' ? d.default : JSON.stringify(d.default))
 }
 
 function typeText(d: SettingDescriptor): string {

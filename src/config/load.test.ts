@@ -296,3 +296,73 @@ test('a TLS server without certificates loads (the proxy generates a fallback)',
   assert.deepEqual(issues, [])
   assert.deepEqual(config?.certificates, [])
 })
+
+test('a full Pomerium-style config loads without errors or warnings', () => {
+  const secret = Buffer.alloc(32, 9).toString('base64')
+  const yaml = `
+authenticate_service_url: https://authenticate.localhost.pomerium.io
+idp_provider: oidc
+idp_provider_url: https://idp.example.com/realms/x
+idp_client_id: portcullis
+idp_client_secret: s3cr3t
+idp_scopes: [openid, profile, email, offline_access]
+idp_request_params: {prompt: login}
+shared_secret: ${secret}
+cookie_secret: ${secret}
+cookie_name: _pc
+cookie_expire: 8h
+cookie_same_site: Lax
+signing_key: ${Buffer.from(testPem('a.key.pem')).toString('base64')}
+jwt_claims_headers: {X-Email: email, X-Groups: groups}
+jwt_issuer_format: uri
+databroker_storage_type: postgres
+databroker_storage_connection_string: postgres://u:p@db/pomerium
+grpc_address: ":5443"
+grpc_insecure: true
+metrics_address: ":9902"
+health_check_addr: 127.0.0.1:28080
+otel_traces_exporter: otlp
+otel_exporter_otlp_endpoint: http://collector:4317
+otel_traces_sampler_arg: 0.5
+dns_lookup_family: V4_ONLY
+runtime_flags: {pomerium_jwt_endpoint: true}
+downstream_mtls:
+  ca: ${Buffer.from(testPem('a.cert.pem')).toString('base64')}
+  enforcement: policy
+  match_subject_alt_names: [{dns: ".*\\\\.example\\\\.com"}]
+circuit_breaker_thresholds: {max_connections: 100}
+mcp_allowed_client_id_domains: [example.com]
+x-anchors: &upstream http://127.0.0.1:8080
+routes:
+  - from: https://verify.localhost.pomerium.io
+    to: *upstream
+    name: Verify
+    pass_identity_headers: true
+    policy:
+      - allow:
+          or:
+            - domain: {is: example.com}
+            - groups: {has: admins}
+  - from: https://mcp.localhost.pomerium.io
+    to: http://127.0.0.1:9000
+    mcp: {server: {max_request_bytes: 8192}}
+    allow_any_authenticated_user: true
+  - from: https://redirect.localhost.pomerium.io
+    redirect: {https_redirect: true, response_code: 308}
+  - from: https://health.localhost.pomerium.io
+    response: {status: 200, body: ok}
+    allow_public_unauthenticated_access: true
+`
+  const { config, issues } = loadYaml(yaml)
+  // The YAML anchor key is unknown to Pomerium too; it is the only expected issue.
+  assert.deepEqual(issues.map((i) => [i.severity, i.path]), [['warning', 'x-anchors']])
+  assert.ok(config)
+  assert.equal(config.routes.length, 4)
+  assert.equal(config.routes[0]?.to[0]?.url.port, '8080')
+  assert.equal(config.routes[1]?.timeoutMs, 0, 'MCP server routes have no route timeout')
+  assert.equal(config.routes[2]?.redirect?.responseCode, 308)
+  assert.equal(config.raw['cookie_same_site'], 'lax')
+  assert.deepEqual(config.raw['jwt_claims_headers'], { 'X-Email': 'email', 'X-Groups': 'groups' })
+  assert.equal((config.raw['runtime_flags'] as Record<string, boolean>)['pomerium_jwt_endpoint'], true)
+  assert.equal((config.raw['downstream_mtls'] as Record<string, unknown>)['ca'], testPem('a.cert.pem'))
+})

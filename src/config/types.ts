@@ -138,9 +138,15 @@ export interface RouteConfig {
   readonly allowedIdpClaims: Readonly<Record<string, readonly unknown[]>>
   /** The embedded PPL as written (object or list); parsed by the authorize issue. */
   readonly policy: unknown
+  /** Effective value: the route's setting, else the global `pass_identity_headers`. */
   readonly passIdentityHeaders: boolean | undefined
 
-  /** Every key of the route as written (validated), for settings consumed by later issues. */
+  /**
+   * Every key of the route as written (validated), for settings consumed by later issues.
+   * Values are coerced to their kind: durations in ms, bools/ints as numbers, enums in canonical
+   * case; `<key>_file` contents are read into `<key>` (the `_file` key holds the absolute path)
+   * and inline base64 PEM is decoded to PEM text. No defaults are filled in.
+   */
   readonly raw: Readonly<Record<string, unknown>>
 }
 
@@ -185,7 +191,13 @@ export interface Config {
 
   readonly routes: readonly RouteConfig[]
 
-  /** Every global key as written (validated), for settings consumed by later issues. */
+  /**
+   * Every global key (validated), for settings consumed by later issues. Same normalisation as
+   * `RouteConfig.raw`, and descriptor defaults are filled in (e.g. `cookie_name` = `_pomerium`,
+   * `cookie_expire` = 50400000). `runtime_flags` is merged over the flag defaults,
+   * `jwt_claims_headers` is normalised to a `Header: claim` map, and `routes`/`policy` are
+   * removed (use `routes` above).
+   */
   readonly raw: Readonly<Record<string, unknown>>
 }
 

@@ -5,7 +5,7 @@
  * hot path); h2c goes through a node:http2 client stream so that gRPC trailers pass through.
  */
 import type { IncomingMessage } from 'node:http'
-import type { Http2ServerRequest, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
+import type { ClientHttp2Stream, Http2ServerRequest, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import { constants as h2constants } from 'node:http2'
 import type { Dispatcher } from 'undici'
 import type { HeaderPlan } from './headers.js'
@@ -156,12 +156,7 @@ class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     const res = this.f.res
-    let hasTrailers = false
-    for (const _ in trailers) {
-      hasTrailers = true
-      break
-    }
-    if (hasTrailers) res.addTrailers(trailers as Record<string, string>)
+    if (Object.keys(trailers).length > 0) res.addTrailers(trailers)
     res.end()
     this.finish(this.status, this.bytes, 'via_upstream', this.status)
   }
@@ -177,7 +172,7 @@ class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
 }
 
 class H2cExchange extends Exchange {
-  #stream: import('node:http2').ClientHttp2Stream | undefined
+  #stream: ClientHttp2Stream | undefined
 
   start(): void {
     const f = this.f
@@ -198,7 +193,7 @@ class H2cExchange extends Exchange {
       else headers[lower] = Array.isArray(existing) ? [...existing, value] : [String(existing), value]
     }
     const withBody = hasRequestBody(f.req)
-    let stream: import('node:http2').ClientHttp2Stream
+    let stream: ClientHttp2Stream
     try {
       stream = f.endpoint.transport.connection.session().request(headers, { endStream: !withBody })
     } catch (err) {
@@ -213,7 +208,7 @@ class H2cExchange extends Exchange {
       this.status = Number(h[':status'])
       f.res.writeHead(this.status, buildResponseHeaders(h, f.plan, f.requestId))
     })
-    stream.on('trailers', (t) => {
+    stream.on('trailers', (t: IncomingHttpHeaders) => {
       trailers = t
     })
     stream.on('data', (chunk: Buffer) => {

@@ -30,7 +30,7 @@ export interface Authority {
   readonly port: number | undefined
 }
 
-const HOST_CHARS = /^[a-z0-9.\-]+$/
+const HOST_CHARS = /^[a-z0-9.-]+$/
 
 /** Parses a Host / :authority value; undefined when it is missing or malformed. */
 export function parseAuthority(value: string | undefined): Authority | undefined {

@@ -222,6 +222,9 @@ export class ProxyServer {
   /** Hygiene, internal paths and routing: everything before authorisation. */
   #prepare(req: AnyRequest, state: ProxyState, scheme: Scheme): Prepared {
     const config = state.config
+    // Node's parser takes a request line without a version as HTTP/0.9 (and still reads headers);
+    // Envoy refuses it, and so do we.
+    if (!('stream' in req) && req.httpVersionMajor !== 1) return { kind: 'reply', status: 400, message: 'Bad request: the HTTP version is not supported.', log: true }
     const screened = screenHeaders(req.rawHeaders, config.headersWithUnderscoresAction)
     if (screened) return { kind: 'reply', status: 400, message: `Bad request: ${screened}.`, log: true }
     const rawAuthority = 'stream' in req ? (req.headers[':authority'] ?? req.headers.host) : req.headers.host
@@ -266,7 +269,7 @@ export class ProxyServer {
       state.accessLog({
         requestId,
         method,
-        authority: (('stream' in req ? req.headers[':authority'] : undefined) ?? req.headers.host ?? '') as string,
+        authority: ('stream' in req ? req.headers[':authority'] : undefined) ?? req.headers.host ?? '',
         path: prepared.kind === 'route' ? prepared.path : (req.url ?? ''),
         query: prepared.kind === 'route' ? prepared.query : '',
         headers: req.headers,

@@ -84,7 +84,7 @@ export class TransportRegistry {
     for (const [key, transport] of this.#transports) {
       if (inUse.has(key)) continue
       this.#transports.delete(key)
-      closeTransport(transport)
+      void closeTransport(transport)
     }
   }
 
