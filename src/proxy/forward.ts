@@ -68,6 +68,9 @@ export function classifyUpstreamError(err: unknown): Failure {
   if (err instanceof Error && /certificate|self.signed|tls|ssl/i.test(err.message)) {
     return { status: 503, message: 'The upstream service could not be reached.', details: 'upstream_connect_failure' }
   }
+  // node:http2 cancels streams pending on a session that failed to connect with
+  // ERR_HTTP2_STREAM_CANCEL; the connect error (e.g. ECONNREFUSED) is its cause.
+  if (err instanceof Error && err.cause !== undefined && err.cause !== err) return classifyUpstreamError(err.cause)
   return { status: 502, message: 'The upstream service sent an invalid response.', details: 'upstream_bad_response' }
 }
 

@@ -14,7 +14,7 @@ import type { Http2Server, Http2ServerRequest, Http2ServerResponse, Http2Session
 import { createServer as createNetServer } from 'node:net'
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { createServer as createTlsServer } from 'node:tls'
+import { createServer as createTlsServer, Server as TlsServer } from 'node:tls'
 import type { TLSSocket } from 'node:tls'
 import type { Authorizer, CheckRequest, CheckResult } from '../authorize/types.js'
 import type { Config, RouteConfig } from '../config/types.js'
@@ -89,6 +89,10 @@ export class ProxyServer {
     this.#h1.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res))
     this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head))
     this.#h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket))
+    // #h1 never listens itself (connections are handed to it), but Node starts the connection
+    // tracking behind headersTimeout/requestTimeout and closeIdleConnections() on 'listening'.
+    // Without it, slow headers are never cut off and idle keep-alives stall shutdown.
+    this.#h1.emit('listening')
     this.#h2 = createHttp2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } })
     this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#onRequest(req, res))
     this.#h2.on('session', (session: Http2Session) => {
@@ -139,6 +143,8 @@ export class ProxyServer {
     previous.stop()
     this.#registry.sweep(next.transportKeys)
     this.#applyTimeouts(config)
+    const pair = next.certificates?.defaultPair
+    if (pair && this.#front instanceof TlsServer) this.#front.setSecureContext({ cert: pair.cert, key: pair.key })
     const a = previous.config.address
     if (a.host !== config.address.host || a.port !== config.address.port || previous.config.insecureServer !== config.insecureServer) {
       this.#deps.logger.warn('address and insecure_server changes take effect only after a restart')
@@ -185,7 +191,9 @@ export class ProxyServer {
         }
         cb(null, certs.contextFor(name.toLowerCase()))
       },
-      secureContext: this.#state.certificates?.defaultContext,
+      // Used when the client sends no SNI (e.g. https://<ip>/); a `secureContext` option is ignored here.
+      cert: this.#state.certificates?.defaultPair.cert,
+      key: this.#state.certificates?.defaultPair.key,
       handshakeTimeout: HEADERS_TIMEOUT_MS,
     } as Parameters<typeof createTlsServer>[0])
     server.on('secureConnection', (socket: TLSSocket) => this.#accept(socket, socket.alpnProtocol === 'h2' ? 'h2' : 'h1'))

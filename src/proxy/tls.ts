@@ -14,6 +14,8 @@ import type { ServerCertificate } from '../config/types.js'
 
 export interface CertificateSet {
   readonly defaultContext: SecureContext
+  /** PEMs of the default certificate, for clients that send no SNI (the server's own context). */
+  readonly defaultPair: ServerCertificate
   /** Resolves the context for an SNI name (already lower-cased). */
   contextFor(serverName: string): SecureContext
 }
@@ -71,6 +73,7 @@ export function buildCertificateSet(certs: readonly ServerCertificate[]): Certif
   const def = defaultContext as SecureContext
   return {
     defaultContext: def,
+    defaultPair: list[0] as ServerCertificate,
     contextFor(serverName: string): SecureContext {
       const e = exact.get(serverName)
       if (e) return e

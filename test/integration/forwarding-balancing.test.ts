@@ -85,6 +85,10 @@ void describe('forwarding: load balancing and upstream health', () => {
     assert.ok((t['a'] ?? 0) >= 5, JSON.stringify(t))
     assert.ok((t['b'] ?? 0) > 2 * (t['a'] ?? 0), JSON.stringify(t))
     assert.equal((t['a'] ?? 0) + (t['b'] ?? 0), 150)
+    // Not a disguised round robin: the light target does not come back at a fixed period.
+    const positions = names.flatMap((n, i) => (n === 'a' ? [i] : []))
+    const gaps = new Set(positions.slice(1).map((p, i) => p - (positions[i] as number)))
+    assert.ok(gaps.size > 1, `gaps between picks of the light target: ${[...gaps].join(',')}`)
   })
 
   void it('LEAST_REQUEST avoids the target that is busy with a slow request', async () => {

@@ -83,7 +83,6 @@ export async function startNamedUpstream(name: string): Promise<NamedUpstream> {
           ['X-Resp-Hop', 'secret'],
           ['Keep-Alive', 'timeout=7, max=99'],
           ['Proxy-Connection', 'keep-alive'],
-          ['Trailer', 'X-Checksum'],
           ['X-Normal', 'kept'],
           ['Content-Length', '3'],
         ] as unknown as http.OutgoingHttpHeaders)

@@ -109,6 +109,9 @@ void describe('forwarding: rewrites', () => {
     assert.equal(e.headers['x-forwarded-host'], 'auto.localhost')
     // A client-supplied copy is overwritten, never passed along.
     assert.equal(e.headers['x-pomerium-original-host'], 'auto.localhost')
+    // A client X-Forwarded-Host is kept and the original Host appended to it.
+    const chained = await via('auto.localhost', '/b', { 'X-Forwarded-Host': 'outer.example' })
+    assert.equal(chained.headers['x-forwarded-host'], 'outer.example, auto.localhost')
   })
 
   void it('X-Forwarded-Host is omitted when x-forwarded-host is in remove_request_headers', async () => {

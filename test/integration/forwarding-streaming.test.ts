@@ -66,7 +66,7 @@ void describe('forwarding: streaming and connection pools', () => {
     await pooled?.close()
   })
 
-  void it('streams a 1 GiB upload to a slow-starting upstream in constant memory', { timeout: 30_000 }, async () => {
+  void it('streams a 1 GiB upload to a slow-starting upstream in constant memory', { timeout: 30_000 }, async (t) => {
     const target = new URL(px.url)
     const started = Date.now()
     const result = await new Promise<{ status: number; body: string }>((resolve, reject) => {
@@ -93,10 +93,11 @@ void describe('forwarding: streaming and connection pools', () => {
     assert.equal((JSON.parse(result.body) as { bodyLength: number }).bodyLength, GIB)
     assert.ok(Date.now() - started >= STALL_MS, 'the upstream stalled before reading')
     const peak = peakRssBytes(px)
+    t.diagnostic(`portcullis peak RSS ${(peak / 1048576).toFixed(0)} MiB`)
     assert.ok(peak < MAX_PEAK_RSS, `portcullis peak RSS ${(peak / 1048576).toFixed(0)} MiB`)
   })
 
-  void it('streams a 1 GiB download to a slow-starting client in constant memory', { timeout: 30_000 }, async () => {
+  void it('streams a 1 GiB download to a slow-starting client in constant memory', { timeout: 30_000 }, async (t) => {
     const target = new URL(px.url)
     const received = await new Promise<number>((resolve, reject) => {
       const req = http.request({
@@ -127,6 +128,7 @@ void describe('forwarding: streaming and connection pools', () => {
     })
     assert.equal(received, GIB)
     const peak = peakRssBytes(px)
+    t.diagnostic(`portcullis peak RSS ${(peak / 1048576).toFixed(0)} MiB`)
     assert.ok(peak < MAX_PEAK_RSS, `portcullis peak RSS ${(peak / 1048576).toFixed(0)} MiB`)
   })
 
