@@ -3,6 +3,7 @@
  * The `portcullis` command: parses arguments and runs one command; nothing else.
  */
 import { readFileSync } from 'node:fs'
+import { flushLogs } from '../shared/log.js'
 import { parseArgs, USAGE } from './args.js'
 import { demo } from './demo.js'
 import { serve } from './serve.js'
@@ -37,8 +38,12 @@ async function main(argv: readonly string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => {
+    flushLogs()
+    process.exit(code)
+  },
   (err: unknown) => {
+    flushLogs()
     process.stderr.write(`portcullis: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
     process.exit(1)
   },

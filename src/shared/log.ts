@@ -42,7 +42,47 @@ export function toPinoLevel(level: string): string {
   return LEVELS[level.toLowerCase()] ?? 'info'
 }
 
-/** Creates the process logger; `destination` defaults to stdout. */
+/**
+ * Stdout writes are asynchronous: lines written while an earlier write is still in flight are
+ * coalesced into one syscall, which keeps the access log cheap under load. `flushLogs()` must
+ * run before the process exits.
+ */
+let stdoutDestination: ReturnType<typeof pino.destination> | undefined
+
+function stdout(): DestinationStream {
+  stdoutDestination ??= pino.destination({ dest: 1, sync: false })
+  return stdoutDestination
+}
+
+/** Writes out every buffered log line; call before `process.exit`. */
+export function flushLogs(): void {
+  try {
+    stdoutDestination?.flushSync()
+  } catch {
+    // Nothing more can be done about a log that cannot be written while exiting.
+  }
+}
+
+/**
+ * A logger for lines whose fields the caller fully controls (the access log), with the same
+ * level and output as `parent` but without wildcard redaction: redaction scans every key of
+ * every line, which measured at about a fifth of the proxy's throughput at 64 connections.
+ */
+export function createUnredactedLogger(parent: Logger, bindings: Record<string, unknown>): Logger {
+  // Write wherever the parent writes (stdout, or a test's buffer).
+  const destination = (parent as unknown as Record<symbol, DestinationStream | undefined>)[pino.symbols.streamSym]
+  return pino(
+    {
+      level: parent.level,
+      base: { pid: process.pid, ...bindings },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label: string) => ({ level: label }) },
+    },
+    destination ?? stdout(),
+  )
+}
+
+/** Creates a logger; `destination` defaults to stdout. */
 export function createLogger(level = 'info', destination?: DestinationStream): Logger {
   const options = {
     level: toPinoLevel(level),
@@ -51,5 +91,5 @@ export function createLogger(level = 'info', destination?: DestinationStream): L
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     formatters: { level: (label: string) => ({ level: label }) },
   }
-  return destination ? pino(options, destination) : pino(options)
+  return pino(options, destination ?? stdout())
 }
