@@ -26,7 +26,7 @@ import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
 import { normaliseObject } from './normalise.js'
 import type { LoadContext } from './normalise.js'
-import { buildRoute } from './routes.js'
+import { buildRoute, circuitBreakerMaxConnections } from './routes.js'
 
 /** Inputs of {@link loadConfig}. */
 export interface LoadOptions {
@@ -93,6 +93,9 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const certificates = checkCertificates(raw, ctx)
   checkSecrets(raw, ctx)
   checkNonEmptyLists(raw, ctx)
+  if (raw['codec_type'] === 'http3') {
+    ctx.issues.warning('codec_type', 'http3', 'HTTP/3 is not supported yet; the listener serves HTTP/1.1 and HTTP/2 (as codec_type: auto)')
+  }
   const accessLogFields = checkLogFields(raw, 'access_log_fields', ctx)
   const authorizeLogFields = checkLogFields(raw, 'authorize_log_fields', ctx)
   raw['authorize_log_fields'] = authorizeLogFields
@@ -115,6 +118,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
         setResponseHeaders,
         allowUpgrades,
         passIdentityHeaders,
+        maxConnections: circuitBreakerMaxConnections(raw),
       })
       if (route) routes.push(route)
     })
@@ -135,6 +139,9 @@ export function loadConfig(options: LoadOptions): LoadResult {
     services,
     address,
     insecureServer: raw['insecure_server'] === true,
+    codecType: raw['codec_type'] === 'http1' || raw['codec_type'] === 'http2' ? raw['codec_type'] : 'auto',
+    useProxyProtocol: raw['use_proxy_protocol'] === true,
+    dnsLookupFamily: (raw['dns_lookup_family'] ?? 'V4_PREFERRED') as Config['dnsLookupFamily'],
     httpRedirectAddr,
     certificates,
     timeoutReadMs: raw['timeout_read'] as number,

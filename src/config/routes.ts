@@ -28,6 +28,19 @@ export interface RouteDefaults {
   readonly setResponseHeaders: Readonly<Record<string, string>>
   readonly allowUpgrades: readonly string[]
   readonly passIdentityHeaders: boolean
+  /** Global `circuit_breaker_thresholds.max_connections`. */
+  readonly maxConnections: number | undefined
+}
+
+function maxConnectionsOf(value: unknown): number | undefined {
+  if (!isRecord(value)) return undefined
+  const n = value['max_connections']
+  return typeof n === 'number' && n > 0 ? n : undefined
+}
+
+/** Reads `circuit_breaker_thresholds.max_connections` from a route or global raw config. */
+export function circuitBreakerMaxConnections(raw: Readonly<Record<string, unknown>>): number | undefined {
+  return maxConnectionsOf(raw['circuit_breaker_thresholds'])
 }
 
 const FROM_SCHEMES = ['https', 'http', 'tcp+https', 'udp+https', 'ssh']
@@ -421,6 +434,7 @@ export function buildRoute(
       clientCert,
       clientKey,
     },
+    maxConnections: circuitBreakerMaxConnections(raw) ?? defaults.maxConnections,
     allowPublicUnauthenticatedAccess: bool('allow_public_unauthenticated_access'),
     allowAnyAuthenticatedUser: bool('allow_any_authenticated_user'),
     corsAllowPreflight: bool('cors_allow_preflight'),

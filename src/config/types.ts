@@ -128,6 +128,8 @@ export interface RouteConfig {
   readonly allowedUpgrades: readonly string[]
 
   readonly tls: UpstreamTlsConfig
+  /** `circuit_breaker_thresholds.max_connections` (route, else global): connections per upstream endpoint; undefined = unlimited. */
+  readonly maxConnections: number | undefined
 
   // Access control: consumed by the authorize service.
   readonly allowPublicUnauthenticatedAccess: boolean
@@ -164,6 +166,12 @@ export interface Config {
   /** Host and port of the main listener (`address`, default `:443`). */
   readonly address: { readonly host: string | undefined; readonly port: number }
   readonly insecureServer: boolean
+  /** `codec_type`: which HTTP versions the main listener speaks (`http3` is served as `auto`). */
+  readonly codecType: 'auto' | 'http1' | 'http2'
+  /** `use_proxy_protocol`: every connection must start with a PROXY v1/v2 header. */
+  readonly useProxyProtocol: boolean
+  /** `dns_lookup_family` for upstream connections. */
+  readonly dnsLookupFamily: 'AUTO' | 'V4_PREFERRED' | 'V4_ONLY' | 'V6_ONLY' | 'ALL'
   readonly httpRedirectAddr: { readonly host: string | undefined; readonly port: number } | undefined
   readonly certificates: readonly ServerCertificate[]
 

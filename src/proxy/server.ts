@@ -11,16 +11,15 @@ import { createServer as createHttpServer, ServerResponse } from 'node:http'
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
 import { createServer as createHttp2Server } from 'node:http2'
 import type { Http2Server, Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2'
-import { createServer as createNetServer } from 'node:net'
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { createServer as createTlsServer, Server as TlsServer } from 'node:tls'
-import type { TLSSocket } from 'node:tls'
 import type { Authorizer, CheckRequest, CheckResult } from '../authorize/types.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
 import { statusTitle, prefersJson } from './error-page.js'
 import { forward } from './forward.js'
+import { createFront, kClientAddress } from './front.js'
+import type { Front } from './front.js'
 import type { AnyRequest } from './forward.js'
 import { buildUpstreamHeaders } from './headers.js'
 import { normaliseRemote, parseAuthority, screenHeaders, trustedClientIp } from './request-checks.js'
@@ -70,7 +69,7 @@ export class ProxyServer {
   readonly #deps: ProxyDeps
   readonly #h1: HttpServer
   readonly #h2: Http2Server
-  #front: NetServer | undefined
+  #front: Front | undefined
   #redirect: HttpServer | undefined
   readonly #sockets = new Set<Socket>()
   readonly #sessions = new Set<Http2Session>()
@@ -112,10 +111,24 @@ export class ProxyServer {
     const config = this.#state.config
     const infos: ListenerInfo[] = []
     const scheme: Scheme = config.insecureServer ? 'http' : 'https'
-    const front = config.insecureServer ? createNetServer({ noDelay: true }) : this.#createTlsFront()
-    if (config.insecureServer) front.on('connection', (socket: Socket) => this.#accept(socket, 'h1'))
+    const front = createFront({
+      insecure: config.insecureServer,
+      codec: config.codecType,
+      proxyProtocol: config.useProxyProtocol,
+      certificates: () => this.#state.certificates,
+      handshakeTimeoutMs: HEADERS_TIMEOUT_MS,
+      track: (socket) => {
+        this.#sockets.add(socket)
+        socket.once('close', () => this.#sockets.delete(socket))
+        if (this.#draining) socket.destroy()
+      },
+      deliver: (socket, protocol) => {
+        if (protocol === 'h2') this.#h2.emit('connection', socket)
+        else this.#h1.emit('connection', socket)
+      },
+    })
     this.#front = front
-    const port = await listenOn(front, config.address.host, config.address.port)
+    const port = await listenOn(front.server, config.address.host, config.address.port)
     infos.push({ name: 'main', url: `${scheme}://${displayHost(config.address.host)}:${port}`, port })
     if (config.httpRedirectAddr) {
       const redirect = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
@@ -144,10 +157,16 @@ export class ProxyServer {
     this.#registry.sweep(next.transportKeys)
     this.#applyTimeouts(config)
     const pair = next.certificates?.defaultPair
-    if (pair && this.#front instanceof TlsServer) this.#front.setSecureContext({ cert: pair.cert, key: pair.key })
-    const a = previous.config.address
-    if (a.host !== config.address.host || a.port !== config.address.port || previous.config.insecureServer !== config.insecureServer) {
-      this.#deps.logger.warn('address and insecure_server changes take effect only after a restart')
+    if (pair) this.#front?.setDefaultCertificate(pair.cert, pair.key)
+    const a = previous.config
+    if (
+      a.address.host !== config.address.host ||
+      a.address.port !== config.address.port ||
+      a.insecureServer !== config.insecureServer ||
+      a.codecType !== config.codecType ||
+      a.useProxyProtocol !== config.useProxyProtocol
+    ) {
+      this.#deps.logger.warn('address, insecure_server, codec_type and use_proxy_protocol changes take effect only after a restart')
     }
   }
 
@@ -157,7 +176,7 @@ export class ProxyServer {
    */
   async close(graceMs = 10_000): Promise<void> {
     this.#draining = true
-    const closed = [this.#front, this.#redirect].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve()))
+    const closed = [this.#front?.server, this.#redirect].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve()))
     this.#h1.closeIdleConnections()
     for (const session of this.#sessions) session.close()
     const deadline = Date.now() + graceMs
@@ -178,38 +197,6 @@ export class ProxyServer {
     this.#h1.headersTimeout = config.timeoutReadMs > 0 ? Math.min(HEADERS_TIMEOUT_MS, config.timeoutReadMs) : HEADERS_TIMEOUT_MS
     this.#h1.keepAliveTimeout = config.timeoutIdleMs
     this.#h2.setTimeout(config.timeoutIdleMs)
-  }
-
-  #createTlsFront(): NetServer {
-    const server = createTlsServer({
-      ALPNProtocols: ['h2', 'http/1.1'],
-      SNICallback: (name, cb) => {
-        const certs = this.#state.certificates
-        if (!certs) {
-          cb(new Error('TLS is not configured'))
-          return
-        }
-        cb(null, certs.contextFor(name.toLowerCase()))
-      },
-      // Used when the client sends no SNI (e.g. https://<ip>/); a `secureContext` option is ignored here.
-      cert: this.#state.certificates?.defaultPair.cert,
-      key: this.#state.certificates?.defaultPair.key,
-      handshakeTimeout: HEADERS_TIMEOUT_MS,
-    } as Parameters<typeof createTlsServer>[0])
-    server.on('secureConnection', (socket: TLSSocket) => this.#accept(socket, socket.alpnProtocol === 'h2' ? 'h2' : 'h1'))
-    server.on('tlsClientError', () => {})
-    return server
-  }
-
-  #accept(socket: Socket, protocol: 'h1' | 'h2'): void {
-    this.#sockets.add(socket)
-    socket.once('close', () => this.#sockets.delete(socket))
-    if (this.#draining) {
-      socket.destroy()
-      return
-    }
-    if (protocol === 'h2') this.#h2.emit('connection', socket)
-    else this.#h1.emit('connection', socket)
   }
 
   #onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
@@ -258,7 +245,7 @@ export class ProxyServer {
     const route = state.table.match(auth.host, port, path)
     if (!route) return { kind: 'reply', status: 404, message: `No route is configured for ${auth.host}${path}.`, log: true }
     const plan = state.plans.get(route) as RoutePlan
-    const remote = normaliseRemote(req.socket.remoteAddress)
+    const remote = clientAddressOf(req)
     const clientIp = trustedClientIp(remote, req.headers['x-forwarded-for'], config.xffNumTrustedHops)
     return { kind: 'route', plan, host: auth.host, authority: rawAuthority as string, path, query: target.query, clientIp, remote }
   }
@@ -281,7 +268,7 @@ export class ProxyServer {
         path: prepared.kind === 'route' ? prepared.path : (req.url ?? ''),
         query: prepared.kind === 'route' ? prepared.query : '',
         headers: req.headers,
-        clientIp: prepared.kind === 'route' ? prepared.clientIp : normaliseRemote(req.socket.remoteAddress),
+        clientIp: prepared.kind === 'route' ? prepared.clientIp : clientAddressOf(req),
         forwardedFor: joinHeader(req.headers['x-forwarded-for']),
         startedAt,
         status,
@@ -533,6 +520,15 @@ export class ProxyServer {
       },
     )
   }
+}
+
+/** The connection's client address (PROXY protocol or peer), tagged on the socket at accept time. */
+function clientAddressOf(req: AnyRequest): string {
+  type Tagged = Socket & { [kClientAddress]?: string; stream?: Tagged }
+  const socket = ('stream' in req ? req.stream.session?.socket : req.socket) as Tagged | undefined
+  // HTTP/2 over a wrapped stream (cleartext h2 after a PROXY header) sees Node's stream adapter,
+  // which keeps the wrapped stream as `.stream`.
+  return socket?.[kClientAddress] ?? socket?.stream?.[kClientAddress] ?? normaliseRemote(socket?.remoteAddress)
 }
 
 function isInternalPath(path: string): boolean {

@@ -44,7 +44,7 @@ export class ProxyState {
     const plans = new Map<RouteConfig, RoutePlan>()
     const keys = new Set<string>()
     for (const route of config.routes) {
-      const cluster = route.to.length > 0 && isHttpTarget(route) ? new Cluster(route, registry, logger) : undefined
+      const cluster = route.to.length > 0 && isHttpTarget(route) ? new Cluster(route, registry, config.dnsLookupFamily, logger) : undefined
       for (const e of cluster?.endpoints ?? []) keys.add(e.transportKey)
       plans.set(route, {
         route,

@@ -10,7 +10,9 @@ import type { ClientHttp2Session } from 'node:http2'
 import { createHash } from 'node:crypto'
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
-import type { HealthCheckConfig, RouteConfig, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
+import { lookup as dnsLookup } from 'node:dns'
+import type { LookupAddress, LookupOptions } from 'node:dns'
+import type { Config, HealthCheckConfig, RouteConfig, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
 import { createBalancer, DEFAULT_PANIC_THRESHOLD_PERCENT } from './balancer.js'
 import type { Balanced, Balancer } from './balancer.js'
@@ -69,11 +71,11 @@ export type Transport =
 export class TransportRegistry {
   readonly #transports = new Map<string, Transport>()
 
-  get(target: UpstreamTarget, tls: UpstreamTlsConfig): { key: string; transport: Transport } {
-    const key = transportKey(target, tls)
+  get(target: UpstreamTarget, tls: UpstreamTlsConfig, options: ConnectOptions): { key: string; transport: Transport } {
+    const key = `${transportKey(target, tls)}|${options.maxConnections ?? '-'}|${options.dnsLookupFamily}`
     let transport = this.#transports.get(key)
     if (!transport) {
-      transport = createTransport(target, tls)
+      transport = createTransport(target, tls, options)
       this.#transports.set(key, transport)
     }
     return { key, transport }
@@ -114,13 +116,39 @@ function transportKey(target: UpstreamTarget, tls: UpstreamTlsConfig): string {
   return `https://${url.host}#${digest}`
 }
 
-function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig): Transport {
+/** Connection settings that are not about TLS. */
+export interface ConnectOptions {
+  /** Maximum connections to one endpoint (`circuit_breaker_thresholds.max_connections`). */
+  readonly maxConnections: number | undefined
+  readonly dnsLookupFamily: Config['dnsLookupFamily']
+}
+
+/** `dns_lookup_family` as net.connect options (Envoy's V4_PREFERRED = IPv4 addresses first). */
+function dnsOptions(family: Config['dnsLookupFamily']): Record<string, unknown> {
+  switch (family) {
+    case 'V4_ONLY':
+      return { family: 4 }
+    case 'V6_ONLY':
+      return { family: 6 }
+    case 'V4_PREFERRED':
+      return {
+        lookup: (host: string, opts: LookupOptions, cb: LookupCallback) => dnsLookup(host, { ...opts, verbatim: false }, cb),
+      }
+    case 'AUTO':
+    case 'ALL':
+      return {}
+  }
+}
+
+type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void
+
+function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig, options: ConnectOptions): Transport {
   const url = target.url
   if (url.protocol === 'h2c:') {
     return { kind: 'h2c', connection: new H2cConnection(`http://${url.host}`) }
   }
   const origin = `${url.protocol}//${url.host}`
-  const connect: Record<string, unknown> = {}
+  const connect: Record<string, unknown> = { ...dnsOptions(options.dnsLookupFamily) }
   if (url.protocol === 'https:') {
     // Verification stays on unless the route opts out with tls_skip_verify.
     connect['rejectUnauthorized'] = !tls.skipVerify
@@ -134,6 +162,7 @@ function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig): Transp
   }
   const pool = new Pool(origin, {
     connect,
+    connections: options.maxConnections ?? null,
     pipelining: 1,
     keepAliveTimeout: 30_000,
     keepAliveMaxTimeout: 300_000,
@@ -199,9 +228,10 @@ export class Cluster {
   readonly balancer: Balancer<Endpoint>
   readonly #checkers: HealthChecker[] = []
 
-  constructor(route: RouteConfig, registry: TransportRegistry, logger: Logger) {
+  constructor(route: RouteConfig, registry: TransportRegistry, dnsLookupFamily: Config['dnsLookupFamily'], logger: Logger) {
     const outlier = outlierFromRoute(route)
-    this.endpoints = route.to.map((t) => new Endpoint(t, registry.get(t, route.tls), outlier))
+    const connect: ConnectOptions = { maxConnections: route.maxConnections, dnsLookupFamily }
+    this.endpoints = route.to.map((t) => new Endpoint(t, registry.get(t, route.tls, connect), outlier))
     const panic = typeof route.raw['healthy_panic_threshold'] === 'number' ? route.raw['healthy_panic_threshold'] : DEFAULT_PANIC_THRESHOLD_PERCENT
     this.balancer = createBalancer(route.loadBalancingPolicy, this.endpoints, panic)
     for (const hc of route.healthChecks) {
