@@ -15,6 +15,8 @@ import {
   ROUTE_SETTINGS,
 } from '../src/config/schema.js'
 import type { SettingDescriptor } from '../src/config/schema.js'
+import { isInEffect } from '../src/config/status.js'
+import type { SettingScope } from '../src/config/status.js'
 
 const OUTPUT = resolve(dirname(fileURLToPath(import.meta.url)), '../docs/reference/config.md')
 
@@ -39,14 +41,15 @@ function typeText(d: SettingDescriptor): string {
   return d.kind
 }
 
-function rows(settings: readonly SettingDescriptor[], withEnv: boolean, prefix = ''): string[] {
+function rows(settings: readonly SettingDescriptor[], scope: SettingScope, withEnv: boolean, prefix = ''): string[] {
   const out: string[] = []
   for (const d of settings) {
     const key = `${prefix}${d.key}${d.file ? '[_file]' : ''}`
     const env = d.env === undefined ? '—' : code(`${d.env}${d.file ? '[_FILE]' : ''}`)
-    const cells = [code(key), ...(withEnv ? [env] : []), typeText(d), defaultText(d), d.doc]
+    const status = isInEffect(scope, `${prefix}${d.key}`) ? 'yes' : 'accepted'
+    const cells = [code(key), ...(withEnv ? [env] : []), typeText(d), defaultText(d), status, d.doc]
     out.push(`| ${cells.map(cell).join(' | ')} |`)
-    if (d.children) out.push(...rows(d.children, withEnv, `${prefix}${d.key}.`))
+    if (d.children) out.push(...rows(d.children, scope, withEnv, `${prefix}${d.key}.`))
   }
   return out
 }
@@ -71,26 +74,27 @@ export function renderConfigDocs(): string {
     '- Durations are Go duration strings: `30s`, `1m30s`, `14h`, `500ms`, `0`.',
     '- The config file and every file it references are watched; `SIGHUP` also reloads. An invalid reload keeps the previous configuration.',
     '- Unknown keys are warnings; removed keys are errors. Every problem is reported at once, with file, line and column.',
+    '- **In effect**: `yes` when the setting changes what Portcullis does today; `accepted` when it is parsed and validated (so an existing Pomerium config loads) but acted on by a feature still to come (sign-in, policy, storage, observability, tunnels, SSH, MCP).',
     '',
     '## Global settings',
     '',
-    '| Key | Env var | Type | Default | Meaning |',
-    '|---|---|---|---|---|',
-    ...rows(GLOBAL_SETTINGS, true),
+    '| Key | Env var | Type | Default | In effect | Meaning |',
+    '|---|---|---|---|---|---|',
+    ...rows(GLOBAL_SETTINGS, 'global', true),
     '',
     '## Route settings',
     '',
     'Routes are listed under `routes:` (older alias `policy:`). Each route needs `from` and exactly one of `to`, `redirect` or `response`.',
     '',
-    '| Key | Type | Default | Meaning |',
-    '|---|---|---|---|',
-    ...rows(ROUTE_SETTINGS, false),
+    '| Key | Type | Default | In effect | Meaning |',
+    '|---|---|---|---|---|',
+    ...rows(ROUTE_SETTINGS, 'route', false),
     '',
     '### Health check entries (`health_checks[]`)',
     '',
-    '| Key | Type | Default | Meaning |',
-    '|---|---|---|---|',
-    ...rows(HEALTH_CHECK_SETTINGS, false),
+    '| Key | Type | Default | In effect | Meaning |',
+    '|---|---|---|---|---|',
+    ...rows(HEALTH_CHECK_SETTINGS, 'health_check', false),
     '',
     '## Runtime flags',
     '',
