@@ -8,6 +8,8 @@
  *   nginx           nginx reverse proxy, 2 workers, keep-alive upstream pool (needs nginx)
  *   portcullis-1    Portcullis, workers: 1
  *   portcullis-2    Portcullis, workers: 2
+ *   portcullis-10k  Portcullis, workers: 1, the benchmarked route last behind 10,000 others
+ *   portcullis-log  Portcullis, workers: 1, access log on (log_level info, read through a pipe)
  *
  * Knobs (environment):
  *   BENCH_DURATION     per-run duration, e.g. `5s` (default), `10`, `500ms`
@@ -36,7 +38,7 @@ import { isBuilt, MAIN_SCRIPT, startPortcullis } from '../test/fixtures/portcull
 
 const HOST = 'app.localhost'
 const REPO_ROOT = fileURLToPath(new URL('../', import.meta.url))
-const TARGETS = ['direct', 'nginx', 'portcullis-1', 'portcullis-2'] as const
+const TARGETS = ['direct', 'nginx', 'portcullis-1', 'portcullis-2', 'portcullis-10k', 'portcullis-log'] as const
 type Target = (typeof TARGETS)[number]
 
 interface Result {
@@ -305,16 +307,30 @@ async function startNginxProxy(upstream: Server): Promise<Server> {
   )
 }
 
-async function startPortcullisTarget(upstream: Server, workers: number): Promise<Server> {
+interface PortcullisVariant {
+  readonly workers: number
+  /** Routes placed before the benchmarked one (distinct hosts), to show lookup cost is flat. */
+  readonly extraRoutes?: number
+  readonly logLevel?: string
+}
+
+async function startPortcullisTarget(upstream: Server, variant: PortcullisVariant): Promise<Server> {
+  const workers = variant.workers
   // An explicit port (rather than 0) lets the fixture detect readiness by TCP even if
   // `log_level: error` hides the `listening` line.
   const port = await freePort()
+  const filler = Array.from({ length: variant.extraRoutes ?? 0 }, (_, i) => ({
+    from: `https://app${i}.example.com`,
+    to: upstream.url,
+    allow_public_unauthenticated_access: true,
+  }))
   const px = await startPortcullis({
     address: `127.0.0.1:${port}`,
     insecure_server: true,
     workers,
-    log_level: 'error',
+    log_level: variant.logLevel ?? 'error',
     routes: [
+      ...filler,
       { from: `https://${HOST}`, to: upstream.url, allow_public_unauthenticated_access: true },
     ],
   })
@@ -556,8 +572,14 @@ async function main(): Promise<number> {
           break
         case 'portcullis-1':
         case 'portcullis-2':
+        case 'portcullis-10k':
+        case 'portcullis-log':
           if (portcullisNote !== null) continue
-          server = await startPortcullisTarget(upstream, target === 'portcullis-1' ? 1 : 2)
+          server = await startPortcullisTarget(upstream, {
+            workers: target === 'portcullis-2' ? 2 : 1,
+            ...(target === 'portcullis-10k' ? { extraRoutes: 10_000 } : {}),
+            ...(target === 'portcullis-log' ? { logLevel: 'info' } : {}),
+          })
           break
       }
       // Warm-up: JIT, connection pools, cluster workers; not recorded.
