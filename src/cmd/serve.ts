@@ -10,7 +10,7 @@ import { ConfigSource, formatIssue } from '../config/index.js'
 import type { Config } from '../config/types.js'
 import { ProxyServer } from '../proxy/server.js'
 import type { ListenerInfo } from '../proxy/server.js'
-import { createLogger, toPinoLevel } from '../shared/log.js'
+import { createLogger, flushLogs, toPinoLevel } from '../shared/log.js'
 import type { Logger } from '../shared/log.js'
 
 /** How long SIGTERM waits for requests in flight before closing what is left. */
@@ -61,6 +61,13 @@ export async function serve(configFile: string | undefined): Promise<number> {
     return 1
   }
   const logger = createLogger(config.logLevel)
+  // A bug must not leave a half-working process behind: log it as JSON and exit, so that the
+  // cluster primary (or the service manager) starts a fresh one.
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception; exiting')
+    flushLogs()
+    process.exit(1)
+  })
   const workers = workerCount(config)
   if (workers > 1 && cluster.isPrimary) return await supervise(workers, logger)
 

@@ -69,8 +69,49 @@ export function parseFrom(text: string): (RouteFrom & { url: string }) | undefin
   return { scheme, host, port, url: `${scheme}://${host}${port === undefined ? '' : `:${port}`}` }
 }
 
+/**
+ * Why a pattern is refused, or undefined. Pomerium's regexes are RE2: linear time, and without
+ * backreferences or lookaround. JavaScript's engine backtracks, so a repeated group that itself
+ * repeats (`(a+)+`) could let one request path burn seconds of CPU; such patterns (which RE2
+ * users never need) are refused along with the syntax RE2 does not have.
+ */
+export function unsafeRegexReason(source: string): string | undefined {
+  if (/\\[1-9]|\\k</.test(source)) return 'backreferences are not supported (RE2 syntax)'
+  if (/\(\?<?[=!]/.test(source)) return 'lookahead and lookbehind are not supported (RE2 syntax)'
+  const groups: boolean[] = []
+  let inClass = false
+  let lastGroupRepeats = false
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]
+    if (c === '\\') {
+      i++
+      continue
+    }
+    if (inClass) {
+      if (c === ']') inClass = false
+      continue
+    }
+    const repeats = c === '*' || c === '+' || (c === '{' && /^\{\d*,\d*\}|^\{\d{2,}\}|^\{[2-9]\}/.test(source.slice(i)))
+    if (repeats) {
+      if (lastGroupRepeats) return 'a repeated group contains a repetition (for example (a+)+), which can take exponential time'
+      if (groups.length > 0) groups[groups.length - 1] = true
+    }
+    lastGroupRepeats = false
+    if (c === '[') inClass = true
+    else if (c === '(') groups.push(false)
+    else if (c === ')') {
+      const inner = groups.pop() ?? false
+      lastGroupRepeats = inner
+      if (inner && groups.length > 0) groups[groups.length - 1] = true
+    }
+  }
+  return undefined
+}
+
 /** Compiles a path regex the way Pomerium/Envoy apply it: anchored at both ends. */
 export function compileRegex(source: string, anchored: boolean): RegExp | string {
+  const unsafe = unsafeRegexReason(source)
+  if (unsafe !== undefined) return `invalid regular expression: ${unsafe}`
   // RE2 spells named groups `(?P<name>`; JavaScript wants `(?<name>`.
   const js = source.replace(/\(\?P</g, '(?<')
   try {

@@ -3,6 +3,7 @@
  * by `access_log_fields`. The field list is compiled once per config into getter functions.
  * Cookies and credentials are never among the values: `headers` omits them.
  */
+import { DEFAULT_ACCESS_LOG_FIELDS } from '../config/schema.js'
 import { createUnredactedLogger } from '../shared/log.js'
 import type { Logger } from '../shared/log.js'
 
@@ -23,20 +24,6 @@ export interface AccessEntry {
   readonly clusterStatName: string
 }
 
-export const DEFAULT_ACCESS_LOG_FIELDS = [
-  'upstream-cluster',
-  'method',
-  'authority',
-  'path',
-  'user-agent',
-  'referer',
-  'forwarded-for',
-  'request-id',
-  'duration',
-  'size',
-  'response-code',
-  'response-code-details',
-] as const
 
 /** Header values that must never reach a log line. */
 const SECRET_HEADERS = new Set(['cookie', 'authorization', 'proxy-authorization', 'x-pomerium-authorization', 'x-pomerium-jwt-assertion', 'set-cookie'])

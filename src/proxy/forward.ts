@@ -9,7 +9,7 @@ import type { ClientHttp2Stream, Http2ServerRequest, IncomingHttpHeaders, Outgoi
 import { constants as h2constants } from 'node:http2'
 import type { Dispatcher } from 'undici'
 import type { HeaderPlan } from './headers.js'
-import { buildResponseHeaders } from './headers.js'
+import { buildResponseHeaders, sanitiseTrailers } from './headers.js'
 import type { AnyResponse } from './respond.js'
 import { sendError } from './respond.js'
 import type { Endpoint } from './upstreams.js'
@@ -59,6 +59,9 @@ const CONNECT_CODES = new Set([
 /** Maps a transport error onto what Envoy answers: 503 connect failures and resets, 504 timeouts, 502 garbage. */
 export function classifyUpstreamError(err: unknown): Failure {
   const code = (err as { code?: unknown } | null)?.code
+  if (code === 'PORTCULLIS_BAD_RESPONSE') {
+    return { status: 502, message: 'The upstream service sent an invalid response.', details: 'upstream_bad_response' }
+  }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'PORTCULLIS_TIMEOUT') {
     return { status: 504, message: 'The upstream service did not answer in time.', details: 'upstream_response_timeout' }
   }
@@ -85,7 +88,9 @@ function writeChunk(res: AnyResponse, chunk: Buffer): boolean {
   return (res as NodeJS.WritableStream).write(chunk)
 }
 
-const TIMEOUT = Object.assign(new Error('route timeout'), { code: 'PORTCULLIS_TIMEOUT' })
+function timeoutError(): Error {
+  return Object.assign(new Error('route timeout'), { code: 'PORTCULLIS_TIMEOUT' })
+}
 
 /** Base for both transports: timers, client-abort handling, and the single completion. */
 abstract class Exchange {
@@ -98,13 +103,51 @@ abstract class Exchange {
   constructor(f: ForwardRequest) {
     this.f = f
     f.endpoint.active++
-    if (f.timeoutMs > 0) this.#timer = setTimeout(() => this.abortUpstream(TIMEOUT), f.timeoutMs)
+    if (f.timeoutMs > 0) {
+      // As in Envoy, the route timeout starts once the whole request has arrived, so an upload
+      // that takes longer than the timeout is not cut off.
+      if (hasRequestBody(f.req) && !f.req.readableEnded) f.req.once('end', () => this.#startTimer())
+      else this.#startTimer()
+    }
     f.res.once('close', () => {
       if (!this.#finished) this.abortUpstream(new Error('client closed the connection'))
     })
   }
 
+  #startTimer(): void {
+    if (this.#finished) return
+    this.#timer = setTimeout(() => this.abortUpstream(timeoutError()), this.f.timeoutMs)
+  }
+
   protected abstract abortUpstream(reason: Error): void
+
+  /**
+   * Sends the upstream's status and headers. Node refuses some values an upstream can send
+   * (invalid characters, statuses HTTP/2 cannot carry); that is the upstream's fault, a 502.
+   */
+  protected startResponse(status: number, headers: IncomingHttpHeaders): boolean {
+    try {
+      this.f.res.writeHead(status, buildResponseHeaders(headers, this.f.plan, this.f.requestId))
+      return true
+    } catch (err) {
+      this.abortUpstream(Object.assign(new Error('invalid upstream response head', { cause: err }), { code: 'PORTCULLIS_BAD_RESPONSE' }))
+      return false
+    }
+  }
+
+  /** Sends trailers that are valid in both HTTP versions and ends the response. */
+  protected endResponse(trailers: IncomingHttpHeaders | undefined): void {
+    const res = this.f.res
+    const clean = trailers ? sanitiseTrailers(trailers) : undefined
+    if (clean) {
+      try {
+        res.addTrailers(clean)
+      } catch {
+        // An invalid trailer is dropped, not fatal: the body has already been delivered.
+      }
+    }
+    res.end()
+  }
 
   protected fail(err: unknown): void {
     if (this.#finished) return
@@ -139,13 +182,15 @@ class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // Informational answers (103 Early Hints) are not forwarded; the final one follows.
+    if (statusCode < 200) return
     const res = this.f.res
     if (res.destroyed) {
       controller.abort(new Error('client closed the connection'))
       return
     }
     this.status = statusCode
-    res.writeHead(statusCode, buildResponseHeaders(headers, this.f.plan, this.f.requestId))
+    this.startResponse(statusCode, headers)
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -158,9 +203,7 @@ class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
-    const res = this.f.res
-    if (Object.keys(trailers).length > 0) res.addTrailers(trailers)
-    res.end()
+    this.endResponse(trailers)
     this.finish(this.status, this.bytes, 'via_upstream', this.status)
   }
 
@@ -204,12 +247,12 @@ class H2cExchange extends Exchange {
       return
     }
     this.#stream = stream
-    if (f.idleTimeoutMs > 0) stream.setTimeout(f.idleTimeoutMs, () => this.abortUpstream(TIMEOUT))
+    if (f.idleTimeoutMs > 0) stream.setTimeout(f.idleTimeoutMs, () => this.abortUpstream(timeoutError()))
     if (withBody) f.req.pipe(stream)
     let trailers: IncomingHttpHeaders | undefined
     stream.on('response', (h) => {
       this.status = Number(h[':status'])
-      f.res.writeHead(this.status, buildResponseHeaders(h, f.plan, f.requestId))
+      this.startResponse(this.status, h)
     })
     stream.on('trailers', (t: IncomingHttpHeaders) => {
       trailers = t
@@ -226,12 +269,7 @@ class H2cExchange extends Exchange {
         this.fail(new Error('upstream ended the stream without a response'))
         return
       }
-      if (trailers) {
-        const t: Record<string, string> = {}
-        for (const [k, v] of Object.entries(trailers)) if (!k.startsWith(':') && v !== undefined) t[k] = Array.isArray(v) ? v.join(', ') : String(v)
-        f.res.addTrailers(t)
-      }
-      f.res.end()
+      this.endResponse(trailers)
       this.finish(this.status, this.bytes, 'via_upstream', this.status)
     })
     stream.on('error', (err) => this.fail(err))

@@ -16,7 +16,7 @@ function upstream(raw: string[], overrides: Partial<UpstreamHeaderInput> = {}, r
     clientIp: '10.0.0.1',
     scheme: 'https',
     skipXffAppend: false,
-    trustForwardedProto: false,
+    trustForwardedHeaders: false,
     dropUnderscoreHeaders: false,
     cookieName: '_pomerium',
     authzSet: undefined,
@@ -73,7 +73,7 @@ test('X-Forwarded-For is appended unless skipped; X-Forwarded-Proto is trusted o
   assert.deepEqual(upstream(['X-Forwarded-For', '1.2.3.4']).get('x-forwarded-for'), ['1.2.3.4, 10.0.0.1'])
   assert.deepEqual(upstream(['X-Forwarded-For', '1.2.3.4'], { skipXffAppend: true }).get('x-forwarded-for'), ['1.2.3.4'])
   assert.deepEqual(upstream(['X-Forwarded-Proto', 'http']).get('x-forwarded-proto'), ['https'])
-  assert.deepEqual(upstream(['X-Forwarded-Proto', 'http'], { trustForwardedProto: true }).get('x-forwarded-proto'), ['http'])
+  assert.deepEqual(upstream(['X-Forwarded-Proto', 'http'], { trustForwardedHeaders: true }).get('x-forwarded-proto'), ['http'])
 })
 
 test('a rewritten Host adds X-Forwarded-Host and x-pomerium-original-host, unless X-Forwarded-Host is removed', () => {
@@ -112,4 +112,19 @@ test('response headers: hop-by-hop dropped, security headers set, rewrite applie
   )
   const out = buildResponseHeaders({ connection: 'x-secret', 'x-secret': '1', 'keep-alive': 't', location: 'http://backend/a', 'set-cookie': ['a=1', 'b=2'] }, plan, 'rid')
   assert.deepEqual(out, { location: 'https://app.example.com/a', 'set-cookie': ['a=1', 'b=2'], 'x-frame-options': 'SAMEORIGIN', 'x-request-id': 'rid' })
+})
+
+test('client X-Forwarded-Host is trusted only behind trusted hops; X-Forwarded-Client-Cert never', () => {
+  assert.equal(upstream(['X-Forwarded-Host', 'evil.com']).has('x-forwarded-host'), false)
+  assert.deepEqual(upstream(['X-Forwarded-Host', 'evil.com'], { originalHost: 'app.example.com' }).get('x-forwarded-host'), ['app.example.com'])
+  assert.deepEqual(
+    upstream(['X-Forwarded-Host', 'front.example.com'], { originalHost: 'app.example.com', trustForwardedHeaders: true }).get('x-forwarded-host'),
+    ['front.example.com, app.example.com'],
+  )
+  assert.equal(upstream(['X-Forwarded-Client-Cert', 'By=spiffe://admin']).has('X-Forwarded-Client-Cert'), false)
+})
+
+test('several cookie headers (HTTP/2) become one Cookie line, without our session cookie', () => {
+  assert.deepEqual(upstream(['cookie', 'a=1', 'cookie', '_pomerium=s', 'cookie', 'b=2']).get('cookie'), ['a=1; b=2'])
+  assert.equal(upstream(['cookie', 'a=1'], {}, { removeRequestHeaders: ['Cookie'] }).has('cookie'), false)
 })

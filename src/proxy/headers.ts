@@ -30,6 +30,8 @@ const PROXY_OWNED = new Set([
   'x-pomerium-original-host',
   'x-pomerium-routing-key',
   'x-envoy-external-address',
+  // Envoy's default (SANITIZE): upstreams read this as the client's mTLS identity.
+  'x-forwarded-client-cert',
 ])
 
 /** Per-route header plan, computed once per config. */
@@ -72,7 +74,12 @@ export interface UpstreamHeaderInput {
   readonly clientIp: string
   readonly scheme: 'http' | 'https'
   readonly skipXffAppend: boolean
-  readonly trustForwardedProto: boolean
+  /**
+   * `xff_num_trusted_hops` > 0: a proxy in front of us sets X-Forwarded-Proto and -Host. Without
+   * one, client values are dropped: frameworks read the first X-Forwarded-Host entry as the
+   * host, and a client-chosen one poisons links the app builds.
+   */
+  readonly trustForwardedHeaders: boolean
   readonly dropUnderscoreHeaders: boolean
   readonly cookieName: string
   readonly authzSet: Readonly<Record<string, string>> | undefined
@@ -92,6 +99,7 @@ export function buildUpstreamHeaders(input: UpstreamHeaderInput): string[] {
   let xfh: string | undefined
   let assertion: string | undefined
   let assertionFor: string | undefined
+  let cookies: string | undefined
 
   for (let i = 0; i < raw.length; i += 2) {
     const lower = (raw[i] as string).toLowerCase()
@@ -129,8 +137,9 @@ export function buildUpstreamHeaders(input: UpstreamHeaderInput): string[] {
         if (/^pomerium /i.test(value)) continue
         break
       case 'cookie': {
+        // HTTP/2 clients send one cookie header per cookie; HTTP/1.1 upstreams expect one line.
         const kept = stripCookie(value, input.cookieName)
-        if (kept !== '') out.push(name, kept)
+        if (kept !== '') cookies = cookies === undefined ? kept : `${cookies}; ${kept}`
         continue
       }
       case 'x-forwarded-for':
@@ -150,12 +159,17 @@ export function buildUpstreamHeaders(input: UpstreamHeaderInput): string[] {
     out.push(name, value)
   }
 
+  if (cookies !== undefined && !plan.removeNames.has('cookie') && !plan.setNames.has('cookie')) out.push('cookie', cookies)
   out.push('host', input.upstreamHost)
+  if (!input.trustForwardedHeaders) {
+    xfp = undefined
+    xfh = undefined
+  }
   if (input.upgrade !== undefined) out.push('connection', 'upgrade', 'upgrade', input.upgrade)
   if (!input.skipXffAppend) xff = xff === undefined ? input.remoteAddress : `${xff}, ${input.remoteAddress}`
   if (xff !== undefined && !plan.removeNames.has('x-forwarded-for')) out.push('x-forwarded-for', xff)
   if (!plan.removeNames.has('x-forwarded-proto')) {
-    out.push('x-forwarded-proto', input.trustForwardedProto && xfp !== undefined ? xfp : input.scheme)
+    out.push('x-forwarded-proto', xfp ?? input.scheme)
   }
   if (input.originalHost !== undefined) {
     if (plan.keepForwardedHost) out.push('x-forwarded-host', xfh === undefined ? input.originalHost : `${xfh}, ${input.originalHost}`)
@@ -187,6 +201,23 @@ export function stripCookie(header: string, cookieName: string): string {
     if (trimmed !== '') kept.push(trimmed)
   }
   return kept.join('; ')
+}
+
+/**
+ * Trailers the client may receive: hop-by-hop and pseudo-headers removed (HTTP/2 refuses
+ * connection-specific fields, and Node would fail the stream after the body was sent).
+ * Undefined when nothing is left.
+ */
+export function sanitiseTrailers(trailers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string> | undefined {
+  let out: Record<string, string> | undefined
+  for (const name in trailers) {
+    const value = trailers[name]
+    const lower = name.toLowerCase()
+    if (value === undefined || HOP_BY_HOP.has(lower) || lower.charCodeAt(0) === 0x3a || lower === 'content-length' || lower === 'host') continue
+    out ??= {}
+    out[lower] = Array.isArray(value) ? value.join(', ') : value
+  }
+  return out
 }
 
 /**

@@ -66,3 +66,7 @@ test('removeDotSegments follows RFC 3986 5.2.4', () => {
   assert.equal(removeDotSegments('/..'), '/')
   assert.equal(removeDotSegments('/a/..'), '/')
 })
+
+test('a fragment after the query is refused too', () => {
+  bad('/pub/x?a#/../admin')
+})

@@ -43,6 +43,7 @@ export function normaliseTarget(raw: string, options: TargetOptions): TargetResu
   const q = raw.indexOf('?')
   const rawPath = q === -1 ? raw : raw.slice(0, q)
   const query = q === -1 ? '' : raw.slice(q)
+  if (q !== -1 && query.includes('#')) return { kind: 'bad', reason: 'the request target must not contain a fragment (#)' }
   if (!needsWork) return { kind: 'ok', path: rawPath, query }
 
   let unescapedSlash = false

@@ -8,12 +8,6 @@ import { renderError } from './error-page.js'
 
 export type AnyResponse = ServerResponse | Http2ServerResponse
 
-export interface LocalReply {
-  readonly status: number
-  readonly bytes: number
-  readonly details: string
-}
-
 export function sendBody(
   res: AnyResponse,
   status: number,

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
+import type { RouteConfig } from '../config/types.js'
 import { routeConfig } from '../../test/fixtures/route-config.js'
 import { RouteTable } from './route-table.js'
 
@@ -48,10 +49,23 @@ test('a port in from matches only that port; no port matches any port', () => {
   assert.equal(table.match('other.example.com', 1234, '/'), any)
 })
 
-test('10,000 routes: lookup does not scan every route', () => {
-  const routes = Array.from({ length: 10_000 }, (_, i) => routeConfig({ index: i, id: String(i), from: host(`app${i}.example.com`) }))
+test('10,000 routes: a lookup looks at the routes of the requested host only', () => {
+  let inspected = 0
+  // Count how many routes have their path rule examined during lookups.
+  const counted = (r: RouteConfig): RouteConfig =>
+    new Proxy(r, {
+      get(target, prop, receiver) {
+        if (prop === 'regexCompiled') inspected++
+        return Reflect.get(target, prop, receiver) as unknown
+      },
+    })
+  const routes = Array.from({ length: 10_000 }, (_, i) => counted(routeConfig({ index: i, id: String(i), from: host(`app${i}.example.com`) })))
+  routes.push(counted(routeConfig({ id: 'wild', from: host('*.wild.example.com') })))
   const table = new RouteTable(routes)
+  inspected = 0
   assert.equal(table.match('app9999.example.com', 443, '/'), routes[9999])
   assert.equal(table.match('app0.example.com', 443, '/'), routes[0])
-  assert.equal(table.hasHost('nope.example.com'), false)
+  assert.equal(table.match('x.wild.example.com', 443, '/'), routes[10_000])
+  assert.equal(table.match('nope.example.com', 443, '/'), undefined)
+  assert.equal(inspected, 3)
 })

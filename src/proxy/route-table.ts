@@ -20,10 +20,8 @@ export class RouteTable {
   readonly #exact = new Map<string, RouteConfig[]>()
   readonly #wildcards: { readonly pattern: RegExp; readonly route: RouteConfig }[] = []
   readonly #wildcardCache = new Map<string, HostEntry>()
-  readonly #routes: readonly RouteConfig[]
 
   constructor(routes: readonly RouteConfig[]) {
-    this.#routes = routes
     for (const route of routes) {
       if (route.from.host.includes('*')) {
         this.#wildcards.push({ pattern: wildcardPattern(route.from.host), route })
@@ -33,15 +31,6 @@ export class RouteTable {
         else this.#exact.set(route.from.host, [route])
       }
     }
-  }
-
-  get routes(): readonly RouteConfig[] {
-    return this.#routes
-  }
-
-  /** True when some route serves this host (on any path); used to tell 404 pages apart. */
-  hasHost(host: string): boolean {
-    return this.#exact.has(host) || this.#wildcardEntry(host).routes.length > 0
   }
 
   /**

@@ -31,6 +31,7 @@ import { ProxyState } from './state.js'
 import type { RoutePlan } from './state.js'
 import { rejectUpgrade, tunnelUpgrade } from './upgrade.js'
 import { TransportRegistry } from './upstreams.js'
+import type { Endpoint } from './upstreams.js'
 
 export const MAX_HEADER_BYTES = 128 * 1024
 /** Slow-header protection: the whole request head must arrive within this time. */
@@ -47,7 +48,6 @@ export interface ListenerInfo {
   readonly port: number
 }
 
-type Scheme = 'http' | 'https'
 
 /** What the request head resolved to before authorisation. */
 type Prepared =
@@ -110,7 +110,7 @@ export class ProxyServer {
   async listen(): Promise<ListenerInfo[]> {
     const config = this.#state.config
     const infos: ListenerInfo[] = []
-    const scheme: Scheme = config.insecureServer ? 'http' : 'https'
+    const scheme = this.#state.scheme
     const front = createFront({
       insecure: config.insecureServer,
       codec: config.codecType,
@@ -209,20 +209,19 @@ export class ProxyServer {
     socket.end(`HTTP/1.1 ${status} ${statusTitle(status)}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`)
   }
 
-  #schemeOf(req: AnyRequest): Scheme {
-    return this.#state.config.insecureServer ? 'http' : 'https'
-    void req
-  }
-
   /** Hygiene, internal paths and routing: everything before authorisation. */
-  #prepare(req: AnyRequest, state: ProxyState, scheme: Scheme): Prepared {
+  #prepare(req: AnyRequest, state: ProxyState): Prepared {
     const config = state.config
     // Node's parser takes a request line without a version as HTTP/0.9 (and still reads headers);
     // Envoy refuses it, and so do we.
     if (!('stream' in req) && req.httpVersionMajor !== 1) return { kind: 'reply', status: 400, message: 'Bad request: the HTTP version is not supported.', log: true }
     const screened = screenHeaders(req.rawHeaders, config.headersWithUnderscoresAction)
     if (screened) return { kind: 'reply', status: 400, message: `Bad request: ${screened}.`, log: true }
-    const rawAuthority = 'stream' in req ? (req.headers[':authority'] ?? req.headers.host) : req.headers.host
+    const rawAuthority = authorityOf(req)
+    if ('stream' in req && req.headers.host !== undefined && req.headers[':authority'] !== undefined && req.headers.host !== req.headers[':authority']) {
+      // RFC 9113 8.3.1: the two must agree; a mismatch is how routing and policy get confused.
+      return { kind: 'reply', status: 400, message: 'Bad request: :authority and Host differ.', log: true }
+    }
     const auth = parseAuthority(rawAuthority)
     if (!auth) return { kind: 'reply', status: 400, message: 'Bad request: the Host header is missing or malformed.', log: true }
     const target = normaliseTarget(req.url ?? '', {
@@ -241,7 +240,7 @@ export class ProxyServer {
       // Reserved for Portcullis' own endpoints on every host; never forwarded upstream.
       return { kind: 'reply', status: 404, message: 'This Portcullis endpoint is not available.', log: true }
     }
-    const port = auth.port ?? (scheme === 'https' ? 443 : 80)
+    const port = auth.port ?? (state.scheme === 'https' ? 443 : 80)
     const route = state.table.match(auth.host, port, path)
     if (!route) return { kind: 'reply', status: 404, message: `No route is configured for ${auth.host}${path}.`, log: true }
     const plan = state.plans.get(route) as RoutePlan
@@ -250,109 +249,131 @@ export class ProxyServer {
     return { kind: 'route', plan, host: auth.host, authority: rawAuthority as string, path, query: target.query, clientIp, remote }
   }
 
-  #onRequest(req: AnyRequest, res: AnyResponse): void {
-    const state = this.#state
-    const requestId = randomUUID()
+  /** The access-log call for one request; fields that depend on routing come from `prepared`. */
+  #accessLogFor(req: AnyRequest, state: ProxyState, requestId: string, prepared: Prepared): (status: number, bytes: number, details: string) => void {
     const startedAt = Date.now()
-    const scheme = this.#schemeOf(req)
-    const method = req.method ?? 'GET'
-    const json = prefersJson(req.headers.accept)
-    const headOnly = method === 'HEAD'
-    if (this.#draining && !('stream' in req)) res.setHeader('connection', 'close')
-    const prepared = this.#prepare(req, state, scheme)
-    const log = (status: number, bytes: number, details: string, route: RoutePlan | undefined): void => {
+    return (status, bytes, details) => {
+      const routed = prepared.kind === 'route' ? prepared : undefined
       state.accessLog({
         requestId,
-        method,
-        authority: ('stream' in req ? req.headers[':authority'] : undefined) ?? req.headers.host ?? '',
-        path: prepared.kind === 'route' ? prepared.path : (req.url ?? ''),
-        query: prepared.kind === 'route' ? prepared.query : '',
+        method: req.method ?? 'GET',
+        authority: authorityOf(req) ?? '',
+        // Never the raw target of a refused request: its query may carry tokens.
+        path: routed?.path ?? (req.url ?? '').split('?')[0] ?? '',
+        query: routed?.query ?? '',
         headers: req.headers,
-        clientIp: prepared.kind === 'route' ? prepared.clientIp : clientAddressOf(req),
+        clientIp: routed?.clientIp ?? clientAddressOf(req),
         forwardedFor: joinHeader(req.headers['x-forwarded-for']),
         startedAt,
         status,
         details,
         bytes,
-        upstreamCluster: route?.clusterName ?? '',
-        clusterStatName: route?.route.name ?? '',
+        upstreamCluster: routed?.plan.clusterName ?? '',
+        clusterStatName: routed?.plan.route.name ?? '',
       })
     }
+  }
+
+  /**
+   * After an allow decision: picks the endpoint and computes what the upstream receives (path,
+   * Host, headers). Shared by plain requests and upgrades so that both apply the same rules.
+   */
+  #upstreamRequest(
+    req: AnyRequest,
+    p: Extract<Prepared, { kind: 'route' }>,
+    result: Extract<CheckResult, { allow: true }>,
+    state: ProxyState,
+    requestId: string,
+    upgrade: string | undefined,
+  ): { endpoint: Endpoint; host: string; path: string; headers: string[] } | undefined {
+    const { plan } = p
+    const endpoint = plan.cluster?.balancer.pick(result.routingKey ?? p.clientIp)
+    if (!endpoint) return undefined
+    const route = plan.route
+    const host = upstreamHost(route, plan.paths, p.authority, p.path, req.headers, endpoint.target)
+    const path = upstreamPath(route, plan.paths, p.path, plan.targetPrefixes[endpoint.index]) + p.query
+    const config = state.config
+    const headers = buildUpstreamHeaders({
+      rawHeaders: req.rawHeaders,
+      plan: plan.headers,
+      upstreamHost: host.host,
+      originalHost: host.rewritten ? p.authority : undefined,
+      requestId,
+      remoteAddress: p.remote,
+      clientIp: p.clientIp,
+      scheme: state.scheme,
+      skipXffAppend: config.skipXffAppend,
+      trustForwardedHeaders: config.xffNumTrustedHops > 0,
+      dropUnderscoreHeaders: config.headersWithUnderscoresAction === 'drop',
+      cookieName: state.cookieName,
+      authzSet: result.setHeaders,
+      authzRemove: result.removeHeaders,
+      upgrade,
+    })
+    return { endpoint, host: host.host, path, headers }
+  }
+
+  #onRequest(req: AnyRequest, res: AnyResponse): void {
+    const state = this.#state
+    const requestId = randomUUID()
+    const method = req.method ?? 'GET'
+    const json = prefersJson(req.headers.accept)
+    const headOnly = method === 'HEAD'
+    if (this.#draining && !('stream' in req)) res.setHeader('connection', 'close')
+    const prepared = this.#prepare(req, state)
+    const log = this.#accessLogFor(req, state, requestId, prepared)
     if (prepared.kind === 'reply') {
       const bytes = this.#reply(res, prepared, requestId, json, headOnly, state)
-      if (prepared.log) log(prepared.status, bytes, 'local_reply', undefined)
+      if (prepared.log) log(prepared.status, bytes, 'local_reply')
       return
     }
     const { plan } = prepared
     const route = plan.route
     if (route.redirect || route.response) {
-      const bytes = this.#directRoute(req, res, route, prepared, headOnly, requestId, state)
-      log(res.statusCode, bytes, 'direct_response', plan)
+      const bytes = this.#directRoute(res, route, prepared, headOnly, requestId, state)
+      log(res.statusCode, bytes, 'direct_response')
       return
     }
     if (method === 'CONNECT') {
       const bytes = sendError(res, 405, 'CONNECT is not supported on this route.', requestId, json, state.localHeaders, false)
-      log(405, bytes, 'local_reply', plan)
+      log(405, bytes, 'local_reply')
       return
     }
-    const check = this.#checkRequest(req, prepared, requestId, scheme)
     const then = (result: CheckResult): void => {
       if (!result.allow) {
         const headers: Record<string, string> = { ...state.localHeaders, ...result.headers }
         if (result.location !== undefined) headers['location'] = result.location
         const bytes = sendError(res, result.status, result.reason, requestId, json, headers, headOnly)
-        log(result.status, bytes, 'ext_authz_denied', plan)
+        log(result.status, bytes, 'ext_authz_denied')
         return
       }
-      const cluster = plan.cluster
-      const endpoint = cluster?.balancer.pick(result.routingKey ?? prepared.clientIp)
-      if (!cluster || !endpoint) {
+      const upstream = this.#upstreamRequest(req, prepared, result, state, requestId, undefined)
+      if (!upstream) {
         const bytes = sendError(res, 503, 'No healthy upstream is available for this route.', requestId, json, state.localHeaders, headOnly)
-        log(503, bytes, 'no_healthy_upstream', plan)
+        log(503, bytes, 'no_healthy_upstream')
         return
       }
-      const index = cluster.endpoints.indexOf(endpoint)
-      const host = upstreamHost(route, plan.paths, prepared.authority, prepared.path, req.headers, endpoint.target)
-      const path = upstreamPath(route, plan.paths, prepared.path, plan.targetPrefixes[index]) + prepared.query
-      const config = state.config
-      const headers = buildUpstreamHeaders({
-        rawHeaders: req.rawHeaders,
-        plan: plan.headers,
-        upstreamHost: host.host,
-        originalHost: host.rewritten ? prepared.authority : undefined,
-        requestId,
-        remoteAddress: prepared.remote,
-        clientIp: prepared.clientIp,
-        scheme,
-        skipXffAppend: config.skipXffAppend,
-        trustForwardedProto: config.xffNumTrustedHops > 0,
-        dropUnderscoreHeaders: config.headersWithUnderscoresAction === 'drop',
-        cookieName: state.cookieName,
-        authzSet: result.setHeaders,
-        authzRemove: result.removeHeaders,
-        upgrade: undefined,
-      })
       forward({
         req,
         res,
         requestId,
         method,
-        path,
-        authority: host.host,
-        headers,
-        endpoint,
+        path: upstream.path,
+        authority: upstream.host,
+        headers: upstream.headers,
+        endpoint: upstream.endpoint,
         plan: plan.headers,
-        timeoutMs: minNonZero(route.timeoutMs, config.timeoutWriteMs),
+        timeoutMs: minNonZero(route.timeoutMs, state.config.timeoutWriteMs),
         idleTimeoutMs: route.idleTimeoutMs,
         json,
         errorHeaders: state.localHeaders,
-        done: (status, bytes, details) => log(status, bytes, details, plan),
+        done: log,
       })
     }
-    this.#authorize(check, then, (err) => {
+    this.#authorize(this.#checkRequest(req, prepared, requestId, state), then, (err) => {
       this.#deps.logger.error({ err, requestId }, 'authorize failed')
       const bytes = sendError(res, 500, 'Authorization could not be completed.', requestId, json, state.localHeaders, headOnly)
-      log(500, bytes, 'ext_authz_error', plan)
+      log(500, bytes, 'ext_authz_error')
     })
   }
 
@@ -368,7 +389,7 @@ export class ProxyServer {
     else then(result)
   }
 
-  #checkRequest(req: AnyRequest, p: Extract<Prepared, { kind: 'route' }>, requestId: string, scheme: Scheme): CheckRequest {
+  #checkRequest(req: AnyRequest, p: Extract<Prepared, { kind: 'route' }>, requestId: string, state: ProxyState): CheckRequest {
     return {
       requestId,
       route: p.plan.route,
@@ -378,7 +399,7 @@ export class ProxyServer {
       query: p.query,
       headers: req.headers,
       clientIp: p.clientIp,
-      scheme,
+      scheme: state.scheme,
     }
   }
 
@@ -391,15 +412,7 @@ export class ProxyServer {
     return sendError(res, p.status, p.message, requestId, json, headers, headOnly)
   }
 
-  #directRoute(
-    req: AnyRequest,
-    res: AnyResponse,
-    route: RouteConfig,
-    p: Extract<Prepared, { kind: 'route' }>,
-    headOnly: boolean,
-    requestId: string,
-    state: ProxyState,
-  ): number {
+  #directRoute(res: AnyResponse, route: RouteConfig, p: Extract<Prepared, { kind: 'route' }>, headOnly: boolean, requestId: string, state: ProxyState): number {
     const headers: Record<string, string> = { ...state.localHeaders, 'x-request-id': requestId }
     if (route.response) {
       headers['content-type'] = 'text/plain; charset=utf-8'
@@ -407,7 +420,7 @@ export class ProxyServer {
     }
     const r = route.redirect
     if (!r) return 0
-    const scheme = r.httpsRedirect ? 'https' : (r.schemeRedirect ?? this.#schemeOf(req))
+    const scheme = r.httpsRedirect ? 'https' : (r.schemeRedirect ?? state.scheme)
     let host = r.hostRedirect ?? p.host
     if (r.portRedirect !== undefined) host = `${host.replace(/:\d+$/, '')}:${r.portRedirect}`
     else if (r.hostRedirect === undefined && (p.authority.match(/:(\d+)$/) ?? [])[1] && !r.httpsRedirect && r.schemeRedirect === undefined) {
@@ -422,9 +435,11 @@ export class ProxyServer {
   }
 
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    const token = (req.headers.upgrade ?? '').toLowerCase()
+    const token = (req.headers.upgrade ?? '').trim().toLowerCase()
     if (token === 'h2c') {
-      // Clients such as curl offer h2c opportunistically; answer over HTTP/1.1 as if not offered.
+      // Clients such as curl offer h2c opportunistically. Node hands every Upgrade request to
+      // this handler with a bare socket, so build the response object it would have made and
+      // answer over HTTP/1.1 as if nothing had been offered.
       const res = new ServerResponse(req)
       res.assignSocket(socket as Socket)
       res.shouldKeepAlive = false
@@ -434,83 +449,44 @@ export class ProxyServer {
     }
     const state = this.#state
     const requestId = randomUUID()
-    const scheme = this.#schemeOf(req)
-    const prepared = this.#prepare(req, state, scheme)
+    const prepared = this.#prepare(req, state)
+    const log = this.#accessLogFor(req, state, requestId, prepared)
     if (prepared.kind === 'reply') {
       rejectUpgrade(socket, prepared.status, statusTitle(prepared.status), prepared.message, requestId)
+      if (prepared.log) log(prepared.status, 0, 'local_reply')
       return
     }
     const { plan } = prepared
-    const route = plan.route
-    const startedAt = Date.now()
-    const log = (status: number, bytes: number, details: string): void =>
-      state.accessLog({
-        requestId,
-        method: req.method ?? 'GET',
-        authority: req.headers.host ?? '',
-        path: prepared.path,
-        query: prepared.query,
-        headers: req.headers,
-        clientIp: prepared.clientIp,
-        forwardedFor: joinHeader(req.headers['x-forwarded-for']),
-        startedAt,
-        status,
-        details,
-        bytes,
-        upstreamCluster: plan.clusterName,
-        clusterStatName: route.name ?? '',
-      })
     if (!plan.upgrades.has(token)) {
       rejectUpgrade(socket, 403, 'Forbidden', `Upgrading to "${token}" is not allowed on this route.`, requestId)
       log(403, 0, 'upgrade_failed')
       return
     }
-    const check = this.#checkRequest(req, prepared, requestId, scheme)
     this.#authorize(
-      check,
+      this.#checkRequest(req, prepared, requestId, state),
       (result) => {
         if (!result.allow) {
           rejectUpgrade(socket, result.status, statusTitle(result.status), result.reason, requestId)
           log(result.status, 0, 'ext_authz_denied')
           return
         }
-        const cluster = plan.cluster
-        const endpoint = cluster?.balancer.pick(result.routingKey ?? prepared.clientIp)
-        if (!cluster || !endpoint || endpoint.target.url.protocol === 'h2c:') {
+        const upstream = this.#upstreamRequest(req, prepared, result, state, requestId, req.headers.upgrade ?? token)
+        if (!upstream || upstream.endpoint.target.url.protocol === 'h2c:') {
           rejectUpgrade(socket, 503, 'Service Unavailable', 'No upstream can take this upgrade.', requestId)
           log(503, 0, 'no_healthy_upstream')
           return
         }
-        const index = cluster.endpoints.indexOf(endpoint)
-        const host = upstreamHost(route, plan.paths, prepared.authority, prepared.path, req.headers, endpoint.target)
-        const path = upstreamPath(route, plan.paths, prepared.path, plan.targetPrefixes[index]) + prepared.query
-        const headers = buildUpstreamHeaders({
-          rawHeaders: req.rawHeaders,
-          plan: plan.headers,
-          upstreamHost: host.host,
-          originalHost: host.rewritten ? prepared.authority : undefined,
-          requestId,
-          remoteAddress: prepared.remote,
-          clientIp: prepared.clientIp,
-          scheme,
-          skipXffAppend: state.config.skipXffAppend,
-          trustForwardedProto: state.config.xffNumTrustedHops > 0,
-          dropUnderscoreHeaders: state.config.headersWithUnderscoresAction === 'drop',
-          cookieName: state.cookieName,
-          authzSet: result.setHeaders,
-          authzRemove: result.removeHeaders,
-          upgrade: req.headers.upgrade ?? token,
-        })
         tunnelUpgrade({
           requestId,
+          token,
           socket,
           head,
           method: req.method ?? 'GET',
-          path,
-          headers,
-          endpoint,
-          tls: route.tls,
-          idleTimeoutMs: route.idleTimeoutMs,
+          path: upstream.path,
+          headers: upstream.headers,
+          endpoint: upstream.endpoint,
+          tls: plan.route.tls,
+          idleTimeoutMs: plan.route.idleTimeoutMs,
           done: log,
         })
       },
@@ -520,6 +496,10 @@ export class ProxyServer {
       },
     )
   }
+}
+
+function authorityOf(req: AnyRequest): string | undefined {
+  return 'stream' in req ? (req.headers[':authority'] ?? req.headers.host) : req.headers.host
 }
 
 /** The connection's client address (PROXY protocol or peer), tagged on the socket at accept time. */

@@ -36,6 +36,8 @@ export class ProxyState {
   /** Global response headers, for pages the proxy answers itself. */
   readonly localHeaders: Readonly<Record<string, string>>
   readonly cookieName: string
+  /** The main listener's scheme, as seen by clients. */
+  readonly scheme: 'http' | 'https'
   readonly transportKeys: ReadonlySet<string>
 
   constructor(config: Config, registry: TransportRegistry, logger: Logger) {
@@ -61,6 +63,7 @@ export class ProxyState {
     this.accessLog = createAccessLogger(config.accessLogFields, logger)
     this.certificates = config.insecureServer ? undefined : buildCertificateSet(config.certificates)
     this.localHeaders = Object.fromEntries(Object.entries(config.setResponseHeaders).map(([k, v]) => [k.toLowerCase(), v]))
+    this.scheme = config.insecureServer ? 'http' : 'https'
     const cookie = config.raw['cookie_name']
     this.cookieName = typeof cookie === 'string' && cookie !== '' ? cookie : '_pomerium'
   }

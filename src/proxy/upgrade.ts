@@ -11,8 +11,16 @@ import { connect as tlsConnect } from 'node:tls'
 import type { UpstreamTlsConfig } from '../config/types.js'
 import type { Endpoint } from './upstreams.js'
 
+/** Bounds on what the proxy waits for before a tunnel exists. */
+const CONNECT_TIMEOUT_MS = 10_000
+const MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+/** How long a refused upgrade's body may take to arrive when its length is unknown. */
+const REFUSAL_LINGER_MS = 5_000
+
 export interface UpgradeRequest {
   readonly requestId: string
+  /** The lower-cased upgrade token the client asked for; the upstream must answer 101 with it. */
+  readonly token: string
   readonly socket: Duplex
   readonly head: Buffer
   readonly method: string
@@ -55,6 +63,7 @@ export function tunnelUpgrade(u: UpgradeRequest): void {
   head += '\r\n'
 
   let established = false
+  let upgraded = false
   let bytes = 0
   let status = 0
   let finished = false
@@ -65,21 +74,91 @@ export function tunnelUpgrade(u: UpgradeRequest): void {
     u.done(s, bytes, details)
   }
   u.endpoint.active++
+  const connectTimer = setTimeout(() => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS)
   upstream.once(connectEvent, () => {
     established = true
+    clearTimeout(connectTimer)
+    // Only the request head goes now: the client's bytes wait until the upstream has agreed to
+    // switch protocols, so they can never be read as further HTTP requests by the upstream.
     upstream.write(head)
-    if (u.head.length > 0) upstream.write(u.head)
-    upstream.once('data', (chunk: Buffer) => {
-      const m = /^HTTP\/1\.[01] (\d{3})/.exec(chunk.subarray(0, 16).toString('latin1'))
+    let buffered: Buffer = Buffer.alloc(0)
+    const onHead = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
+      const end = buffered.indexOf('\r\n\r\n')
+      if (end === -1) {
+        if (buffered.length > MAX_RESPONSE_HEAD_BYTES) {
+          upstream.destroy()
+          rejectUpgrade(u.socket, 502, 'Bad Gateway', 'The upstream service sent an invalid response.', u.requestId)
+          finish(502, 'upstream_bad_response')
+        }
+        return
+      }
+      upstream.off('data', onHead)
+      const headText = buffered.subarray(0, end).toString('latin1')
+      const rest = buffered.subarray(end + 4)
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(headText)
       status = m ? Number(m[1]) : 502
       u.endpoint.recordOutcome(status)
-    })
-    upstream.on('data', (chunk: Buffer) => {
-      bytes += chunk.length
-    })
-    upstream.pipe(u.socket)
-    u.socket.pipe(upstream)
+      if (!m) {
+        upstream.destroy()
+        rejectUpgrade(u.socket, 502, 'Bad Gateway', 'The upstream service sent an invalid response.', u.requestId)
+        finish(502, 'upstream_bad_response')
+        return
+      }
+      if (status < 200 && (status !== 101 || upgradeTokenOf(headText) !== u.token)) {
+        // Switching to a protocol the client did not ask for (or an interim answer) is not
+        // something to relay: the client would take the connection for what it asked.
+        upstream.destroy()
+        rejectUpgrade(u.socket, 502, 'Bad Gateway', 'The upstream service answered the upgrade with a different protocol.', u.requestId)
+        finish(502, 'upgrade_failed')
+        return
+      }
+      if (status === 101) {
+        upgraded = true
+        u.socket.write(buffered)
+        bytes += rest.length
+        if (u.head.length > 0) upstream.write(u.head)
+        upstream.on('data', (c: Buffer) => {
+          bytes += c.length
+        })
+        upstream.pipe(u.socket)
+        u.socket.pipe(upstream)
+        return
+      }
+      passThroughRefusal(headText, rest)
+    }
+    upstream.on('data', onHead)
   })
+
+  /**
+   * The upstream answered without switching protocols (401, 426, even 200): the client gets
+   * that answer and the connection is closed, never left open as a raw pipe.
+   */
+  const passThroughRefusal = (headText: string, rest: Buffer): void => {
+    const lines = headText.split('\r\n').filter((l) => !/^(connection|keep-alive|upgrade|transfer-encoding):/i.test(l))
+    const length = /\r\ncontent-length:\s*(\d+)/i.exec(headText)
+    const chunked = /\r\ntransfer-encoding:\s*chunked/i.test(headText)
+    // A chunked body is passed on as a close-delimited one: the chunk framing is not re-parsed.
+    if (chunked) lines.push('transfer-encoding: chunked')
+    u.socket.write(`${lines.join('\r\n')}\r\nx-request-id: ${u.requestId}\r\nconnection: close\r\n\r\n`)
+    let remaining = length ? Number(length[1]) : Infinity
+    const forwardBody = (c: Buffer): void => {
+      const part = c.length > remaining ? c.subarray(0, remaining) : c
+      remaining -= part.length
+      bytes += part.length
+      u.socket.write(part)
+      if (remaining <= 0) {
+        upstream.destroy()
+        u.socket.end()
+      }
+    }
+    if (rest.length > 0) forwardBody(rest)
+    if (remaining > 0) {
+      upstream.on('data', forwardBody)
+      upstream.setTimeout(REFUSAL_LINGER_MS, () => upstream.destroy())
+    }
+  }
+
   if (u.idleTimeoutMs > 0) {
     upstream.setTimeout(u.idleTimeoutMs, () => {
       upstream.destroy()
@@ -87,18 +166,27 @@ export function tunnelUpgrade(u: UpgradeRequest): void {
     })
   }
   upstream.on('error', () => {
+    clearTimeout(connectTimer)
     if (!established) {
       u.endpoint.recordOutcome(undefined)
       rejectUpgrade(u.socket, 503, 'Service Unavailable', 'The upstream service could not be reached.', u.requestId)
       finish(503, 'upstream_connect_failure')
-    } else {
+    } else if (upgraded) {
       u.socket.destroy()
     }
   })
   upstream.on('close', () => {
-    u.socket.destroy()
-    finish(status || 502, 'via_upstream')
+    clearTimeout(connectTimer)
+    if (upgraded) u.socket.destroy()
+    else if (!u.socket.writableEnded) u.socket.end()
+    finish(status || 502, upgraded ? 'via_upstream' : 'upgrade_failed')
   })
   u.socket.on('error', () => upstream.destroy())
   u.socket.on('close', () => upstream.destroy())
+}
+
+/** The lower-cased `Upgrade` token of a response head, or undefined. */
+function upgradeTokenOf(headText: string): string | undefined {
+  const m = /\r\nupgrade:[ \t]*([^\r\n]*)/i.exec(headText)
+  return m?.[1]?.trim().toLowerCase()
 }

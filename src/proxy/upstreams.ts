@@ -182,6 +182,8 @@ function isIpLiteral(host: string): boolean {
 export class Endpoint implements Balanced {
   readonly key: string
   readonly weight: number
+  /** Position in the route's `to` list. */
+  readonly index: number
   readonly target: UpstreamTarget
   readonly transport: Transport
   readonly transportKey: string
@@ -192,8 +194,9 @@ export class Endpoint implements Balanced {
   #ejections = 0
   readonly #outlier: OutlierSettings
 
-  constructor(target: UpstreamTarget, transport: { key: string; transport: Transport }, outlier: OutlierSettings) {
+  constructor(target: UpstreamTarget, index: number, transport: { key: string; transport: Transport }, outlier: OutlierSettings) {
     this.target = target
+    this.index = index
     this.key = target.url.href
     this.weight = target.weight
     this.transport = transport.transport
@@ -229,9 +232,11 @@ export class Cluster {
   readonly #checkers: HealthChecker[] = []
 
   constructor(route: RouteConfig, registry: TransportRegistry, dnsLookupFamily: Config['dnsLookupFamily'], logger: Logger) {
+    // Envoy-shaped settings (outlier_detection, healthy_panic_threshold) are read from the route's
+    // validated raw values: they are data-plane details no other service needs typed.
     const outlier = outlierFromRoute(route)
     const connect: ConnectOptions = { maxConnections: route.maxConnections, dnsLookupFamily }
-    this.endpoints = route.to.map((t) => new Endpoint(t, registry.get(t, route.tls, connect), outlier))
+    this.endpoints = route.to.map((t, i) => new Endpoint(t, i, registry.get(t, route.tls, connect), outlier))
     const panic = typeof route.raw['healthy_panic_threshold'] === 'number' ? route.raw['healthy_panic_threshold'] : DEFAULT_PANIC_THRESHOLD_PERCENT
     this.balancer = createBalancer(route.loadBalancingPolicy, this.endpoints, panic)
     for (const hc of route.healthChecks) {

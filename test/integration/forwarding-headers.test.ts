@@ -159,9 +159,12 @@ void describe('forwarding: headers', () => {
     const { echo: e } = await via(trusted, 'app.localhost', '/', {
       'X-Forwarded-For': '198.51.100.1, 203.0.113.9',
       'X-Forwarded-Proto': 'https',
+      'X-Forwarded-Host': 'front.example',
     })
     assert.equal(e.headers['x-forwarded-for'], '198.51.100.1, 203.0.113.9')
     assert.equal(e.headers['x-forwarded-proto'], 'https')
+    // The trusted front proxy's X-Forwarded-Host is kept and the Host we rewrote is appended.
+    assert.equal(e.headers['x-forwarded-host'], 'front.example, app.localhost')
     assert.equal(e.headers['x-envoy-external-address'], '203.0.113.9')
   })
 
