@@ -106,41 +106,39 @@ function schedule<E extends Balanced>(endpoints: readonly E[]): E[] {
   return out
 }
 
-class RoundRobin<E extends Balanced> implements Balancer<E> {
+/** Keeps the weighted schedule of the usable endpoints, rebuilt when that set changes. */
+abstract class ScheduledBalancer<E extends Balanced> implements Balancer<E> {
   readonly #pool: AvailabilityPool<E>
   #schedule: E[] = []
   #version = -1
-  #next = 0
   constructor(pool: AvailabilityPool<E>) {
     this.#pool = pool
   }
-  pick(): E | undefined {
+  protected current(): E[] {
     const usable = this.#pool.usable()
     if (this.#version !== this.#pool.version || this.#schedule.length === 0) {
       this.#schedule = schedule(usable)
       this.#version = this.#pool.version
     }
-    if (this.#schedule.length === 0) return undefined
-    const e = this.#schedule[this.#next % this.#schedule.length]
-    this.#next = (this.#next + 1) % this.#schedule.length
-    return e
+    return this.#schedule
+  }
+  abstract pick(hashKey: string): E | undefined
+}
+
+class RoundRobin<E extends Balanced> extends ScheduledBalancer<E> {
+  #next = 0
+  pick(): E | undefined {
+    const list = this.current()
+    if (list.length === 0) return undefined
+    this.#next = (this.#next + 1) % list.length
+    return list[this.#next]
   }
 }
 
-class RandomPick<E extends Balanced> implements Balancer<E> {
-  readonly #pool: AvailabilityPool<E>
-  #schedule: E[] = []
-  #version = -1
-  constructor(pool: AvailabilityPool<E>) {
-    this.#pool = pool
-  }
+class RandomPick<E extends Balanced> extends ScheduledBalancer<E> {
   pick(): E | undefined {
-    const usable = this.#pool.usable()
-    if (this.#version !== this.#pool.version || this.#schedule.length === 0) {
-      this.#schedule = schedule(usable)
-      this.#version = this.#pool.version
-    }
-    return this.#schedule[Math.floor(Math.random() * this.#schedule.length)]
+    const list = this.current()
+    return list[Math.floor(Math.random() * list.length)]
   }
 }
 
