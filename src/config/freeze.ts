@@ -1,5 +1,7 @@
 /** Deep-freezing of the loaded config, so no consumer can change what others see. */
 
+import { Pattern } from '../shared/pattern.js'
+
 /**
  * Freezes `value` and everything reachable from it. URL and RegExp instances are left alone:
  * their state lives in internal slots that freezing does not protect, and a frozen RegExp
@@ -7,7 +9,7 @@
  */
 export function deepFreeze<T>(value: T): T {
   if (typeof value !== 'object' || value === null) return value
-  if (value instanceof URL || value instanceof RegExp || Object.isFrozen(value)) return value
+  if (value instanceof URL || value instanceof RegExp || value instanceof Pattern || Object.isFrozen(value)) return value
   Object.freeze(value)
   for (const v of Object.values(value as object) as unknown[]) deepFreeze(v)
   return value

@@ -81,7 +81,7 @@ test('regex is compiled anchored; RE2 named groups work; rewrite options are exc
     'routes[0].regex_rewrite_pattern',
   )
   const rw = route(['from: https://a.example.com', 'to: http://a', 'regex_rewrite_pattern: ^/old/(.*)$', 'regex_rewrite_substitution: /new/\\1'])
-  assert.equal(rw.regexRewritePattern?.source, '^\\/old\\/(.*)$')
+  assert.equal(rw.regexRewritePattern?.source, '^/old/(.*)$')
   assert.equal(rw.regexRewriteSubstitution, '/new/\\1')
   assert.equal(routeErrors(['from: https://a.example.com', 'to: http://a', 'prefix: api'])[0]?.[0], 'routes[0].prefix')
 })

@@ -3,6 +3,7 @@
  * descriptor table, then the cross-field rules run; every problem is reported, and a route
  * with errors is left out (the whole load fails anyway).
  */
+import { Pattern } from '../shared/pattern.js'
 import { createHash } from 'node:crypto'
 import type {
   DirectResponse,
@@ -69,58 +70,9 @@ export function parseFrom(text: string): (RouteFrom & { url: string }) | undefin
   return { scheme, host, port, url: `${scheme}://${host}${port === undefined ? '' : `:${port}`}` }
 }
 
-/**
- * Why a pattern is refused, or undefined. Pomerium's regexes are RE2: linear time, and without
- * backreferences or lookaround. JavaScript's engine backtracks, so a repeated group that itself
- * repeats (`(a+)+`) could let one request path burn seconds of CPU; such patterns (which RE2
- * users never need) are refused along with the syntax RE2 does not have.
- */
-export function unsafeRegexReason(source: string): string | undefined {
-  if (/\\[1-9]|\\k</.test(source)) return 'backreferences are not supported (RE2 syntax)'
-  if (/\(\?<?[=!]/.test(source)) return 'lookahead and lookbehind are not supported (RE2 syntax)'
-  const groups: boolean[] = []
-  let inClass = false
-  let lastGroupRepeats = false
-  for (let i = 0; i < source.length; i++) {
-    const c = source[i]
-    if (c === '\\') {
-      i++
-      continue
-    }
-    if (inClass) {
-      if (c === ']') inClass = false
-      continue
-    }
-    const repeats = c === '*' || c === '+' || (c === '{' && /^\{\d*,\d*\}|^\{\d{2,}\}|^\{[2-9]\}/.test(source.slice(i)))
-    if (repeats) {
-      if (lastGroupRepeats) return 'a repeated group contains a repetition (for example (a+)+), which can take exponential time'
-      if (groups.length > 0) groups[groups.length - 1] = true
-    }
-    lastGroupRepeats = false
-    if (c === '[') inClass = true
-    else if (c === '(') groups.push(false)
-    else if (c === ')') {
-      const inner = groups.pop() ?? false
-      lastGroupRepeats = inner
-      if (inner && groups.length > 0) groups[groups.length - 1] = true
-    }
-  }
-  return undefined
-}
-
-/** Compiles a path regex the way Pomerium/Envoy apply it: anchored at both ends. */
-export function compileRegex(source: string, anchored: boolean): RegExp | string {
-  const unsafe = unsafeRegexReason(source)
-  if (unsafe !== undefined) return `invalid regular expression: ${unsafe}`
-  // RE2 spells named groups `(?P<name>`; JavaScript wants `(?<name>`.
-  const js = source.replace(/\(\?P</g, '(?<')
-  try {
-    return new RegExp(anchored ? `^(?:${js})$` : js)
-  } catch (err) {
-    // V8 says "Invalid regular expression: /<source>/: <reason>"; the reason is what helps.
-    const reason = (err as Error).message.split(': ').at(-1) ?? ''
-    return `invalid regular expression: ${reason}`
-  }
+/** Compiles a route regex with RE2 semantics, as Pomerium/Envoy apply it; a string is the error. */
+export function compileRegex(source: string, anchored: boolean): Pattern | string {
+  return Pattern.compile(source, anchored)
 }
 
 function upstreamFamily(scheme: string): string {
@@ -324,7 +276,7 @@ export function buildRoute(
     const v = raw[key]
     if (typeof v === 'string' && !v.startsWith('/')) ctx.issues.error(at(key), v, 'expected a path starting with /')
   }
-  let regexCompiled: RegExp | undefined
+  let regexCompiled: Pattern | undefined
   if (typeof raw['regex'] === 'string') {
     const r = compileRegex(raw['regex'], true)
     if (typeof r === 'string') ctx.issues.error(at('regex'), raw['regex'], r)
@@ -347,7 +299,7 @@ export function buildRoute(
   if (raw['prefix_rewrite'] !== undefined && raw['regex_rewrite_pattern'] !== undefined) {
     ctx.issues.error(at('regex_rewrite_pattern'), raw['regex_rewrite_pattern'], 'prefix_rewrite and regex_rewrite_pattern are mutually exclusive')
   }
-  const optionalRegex = (key: string): RegExp | undefined => {
+  const optionalRegex = (key: string): Pattern | undefined => {
     const v = raw[key]
     if (typeof v !== 'string') return undefined
     const r = compileRegex(v, false)

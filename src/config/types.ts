@@ -1,3 +1,5 @@
+import type { Pattern } from '../shared/pattern.js'
+
 /**
  * The normalised, validated configuration that every service consumes.
  *
@@ -93,9 +95,9 @@ export interface RouteConfig {
   readonly fromUrl: string
   readonly prefix: string | undefined
   readonly path: string | undefined
-  /** The regex as written; `regexCompiled` is anchored `^(?:...)$`. */
+  /** The regex as written; `regexCompiled` matches whole paths (RE2 semantics). */
   readonly regex: string | undefined
-  readonly regexCompiled: RegExp | undefined
+  readonly regexCompiled: Pattern | undefined
 
   readonly to: readonly UpstreamTarget[]
   readonly redirect: RedirectConfig | undefined
@@ -104,12 +106,12 @@ export interface RouteConfig {
   readonly healthChecks: readonly HealthCheckConfig[]
 
   readonly prefixRewrite: string | undefined
-  readonly regexRewritePattern: RegExp | undefined
+  readonly regexRewritePattern: Pattern | undefined
   readonly regexRewriteSubstitution: string | undefined
   readonly preserveHostHeader: boolean
   readonly hostRewrite: string | undefined
   readonly hostRewriteHeader: string | undefined
-  readonly hostPathRegexRewritePattern: RegExp | undefined
+  readonly hostPathRegexRewritePattern: Pattern | undefined
   readonly hostPathRegexRewriteSubstitution: string | undefined
 
   readonly setRequestHeaders: Readonly<Record<string, string>>

@@ -4,32 +4,22 @@
  * > host_path_regex_rewrite > preserve_host_header > automatic).
  */
 import type { RouteConfig, UpstreamTarget } from '../config/types.js'
+import type { Pattern } from '../shared/pattern.js'
 
 export interface PathPlan {
-  readonly regex: RegExp | undefined
-  readonly substitution: string
+  /** `regex_rewrite_pattern` + `_substitution`, replacing every match. */
+  readonly regexRewrite: ((path: string) => string) | undefined
   readonly prefixRewrite: string | undefined
-  readonly hostPathRegex: RegExp | undefined
-  readonly hostPathSubstitution: string
-}
-
-/** Envoy substitutions use `\1`; JavaScript's replace uses `$1`. */
-export function toJsSubstitution(envoy: string): string {
-  return envoy.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1')
-}
-
-function globalCopy(re: RegExp | undefined): RegExp | undefined {
-  if (!re) return undefined
-  return re.global ? re : new RegExp(re.source, re.flags + 'g')
+  readonly hostPathRegex: Pattern | undefined
+  readonly hostPathRewrite: ((path: string) => string) | undefined
 }
 
 export function buildPathPlan(route: RouteConfig): PathPlan {
   return {
-    regex: globalCopy(route.regexRewritePattern),
-    substitution: toJsSubstitution(route.regexRewriteSubstitution ?? ''),
+    regexRewrite: route.regexRewritePattern?.replacer(route.regexRewriteSubstitution ?? ''),
     prefixRewrite: route.prefixRewrite,
     hostPathRegex: route.hostPathRegexRewritePattern,
-    hostPathSubstitution: toJsSubstitution(route.hostPathRegexRewriteSubstitution ?? ''),
+    hostPathRewrite: route.hostPathRegexRewritePattern?.replacer(route.hostPathRegexRewriteSubstitution ?? ''),
   }
 }
 
@@ -40,7 +30,7 @@ export function targetPathPrefix(target: UpstreamTarget): string | undefined {
 }
 
 export function upstreamPath(route: RouteConfig, plan: PathPlan, path: string, targetPrefix: string | undefined): string {
-  if (plan.regex) return path.replace(plan.regex, plan.substitution)
+  if (plan.regexRewrite) return plan.regexRewrite(path)
   const rewrite = plan.prefixRewrite ?? targetPrefix
   if (rewrite === undefined) return path
   if (route.path !== undefined || route.regexCompiled) return rewrite
@@ -65,8 +55,8 @@ export function upstreamHost(
   else if (route.hostRewriteHeader !== undefined) {
     const v = headers[route.hostRewriteHeader.toLowerCase()]
     host = typeof v === 'string' && v !== '' ? v : clientHost
-  } else if (plan.hostPathRegex) {
-    host = plan.hostPathRegex.test(path) ? path.replace(plan.hostPathRegex, plan.hostPathSubstitution) : clientHost
+  } else if (plan.hostPathRegex && plan.hostPathRewrite) {
+    host = plan.hostPathRegex.test(path) ? plan.hostPathRewrite(path) : clientHost
   } else if (route.preserveHostHeader) host = clientHost
   else host = target.url.host
   return { host, rewritten: host !== clientHost }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import type { RouteConfig } from '../config/types.js'
+import { Pattern } from '../shared/pattern.js'
 import { routeConfig } from '../../test/fixtures/route-config.js'
 import { RouteTable } from './route-table.js'
 
@@ -17,7 +18,7 @@ test('routes on one host are tried in config order; the first whose path rule ma
 })
 
 test('within a route regex beats path beats prefix', () => {
-  const r = routeConfig({ regex: '/r/[0-9]+', regexCompiled: /^(?:\/r\/[0-9]+)$/, path: '/exact', prefix: '/p' })
+  const r = routeConfig({ regex: '/r/[0-9]+', regexCompiled: Pattern.compile('/r/[0-9]+', true) as Pattern, path: '/exact', prefix: '/p' })
   const table = new RouteTable([r])
   assert.equal(table.match('app.example.com', 443, '/r/12'), r)
   assert.equal(table.match('app.example.com', 443, '/exact'), undefined, 'path is ignored when regex is set')
