@@ -45,8 +45,8 @@ export function circuitBreakerMaxConnections(raw: Readonly<Record<string, unknow
 }
 
 const FROM_SCHEMES = ['https', 'http', 'tcp+https', 'udp+https', 'ssh']
-const FORWARDED_TO_SCHEMES = ['http', 'https', 'h2c']
-const OTHER_TO_SCHEMES = ['http+unix', 'https+unix', 'tcp', 'udp', 'ssh']
+const FORWARDED_TO_SCHEMES = ['http', 'https', 'h2c', 'http+unix', 'https+unix']
+const OTHER_TO_SCHEMES = ['tcp', 'udp', 'ssh']
 const REDIRECT_CODES = [301, 302, 303, 307, 308]
 const FROM_EXPECTED =
   'expected an https:// URL with a host and no path (schemes: https, http, tcp+https, udp+https, ssh)'
@@ -111,6 +111,10 @@ function parseTo(value: unknown, path: string, ctx: LoadContext): UpstreamTarget
       return
     }
     const url = new URL(text)
+    if (url.protocol.endsWith('+unix:') && (url.host !== '' || url.pathname === '' || url.pathname === '/')) {
+      ctx.issues.error(p, entry, 'expected a unix socket upstream as http+unix:///path/to/socket')
+      return
+    }
     const scheme = url.protocol.slice(0, -1).toLowerCase()
     if (!FORWARDED_TO_SCHEMES.includes(scheme) && !OTHER_TO_SCHEMES.includes(scheme)) {
       ctx.issues.error(p, entry, 'expected an http://, https:// or h2c:// upstream URL')
@@ -121,7 +125,7 @@ function parseTo(value: unknown, path: string, ctx: LoadContext): UpstreamTarget
       return
     }
     if (!FORWARDED_TO_SCHEMES.includes(scheme)) {
-      ctx.issues.warning(p, entry, `${scheme}:// upstreams are not supported yet; only http, https and h2c are forwarded`)
+      ctx.issues.warning(p, entry, `${scheme}:// upstreams are not supported yet; only http, https, h2c and http(s)+unix are forwarded`)
     }
     families.add(upstreamFamily(scheme))
     targets.push({ url, weight })

@@ -25,6 +25,8 @@ export function buildPathPlan(route: RouteConfig): PathPlan {
 
 /** The path prefix a `to` URL adds (`to: http://x/app/`), or undefined for none. */
 export function targetPathPrefix(target: UpstreamTarget): string | undefined {
+  // The path of an http+unix URL is the socket, not a prefix.
+  if (target.url.protocol.endsWith('+unix:')) return undefined
   const p = target.url.pathname
   return p === '' || p === '/' ? undefined : p
 }
@@ -57,7 +59,7 @@ export function upstreamHost(
     host = typeof v === 'string' && v !== '' ? v : clientHost
   } else if (plan.hostPathRegex && plan.hostPathRewrite) {
     host = plan.hostPathRegex.test(path) ? plan.hostPathRewrite(path) : clientHost
-  } else if (route.preserveHostHeader) host = clientHost
+  } else if (route.preserveHostHeader || target.url.host === '') host = clientHost
   else host = target.url.host
   return { host, rewritten: host !== clientHost }
 }

@@ -77,6 +77,8 @@ export class ProxyState {
   }
 }
 
+const FORWARDED_PROTOCOLS = new Set(['http:', 'https:', 'h2c:', 'http+unix:', 'https+unix:'])
+
 function isHttpTarget(route: RouteConfig): boolean {
-  return route.to.every((t) => t.url.protocol === 'http:' || t.url.protocol === 'https:' || t.url.protocol === 'h2c:')
+  return route.to.every((t) => FORWARDED_PROTOCOLS.has(t.url.protocol))
 }

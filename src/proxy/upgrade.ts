@@ -9,6 +9,7 @@ import { connect as netConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 import type { UpstreamTlsConfig } from '../config/types.js'
+import { isUnixTarget } from './upstreams.js'
 import type { Endpoint } from './upstreams.js'
 
 /** Bounds on what the proxy waits for before a tunnel exists. */
@@ -43,21 +44,22 @@ export function rejectUpgrade(socket: Duplex, status: number, title: string, mes
 
 export function tunnelUpgrade(u: UpgradeRequest): void {
   const url = u.endpoint.target.url
-  const port = Number(url.port) || (url.protocol === 'https:' ? 443 : 80)
+  const secure = url.protocol === 'https:' || url.protocol === 'https+unix:'
+  const socketPath = isUnixTarget(url) ? decodeURIComponent(url.pathname) : undefined
+  const port = Number(url.port) || (secure ? 443 : 80)
   const host = url.hostname.replace(/^\[|\]$/g, '')
-  const upstream =
-    url.protocol === 'https:'
-      ? tlsConnect({
-          host,
-          port,
-          rejectUnauthorized: !u.tls.skipVerify,
-          ...(u.tls.serverName !== undefined ? { servername: u.tls.serverName } : /^[0-9.:]+$/.test(host) ? {} : { servername: host }),
-          ...(u.tls.customCa !== undefined ? { ca: u.tls.customCa } : {}),
-          ...(u.tls.clientCert !== undefined && u.tls.clientKey !== undefined ? { cert: u.tls.clientCert, key: u.tls.clientKey } : {}),
-          ALPNProtocols: ['http/1.1'],
-        })
-      : netConnect({ host, port })
-  const connectEvent = url.protocol === 'https:' ? 'secureConnect' : 'connect'
+  const where = socketPath !== undefined ? { path: socketPath } : { host, port }
+  const upstream = secure
+    ? tlsConnect({
+        ...where,
+        rejectUnauthorized: !u.tls.skipVerify,
+        ...(u.tls.serverName !== undefined ? { servername: u.tls.serverName } : socketPath !== undefined || /^[0-9.:]+$/.test(host) ? {} : { servername: host }),
+        ...(u.tls.customCa !== undefined ? { ca: u.tls.customCa } : {}),
+        ...(u.tls.clientCert !== undefined && u.tls.clientKey !== undefined ? { cert: u.tls.clientCert, key: u.tls.clientKey } : {}),
+        ALPNProtocols: ['http/1.1'],
+      })
+    : netConnect(where)
+  const connectEvent = secure ? 'secureConnect' : 'connect'
   let head = `${u.method} ${u.path} HTTP/1.1\r\n`
   for (let i = 0; i < u.headers.length; i += 2) head += `${u.headers[i]}: ${u.headers[i + 1]}\r\n`
   head += '\r\n'

@@ -108,12 +108,16 @@ function closeTransport(transport: Transport, force = false): Promise<void> {
 
 function transportKey(target: UpstreamTarget, tls: UpstreamTlsConfig): string {
   const url = target.url
+  if (isUnixTarget(url)) return `${url.protocol}//${url.pathname}#${tlsDigest(tls)}`
   if (url.protocol !== 'https:') return `${url.protocol}//${url.host}`
-  const digest = createHash('sha256')
+  return `https://${url.host}#${tlsDigest(tls)}`
+}
+
+function tlsDigest(tls: UpstreamTlsConfig): string {
+  return createHash('sha256')
     .update(JSON.stringify([tls.skipVerify, tls.serverName, tls.customCa, tls.clientCert, tls.clientKey]))
     .digest('hex')
     .slice(0, 16)
-  return `https://${url.host}#${digest}`
 }
 
 /** Connection settings that are not about TLS. */
@@ -147,12 +151,15 @@ function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig, options
   if (url.protocol === 'h2c:') {
     return { kind: 'h2c', connection: new H2cConnection(`http://${url.host}`) }
   }
-  const origin = `${url.protocol}//${url.host}`
-  const connect: Record<string, unknown> = { ...dnsOptions(options.dnsLookupFamily) }
-  if (url.protocol === 'https:') {
+  const unix = isUnixTarget(url)
+  const tlsUpstream = url.protocol === 'https:' || url.protocol === 'https+unix:'
+  // A unix-socket upstream has no host: undici wants an origin, and the socket path does the rest.
+  const origin = unix ? (tlsUpstream ? 'https://localhost' : 'http://localhost') : `${url.protocol}//${url.host}`
+  const connect: Record<string, unknown> = unix ? {} : { ...dnsOptions(options.dnsLookupFamily) }
+  if (tlsUpstream) {
     // Verification stays on unless the route opts out with tls_skip_verify.
     connect['rejectUnauthorized'] = !tls.skipVerify
-    const serverName = tls.serverName ?? (isIpLiteral(url.hostname) ? undefined : url.hostname)
+    const serverName = tls.serverName ?? (unix || isIpLiteral(url.hostname) ? undefined : url.hostname)
     if (serverName !== undefined) connect['servername'] = serverName
     if (tls.customCa !== undefined) connect['ca'] = tls.customCa
     if (tls.clientCert !== undefined && tls.clientKey !== undefined) {
@@ -162,6 +169,7 @@ function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig, options
   }
   const pool = new Pool(origin, {
     connect,
+    ...(unix ? { socketPath: decodeURIComponent(url.pathname) } : {}),
     connections: options.maxConnections ?? null,
     pipelining: 1,
     keepAliveTimeout: 30_000,
@@ -172,6 +180,11 @@ function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig, options
     maxHeaderSize: 128 * 1024,
   })
   return { kind: 'pool', pool }
+}
+
+/** `http+unix:///run/app.sock`: the URL path is the socket path. */
+export function isUnixTarget(url: URL): boolean {
+  return url.protocol === 'http+unix:' || url.protocol === 'https+unix:'
 }
 
 function isIpLiteral(host: string): boolean {
