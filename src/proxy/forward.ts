@@ -88,6 +88,12 @@ function writeChunk(res: AnyResponse, chunk: Buffer): boolean {
   return (res as NodeJS.WritableStream).write(chunk)
 }
 
+const CLIENT_GONE = 'PORTCULLIS_CLIENT_GONE'
+
+function clientGone(): Error {
+  return Object.assign(new Error('client closed the connection'), { code: CLIENT_GONE })
+}
+
 function timeoutError(): Error {
   return Object.assign(new Error('route timeout'), { code: 'PORTCULLIS_TIMEOUT' })
 }
@@ -110,7 +116,7 @@ abstract class Exchange {
       else this.#startTimer()
     }
     f.res.once('close', () => {
-      if (!this.#finished) this.abortUpstream(new Error('client closed the connection'))
+      if (!this.#finished) this.abortUpstream(clientGone())
     })
   }
 
@@ -151,6 +157,13 @@ abstract class Exchange {
 
   protected fail(err: unknown): void {
     if (this.#finished) return
+    if ((err as { code?: unknown }).code === CLIENT_GONE) {
+      // The client left: nothing to answer, and no fault of the upstream's (counting it would
+      // let any client get a healthy endpoint ejected). Envoy logs these with status 0.
+      this.f.res.destroy()
+      this.finish(0, this.bytes, 'downstream_remote_disconnect', null)
+      return
+    }
     const failure = classifyUpstreamError(err)
     const res = this.f.res
     if (!res.headersSent && !res.destroyed) {
@@ -162,12 +175,13 @@ abstract class Exchange {
     }
   }
 
-  protected finish(status: number, bytes: number, details: string, upstreamStatus: number | undefined): void {
+  /** `upstreamStatus`: undefined for an upstream failure, null when the upstream is not to be judged. */
+  protected finish(status: number, bytes: number, details: string, upstreamStatus: number | undefined | null): void {
     if (this.#finished) return
     this.#finished = true
     if (this.#timer) clearTimeout(this.#timer)
     this.f.endpoint.active--
-    this.f.endpoint.recordOutcome(upstreamStatus)
+    if (upstreamStatus !== null) this.f.endpoint.recordOutcome(upstreamStatus)
     this.f.done(status, bytes, details)
   }
 }
@@ -186,7 +200,7 @@ class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return
     const res = this.f.res
     if (res.destroyed) {
-      controller.abort(new Error('client closed the connection'))
+      controller.abort(clientGone())
       return
     }
     this.status = statusCode

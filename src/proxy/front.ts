@@ -128,7 +128,12 @@ function routeCleartext(raw: Socket, options: FrontOptions): void {
     raw.resume()
     return
   }
+  // Until the first byte arrives no HTTP server owns the connection, so none of their timeouts
+  // apply: a client that connects and stays silent is cut off here.
+  const silence = setTimeout(() => raw.destroy(), options.handshakeTimeoutMs)
+  raw.once('close', () => clearTimeout(silence))
   const onData = (chunk: Buffer): void => {
+    clearTimeout(silence)
     raw.off('data', onData)
     raw.pause()
     raw.unshift(chunk)

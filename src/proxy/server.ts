@@ -437,6 +437,12 @@ export class ProxyServer {
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const token = (req.headers.upgrade ?? '').trim().toLowerCase()
     if (token === 'h2c') {
+      if ((req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined) {
+        // Node has already taken such a request's body off the HTTP parser; rather than forward
+        // it without its body, refuse it (clients retry h2c offers without the Upgrade header).
+        rejectUpgrade(socket, 400, 'Bad Request', 'An h2c upgrade offer with a request body is not supported.', randomUUID())
+        return
+      }
       // Clients such as curl offer h2c opportunistically. Node hands every Upgrade request to
       // this handler with a bare socket, so build the response object it would have made and
       // answer over HTTP/1.1 as if nothing had been offered.
@@ -474,6 +480,11 @@ export class ProxyServer {
         if (!upstream || upstream.endpoint.target.url.protocol === 'h2c:') {
           rejectUpgrade(socket, 503, 'Service Unavailable', 'No upstream can take this upgrade.', requestId)
           log(503, 0, 'no_healthy_upstream')
+          return
+        }
+        // The client may have gone while authorisation ran.
+        if (socket.destroyed) {
+          log(0, 0, 'downstream_remote_disconnect')
           return
         }
         tunnelUpgrade({

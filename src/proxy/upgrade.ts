@@ -14,6 +14,7 @@ import type { Endpoint } from './upstreams.js'
 
 /** Bounds on what the proxy waits for before a tunnel exists. */
 const CONNECT_TIMEOUT_MS = 10_000
+const RESPONSE_HEAD_TIMEOUT_MS = 10_000
 const MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 /** How long a refused upgrade's body may take to arrive when its length is unknown. */
 const REFUSAL_LINGER_MS = 5_000
@@ -36,9 +37,12 @@ export interface UpgradeRequest {
 /** Writes a minimal HTTP/1.1 answer on a socket that never reached the HTTP response machinery. */
 export function rejectUpgrade(socket: Duplex, status: number, title: string, message: string, requestId: string): void {
   const body = `${message}\nRequest ID: ${requestId}\n`
+  // No HTTP server timeout applies to an upgraded socket any more: close it once the answer is
+  // flushed instead of waiting for the client to close its side.
   socket.end(
     `HTTP/1.1 ${status} ${title}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
       `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
+    () => socket.destroy(),
   )
 }
 
@@ -77,9 +81,15 @@ export function tunnelUpgrade(u: UpgradeRequest): void {
   }
   u.endpoint.active++
   const connectTimer = setTimeout(() => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS)
+  let headTimer: NodeJS.Timeout | undefined
   upstream.once(connectEvent, () => {
     established = true
     clearTimeout(connectTimer)
+    headTimer = setTimeout(() => {
+      upstream.destroy()
+      rejectUpgrade(u.socket, 504, 'Gateway Timeout', 'The upstream service did not answer the upgrade in time.', u.requestId)
+      finish(504, 'upstream_response_timeout')
+    }, RESPONSE_HEAD_TIMEOUT_MS)
     // Only the request head goes now: the client's bytes wait until the upstream has agreed to
     // switch protocols, so they can never be read as further HTTP requests by the upstream.
     upstream.write(head)
@@ -96,6 +106,7 @@ export function tunnelUpgrade(u: UpgradeRequest): void {
         return
       }
       upstream.off('data', onHead)
+      clearTimeout(headTimer)
       const headText = buffered.subarray(0, end).toString('latin1')
       const rest = buffered.subarray(end + 4)
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(headText)
@@ -151,11 +162,14 @@ export function tunnelUpgrade(u: UpgradeRequest): void {
       u.socket.write(part)
       if (remaining <= 0) {
         upstream.destroy()
-        u.socket.end()
+        u.socket.end(() => u.socket.destroy())
       }
     }
     if (rest.length > 0) forwardBody(rest)
-    if (remaining > 0) {
+    if (remaining <= 0) {
+      upstream.destroy()
+      u.socket.end(() => u.socket.destroy())
+    } else {
       upstream.on('data', forwardBody)
       upstream.setTimeout(REFUSAL_LINGER_MS, () => upstream.destroy())
     }
@@ -179,8 +193,11 @@ export function tunnelUpgrade(u: UpgradeRequest): void {
   })
   upstream.on('close', () => {
     clearTimeout(connectTimer)
+    clearTimeout(headTimer)
     if (upgraded) u.socket.destroy()
-    else if (!u.socket.writableEnded) u.socket.end()
+    else if (status === 0 && established && !u.socket.writableEnded) {
+      rejectUpgrade(u.socket, 502, 'Bad Gateway', 'The upstream service closed the connection without answering.', u.requestId)
+    } else if (!u.socket.writableEnded) u.socket.end(() => u.socket.destroy())
     finish(status || 502, upgraded ? 'via_upstream' : 'upgrade_failed')
   })
   u.socket.on('error', () => upstream.destroy())

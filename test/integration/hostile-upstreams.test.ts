@@ -13,6 +13,11 @@ import * as net from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { rawHttp, request, startPortcullis } from '../fixtures/portcullis.js'
 import type { PortcullisProcess } from '../fixtures/portcullis.js'
+import { startHttpEcho } from '../fixtures/upstreams.js'
+import type { Upstream } from '../fixtures/upstreams.js'
+
+/** Script answer: close the connection without a word. ('' means: stay silent.) */
+const CLOSE = '<close>'
 
 /** A TCP upstream that answers each request line by a scripted raw response, and records request heads. */
 async function scriptedUpstream(script: (head: string) => string | Buffer): Promise<{ port: number; heads: string[]; close: () => Promise<void> }> {
@@ -29,7 +34,9 @@ async function scriptedUpstream(script: (head: string) => string | Buffer): Prom
         const head = buffered.slice(0, end)
         buffered = buffered.slice(end + 4)
         heads.push(head)
-        socket.write(script(head))
+        const answer = script(head)
+        if (answer === CLOSE) socket.destroy()
+        else if (answer !== '') socket.write(answer)
       }
     })
     socket.on('error', () => socket.destroy())
@@ -87,6 +94,9 @@ describe('hostile upstreams and tunnel abuse', () => {
     upstream = await scriptedUpstream((head) => {
       const path = head.split(' ')[1] ?? ''
       if (path.startsWith('/ws-refused')) return 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nno'
+      if (path.startsWith('/ws-empty-refusal')) return 'HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n'
+      if (path.startsWith('/ws-silent')) return ''
+      if (path.startsWith('/ws-close')) return CLOSE
       if (path.startsWith('/ws-ok')) return 'HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n'
       if (path.startsWith('/ws-wrong-token')) return 'HTTP/1.1 101 Switching Protocols\r\nupgrade: something-else\r\nconnection: upgrade\r\n\r\n'
       if (path.startsWith('/trailers')) {
@@ -141,6 +151,75 @@ describe('hostile upstreams and tunnel abuse', () => {
     assert.match(out, /^HTTP\/1\.1 101/)
   })
 
+  function upgradeAndWaitClose(path: string, timeoutMs: number): Promise<{ text: string; closedAfterMs: number | undefined }> {
+    return new Promise((resolve) => {
+      const started = Date.now()
+      const socket = net.connect(proxy.port, '127.0.0.1', () => {
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: app.localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`)
+      })
+      let text = ''
+      socket.on('data', (d: Buffer) => (text += d.toString('latin1')))
+      socket.on('error', () => {})
+      const timer = setTimeout(() => {
+        socket.destroy()
+        resolve({ text, closedAfterMs: undefined })
+      }, timeoutMs)
+      socket.on('close', () => {
+        clearTimeout(timer)
+        resolve({ text, closedAfterMs: Date.now() - started })
+      })
+    })
+  }
+
+  it('a refused upgrade with an empty body is answered and closed at once', async () => {
+    const r = await upgradeAndWaitClose('/ws-empty-refusal', 3000)
+    assert.match(r.text, /^HTTP\/1\.1 401/)
+    assert.notEqual(r.closedAfterMs, undefined, 'the proxy kept the connection open')
+  })
+
+  it('an upgrade the route does not allow is answered 403 and the connection released, even if the client keeps its side open', async () => {
+    const socket = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true })
+    let text = ''
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')))
+    const released = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 3000)
+      // Once the proxy has finished answering, writing more must hit a closed socket (RST):
+      // a proxy that only half-closed would still accept the bytes.
+      socket.on('end', () => {
+        setTimeout(() => socket.write('more'), 200)
+        setTimeout(() => socket.write('more'), 400)
+      })
+      const done = (): void => {
+        clearTimeout(timer)
+        resolve(true)
+      }
+      socket.on('error', done)
+      socket.on('close', done)
+    })
+    socket.write('GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n')
+    assert.equal(await released, true)
+    assert.match(text, /^HTTP\/1\.1 403/)
+    socket.destroy()
+  })
+
+  it('an upstream that closes without answering an upgrade gives the client a 502', async () => {
+    const r = await upgradeAndWaitClose('/ws-close', 3000)
+    assert.match(r.text, /^HTTP\/1\.1 502/)
+  })
+
+  it('an upstream that never answers an upgrade gives the client a 504 within the answer timeout', async () => {
+    const r = await upgradeAndWaitClose('/ws-silent', 15_000)
+    assert.match(r.text, /^HTTP\/1\.1 504/)
+    assert.ok(r.closedAfterMs !== undefined && r.closedAfterMs < 13_000)
+  })
+
+  it('an h2c upgrade offer with a body is refused rather than forwarded without its body', async () => {
+    upstream.heads.length = 0
+    const out = await rawHttp(proxy.port, 'POST /x HTTP/1.1\r\nHost: app.localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nContent-Length: 5\r\n\r\nhello', { timeoutMs: 2000 })
+    assert.match(out, /^HTTP\/1\.1 400/)
+    assert.equal(upstream.heads.length, 0)
+  })
+
   it('upstream trailers that HTTP/2 forbids are dropped instead of crashing the proxy', async () => {
     const first = await h2get(proxy.port, '/trailers')
     assert.equal(first.status, 200)
@@ -181,5 +260,47 @@ describe('hostile upstreams and tunnel abuse', () => {
   it('hostile: an HTTP/2 request whose :authority and Host differ is refused', async () => {
     const r = await h2get(proxy.port, '/', { host: 'other.localhost' })
     assert.equal(r.status, 400)
+  })
+})
+
+describe('clients that hang up', () => {
+  let a: Upstream
+  let b: Upstream
+  let proxy: PortcullisProcess
+  before(async () => {
+    a = await startHttpEcho()
+    b = await startHttpEcho()
+    proxy = await startPortcullis({
+      address: '127.0.0.1:0',
+      insecure_server: true,
+      log_level: 'info',
+      xff_num_trusted_hops: 1,
+      routes: [{ from: 'https://app.localhost', to: [a.url, b.url], load_balancing_policy: 'RING_HASH', allow_public_unauthenticated_access: true }],
+    })
+  })
+  after(async () => {
+    await proxy.stop()
+    await Promise.all([a.close(), b.close()])
+  })
+
+  it('hostile: clients hanging up mid-request do not get a healthy upstream ejected', async () => {
+    const ip = '198.51.100.77'
+    const first = await request(`${proxy.url}/who`, { host: 'app.localhost', headers: { 'X-Forwarded-For': ip } })
+    assert.equal(first.status, 200)
+    const sticky = a.requests.length > 0 ? a : b
+    for (let i = 0; i < 8; i++) {
+      const socket = net.connect(proxy.port, '127.0.0.1')
+      socket.on('error', () => {})
+      socket.write(`GET /delay/1000 HTTP/1.1\r\nHost: app.localhost\r\nX-Forwarded-For: ${ip}\r\n\r\n`)
+      await new Promise((r) => setTimeout(r, 100))
+      socket.destroy()
+    }
+    await new Promise((r) => setTimeout(r, 200))
+    const before = sticky.requests.length
+    const after = await request(`${proxy.url}/who-again`, { host: 'app.localhost', headers: { 'X-Forwarded-For': ip } })
+    assert.equal(after.status, 200)
+    assert.equal(sticky.requests.length, before + 1, 'the same (healthy) upstream still serves this client')
+    const logged = proxy.logs.filter((l) => l.includes('downstream_remote_disconnect'))
+    assert.ok(logged.length >= 1, 'hang-ups are logged as downstream_remote_disconnect')
   })
 })

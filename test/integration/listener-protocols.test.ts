@@ -219,3 +219,31 @@ describe('upstream connection settings', () => {
     assert.equal((await request(`${v6only.url}/`, { host: 'app.localhost' })).status, 503)
   })
 })
+
+describe('silent clients', () => {
+  let echo: Upstream
+  let proxy: PortcullisProcess
+  before(async () => {
+    echo = await startHttpEcho()
+    proxy = await startPortcullis({ address: '127.0.0.1:0', insecure_server: true, routes: [route(echo.url)] })
+  })
+  after(async () => {
+    await proxy.stop()
+    await echo.close()
+  })
+
+  it('hostile: a client that connects to the cleartext listener and sends nothing is cut off', async () => {
+    const started = Date.now()
+    const socket = net.connect(proxy.port, '127.0.0.1')
+    socket.on('error', () => {})
+    const closedAfter = await new Promise<number | undefined>((resolve) => {
+      const timer = setTimeout(() => resolve(undefined), 15_000)
+      socket.on('close', () => {
+        clearTimeout(timer)
+        resolve(Date.now() - started)
+      })
+    })
+    socket.destroy()
+    assert.ok(closedAfter !== undefined, 'still open after 15 s')
+  })
+})
