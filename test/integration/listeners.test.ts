@@ -57,6 +57,8 @@ function peer(port: number, servername: string | undefined, alpn: string[] = ['h
     const s = tls.connect({
       host: '127.0.0.1',
       port,
+      // peer() reports the certificate served for an SNI name (also the self-signed fallback);
+      // the tests assert on its subject and SAN, so the handshake must not fail first.
       rejectUnauthorized: false,
       ALPNProtocols: alpn,
       ...(servername !== undefined ? { servername } : {}),
@@ -270,6 +272,7 @@ void describe('TLS listener protocols, redirect listener and security headers', 
   void it('HSTS is sent on the TLS listener (proxied and local answers) and not on insecure_server', async () => {
     assert.ok(px && insecure)
     const tlsOk = await request(`${px.url}/h`, { host: 'app.localhost', ca: pki.ca.certPem })
+    // No certificate covers an unknown host (the default one is served): only the 404's headers matter here.
     const tls404 = await request(`${px.url}/h`, { host: 'nobody.localhost', rejectUnauthorized: false })
     for (const r of [tlsOk, tls404]) {
       assert.match(header(r, 'strict-transport-security') ?? '', /max-age=31536000/)

@@ -191,6 +191,7 @@ void describe('hot reload of referenced files', () => {
         host: '127.0.0.1',
         port,
         ca: pki.ca.certPem,
+        // The test reads which certificate is served after a reload; it checks the subject itself.
         rejectUnauthorized: false,
         ...(servername !== undefined ? { servername } : {}),
       })
