@@ -1,0 +1,129 @@
+/**
+ * Sessions and users in the databroker (reference 1.4, 7.2). The cookie only names a session;
+ * everything else — tokens, claims, lifetime — is read from here, so a session deleted here
+ * (sign-out, back-channel logout, failed refresh) stops working on every route at once.
+ * Record types use Pomerium's names, so tooling that lists databroker records reads the same.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Clock, RecordStore } from '../databroker/index.js'
+
+export const SESSION_TYPE = 'type.googleapis.com/session.Session'
+export const USER_TYPE = 'type.googleapis.com/user.User'
+
+export interface Session {
+  readonly id: string
+  readonly userId: string
+  readonly idpId: string
+  /** Unix ms. */
+  readonly issuedAt: number
+  /** Unix ms: issue time + `cookie_expire`; the session ends then whatever the tokens say. */
+  readonly expiresAt: number
+  readonly accessToken: string | undefined
+  readonly refreshToken: string | undefined
+  readonly idToken: string | undefined
+  /** Unix ms when the access/ID token expires, if known; drives refresh. */
+  readonly tokenExpiresAt: number | undefined
+  /** ID token and UserInfo claims, merged. */
+  readonly claims: Readonly<Record<string, unknown>>
+}
+
+export interface User {
+  readonly id: string
+  readonly email: string
+  readonly name: string
+  readonly claims: Readonly<Record<string, unknown>>
+}
+
+export type NewSession = Omit<Session, 'id' | 'issuedAt' | 'expiresAt'>
+
+/** A fresh, unguessable session id (128 bits); a new one at every sign-in (security-tests 27). */
+export function newSessionId(): string {
+  return randomBytes(16).toString('base64url')
+}
+
+export class SessionStore {
+  readonly #store: RecordStore
+  readonly #clock: Clock
+  readonly #lifetimeMs: number
+
+  constructor(store: RecordStore, options: { lifetimeMs: number; clock?: Clock }) {
+    this.#store = store
+    this.#lifetimeMs = options.lifetimeMs
+    this.#clock = options.clock ?? { now: () => Date.now() }
+  }
+
+  /** Stores a new session with a new id; returns it with the record version (for read-your-writes). */
+  async create(input: NewSession): Promise<{ session: Session; recordVersion: number }> {
+    const now = this.#clock.now()
+    const session: Session = { ...input, id: newSessionId(), issuedAt: now, expiresAt: now + this.#lifetimeMs }
+    const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: session }])
+    // Return what was stored (JSON semantics: absent optional fields are left out), so a later
+    // read compares equal to it.
+    const stored = record && isSession(record.data) ? record.data : session
+    return { session: stored, recordVersion: record?.version ?? 0 }
+  }
+
+  /** The live session, or undefined when absent, expired or malformed (never an exception for bad data). */
+  async get(id: string): Promise<Session | undefined> {
+    const record = await this.#store.get(SESSION_TYPE, id)
+    const session = record && isSession(record.data) ? record.data : undefined
+    if (!session || session.id !== id) return undefined
+    if (this.#clock.now() >= session.expiresAt) {
+      await this.#store.delete(SESSION_TYPE, id)
+      return undefined
+    }
+    return session
+  }
+
+  /** Replaces a session's tokens and claims (after a refresh); its id and lifetime stay. */
+  async update(session: Session): Promise<number> {
+    const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: session }])
+    return record?.version ?? 0
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.#store.delete(SESSION_TYPE, id)
+  }
+
+  /** Ends every session of a user (back-channel logout without a session id). */
+  async deleteForUser(userId: string): Promise<number> {
+    const { records } = await this.#store.query({ type: SESSION_TYPE, filter: { userId } })
+    for (const r of records) await this.#store.delete(SESSION_TYPE, r.id)
+    return records.length
+  }
+
+  async putUser(user: User): Promise<void> {
+    await this.#store.put([{ type: USER_TYPE, id: user.id, data: user }])
+  }
+
+  async getUser(id: string): Promise<User | undefined> {
+    const record = await this.#store.get(USER_TYPE, id)
+    return record && isUser(record.data) ? record.data : undefined
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+const optionalString = (v: unknown): boolean => v === undefined || typeof v === 'string'
+
+function isSession(v: unknown): v is Session {
+  return (
+    isObject(v) &&
+    typeof v['id'] === 'string' &&
+    typeof v['userId'] === 'string' &&
+    typeof v['idpId'] === 'string' &&
+    typeof v['issuedAt'] === 'number' &&
+    typeof v['expiresAt'] === 'number' &&
+    optionalString(v['accessToken']) &&
+    optionalString(v['refreshToken']) &&
+    optionalString(v['idToken']) &&
+    (v['tokenExpiresAt'] === undefined || typeof v['tokenExpiresAt'] === 'number') &&
+    isObject(v['claims'])
+  )
+}
+
+function isUser(v: unknown): v is User {
+  return isObject(v) && typeof v['id'] === 'string' && typeof v['email'] === 'string' && typeof v['name'] === 'string' && isObject(v['claims'])
+}
