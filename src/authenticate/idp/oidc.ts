@@ -1,0 +1,408 @@
+/**
+ * The generic OpenID Connect identity provider (`idp_provider: oidc`, and the base of the named
+ * OIDC providers), over openid-client's functional API. Discovery is lazy and cached; a failed
+ * discovery is retried on the next call. Outgoing HTTP goes through an injectable fetch.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+
+import * as client from 'openid-client'
+
+import { IdentityProviderError, mergeClaims } from './provider.js'
+import type {
+  AuthorizationUrlParams,
+  Claims,
+  EndSessionParams,
+  IdentityProvider,
+  IdentityProviderErrorCode,
+  RedeemParams,
+  RefreshContext,
+  TokenSet,
+} from './provider.js'
+
+export const DEFAULT_OIDC_SCOPES: readonly string[] = ['openid', 'profile', 'email', 'offline_access']
+
+/** The fetch signature openid-client uses for every outgoing request (undici's `fetch` fits). */
+export type IdpFetch = client.CustomFetch
+
+export interface OidcProviderOptions {
+  /** Provider id (`idp_id`) that sessions are bound to. */
+  id: string
+  /** Issuer URL; discovery reads `<issuerUrl>/.well-known/openid-configuration`. */
+  issuerUrl: string
+  clientId: string
+  /** Absent for public clients (then no client authentication, PKCE carries the proof). */
+  clientSecret?: string
+  /** How the client authenticates at the token endpoint. Default: basic with a secret, else none. */
+  tokenEndpointAuthMethod?: 'client_secret_basic' | 'client_secret_post' | 'none'
+  /** `idp_scopes`; default `openid profile email offline_access`. */
+  scopes?: readonly string[]
+  /**
+   * `idp_request_params`: added to every authorization request (e.g. `prompt`, `access_type`,
+   * `response_mode`). Protocol parameters (scope, state, redirect_uri, ...) here are ignored.
+   */
+  requestParams?: Readonly<Record<string, string>>
+  /** Custom fetch for every request to the provider (discovery, token, UserInfo, JWKS, ...). */
+  fetch?: IdpFetch
+  /**
+   * Allow plain-HTTP provider endpoints. ONLY for tests against a provider on loopback: in
+   * production every provider endpoint must be HTTPS (tokens and codes travel on these requests).
+   */
+  allowInsecureRequests?: boolean
+  /** Timeout per request to the provider, in seconds (default 30, as openid-client). */
+  timeoutSeconds?: number
+  /** Clock in epoch milliseconds, for `expiresAt` (default `Date.now`). */
+  now?: () => number
+}
+
+/**
+ * Parameters only this module sets on an authorization request. Caller-supplied copies (from
+ * `requestParams` or `extraParams`) are dropped, so each appears exactly once (security test 32).
+ */
+const PROTOCOL_PARAMS = new Set([
+  'response_type',
+  'client_id',
+  'redirect_uri',
+  'scope',
+  'state',
+  'nonce',
+  'code_challenge',
+  'code_challenge_method',
+  'request',
+  'request_uri',
+])
+
+const ONE_HOUR_MS = 3_600_000
+
+/** A fresh PKCE verifier (43 base64url characters of randomness). */
+export function randomCodeVerifier(): string {
+  return client.randomPKCECodeVerifier()
+}
+
+/** A fresh random nonce for an authorization request. */
+export function randomNonce(): string {
+  return client.randomNonce()
+}
+
+export function createOidcProvider(options: OidcProviderOptions): IdentityProvider {
+  const now = options.now ?? Date.now
+  const scope = (options.scopes ?? DEFAULT_OIDC_SCOPES).join(' ')
+  const requestParams = withoutProtocolParams(options.requestParams)
+  let issuer: URL
+  try {
+    issuer = new URL(options.issuerUrl)
+  } catch (cause) {
+    throw new TypeError(`identity provider ${options.id}: invalid issuer URL ${JSON.stringify(options.issuerUrl)}`, {
+      cause,
+    })
+  }
+
+  let pending: Promise<client.Configuration> | undefined
+
+  function configuration(): Promise<client.Configuration> {
+    pending ??= discover().catch((cause: unknown) => {
+      pending = undefined // try again on the next call
+      throw new IdentityProviderError(
+        'ERR_IDP_DISCOVERY_FAILED',
+        `identity provider ${options.id}: discovery at ${issuer.href} failed: ${describe(cause)}`,
+        { cause },
+      )
+    })
+    return pending
+  }
+
+  function discover(): Promise<client.Configuration> {
+    const discoveryOptions: client.DiscoveryRequestOptions = {
+      execute: options.allowInsecureRequests === true ? [client.allowInsecureRequests] : [],
+      timeout: options.timeoutSeconds ?? 30,
+    }
+    if (options.fetch) discoveryOptions[client.customFetch] = options.fetch
+    return client.discovery(issuer, options.clientId, undefined, clientAuth(options), discoveryOptions)
+  }
+
+  /** PKCE S256 exactly when discovery advertises it; `plain` is never used. */
+  function pkce(config: client.Configuration): boolean {
+    return config.serverMetadata().supportsPKCE('S256')
+  }
+
+  async function fetchUserInfo(
+    config: client.Configuration,
+    accessToken: string,
+    expectedSubject: string | typeof client.skipSubjectCheck,
+  ): Promise<Record<string, unknown> | undefined> {
+    if (!config.serverMetadata().userinfo_endpoint) return undefined
+    return { ...(await client.fetchUserInfo(config, accessToken, expectedSubject)) }
+  }
+
+  function toTokenSet(response: client.TokenEndpointResponse, idTokenClaims: client.IDToken | undefined, claims: Claims): TokenSet {
+    const idTokenExpiresAt = idTokenClaims ? idTokenClaims.exp * 1000 : undefined
+    const expiresAt =
+      typeof response.expires_in === 'number' ? now() + response.expires_in * 1000 : (idTokenExpiresAt ?? now() + ONE_HOUR_MS)
+    return {
+      accessToken: response.access_token,
+      ...(response.refresh_token !== undefined ? { refreshToken: response.refresh_token } : {}),
+      ...(response.id_token !== undefined ? { idToken: response.id_token } : {}),
+      expiresAt,
+      ...(idTokenExpiresAt !== undefined ? { idTokenExpiresAt } : {}),
+      claims,
+    }
+  }
+
+  const provider: IdentityProvider = {
+    id: options.id,
+
+    async needsPkce() {
+      return pkce(await configuration())
+    },
+
+    async authorizationUrl(params: AuthorizationUrlParams) {
+      const config = await configuration()
+      const query: Record<string, string> = { ...requestParams, ...withoutProtocolParams(params.extraParams) }
+      query.response_type = 'code'
+      query.client_id = options.clientId
+      query.redirect_uri = params.redirectUri
+      query.scope = scope
+      query.state = params.state
+      query.nonce = params.nonce
+      if (pkce(config)) {
+        if (!params.codeVerifier) {
+          throw new TypeError(`identity provider ${options.id} supports PKCE S256: a codeVerifier is required`)
+        }
+        query.code_challenge = await client.calculatePKCECodeChallenge(params.codeVerifier)
+        query.code_challenge_method = 'S256'
+      }
+      const url = client.buildAuthorizationUrl(config, query)
+      // An authorization endpoint with a query of its own could repeat a protocol parameter.
+      for (const name of PROTOCOL_PARAMS) {
+        if (url.searchParams.getAll(name).length > 1) {
+          throw new TypeError(`identity provider ${options.id}: authorization endpoint already sets "${name}"`)
+        }
+      }
+      return url
+    },
+
+    async redeem(params: RedeemParams) {
+      const config = await configuration()
+      const state = params.callbackUrl.searchParams.getAll('state')
+      if (state.length !== 1 || !constantTimeEqual(state[0] ?? '', params.expectedState)) {
+        throw new IdentityProviderError('ERR_IDP_STATE_MISMATCH', 'the sign-in state does not match this browser')
+      }
+      // redirect_uri of the token request is the configured one, whatever host the callback reached.
+      const current = new URL(params.redirectUri)
+      current.search = ''
+      current.hash = ''
+      for (const [name, value] of params.callbackUrl.searchParams) current.searchParams.append(name, value)
+
+      const checks: client.AuthorizationCodeGrantChecks = {
+        expectedState: params.expectedState,
+        expectedNonce: params.expectedNonce,
+        idTokenExpected: true,
+      }
+      if (params.codeVerifier !== undefined && pkce(config)) checks.pkceCodeVerifier = params.codeVerifier
+
+      let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>
+      try {
+        response = await client.authorizationCodeGrant(config, current, checks)
+      } catch (cause) {
+        throw redeemError(options.id, cause)
+      }
+      const idTokenClaims = response.claims()
+      if (!idTokenClaims) {
+        throw new IdentityProviderError('ERR_IDP_EXCHANGE_FAILED', `identity provider ${options.id} returned no ID token`)
+      }
+      try {
+        const info = await fetchUserInfo(config, response.access_token, idTokenClaims.sub)
+        return toTokenSet(response, idTokenClaims, mergeClaims(idTokenClaimsOf(idTokenClaims), info))
+      } catch (cause) {
+        throw new IdentityProviderError(
+          'ERR_IDP_EXCHANGE_FAILED',
+          `identity provider ${options.id}: reading UserInfo after sign-in failed: ${describe(cause)}`,
+          { cause, ...oauthDetails(cause) },
+        )
+      }
+    },
+
+    async refresh(refreshToken: string, context: RefreshContext = {}) {
+      const fail = (cause: unknown, permanent: boolean, what: string): IdentityProviderError =>
+        new IdentityProviderError('ERR_IDP_REFRESH_FAILED', `identity provider ${options.id}: ${what}: ${describe(cause)}`, {
+          cause,
+          permanent,
+          ...oauthDetails(cause),
+        })
+      let config: client.Configuration
+      try {
+        config = await configuration()
+      } catch (cause) {
+        throw fail(cause, false, 'discovery failed before refresh')
+      }
+      let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>
+      try {
+        response = await client.refreshTokenGrant(config, refreshToken)
+      } catch (cause) {
+        throw fail(cause, isPermanent(cause), 'refresh failed')
+      }
+      const idTokenClaims = response.claims()
+      const previous = context.previousClaims
+      if (idTokenClaims && previous && idTokenClaims.sub !== previous.sub) {
+        throw fail(new Error('refreshed ID token has another subject'), true, 'refresh failed')
+      }
+      const subject = idTokenClaims?.sub ?? previous?.sub
+      let info: Record<string, unknown> | undefined
+      try {
+        info = await fetchUserInfo(config, response.access_token, subject ?? client.skipSubjectCheck)
+      } catch (cause) {
+        throw fail(cause, isPermanent(cause), 'reading UserInfo after refresh failed')
+      }
+      const base = idTokenClaims ? idTokenClaimsOf(idTokenClaims) : previous
+      if (base) return toTokenSet(response, idTokenClaims, mergeClaims(base, info))
+      if (typeof info?.sub === 'string') return toTokenSet(response, undefined, { ...info, sub: info.sub })
+      throw fail(new Error('no ID token, no previous claims and no UserInfo subject'), true, 'refresh failed')
+    },
+
+    async userInfo(accessToken: string, expectedSubject: string) {
+      const config = await configuration()
+      try {
+        const info = await fetchUserInfo(config, accessToken, expectedSubject)
+        return { ...info, sub: expectedSubject }
+      } catch (cause) {
+        throw new IdentityProviderError(
+          'ERR_IDP_USERINFO_FAILED',
+          `identity provider ${options.id}: UserInfo failed: ${describe(cause)}`,
+          { cause, ...oauthDetails(cause) },
+        )
+      }
+    },
+
+    async revoke(token: string, hint?: 'access_token' | 'refresh_token') {
+      const config = await configuration()
+      if (!config.serverMetadata().revocation_endpoint) return
+      try {
+        await client.tokenRevocation(config, token, hint ? { token_type_hint: hint } : undefined)
+      } catch (cause) {
+        throw new IdentityProviderError(
+          'ERR_IDP_REVOKE_FAILED',
+          `identity provider ${options.id}: token revocation failed: ${describe(cause)}`,
+          { cause, ...oauthDetails(cause) },
+        )
+      }
+    },
+
+    async endSessionUrl(params: EndSessionParams) {
+      const config = await configuration()
+      if (!config.serverMetadata().end_session_endpoint) return undefined
+      const query: Record<string, string> = { post_logout_redirect_uri: params.postLogoutRedirectUri }
+      if (params.idTokenHint !== undefined) query.id_token_hint = params.idTokenHint
+      return client.buildEndSessionUrl(config, query)
+    },
+  }
+  return provider
+}
+
+function clientAuth(options: OidcProviderOptions): client.ClientAuth {
+  const method = options.tokenEndpointAuthMethod ?? (options.clientSecret === undefined ? 'none' : 'client_secret_basic')
+  switch (method) {
+    case 'none':
+      return client.None()
+    case 'client_secret_basic':
+      return client.ClientSecretBasic(options.clientSecret)
+    case 'client_secret_post':
+      return client.ClientSecretPost(options.clientSecret)
+  }
+}
+
+function withoutProtocolParams(params: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, value] of Object.entries(params ?? {})) {
+    if (!PROTOCOL_PARAMS.has(name)) out[name] = value
+  }
+  return out
+}
+
+function idTokenClaimsOf(idToken: client.IDToken): Claims {
+  return { ...idToken, sub: idToken.sub }
+}
+
+function constantTimeEqual(a: string, b: string): boolean {
+  const hash = (s: string): Buffer => createHash('sha256').update(s).digest()
+  return timingSafeEqual(hash(a), hash(b)) && a === b
+}
+
+/** Classify a code-exchange failure. */
+function redeemError(id: string, cause: unknown): IdentityProviderError {
+  if (cause instanceof client.AuthorizationResponseError) {
+    const code: IdentityProviderErrorCode = cause.error === 'access_denied' ? 'ERR_IDP_ACCESS_DENIED' : 'ERR_IDP_EXCHANGE_FAILED'
+    return new IdentityProviderError(code, `identity provider ${id} refused the sign-in: ${cause.error}`, {
+      cause,
+      ...oauthDetails(cause),
+    })
+  }
+  if (isNonceMismatch(cause)) {
+    return new IdentityProviderError('ERR_IDP_NONCE_MISMATCH', `identity provider ${id}: ID token nonce does not match`, {
+      cause,
+    })
+  }
+  return new IdentityProviderError('ERR_IDP_EXCHANGE_FAILED', `identity provider ${id}: code exchange failed: ${describe(cause)}`, {
+    cause,
+    ...oauthDetails(cause),
+  })
+}
+
+/** openid-client reports a nonce mismatch as a JWT claim comparison failure on the `nonce` claim. */
+function isNonceMismatch(err: unknown): boolean {
+  if (!(err instanceof client.ClientError) || err.code !== 'OAUTH_JWT_CLAIM_COMPARISON_FAILED') return false
+  const inner: unknown = err.cause
+  const detail: unknown = inner instanceof Error ? inner.cause : undefined
+  return typeof detail === 'object' && detail !== null && (detail as { claim?: unknown }).claim === 'nonce'
+}
+
+/** openid-client codes for responses that arrived but do not validate (bad ID token, claims). */
+const INVALID_TOKEN_CODES = new Set([
+  'OAUTH_JWT_CLAIM_COMPARISON_FAILED',
+  'OAUTH_JSON_ATTRIBUTE_COMPARISON_FAILED',
+  'OAUTH_JWT_TIMESTAMP_CHECK_FAILED',
+  'OAUTH_INVALID_RESPONSE',
+])
+
+/**
+ * Whether a refresh (or the UserInfo read after it) failed for good: the provider answered with an
+ * OAuth error in the 4xx range (`invalid_grant`, `invalid_client`, `invalid_token`, ...), or sent
+ * tokens that do not validate. Network errors, timeouts and 5xx answers are transient.
+ */
+function isPermanent(err: unknown): boolean {
+  if (err instanceof client.ResponseBodyError) return err.status >= 400 && err.status < 500
+  if (err instanceof client.WWWAuthenticateChallengeError) return err.status >= 400 && err.status < 500
+  if (err instanceof client.ClientError) {
+    if (err.code !== undefined && INVALID_TOKEN_CODES.has(err.code)) return true
+    if (err.code === 'OAUTH_RESPONSE_IS_NOT_CONFORM') {
+      const response: unknown = err.cause
+      return response instanceof Response && response.status >= 400 && response.status < 500
+    }
+  }
+  return false
+}
+
+function oauthDetails(err: unknown): { oauthError?: string; oauthErrorDescription?: string } {
+  let error: unknown
+  let description: unknown
+  if (err instanceof client.ResponseBodyError || err instanceof client.AuthorizationResponseError) {
+    error = err.error
+    description = err.error_description
+  } else if (err instanceof client.WWWAuthenticateChallengeError) {
+    error = err.cause[0]?.parameters.error
+    description = err.cause[0]?.parameters.error_description
+  }
+  const out: { oauthError?: string; oauthErrorDescription?: string } = {}
+  if (typeof error === 'string') out.oauthError = error
+  if (typeof description === 'string') out.oauthErrorDescription = description
+  return out
+}
+
+function describe(err: unknown): string {
+  if (err instanceof client.ResponseBodyError || err instanceof client.AuthorizationResponseError) {
+    return `${err.error}${err.error_description ? ` (${err.error_description})` : ''}`
+  }
+  if (err instanceof Error) {
+    const inner = err.cause instanceof Error ? `: ${err.cause.message}` : ''
+    return `${err.message}${inner}`
+  }
+  return String(err)
+}

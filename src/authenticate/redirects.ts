@@ -1,0 +1,48 @@
+/**
+ * Where sign-in and sign-out may send a browser (security-tests 1-5, 7, 8). A redirect target is
+ * accepted only as an absolute https (or, for loopback programmatic clients, http) URL whose host
+ * is exactly one of the allowed hosts; everything ambiguous is refused rather than normalised,
+ * because browsers and servers disagree about how to read it.
+ */
+
+export interface RedirectPolicy {
+  /** Lower-case host names (route `from` hosts, the authenticate host). */
+  readonly hosts: ReadonlySet<string>
+  /** Also accept http:// and any port on loopback hosts (programmatic login, `localhost`). */
+  readonly allowLoopbackHttp: boolean
+}
+
+/** Any control character, space, backslash, or characters browsers strip or reinterpret. */
+function hasUnsafeCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c <= 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x5c || c === 0x2028 || c === 0x2029 || c === 0xfeff) return true
+  }
+  return false
+}
+
+/** Returns the parsed target when it may be redirected to, else undefined. */
+export function allowedRedirect(target: string, policy: RedirectPolicy): URL | undefined {
+  if (target.length === 0 || target.length > 4096 || hasUnsafeCharacter(target)) return undefined
+  // Percent-encoded slashes, backslashes or controls in the authority part are never needed.
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*%/i.test(target)) return undefined
+  if (!/^https?:\/\/[^/?#@]+(?:[/?#]|$)/i.test(target)) return undefined
+  let url: URL
+  try {
+    url = new URL(target)
+  } catch {
+    return undefined
+  }
+  if (url.username !== '' || url.password !== '') return undefined
+  const host = url.hostname.toLowerCase()
+  if (url.protocol === 'http:' || (policy.allowLoopbackHttp && isLoopback(host))) {
+    return policy.allowLoopbackHttp && isLoopback(host) ? url : undefined
+  }
+  if (url.protocol !== 'https:') return undefined
+  return policy.hosts.has(host) ? url : undefined
+}
+
+/** `localhost` in `programmatic_redirect_domain_whitelist` means any loopback address. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '[::1]' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
