@@ -1,0 +1,124 @@
+/**
+ * Server-rendered pages of the authenticate service and the route hosts: one layout, one small
+ * stylesheet, readable on a phone. Every dynamic value goes through `escapeHtml`. Pages carry a
+ * strict Content-Security-Policy: no script may run at all, and the stylesheet is allowed by a
+ * per-page nonce rather than `unsafe-inline`. Tokens are never rendered: the user page shows
+ * identity and claims only.
+ */
+import { randomBytes } from 'node:crypto'
+
+export interface RenderedPage {
+  readonly html: string
+  /** Headers every page needs: CSP with this page's nonce, no caching, no framing. */
+  readonly headers: Readonly<Record<string, string>>
+}
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+}
+
+const STYLE = `
+:root{color-scheme:light dark;--fg:#1f2937;--muted:#6b7280;--bg:#fff;--card:#f9fafb;--line:#e5e7eb;--accent:#4338ca}
+@media (prefers-color-scheme:dark){:root{--fg:#e5e7eb;--muted:#9ca3af;--bg:#111827;--card:#1f2937;--line:#374151;--accent:#a5b4fc}}
+*{box-sizing:border-box}body{margin:0;font:16px/1.5 system-ui,sans-serif;color:var(--fg);background:var(--bg)}
+main{max-width:44rem;margin:0 auto;padding:2rem 1rem}h1{font-size:1.5rem;margin:0 0 1rem}
+.card{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:1rem 1.25rem;margin:1rem 0}
+dl{display:grid;grid-template-columns:minmax(7rem,max-content) 1fr;gap:.25rem 1rem;margin:0}dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
+code{font-family:ui-monospace,monospace;font-size:.9em}.muted{color:var(--muted);font-size:.875rem}
+button,.button{font:inherit;background:var(--accent);color:var(--bg);border:0;border-radius:.375rem;padding:.5rem 1rem;cursor:pointer;text-decoration:none;display:inline-block}
+footer{color:var(--muted);font-size:.8rem;margin-top:2rem}
+`
+
+function layout(title: string, body: string): RenderedPage {
+  const nonce = randomBytes(16).toString('base64')
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>${escapeHtml(title)}</title><style nonce="${nonce}">${STYLE}</style></head>
+<body><main>${body}<footer>Portcullis</footer></main></body></html>
+`
+  return {
+    html,
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      'cache-control': 'no-store',
+      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
+      'x-frame-options': 'DENY',
+      'referrer-policy': 'no-referrer',
+    },
+  }
+}
+
+function list(entries: readonly (readonly [string, string])[]): string {
+  return `<dl>${entries.map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('')}</dl>`
+}
+
+function claimText(value: unknown): string {
+  if (Array.isArray(value)) return value.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(', ')
+  return typeof value === 'string' ? value : JSON.stringify(value)
+}
+
+export interface UserPageData {
+  readonly name: string
+  readonly email: string
+  readonly userId: string
+  readonly groups: readonly string[]
+  readonly claims: Readonly<Record<string, unknown>>
+  readonly issuedAt: Date
+  readonly expiresAt: Date
+  /** Where the sign-out button posts (a signed URL). */
+  readonly signOutAction: string
+  readonly csrfToken: string
+}
+
+/** Claims never shown, even when a provider puts them in the ID token or UserInfo. */
+const HIDDEN_CLAIMS = new Set(['access_token', 'refresh_token', 'id_token', 'at_hash', 'c_hash', 'nonce'])
+
+export function userPage(d: UserPageData): RenderedPage {
+  const claims = Object.entries(d.claims)
+    .filter(([k]) => !HIDDEN_CLAIMS.has(k))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => [k, claimText(v)] as const)
+  return layout(
+    'Your session',
+    `<h1>Signed in as ${escapeHtml(d.name || d.email)}</h1>
+<div class="card">${list([
+      ['Email', d.email],
+      ['User ID', d.userId],
+      ['Groups', d.groups.join(', ') || '(none)'],
+      ['Signed in', d.issuedAt.toISOString()],
+      ['Session ends', d.expiresAt.toISOString()],
+    ])}</div>
+<h2>Claims</h2><div class="card">${claims.length > 0 ? list(claims) : '<p class="muted">No claims.</p>'}</div>
+<form method="post" action="${escapeHtml(d.signOutAction)}"><input type="hidden" name="csrf" value="${escapeHtml(d.csrfToken)}"><button type="submit">Sign out</button></form>`,
+  )
+}
+
+export function signedOutPage(): RenderedPage {
+  return layout('Signed out', `<h1>You have been signed out</h1><p>Sign in again by opening any protected app.</p>`)
+}
+
+export function signOutConfirmPage(action: string, csrfToken: string): RenderedPage {
+  return layout(
+    'Sign out?',
+    `<h1>Sign out?</h1><p>You will need to sign in again on every app behind this Portcullis.</p>
+<form method="post" action="${escapeHtml(action)}"><input type="hidden" name="csrf" value="${escapeHtml(csrfToken)}"><button type="submit">Sign out</button></form>`,
+  )
+}
+
+export interface ErrorPageData {
+  readonly status: number
+  readonly title: string
+  /** What happened, in words the reader can act on; provider text is escaped like everything else. */
+  readonly message: string
+  readonly requestId: string
+  readonly retryUrl?: string
+}
+
+export function errorPage(d: ErrorPageData): RenderedPage {
+  return layout(
+    `${d.status} ${d.title}`,
+    `<h1>${escapeHtml(`${d.status} ${d.title}`)}</h1><div class="card"><p>${escapeHtml(d.message)}</p>${
+      d.retryUrl !== undefined ? `<p><a class="button" href="${escapeHtml(d.retryUrl)}">Try again</a></p>` : ''
+    }</div><p class="muted">Request ID: <code>${escapeHtml(d.requestId)}</code></p>`,
+  )
+}
