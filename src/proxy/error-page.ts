@@ -3,10 +3,13 @@
  * (reference fact 22: `{"error": "...", "request_id": "..."}`). Every page carries the request id
  * so that a report can be matched with the log line.
  */
+import { errorPage } from '../ui/pages.js'
 
 export interface ErrorBody {
   readonly contentType: string
   readonly body: string
+  /** Headers the page needs besides its content type (its Content-Security-Policy). */
+  readonly headers: Readonly<Record<string, string>>
 }
 
 const STATUS_TITLES: Readonly<Record<number, string>> = {
@@ -54,26 +57,16 @@ export function prefersJson(accept: string | undefined): boolean {
   return best === 'application/json'
 }
 
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
-}
-
 export function renderError(status: number, message: string, requestId: string, json: boolean): ErrorBody {
   if (json) {
     return {
       contentType: 'application/json',
       body: JSON.stringify({ error: message, request_id: requestId }),
+      headers: {},
     }
   }
-  const title = `${status} ${statusTitle(status)}`
-  const body = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>${escapeHtml(title)}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#1f2937}
-h1{font-size:1.5rem}.id{color:#6b7280;font-size:.875rem}code{background:#f3f4f6;padding:.1rem .3rem}</style>
-</head><body><h1>${escapeHtml(title)}</h1><p>${escapeHtml(message)}</p>
-<p class="id">Request ID: <code>${escapeHtml(requestId)}</code></p>
-<p class="id">Portcullis</p></body></html>
-`
-  return { contentType: 'text/html; charset=utf-8', body }
+  // The same page as every other Portcullis page (layout, stylesheet, CSP).
+  const page = errorPage({ status, title: statusTitle(status), message, requestId })
+  const { 'content-type': contentType = 'text/html; charset=utf-8', ...headers } = page.headers
+  return { contentType, body: page.html, headers }
 }

@@ -40,7 +40,8 @@ export function sendError(
   return sendBody(
     res,
     status,
-    { ...extraHeaders, 'content-type': page.contentType, 'cache-control': 'no-store', 'x-request-id': requestId },
+    // Configured response headers (set_response_headers) win over the page's own defaults.
+    { ...page.headers, ...extraHeaders, 'content-type': page.contentType, 'cache-control': 'no-store', 'x-request-id': requestId },
     page.body,
     headOnly,
   )
