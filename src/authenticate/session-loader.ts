@@ -1,0 +1,50 @@
+/**
+ * Who is asking: from a request's credentials to a live session, checking everything a forged or
+ * stale handle could get wrong. This is the first step of every authorisation decision.
+ *
+ * A handle counts only when it is signed with the shared secret and unexpired, names this host
+ * in its audience, belongs to the route's identity provider, and names a session that still
+ * exists for the same user and provider. Anything else is "no session" — never an error page
+ * and never access (security-tests 25, 30).
+ */
+import { findHandle } from './credentials.js'
+import type { HandleSource } from './credentials.js'
+import { verifySessionHandle } from './session-handle.js'
+import type { SessionHandle } from './session-handle.js'
+import type { Session, SessionStore } from './session-store.js'
+
+export interface SessionRequest {
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  /** Raw query string including `?`, or ''. */
+  readonly query: string
+  /** Canonical request host (lower case, no port). */
+  readonly host: string
+}
+
+export interface SessionLoaderDeps {
+  readonly sessions: SessionStore
+  readonly sharedSecret: Buffer
+  readonly cookieName: string
+  readonly nowS?: () => number
+}
+
+export type SessionLoadResult =
+  /** No credentials at all. */
+  | { readonly kind: 'none' }
+  /** Credentials were presented but do not name a live session; `source` says where they came from. */
+  | { readonly kind: 'invalid'; readonly source: HandleSource; readonly reason: string }
+  | { readonly kind: 'ok'; readonly session: Session; readonly handle: SessionHandle; readonly source: HandleSource }
+
+export async function loadSession(req: SessionRequest, routeIdpId: string, deps: SessionLoaderDeps): Promise<SessionLoadResult> {
+  const found = findHandle(req.headers, req.query, deps.cookieName)
+  if (!found) return { kind: 'none' }
+  const invalid = (reason: string): SessionLoadResult => ({ kind: 'invalid', source: found.source, reason })
+  const handle = verifySessionHandle(found.token, deps.sharedSecret, deps.nowS?.())
+  if (!handle) return invalid('the session token is not valid')
+  if (!handle.aud.includes(req.host)) return invalid('the session token was not issued for this host')
+  if (handle.idp_id !== routeIdpId) return invalid('the session belongs to another identity provider')
+  const session = await deps.sessions.get(handle.jti)
+  if (!session) return invalid('the session has ended')
+  if (session.userId !== handle.sub || session.idpId !== handle.idp_id) return invalid('the session token does not match the session')
+  return { kind: 'ok', session, handle, source: found.source }
+}
