@@ -7,6 +7,7 @@
  * reference page (`scripts/gen-config-docs.ts`). Setting-specific rules that a kind cannot
  * express (address syntax, certificate pairs, route consistency) live in the loader.
  */
+import { PROVIDER_NAMES } from '../authenticate/idp/defaults.js'
 import { LOG_LEVEL_NAMES } from '../shared/log.js'
 
 /** How a raw value is checked and coerced. */
@@ -209,20 +210,8 @@ export const SERVICE_NAMES: readonly string[] = [
   'cache',
 ]
 
-const IDP_PROVIDERS = [
-  'oidc',
-  'google',
-  'azure',
-  'okta',
-  'onelogin',
-  'ping',
-  'auth0',
-  'cognito',
-  'gitlab',
-  'github',
-  'apple',
-  'hosted',
-]
+/** The provider names of reference 8, plus Pomerium's hosted authenticate. */
+const IDP_PROVIDERS = [...PROVIDER_NAMES, 'hosted']
 
 const CIRCUIT_BREAKER_FIELDS = [
   def('max_connections', 'int', 'Maximum upstream connections.'),
