@@ -21,8 +21,12 @@ export interface NewState {
   readonly csrfToken: string
 }
 
-export function createState(redirectUrl: string, cookieSecret: Buffer, nowS: number = Math.floor(Date.now() / 1000)): NewState {
-  const csrfToken = randomBytes(32).toString('base64url')
+/**
+ * A new state for `redirectUrl`. Pass the browser's current CSRF cookie as `csrfToken` to keep
+ * it (sign-ins started in several tabs then all complete); a fresh one is made otherwise.
+ */
+export function createState(redirectUrl: string, cookieSecret: Buffer, nowS: number = Math.floor(Date.now() / 1000), csrfToken?: string): NewState {
+  if (csrfToken === undefined || !/^[A-Za-z0-9_-]{43}$/.test(csrfToken)) csrfToken = randomBytes(32).toString('base64url')
   const sealed = seal(redirectUrl, cookieSecret, `${PURPOSE}|${csrfToken}|${nowS}`)
   return { state: Buffer.from(`${csrfToken}|${nowS}|${sealed}`).toString('base64url'), csrfToken }
 }

@@ -41,10 +41,22 @@ export async function loadSession(req: SessionRequest, routeIdpId: string, deps:
   const invalid = (reason: string): SessionLoadResult => ({ kind: 'invalid', source: found.source, reason })
   const handle = verifySessionHandle(found.token, deps.sharedSecret, deps.nowS?.())
   if (!handle) return invalid('the session token is not valid')
-  if (!handle.aud.includes(req.host)) return invalid('the session token was not issued for this host')
+  if (!audienceIncludes(handle.aud, req.host)) return invalid('the session token was not issued for this host')
   if (handle.idp_id !== routeIdpId) return invalid('the session belongs to another identity provider')
   const session = await deps.sessions.get(handle.jti)
   if (!session) return invalid('the session has ended')
   if (session.userId !== handle.sub || session.idpId !== handle.idp_id) return invalid('the session token does not match the session')
   return { kind: 'ok', session, handle, source: found.source }
+}
+
+/**
+ * Whether a handle's audience covers `host`: the host itself, or a `.domain` entry (put there
+ * only when `cookie_domain` shares one cookie across subdomains) that the host is under.
+ */
+export function audienceIncludes(aud: readonly string[], host: string): boolean {
+  for (const a of aud) {
+    if (a === host) return true
+    if (a.startsWith('.') && a.length > 1 && host.endsWith(a)) return true
+  }
+  return false
 }

@@ -14,6 +14,8 @@ export interface CheckRequest {
   readonly method: string
   /** Canonical host (lower case, no port, no trailing dot). */
   readonly host: string
+  /** The Host (or :authority) as the client sent it, port included: for URLs back to this host. */
+  readonly authority: string
   /** Normalised path: exactly what will be forwarded. */
   readonly path: string
   /** Raw query string including the leading `?`, or ''. */

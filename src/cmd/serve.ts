@@ -5,13 +5,15 @@
  */
 import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
-import { createPublicOnlyAuthorizer } from '../authorize/public-only.js'
+import { createAuthentication } from '../authenticate/runtime.js'
+import { createProviderFactory } from '../authenticate/provider-factory.js'
 import { ConfigSource, formatIssue } from '../config/index.js'
 import type { Config } from '../config/types.js'
 import { ProxyServer } from '../proxy/server.js'
 import type { ListenerInfo } from '../proxy/server.js'
 import { createLogger, flushLogs, toPinoLevel } from '../shared/log.js'
 import type { Logger } from '../shared/log.js'
+import { resolveSecrets } from '../shared/secrets.js'
 
 /** How long SIGTERM waits for requests in flight before closing what is left. */
 export const SHUTDOWN_GRACE_MS = 10_000
@@ -26,13 +28,25 @@ export function workerCount(config: Config): number {
   return config.workers === 0 ? availableParallelism() : Math.max(1, config.workers)
 }
 
+/** Whether sign-in is configured: sessions then live in this process's memory store. */
+function signInConfigured(config: Config): boolean {
+  const idp = config.raw['idp_provider']
+  return typeof idp === 'string' && idp !== '' && idp !== 'hosted'
+}
+
 /** Starts the services in this process for an already loaded config source. */
 export async function startServices(source: ConfigSource, logger: Logger): Promise<RunningServer> {
   const config = source.current()
-  const proxy = new ProxyServer(config, { authorizer: createPublicOnlyAuthorizer(), logger })
+  const auth = createAuthentication(config, {
+    logger,
+    secrets: resolveSecrets(config.raw, logger),
+    providerFactory: createProviderFactory(logger),
+  })
+  const proxy = new ProxyServer(config, { authorizer: auth.authorizer, endpoints: auth.endpoints, logger })
   const listeners = await proxy.listen()
   source.onChange((next) => {
     logger.level = toPinoLevel(next.logLevel)
+    auth.applyConfig(next)
     proxy.applyConfig(next)
     logger.info({ routes: next.routes.length }, 'config reloaded')
   })
@@ -68,7 +82,12 @@ export async function serve(configFile: string | undefined): Promise<number> {
     flushLogs()
     process.exit(1)
   })
-  const workers = workerCount(config)
+  let workers = workerCount(config)
+  if (workers > 1 && signInConfigured(config)) {
+    // Sessions live in each process's memory until the databroker issue shares them.
+    if (!cluster.isWorker) logger.warn({ workers }, 'workers > 1 is not supported with sign-in and the in-memory session store yet: running one process')
+    workers = 1
+  }
   if (workers > 1 && cluster.isPrimary) return await supervise(workers, logger)
 
   let server: RunningServer

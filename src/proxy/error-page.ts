@@ -13,6 +13,7 @@ export interface ErrorBody {
 }
 
 const STATUS_TITLES: Readonly<Record<number, string>> = {
+  302: 'Found',
   400: 'Bad Request',
   401: 'Unauthorized',
   403: 'Forbidden',

@@ -13,6 +13,8 @@ import { createServer as createHttp2Server } from 'node:http2'
 import type { Http2Server, Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2'
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { MAX_ENDPOINT_BODY } from '../authenticate/endpoint.js'
+import type { EndpointRequest, EndpointResponse } from '../authenticate/endpoint.js'
 import type { Authorizer, CheckRequest, CheckResult } from '../authorize/types.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
@@ -37,9 +39,17 @@ export const MAX_HEADER_BYTES = 128 * 1024
 /** Slow-header protection: the whole request head must arrive within this time. */
 const HEADERS_TIMEOUT_MS = 10_000
 
+/** Portcullis' own endpoints (authenticate host, `/.pomerium/*` on route hosts). */
+export interface Endpoints {
+  /** Whether a request for this host and normalised path is answered by Portcullis itself. */
+  claims(host: string, path: string): boolean
+  handle(request: EndpointRequest): Promise<EndpointResponse>
+}
+
 export interface ProxyDeps {
   readonly authorizer: Authorizer
   readonly logger: Logger
+  readonly endpoints?: Endpoints
 }
 
 export interface ListenerInfo {
@@ -51,6 +61,14 @@ export interface ListenerInfo {
 
 /** What the request head resolved to before authorisation. */
 type Prepared =
+  | {
+      readonly kind: 'endpoint'
+      readonly host: string
+      readonly authority: string
+      readonly path: string
+      readonly query: string
+      readonly clientIp: string
+    }
   | { readonly kind: 'reply'; readonly status: number; readonly message: string; readonly location?: string; readonly log: boolean; readonly text?: string }
   | {
       readonly kind: 'route'
@@ -236,6 +254,10 @@ export class ProxyServer {
       if (req.method !== 'GET' && req.method !== 'HEAD') return { kind: 'reply', status: 405, message: 'Method not allowed.', log: false }
       return { kind: 'reply', status: 200, message: 'OK', text: 'OK\n', log: false }
     }
+    if (this.#deps.endpoints?.claims(auth.host, path)) {
+      const clientIp = trustedClientIp(clientAddressOf(req), req.headers['x-forwarded-for'], config.xffNumTrustedHops)
+      return { kind: 'endpoint', host: auth.host, authority: rawAuthority as string, path, query: target.query, clientIp }
+    }
     if (isInternalPath(path)) {
       // Reserved for Portcullis' own endpoints on every host; never forwarded upstream.
       return { kind: 'reply', status: 404, message: 'This Portcullis endpoint is not available.', log: true }
@@ -254,15 +276,17 @@ export class ProxyServer {
     const startedAt = Date.now()
     return (status, bytes, details) => {
       const routed = prepared.kind === 'route' ? prepared : undefined
+      const local = prepared.kind === 'endpoint' ? prepared : undefined
       state.accessLog({
         requestId,
         method: req.method ?? 'GET',
         authority: authorityOf(req) ?? '',
         // Never the raw target of a refused request: its query may carry tokens.
-        path: routed?.path ?? (req.url ?? '').split('?')[0] ?? '',
+        path: routed?.path ?? local?.path ?? (req.url ?? '').split('?')[0] ?? '',
+        // Portcullis' own endpoints carry sealed sessions and signatures in their queries: never logged.
         query: routed?.query ?? '',
         headers: req.headers,
-        clientIp: routed?.clientIp ?? clientAddressOf(req),
+        clientIp: routed?.clientIp ?? local?.clientIp ?? clientAddressOf(req),
         forwardedFor: joinHeader(req.headers['x-forwarded-for']),
         startedAt,
         status,
@@ -327,6 +351,10 @@ export class ProxyServer {
       if (prepared.log) log(prepared.status, bytes, 'local_reply')
       return
     }
+    if (prepared.kind === 'endpoint') {
+      this.#endpoint(req, res, prepared, requestId, state, log)
+      return
+    }
     const { plan } = prepared
     const route = plan.route
     if (route.redirect || route.response) {
@@ -377,6 +405,48 @@ export class ProxyServer {
     })
   }
 
+  /** Reads a small body, lets the endpoint answer, and writes its response with the global response headers. */
+  #endpoint(
+    req: AnyRequest,
+    res: AnyResponse,
+    p: Extract<Prepared, { kind: 'endpoint' }>,
+    requestId: string,
+    state: ProxyState,
+    log: (status: number, bytes: number, details: string) => void,
+  ): void {
+    const endpoints = this.#deps.endpoints as Endpoints
+    const method = req.method ?? 'GET'
+    const headOnly = method === 'HEAD'
+    const json = prefersJson(req.headers.accept)
+    const fail = (status: number, message: string): void => {
+      const bytes = sendError(res, status, message, requestId, json, state.localHeaders, headOnly)
+      log(status, bytes, 'local_reply')
+    }
+    readSmallBody(req, method === 'POST' ? MAX_ENDPOINT_BODY : 0).then(
+      (body) => {
+        if (body === undefined) {
+          fail(413, 'The request body is too large.')
+          return
+        }
+        endpoints
+          .handle({ requestId, method, host: p.host, authority: p.authority, path: p.path, query: p.query, headers: req.headers, body, clientIp: p.clientIp, scheme: state.scheme })
+          .then(
+            (answer) => {
+              const headers: Record<string, string | string[]> = { ...answer.headers, ...state.localHeaders, 'x-request-id': requestId }
+              if (answer.cookies && answer.cookies.length > 0) headers['set-cookie'] = [...answer.cookies]
+              const bytes = sendBody(res, answer.status, headers, answer.body, headOnly)
+              log(answer.status, bytes, 'portcullis_endpoint')
+            },
+            (err: unknown) => {
+              this.#deps.logger.error({ err, requestId }, 'endpoint failed')
+              fail(500, 'The request could not be completed.')
+            },
+          )
+      },
+      () => fail(400, 'The request body could not be read.'),
+    )
+  }
+
   #authorize(check: CheckRequest, then: (r: CheckResult) => void, fail: (err: unknown) => void): void {
     let result: CheckResult | Promise<CheckResult>
     try {
@@ -395,6 +465,7 @@ export class ProxyServer {
       route: p.plan.route,
       method: req.method ?? 'GET',
       host: p.host,
+      authority: p.authority,
       path: p.path,
       query: p.query,
       headers: req.headers,
@@ -462,6 +533,11 @@ export class ProxyServer {
       if (prepared.log) log(prepared.status, 0, 'local_reply')
       return
     }
+    if (prepared.kind === 'endpoint') {
+      rejectUpgrade(socket, 404, 'Not Found', 'Portcullis endpoints do not take upgrades.', requestId)
+      log(404, 0, 'local_reply')
+      return
+    }
     const { plan } = prepared
     if (!plan.upgrades.has(token)) {
       rejectUpgrade(socket, 403, 'Forbidden', `Upgrading to "${token}" is not allowed on this route.`, requestId)
@@ -524,6 +600,37 @@ function clientAddressOf(req: AnyRequest): string {
 
 function isInternalPath(path: string): boolean {
   return path === '/.pomerium' || path.startsWith('/.pomerium/') || path === '/.well-known/pomerium' || path.startsWith('/.well-known/pomerium/')
+}
+
+/**
+ * The request body when it is at most `limit` bytes (empty when `limit` is 0 and none was sent);
+ * undefined when it is larger. Larger bodies are not read to the end: the connection closes.
+ */
+function readSmallBody(req: AnyRequest, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    let done = false
+    req.on('data', (chunk: Buffer) => {
+      if (done) return
+      size += chunk.length
+      if (size > limit) {
+        done = true
+        req.pause()
+        resolve(undefined)
+        return
+      }
+      chunks.push(chunk)
+    })
+    req.once('end', () => {
+      if (!done) resolve(Buffer.concat(chunks))
+      done = true
+    })
+    req.once('error', (err) => {
+      if (!done) reject(err)
+      done = true
+    })
+  })
 }
 
 function joinHeader(v: string | string[] | undefined): string | undefined {

@@ -29,7 +29,12 @@ button,.button{font:inherit;background:var(--accent);color:var(--bg);border:0;bo
 footer{color:var(--muted);font-size:.8rem;margin-top:2rem}
 `
 
-function layout(title: string, body: string): RenderedPage {
+/**
+ * `formActions`: origins a form on the page may post to besides its own, including where the
+ * answer redirects (browsers check every hop): the sign-out button goes through the authenticate
+ * host and the provider's logout page.
+ */
+function layout(title: string, body: string, formActions: readonly string[] = []): RenderedPage {
   const nonce = randomBytes(16).toString('base64')
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -41,7 +46,7 @@ function layout(title: string, body: string): RenderedPage {
     headers: {
       'content-type': 'text/html; charset=utf-8',
       'cache-control': 'no-store',
-      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
+      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src 'self' data:; form-action ${["'self'", ...formActions.filter((o) => /^https?:\/\/[^\s;,']+$/.test(o))].join(' ')}; frame-ancestors 'none'; base-uri 'none'`,
       'x-frame-options': 'DENY',
       'referrer-policy': 'no-referrer',
     },
@@ -68,6 +73,8 @@ export interface UserPageData {
   /** Where the sign-out button posts (a signed URL). */
   readonly signOutAction: string
   readonly csrfToken: string
+  /** Origins the sign-out redirects pass through (authenticate, provider). */
+  readonly formActions?: readonly string[]
 }
 
 /** Claims never shown, even when a provider puts them in the ID token or UserInfo. */
@@ -90,6 +97,7 @@ export function userPage(d: UserPageData): RenderedPage {
     ])}</div>
 <h2>Claims</h2><div class="card">${claims.length > 0 ? list(claims) : '<p class="muted">No claims.</p>'}</div>
 <form method="post" action="${escapeHtml(d.signOutAction)}"><input type="hidden" name="csrf" value="${escapeHtml(d.csrfToken)}"><button type="submit">Sign out</button></form>`,
+    d.formActions,
   )
 }
 
@@ -97,11 +105,12 @@ export function signedOutPage(): RenderedPage {
   return layout('Signed out', `<h1>You have been signed out</h1><p>Sign in again by opening any protected app.</p>`)
 }
 
-export function signOutConfirmPage(action: string, csrfToken: string): RenderedPage {
+export function signOutConfirmPage(action: string, csrfToken: string, formActions: readonly string[] = []): RenderedPage {
   return layout(
     'Sign out?',
     `<h1>Sign out?</h1><p>You will need to sign in again on every app behind this Portcullis.</p>
 <form method="post" action="${escapeHtml(action)}"><input type="hidden" name="csrf" value="${escapeHtml(csrfToken)}"><button type="submit">Sign out</button></form>`,
+    formActions,
   )
 }
 

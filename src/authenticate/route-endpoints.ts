@@ -1,0 +1,203 @@
+/**
+ * Portcullis' own endpoints on every route host (reference 6.1): the session callback, sign-out,
+ * the user page and JSON, programmatic login, and the discovery document. They are answered by
+ * Portcullis and never forwarded upstream.
+ */
+import type { RouteConfig } from '../config/types.js'
+import type { Logger } from '../shared/log.js'
+import type { Secrets } from '../shared/secrets.js'
+import { errorPage, userPage } from '../ui/pages.js'
+import { clearCookie, setCookie } from './cookies.js'
+import { json, page, redirect, single, text } from './endpoint.js'
+import type { EndpointHandler, EndpointRequest, EndpointResponse } from './endpoint.js'
+import {
+  openHandoff,
+  PARAM_JWT,
+  PARAM_PROGRAMMATIC,
+  PARAM_REDIRECT_URI,
+  PARAM_SESSION_ENCRYPTED,
+  PARAM_SESSION_ID,
+  signInUrl,
+  signOutUrl,
+  UsedOnce,
+} from './flow.js'
+import type { SessionRefresher } from './refresher.js'
+import { allowedRedirect } from './redirects.js'
+import { userJson, userPageData } from './service.js'
+import { findHandle } from './credentials.js'
+import { verifySessionHandle } from './session-handle.js'
+import { audienceIncludes, loadSession } from './session-loader.js'
+import type { Session, SessionStore } from './session-store.js'
+import { browserScheme, programmaticRedirects } from './settings.js'
+import type { AuthSettings } from './settings.js'
+import { SIGNED_URL_LIFETIME_S, verifySignedUrl } from './signed-url.js'
+
+export interface RouteEndpointDeps {
+  readonly settings: () => AuthSettings
+  readonly secrets: Secrets
+  readonly sessions: SessionStore
+  readonly refresher: SessionRefresher
+  readonly logger: Logger
+  /** The route that owns `/` on a host (decides the identity provider), if any. */
+  readonly routeForHost: (host: string) => RouteConfig | undefined
+}
+
+export function isPortcullisPath(path: string): boolean {
+  return path === '/.pomerium' || path.startsWith('/.pomerium/') || path === '/.well-known/pomerium' || path.startsWith('/.well-known/pomerium/')
+}
+
+export class RouteEndpoints implements EndpointHandler {
+  readonly #deps: RouteEndpointDeps
+  readonly #handoffs = new UsedOnce()
+
+  constructor(deps: RouteEndpointDeps) {
+    this.#deps = deps
+  }
+
+  handle(req: EndpointRequest): Promise<EndpointResponse> | undefined {
+    if (!isPortcullisPath(req.path)) return undefined
+    const settings = this.#deps.settings()
+    return this.#dispatch(req, settings).catch((err: unknown) => {
+      this.#deps.logger.error({ err, requestId: req.requestId }, 'route endpoint failed')
+      return this.#error(req, 500, 'Internal Server Error', 'The request could not be completed because of an internal error.')
+    })
+  }
+
+  async #dispatch(req: EndpointRequest, settings: AuthSettings): Promise<EndpointResponse> {
+    const get = req.method === 'GET' || req.method === 'HEAD'
+    switch (req.path) {
+      case '/.well-known/pomerium':
+      case '/.well-known/pomerium/':
+        return get ? this.#discovery(req, settings) : this.#methodNotAllowed(req)
+      case '/.pomerium':
+        return redirect('/.pomerium/')
+    }
+    if (!settings.enabled) return this.#error(req, 404, 'Not Found', 'Sign-in is not configured on this Portcullis (idp_provider is not set).')
+    switch (req.path) {
+      case '/.pomerium/':
+        return get ? this.#userPage(req, settings) : this.#methodNotAllowed(req)
+      case '/.pomerium/user':
+        return get ? this.#userJson(req, settings) : this.#methodNotAllowed(req)
+      case '/.pomerium/callback':
+      case '/.pomerium/callback/':
+        return get ? this.#callback(req, settings) : this.#methodNotAllowed(req)
+      case '/.pomerium/sign_out':
+        return get || req.method === 'POST' ? this.#signOut(req, settings) : this.#methodNotAllowed(req)
+      case '/.pomerium/api/v1/login':
+        return get ? this.#programmaticLogin(req, settings) : this.#methodNotAllowed(req)
+      default:
+        return this.#error(req, 404, 'Not Found', 'This Portcullis endpoint does not exist.')
+    }
+  }
+
+  /** This host's origin as a browser reaches it. */
+  #origin(req: EndpointRequest): string {
+    return `${browserScheme(req.host, req.scheme)}://${req.authority.toLowerCase()}`
+  }
+
+  #discovery(req: EndpointRequest, settings: AuthSettings): EndpointResponse {
+    const origin = this.#origin(req)
+    return json(
+      200,
+      {
+        issuer: `${origin}/`,
+        authentication_callback_endpoint: settings.callbackUrl,
+        jwks_uri: `${origin}/.well-known/pomerium/jwks.json`,
+        frontchannel_logout_uri: `${origin}/.pomerium/sign_out`,
+      },
+      { 'access-control-allow-origin': '*', 'cache-control': 'max-age=60' },
+    )
+  }
+
+  #idpIdFor(req: EndpointRequest, settings: AuthSettings): string | undefined {
+    const route = this.#deps.routeForHost(req.host)
+    return (route ? settings.providerFor(route) : settings.defaultProvider)?.id
+  }
+
+  async #session(req: EndpointRequest, settings: AuthSettings): Promise<Session | undefined> {
+    const idpId = this.#idpIdFor(req, settings)
+    if (idpId === undefined) return undefined
+    const loaded = await loadSession({ headers: req.headers, query: req.query, host: req.host }, idpId, {
+      sessions: this.#deps.sessions,
+      sharedSecret: this.#deps.secrets.sharedSecret,
+      cookieName: settings.cookieName,
+    })
+    return loaded.kind === 'ok' ? this.#deps.refresher.current(loaded.session) : undefined
+  }
+
+  async #userPage(req: EndpointRequest, settings: AuthSettings): Promise<EndpointResponse> {
+    const session = await this.#session(req, settings)
+    if (!session) {
+      const idpId = this.#idpIdFor(req, settings)
+      if (idpId === undefined) return this.#error(req, 404, 'Not Found', 'No route is configured for this host.')
+      return redirect(signInUrl(settings, this.#deps.secrets.sharedSecret, `${this.#origin(req)}/.pomerium/`, idpId).href)
+    }
+    // The route's own sign-out takes a POST without a token, as Pomerium's does: it only ends a session.
+    return page(200, userPage({ ...userPageData(session, '/.pomerium/sign_out', ''), formActions: settings.formActions }))
+  }
+
+  async #userJson(req: EndpointRequest, settings: AuthSettings): Promise<EndpointResponse> {
+    const session = await this.#session(req, settings)
+    if (!session) return json(401, { error: 'sign-in required', request_id: req.requestId })
+    return json(200, userJson(session))
+  }
+
+  async #callback(req: EndpointRequest, settings: AuthSettings): Promise<EndpointResponse> {
+    const url = new URL(`${this.#origin(req)}${req.path}${req.query}`)
+    const problem = verifySignedUrl(url, this.#deps.secrets.sharedSecret)
+    if (problem) return this.#error(req, 400, 'Bad Request', 'This sign-in callback link is invalid or has expired. Open the app again to sign in.')
+    const params = url.searchParams
+    const sealed = params.get(PARAM_SESSION_ENCRYPTED) ?? ''
+    const opened = openHandoff(sealed, this.#deps.secrets.sharedSecret)
+    if (!opened || !audienceIncludes(opened.handle.aud, req.host)) {
+      return this.#error(req, 400, 'Bad Request', 'This sign-in callback does not carry a session for this host.')
+    }
+    const programmatic = params.get(PARAM_PROGRAMMATIC) === 'true'
+    const target = allowedRedirect(params.get(PARAM_REDIRECT_URI) ?? '', programmatic ? programmaticRedirects(settings) : settings.redirects)
+    if (!target) return this.#error(req, 400, 'Bad Request', 'The address to return to is not one of the configured routes.')
+    // Single use: a callback URL replayed from history or a log cannot set the cookie again.
+    if (!this.#handoffs.use(sealed, (SIGNED_URL_LIFETIME_S + 120) * 1000)) {
+      return this.#error(req, 400, 'Bad Request', 'This sign-in callback link was already used. Open the app again.', target.href)
+    }
+    if (!(await this.#deps.sessions.get(opened.handle.jti))) {
+      return this.#error(req, 400, 'Bad Request', 'This session has already ended. Open the app again to sign in.', target.href)
+    }
+    if (programmatic) target.searchParams.set(PARAM_JWT, opened.token)
+    return redirect(target.href, [setCookie(settings.cookieName, opened.token, settings.cookie)])
+  }
+
+  #signOut(req: EndpointRequest, settings: AuthSettings): EndpointResponse {
+    const found = findHandle(req.headers, '', settings.cookieName)
+    const handle = found ? verifySessionHandle(found.token, this.#deps.secrets.sharedSecret) : undefined
+    const params: Record<string, string> = {}
+    if (handle && audienceIncludes(handle.aud, req.host)) params[PARAM_SESSION_ID] = handle.jti
+    if (settings.signoutRedirectUrl !== undefined) params[PARAM_REDIRECT_URI] = settings.signoutRedirectUrl
+    return redirect(signOutUrl(settings, this.#deps.secrets.sharedSecret, params).href, [clearCookie(settings.cookieName, settings.cookie)])
+  }
+
+  #programmaticLogin(req: EndpointRequest, settings: AuthSettings): EndpointResponse {
+    const requested = new URLSearchParams(req.query.slice(1)).getAll(PARAM_REDIRECT_URI)
+    if (requested.length === 0) return this.#error(req, 404, 'Not Found', 'pomerium_redirect_uri is required.')
+    const target = requested.length === 1 ? allowedRedirect(requested[0] as string, programmaticRedirects(settings)) : undefined
+    if (!target) {
+      return this.#error(req, 400, 'Bad Request', 'pomerium_redirect_uri must be an http(s) URL on a host in programmatic_redirect_domain_whitelist.')
+    }
+    const idpId = this.#idpIdFor(req, settings)
+    if (idpId === undefined) return this.#error(req, 404, 'Not Found', 'No route is configured for this host.')
+    const url = signInUrl(settings, this.#deps.secrets.sharedSecret, target.href, idpId, {
+      pomerium_callback_uri: `${this.#origin(req)}/.pomerium/callback/`,
+      [PARAM_PROGRAMMATIC]: 'true',
+    })
+    return text(200, url.href)
+  }
+
+  #methodNotAllowed(req: EndpointRequest): EndpointResponse {
+    return this.#error(req, 405, 'Method Not Allowed', `${req.method} is not allowed here.`)
+  }
+
+  #error(req: EndpointRequest, status: number, title: string, message: string, retryUrl?: string): EndpointResponse {
+    const accept = single(req.headers['accept']) ?? ''
+    if (/application\/json/i.test(accept) && !/text\/html/i.test(accept)) return json(status, { error: message, request_id: req.requestId })
+    return page(status, errorPage({ status, title, message, requestId: req.requestId, ...(retryUrl !== undefined ? { retryUrl } : {}) }))
+  }
+}

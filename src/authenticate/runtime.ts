@@ -1,0 +1,83 @@
+/**
+ * Sign-in as one unit for the process that runs the proxy: the session store, providers, the
+ * authenticate service, the route endpoints and the authorizer, all reading the current config
+ * generation. `serve` builds one and hands its authorizer and endpoints to the proxy.
+ */
+import { createSessionAuthorizer } from '../authorize/session-authorizer.js'
+import type { Authorizer } from '../authorize/types.js'
+import type { Config, RouteConfig } from '../config/types.js'
+import { MemoryRecordStore } from '../databroker/index.js'
+import type { RecordStore } from '../databroker/index.js'
+import type { Logger } from '../shared/log.js'
+import type { Secrets } from '../shared/secrets.js'
+import type { EndpointRequest, EndpointResponse } from './endpoint.js'
+import { json } from './endpoint.js'
+import type { IdentityProvider } from './idp/provider.js'
+import { ProviderRegistry } from './provider-registry.js'
+import type { ProviderFactory } from './provider-registry.js'
+import { SessionRefresher } from './refresher.js'
+import { isPortcullisPath, RouteEndpoints } from './route-endpoints.js'
+import { AuthenticateService } from './service.js'
+import type { AuthenticateDeps } from './service.js'
+import { SessionStore } from './session-store.js'
+import { buildAuthSettings } from './settings.js'
+import type { AuthSettings } from './settings.js'
+
+export interface Authentication {
+  readonly authorizer: Authorizer
+  readonly endpoints: {
+    claims(host: string, path: string): boolean
+    handle(request: EndpointRequest): Promise<EndpointResponse>
+  }
+  readonly sessions: SessionStore
+  settings(): AuthSettings
+  applyConfig(config: Config): void
+}
+
+export interface AuthenticationOptions {
+  readonly logger: Logger
+  readonly secrets: Secrets
+  readonly providerFactory: ProviderFactory
+  /** Defaults to an in-memory store (single instance). */
+  readonly store?: RecordStore
+  readonly backchannelLogout?: AuthenticateDeps['backchannelLogout']
+}
+
+function routeLookup(config: Config): (host: string) => RouteConfig | undefined {
+  const exact = new Map<string, RouteConfig>()
+  const wildcard: RouteConfig[] = []
+  for (const r of config.routes) {
+    if (r.from.host.startsWith('*.')) wildcard.push(r)
+    else if (!exact.has(r.from.host)) exact.set(r.from.host, r)
+  }
+  return (host) => exact.get(host) ?? wildcard.find((r) => host.endsWith(r.from.host.slice(1)))
+}
+
+export function createAuthentication(config: Config, options: AuthenticationOptions): Authentication {
+  let settings = buildAuthSettings(config)
+  let routeForHost = routeLookup(config)
+  const store = options.store ?? new MemoryRecordStore()
+  const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs })
+  const providers = new ProviderRegistry(options.providerFactory)
+  const providerFor = (idpId: string): IdentityProvider | undefined => providers.get(settings, idpId)
+  const refresher = new SessionRefresher({ sessions, providerFor, logger: options.logger })
+  const common = { settings: () => settings, secrets: options.secrets, sessions, refresher, logger: options.logger }
+  const service = new AuthenticateService({ ...common, providers, ...(options.backchannelLogout ? { backchannelLogout: options.backchannelLogout } : {}) })
+  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h) })
+  return {
+    authorizer: createSessionAuthorizer(common),
+    sessions,
+    settings: () => settings,
+    endpoints: {
+      claims: (host, path) => (settings.enabled && host === settings.authenticateHost) || isPortcullisPath(path),
+      handle: (request) =>
+        service.handle(request) ??
+        routeEndpoints.handle(request) ??
+        Promise.resolve(json(404, { error: 'not found', request_id: request.requestId })),
+    },
+    applyConfig(next) {
+      settings = buildAuthSettings(next)
+      routeForHost = routeLookup(next)
+    },
+  }
+}

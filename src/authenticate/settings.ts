@@ -1,0 +1,163 @@
+/**
+ * The sign-in settings of one config generation, read once from the validated raw config:
+ * where authenticate lives, the session cookie, the identity providers (the global one and any
+ * per-route clients), and the hosts a browser may be sent back to. Everything the authenticate
+ * service, the route endpoints and the authorizer need, in one immutable value rebuilt on reload.
+ */
+import { createHash } from 'node:crypto'
+import type { Config, RouteConfig } from '../config/types.js'
+import type { CookieOptions } from './cookies.js'
+import { isLoopback } from './redirects.js'
+import type { RedirectPolicy } from './redirects.js'
+
+/** One identity provider client: the global `idp_*` settings, or a route's own client id/secret. */
+export interface IdpSettings {
+  /** Stable id bound into session handles (`idp_id`). */
+  readonly id: string
+  readonly provider: string
+  readonly url: string | undefined
+  readonly clientId: string
+  readonly clientSecret: string | undefined
+  readonly scopes: readonly string[] | undefined
+  readonly requestParams: Readonly<Record<string, string>> | undefined
+}
+
+export interface AuthSettings {
+  /** False when no `idp_provider` is configured: only public routes can be served. */
+  readonly enabled: boolean
+  /** `authenticate_service_url`, as configured. */
+  readonly authenticateUrl: URL
+  /** Lower-case host name of the authenticate service (no port). */
+  readonly authenticateHost: string
+  /** `https://<authenticate>/oauth2/callback`: the redirect URI registered at the provider. */
+  readonly callbackUrl: string
+  readonly cookieName: string
+  readonly cookie: CookieOptions
+  readonly sessionLifetimeMs: number
+  readonly signoutRedirectUrl: string | undefined
+  /** `programmatic_redirect_domain_whitelist`, lower case. */
+  readonly programmaticHosts: readonly string[]
+  /** The global provider, when configured. */
+  readonly defaultProvider: IdpSettings | undefined
+  /** Every provider by id (global and per-route). */
+  readonly providers: ReadonlyMap<string, IdpSettings>
+  /** Where a browser may be sent after sign-in or sign-out (route hosts and authenticate). */
+  readonly redirects: RedirectPolicy
+  /** Origins a sign-out form's redirects pass through (for the pages' CSP `form-action`). */
+  readonly formActions: readonly string[]
+  /** The provider a route signs in with; undefined when sign-in is not configured. */
+  providerFor(route: RouteConfig): IdpSettings | undefined
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined)
+
+function stringList(v: unknown): string[] | undefined {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v) : undefined
+}
+
+function stringMap(v: unknown): Record<string, string> | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, String(x)]))
+}
+
+/** A stable provider id from what identifies a client (never the secret in clear). */
+export function idpIdOf(provider: string, url: string | undefined, clientId: string): string {
+  return createHash('sha256').update(`${provider}\n${url ?? ''}\n${clientId}`).digest('base64url').slice(0, 22)
+}
+
+export function buildAuthSettings(config: Config): AuthSettings {
+  const raw = config.raw
+  const providerName = str(raw['idp_provider'])
+  const enabled = providerName !== undefined && providerName !== 'hosted'
+  const authenticateUrl = new URL(str(raw['authenticate_service_url']) ?? 'https://authenticate.pomerium.app')
+  const authenticateHost = authenticateUrl.hostname.toLowerCase()
+  const cookieName = str(raw['cookie_name']) ?? '_pomerium'
+  const lifetime = typeof raw['cookie_expire'] === 'number' ? raw['cookie_expire'] : 14 * 3_600_000
+  const sameSite = str(raw['cookie_same_site'])?.toLowerCase()
+  const cookie: CookieOptions = {
+    domain: str(raw['cookie_domain']),
+    httpOnly: raw['cookie_http_only'] !== false,
+    sameSite: sameSite === 'strict' || sameSite === 'lax' || sameSite === 'none' ? sameSite : undefined,
+    maxAgeS: Math.floor(lifetime / 1000),
+  }
+
+  const providers = new Map<string, IdpSettings>()
+  const make = (clientId: string, clientSecret: string | undefined): IdpSettings => {
+    const url = str(raw['idp_provider_url'])
+    const settings: IdpSettings = {
+      id: idpIdOf(providerName ?? 'oidc', url, clientId),
+      provider: providerName ?? 'oidc',
+      url,
+      clientId,
+      clientSecret,
+      scopes: stringList(raw['idp_scopes']),
+      requestParams: stringMap(raw['idp_request_params']),
+    }
+    const existing = providers.get(settings.id)
+    if (existing) return existing
+    providers.set(settings.id, settings)
+    return settings
+  }
+  const defaultProvider = enabled ? make(str(raw['idp_client_id']) ?? '', str(raw['idp_client_secret'])) : undefined
+  const byRoute = new Map<RouteConfig, IdpSettings>()
+  if (enabled) {
+    for (const route of config.routes) {
+      const clientId = str(route.raw['idp_client_id'])
+      if (clientId !== undefined) byRoute.set(route, make(clientId, str(route.raw['idp_client_secret'])))
+    }
+  }
+
+  const exactHosts = new Set<string>([authenticateHost])
+  const wildcardSuffixes: string[] = []
+  for (const route of config.routes) {
+    const host = route.from.host
+    if (host.startsWith('*.')) wildcardSuffixes.push(host.slice(1))
+    else if (!host.includes('*')) exactHosts.add(host)
+  }
+  const programmaticHosts = (stringList(raw['programmatic_redirect_domain_whitelist']) ?? ['localhost']).map((h) => h.toLowerCase())
+
+  const formActions = new Set<string>([authenticateUrl.origin])
+  for (const u of [...[...providers.values()].map((p) => p.url), str(raw['signout_redirect_url'])]) {
+    try {
+      if (u !== undefined) formActions.add(new URL(u).origin)
+    } catch {
+      // not a URL: nothing to allow
+    }
+  }
+
+  return {
+    enabled,
+    formActions: [...formActions],
+    authenticateUrl,
+    authenticateHost,
+    callbackUrl: new URL('/oauth2/callback', authenticateUrl).href,
+    cookieName,
+    cookie,
+    sessionLifetimeMs: lifetime,
+    signoutRedirectUrl: str(raw['signout_redirect_url']),
+    programmaticHosts,
+    defaultProvider,
+    providers,
+    redirects: {
+      hosts: exactHosts,
+      wildcardSuffixes,
+      allowLoopbackHttp: false,
+    },
+    providerFor: (route) => byRoute.get(route) ?? defaultProvider,
+  }
+}
+
+/** The redirect policy of programmatic sign-in: route hosts, plus the whitelist (`localhost` = any loopback, http allowed). */
+export function programmaticRedirects(settings: AuthSettings): RedirectPolicy {
+  const hosts = new Set(settings.redirects.hosts)
+  for (const h of settings.programmaticHosts) if (h !== 'localhost') hosts.add(h)
+  return { ...settings.redirects, hosts, allowLoopbackHttp: settings.programmaticHosts.includes('localhost') }
+}
+
+/**
+ * The scheme to use in URLs that send a browser back to a route host: https, as Pomerium forces,
+ * except for loopback hosts served over plain HTTP (the demo on `*.localhost`).
+ */
+export function browserScheme(host: string, listenerScheme: 'http' | 'https'): 'http' | 'https' {
+  return listenerScheme === 'http' && isLoopback(host) ? 'http' : 'https'
+}
