@@ -21,7 +21,7 @@ export type ProviderName = (typeof PROVIDER_NAMES)[number]
 
 export interface ProviderDefaults {
   name: ProviderName
-  /** `oidc`: discovery, ID tokens. `oauth2`: plain OAuth 2 with provider APIs (github; not implemented yet). */
+  /** `oidc`: discovery, ID tokens. `oauth2`: plain OAuth 2 with provider APIs (github, `github.ts`). */
   protocol: 'oidc' | 'oauth2'
   /** Default `idp_provider_url`; undefined when the URL must be configured. */
   issuerUrl: string | undefined
@@ -32,6 +32,11 @@ export interface ProviderDefaults {
    */
   scopesWhenUrl?: { urlIncludes: string; scopes: readonly string[] }
   requestParams: Readonly<Record<string, string>>
+  /**
+   * What a configured `idp_request_params` does to `requestParams`: `replace` them (Pomerium's
+   * google, azure and generic providers) or `merge` over them (apple, whose `response_mode` stays).
+   */
+  requestParamsMode: 'replace' | 'merge'
   /** The claim that becomes the Portcullis user id. */
   userIdClaim: 'sub' | 'oid'
   /**
@@ -42,6 +47,17 @@ export interface ProviderDefaults {
   signOut: 'end_session' | 'auth0' | 'cognito' | 'none'
   /** Append `/` to the configured URL before discovery (Auth0's issuer has one). */
   issuerTrailingSlash: boolean
+  /** Remove a trailing `/` from the configured URL (Pomerium: google, gitlab, cognito, onelogin). */
+  trimTrailingSlash: boolean
+  /** Token-endpoint client authentication; default chosen from discovery (basic unless post-only). */
+  tokenEndpointAuthMethod?: 'client_secret_post'
+  /** Write spaces in the authorization URL as `%20`, not `+` (Apple refuses `+`). */
+  percentEncodeSpaces: boolean
+  /**
+   * Revocation endpoint path, on the authorization endpoint's origin, for providers whose discovery
+   * omits one (Cognito: `/oauth2/revoke`).
+   */
+  revocationPathFallback?: string
   /** Skip the issuer check for multi-tenant URLs (Azure `common`, `organizations`, `consumers`). */
   skipIssuerCheckForMultiTenant: boolean
   /** The callback arrives as a POST (`response_mode=form_post`); the CSRF cookie needs SameSite=None. */
@@ -58,9 +74,12 @@ const base = {
   issuerUrl: undefined,
   scopes: OIDC_SCOPES,
   requestParams: {},
+  requestParamsMode: 'replace',
   userIdClaim: 'sub',
   signOut: 'end_session',
   issuerTrailingSlash: false,
+  trimTrailingSlash: false,
+  percentEncodeSpaces: false,
   skipIssuerCheckForMultiTenant: false,
   formPostCallback: false,
 } as const satisfies Omit<ProviderDefaults, 'name' | 'notes'>
@@ -77,6 +96,7 @@ const DEFAULTS: { readonly [N in ProviderName]: ProviderDefaults & { name: N } }
     issuerUrl: 'https://accounts.google.com',
     scopes: BASIC_SCOPES,
     requestParams: { prompt: 'select_account consent', access_type: 'offline' },
+    trimTrailingSlash: true,
     notes: 'Refresh tokens come from access_type=offline with prompt=consent, not from offline_access.',
   },
   azure: {
@@ -86,7 +106,8 @@ const DEFAULTS: { readonly [N in ProviderName]: ProviderDefaults & { name: N } }
     requestParams: { prompt: 'select_account' },
     userIdClaim: 'oid',
     skipIssuerCheckForMultiTenant: true,
-    notes: 'Microsoft Entra ID; the user id is the oid claim; the issuer check is skipped for common.',
+    notes:
+      'Microsoft Entra ID; the user id is the oid claim; for common/organizations/consumers the ID token issuer must be the template filled with its tid.',
   },
   okta: { ...base, name: 'okta', notes: 'Okta org or authorization-server URL required.' },
   onelogin: {
@@ -95,6 +116,7 @@ const DEFAULTS: { readonly [N in ProviderName]: ProviderDefaults & { name: N } }
     issuerUrl: 'https://openid-connect.onelogin.com/oidc',
     scopes: ['openid', 'profile', 'email', 'groups', 'offline_access'],
     scopesWhenUrl: { urlIncludes: '/oidc/2', scopes: ['openid', 'profile', 'email', 'groups'] },
+    trimTrailingSlash: true,
     notes: 'v1 endpoint by default; a /oidc/2 URL uses the v2 scopes (no offline_access).',
   },
   ping: { ...base, name: 'ping', notes: 'PingOne or PingFederate URL required.' },
@@ -110,18 +132,31 @@ const DEFAULTS: { readonly [N in ProviderName]: ProviderDefaults & { name: N } }
     name: 'cognito',
     scopes: ['openid', 'email', 'profile'],
     signOut: 'cognito',
-    notes: 'Cognito user-pool URL required; sign-out via /logout?client_id=&logout_uri=.',
+    trimTrailingSlash: true,
+    revocationPathFallback: '/oauth2/revoke',
+    notes: 'Cognito user-pool URL required; sign-out via /logout?client_id=&logout_uri= on the hosted-UI domain.',
   },
-  gitlab: { ...base, name: 'gitlab', issuerUrl: 'https://gitlab.com', scopes: BASIC_SCOPES, notes: 'gitlab.com or a self-hosted URL.' },
+  gitlab: {
+    ...base,
+    name: 'gitlab',
+    issuerUrl: 'https://gitlab.com',
+    scopes: BASIC_SCOPES,
+    trimTrailingSlash: true,
+    notes: 'gitlab.com or a self-hosted URL.',
+  },
   apple: {
     ...base,
     name: 'apple',
     issuerUrl: 'https://appleid.apple.com',
     scopes: ['name', 'email'],
     requestParams: { response_mode: 'form_post' },
+    requestParamsMode: 'merge',
     signOut: 'none',
     formPostCallback: true,
-    notes: 'Callback is a form POST; no access-token bearer support; the client secret is a signed JWT.',
+    tokenEndpointAuthMethod: 'client_secret_post',
+    percentEncodeSpaces: true,
+    notes:
+      'Callback is a form POST; no access-token bearer support; idp_client_secret is the signed client-secret JWT, used as is.',
   },
   github: {
     ...base,
@@ -130,7 +165,8 @@ const DEFAULTS: { readonly [N in ProviderName]: ProviderDefaults & { name: N } }
     issuerUrl: 'https://github.com',
     scopes: ['user:email', 'read:org'],
     signOut: 'none',
-    notes: 'OAuth 2, not OIDC: user, verified emails and teams from the REST API (api.github.com, or idp_provider_url for GHE); no ID tokens. Not implemented yet.',
+    notes:
+      'OAuth 2, not OIDC: user, verified primary email and teams from the REST API (api.github.com, or <idp_provider_url>/api/v3 for GHE); no ID tokens, no refresh tokens.',
   },
 }
 

@@ -32,7 +32,11 @@ export interface OidcProviderOptions {
   clientId: string
   /** Absent for public clients (then no client authentication, PKCE carries the proof). */
   clientSecret?: string
-  /** How the client authenticates at the token endpoint. Default: basic with a secret, else none. */
+  /**
+   * How the client authenticates at the token and revocation endpoints. Default with a secret:
+   * `client_secret_basic`, unless discovery's `token_endpoint_auth_methods_supported` lists
+   * `client_secret_post` and not `client_secret_basic` (Apple); without a secret: none.
+   */
   tokenEndpointAuthMethod?: 'client_secret_basic' | 'client_secret_post' | 'none'
   /** `idp_scopes`; default `openid profile email offline_access`. */
   scopes?: readonly string[]
@@ -52,13 +56,32 @@ export interface OidcProviderOptions {
   timeoutSeconds?: number
   /** Clock in epoch milliseconds, for `expiresAt` (default `Date.now`). */
   now?: () => number
+  /** The `idp_provider` this instance serves, reported as `providerName` (default `oidc`). */
+  providerName?: string
+  /** The claim that becomes the user id (default `sub`; Azure: `oid`). */
+  userIdClaim?: string
+  /** `POST` when the provider answers with `response_mode=form_post` (Apple). Default `GET`. */
+  callbackMethod?: 'GET' | 'POST'
+  /**
+   * Provider sign-out: `end_session` (discovery's `end_session_endpoint`, the default), `auth0`
+   * (`/v2/logout?returnTo=&client_id=`), `cognito` (`/logout?client_id=&logout_uri=`), both on the
+   * authorization endpoint's origin, or `none`.
+   */
+  signOut?: 'end_session' | 'auth0' | 'cognito' | 'none'
+  /** Encode spaces in the authorization URL's query as `%20` rather than `+` (Apple insists). */
+  percentEncodeSpaces?: boolean
+  /**
+   * Metadata to add to what discovery returned (Cognito's revocation endpoint, which its discovery
+   * document omits). Called once per discovery; return undefined to keep the document as is.
+   */
+  completeMetadata?: (metadata: client.ServerMetadata) => Partial<client.ServerMetadata> | undefined
 }
 
 /**
  * Parameters only this module sets on an authorization request. Caller-supplied copies (from
  * `requestParams` or `extraParams`) are dropped, so each appears exactly once (security test 32).
  */
-const PROTOCOL_PARAMS = new Set([
+export const PROTOCOL_PARAMS: ReadonlySet<string> = new Set([
   'response_type',
   'client_id',
   'redirect_uri',
@@ -110,13 +133,29 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
     return pending
   }
 
-  function discover(): Promise<client.Configuration> {
-    const discoveryOptions: client.DiscoveryRequestOptions = {
-      execute: options.allowInsecureRequests === true ? [client.allowInsecureRequests] : [],
-      timeout: options.timeoutSeconds ?? 30,
-    }
+  async function discover(): Promise<client.Configuration> {
+    const execute = options.allowInsecureRequests === true ? [client.allowInsecureRequests] : []
+    const timeout = options.timeoutSeconds ?? 30
+    const discoveryOptions: client.DiscoveryRequestOptions = { execute, timeout }
     if (options.fetch) discoveryOptions[client.customFetch] = options.fetch
-    return client.discovery(issuer, options.clientId, undefined, clientAuth(options), discoveryOptions)
+    // Azure's multi-tenant URLs (common, organizations, consumers) discover an issuer template
+    // (`https://login.microsoftonline.com/{tenantid}/v2.0`); openid-client accepts it for that
+    // origin and then checks each ID token's `iss` against the template filled with its `tid`.
+    const discovered = await client.discovery(issuer, options.clientId, undefined, clientAuth(options), discoveryOptions)
+    const patch = options.completeMetadata?.(discovered.serverMetadata())
+    if (!patch || Object.keys(patch).length === 0) return discovered
+    // A Configuration over the completed metadata, with the same client authentication, fetch,
+    // timeout and transport rule.
+    const completed = new client.Configuration(
+      { ...discovered.serverMetadata(), ...patch },
+      options.clientId,
+      undefined,
+      clientAuth(options),
+    )
+    if (options.fetch) completed[client.customFetch] = options.fetch
+    completed.timeout = timeout
+    for (const extension of execute) extension(completed)
+    return completed
   }
 
   /** PKCE S256 exactly when discovery advertises it; `plain` is never used. */
@@ -147,8 +186,28 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
     }
   }
 
+  const userIdClaim = options.userIdClaim ?? 'sub'
+  const callbackMethod = options.callbackMethod ?? 'GET'
+  const signOut = options.signOut ?? 'end_session'
+
   const provider: IdentityProvider = {
     id: options.id,
+    providerName: options.providerName ?? 'oidc',
+    protocol: 'oidc',
+    callbackMethod,
+    formPostCallback: callbackMethod === 'POST',
+    refreshWith: 'refresh_token',
+
+    userIdOf(claims: Claims): string {
+      const value = claims[userIdClaim]
+      if (typeof value !== 'string' || value === '') {
+        throw new IdentityProviderError(
+          'ERR_IDP_EXCHANGE_FAILED',
+          `identity provider ${options.id}: the user id claim "${userIdClaim}" is missing`,
+        )
+      }
+      return value
+    },
 
     async needsPkce() {
       return pkce(await configuration())
@@ -177,6 +236,8 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
           throw new TypeError(`identity provider ${options.id}: authorization endpoint already sets "${name}"`)
         }
       }
+      // URLSearchParams writes spaces as `+`; a literal `+` is already `%2B`, so this is exact.
+      if (options.percentEncodeSpaces === true) url.search = url.search.replaceAll('+', '%20')
       return url
     },
 
@@ -287,7 +348,23 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
     },
 
     async endSessionUrl(params: EndSessionParams) {
+      if (signOut === 'none') return undefined
       const config = await configuration()
+      if (signOut === 'auth0' || signOut === 'cognito') {
+        // As Pomerium: the logout endpoint on the authorization endpoint's origin (Cognito's
+        // hosted-UI domain differs from its issuer), parameters in this order.
+        const authorization = config.serverMetadata().authorization_endpoint
+        if (!authorization) return undefined
+        const url = new URL(signOut === 'auth0' ? '/v2/logout' : '/logout', authorization)
+        if (signOut === 'auth0') {
+          url.searchParams.set('returnTo', params.postLogoutRedirectUri)
+          url.searchParams.set('client_id', options.clientId)
+        } else {
+          url.searchParams.set('client_id', options.clientId)
+          url.searchParams.set('logout_uri', params.postLogoutRedirectUri)
+        }
+        return url
+      }
       if (!config.serverMetadata().end_session_endpoint) return undefined
       const query: Record<string, string> = { post_logout_redirect_uri: params.postLogoutRedirectUri }
       if (params.idTokenHint !== undefined) query.id_token_hint = params.idTokenHint
@@ -298,7 +375,19 @@ export function createOidcProvider(options: OidcProviderOptions): IdentityProvid
 }
 
 function clientAuth(options: OidcProviderOptions): client.ClientAuth {
-  const method = options.tokenEndpointAuthMethod ?? (options.clientSecret === undefined ? 'none' : 'client_secret_basic')
+  if (options.tokenEndpointAuthMethod === undefined && options.clientSecret !== undefined) {
+    // Decided per request from the discovered metadata (known only then), as golang.org/x/oauth2's
+    // auto-detection lets Pomerium talk to basic-only and post-only token endpoints alike.
+    const basic = client.ClientSecretBasic(options.clientSecret)
+    const post = client.ClientSecretPost(options.clientSecret)
+    return (as, metadata, body, headers) => {
+      const methods = as.token_endpoint_auth_methods_supported
+      const postOnly =
+        Array.isArray(methods) && !methods.includes('client_secret_basic') && methods.includes('client_secret_post')
+      ;(postOnly ? post : basic)(as, metadata, body, headers)
+    }
+  }
+  const method = options.tokenEndpointAuthMethod ?? 'none'
   switch (method) {
     case 'none':
       return client.None()
@@ -309,7 +398,7 @@ function clientAuth(options: OidcProviderOptions): client.ClientAuth {
   }
 }
 
-function withoutProtocolParams(params: Readonly<Record<string, string>> | undefined): Record<string, string> {
+export function withoutProtocolParams(params: Readonly<Record<string, string>> | undefined): Record<string, string> {
   const out: Record<string, string> = {}
   for (const [name, value] of Object.entries(params ?? {})) {
     if (!PROTOCOL_PARAMS.has(name)) out[name] = value
@@ -321,7 +410,8 @@ function idTokenClaimsOf(idToken: client.IDToken): Claims {
   return { ...idToken, sub: idToken.sub }
 }
 
-function constantTimeEqual(a: string, b: string): boolean {
+/** String equality in time independent of where the strings differ (state comparison). */
+export function constantTimeEqual(a: string, b: string): boolean {
   const hash = (s: string): Buffer => createHash('sha256').update(s).digest()
   return timingSafeEqual(hash(a), hash(b)) && a === b
 }

@@ -76,6 +76,39 @@ export interface IdentityProvider {
   /** The provider id (`idp_id`) that sessions are bound to. */
   readonly id: string
 
+  /** The configured `idp_provider` (`oidc`, `google`, ..., `github`, or `builtin`). */
+  readonly providerName: string
+
+  /**
+   * `oidc`: ID tokens, discovery, UserInfo. `oauth2`: plain OAuth 2 with provider REST APIs
+   * (GitHub): no ID token, so no `idp_identity_token` bearer tokens and no `id_token_hint`.
+   */
+  readonly protocol: 'oidc' | 'oauth2'
+
+  /**
+   * How the provider delivers the authorization response to the callback: `GET` (query string) or
+   * `POST` (`response_mode=form_post`, Apple). For `POST` the callback is a cross-site top-level
+   * POST, so the CSRF cookie must be `SameSite=None` (see {@link formPostCallback}).
+   */
+  readonly callbackMethod: 'GET' | 'POST'
+
+  /** True exactly when {@link callbackMethod} is `POST`: the CSRF cookie needs `SameSite=None`. */
+  readonly formPostCallback: boolean
+
+  /**
+   * Which stored token {@link refresh} takes: `refresh_token` for OpenID providers, or
+   * `access_token` for providers without refresh tokens whose access tokens do not expire (GitHub
+   * OAuth apps): `refresh` then re-reads the user with that access token.
+   */
+  readonly refreshWith: 'refresh_token' | 'access_token'
+
+  /**
+   * The Portcullis user id (session `user_id`, handle `sub`) for a user's claims: `sub` by default,
+   * `oid` for Azure (stable across the applications of a tenant), the numeric user id for GitHub.
+   * @throws {IdentityProviderError} `ERR_IDP_EXCHANGE_FAILED` when the claim is missing or not a string
+   */
+  userIdOf(claims: Claims): string
+
   /**
    * Whether sign-ins must use PKCE: true exactly when the provider's discovery document lists
    * `S256` in `code_challenge_methods_supported` (`plain` is never used). Triggers discovery.
@@ -105,6 +138,9 @@ export interface IdentityProvider {
    * Use a refresh token, validate any new ID token, and re-read UserInfo so claim changes at the
    * provider (groups) show up. `permanent` on the error tells whether the session must end.
    * Every failure, discovery included (then transient), is `ERR_IDP_REFRESH_FAILED`.
+   *
+   * `refreshToken` is the session's access token instead when {@link refreshWith} is
+   * `access_token` (GitHub): the user is re-read with it, and a revoked token fails permanently.
    * @throws {IdentityProviderError} `ERR_IDP_REFRESH_FAILED`
    */
   refresh(refreshToken: string, context?: RefreshContext): Promise<TokenSet>
@@ -125,7 +161,9 @@ export interface IdentityProvider {
 
   /**
    * The RP-initiated logout URL (`end_session_endpoint` with `id_token_hint`, `client_id` and
-   * `post_logout_redirect_uri`), or undefined when the provider has none.
+   * `post_logout_redirect_uri`), or undefined when the provider has none. Auth0 and Cognito use
+   * their own logout endpoints (`/v2/logout?returnTo=&client_id=`, `/logout?client_id=&logout_uri=`,
+   * on the authorization endpoint's origin, as Pomerium); GitHub and Apple have none.
    * @throws {IdentityProviderError} `ERR_IDP_DISCOVERY_FAILED`
    */
   endSessionUrl(params: EndSessionParams): Promise<URL | undefined>

@@ -1,0 +1,60 @@
+/**
+ * The one transport rule for every identity provider: HTTPS, except to loopback hosts
+ * (`127.0.0.0/8`, `::1`, `localhost`), where tests and the demo run providers over plain HTTP.
+ * Codes, client secrets and tokens travel on these requests, so the rule is enforced on each one
+ * (discovery can name endpoints on other hosts), not only on the configured URL.
+ */
+import type { IdpFetch } from './oidc.js'
+
+/** Whether a URL host (as `URL.hostname` gives it) is a loopback address or `localhost`. */
+export function isLoopbackHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/\.$/, '')
+  if (host === 'localhost') return true
+  if (host === '[::1]' || host === '::1') return true
+  // WHATWG URL parsing already normalised 127.1, 0x7f.1, 2130706433, ... to dotted quads.
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+}
+
+/** `https:`, or `http:` to a loopback host. */
+export function isAllowedProviderUrl(url: URL): boolean {
+  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))
+}
+
+/** Why a provider URL is refused, or undefined when it is acceptable. */
+export function providerUrlProblem(raw: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    return `${JSON.stringify(raw)} is not a URL`
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `${JSON.stringify(raw)} must be an https URL`
+  if (!isAllowedProviderUrl(url)) {
+    return `${JSON.stringify(raw)} uses plain HTTP; only loopback hosts (127.0.0.0/8, ::1, localhost) may`
+  }
+  if (url.username !== '' || url.password !== '') return `${JSON.stringify(raw)} must not carry credentials`
+  if (url.search !== '' || url.hash !== '') return `${JSON.stringify(raw)} must not have a query or fragment`
+  return undefined
+}
+
+/**
+ * Wrap a fetch so that every request to a provider obeys the transport rule. A refused request
+ * fails like a network error (TypeError) before anything is sent.
+ */
+export function guardedFetch(inner: IdpFetch | undefined): IdpFetch {
+  const next: IdpFetch = inner ?? ((url, init) => fetch(url, init as RequestInit))
+  return (url, init) => {
+    let parsed: URL
+    try {
+      parsed = new URL(url)
+    } catch (cause) {
+      return Promise.reject(new TypeError(`identity provider request to an invalid URL`, { cause }))
+    }
+    if (!isAllowedProviderUrl(parsed)) {
+      return Promise.reject(
+        new TypeError(`refusing a plain-HTTP request to ${parsed.host}: provider endpoints must be HTTPS (loopback excepted)`),
+      )
+    }
+    return next(url, init)
+  }
+}
