@@ -14,8 +14,12 @@ import { isIdentityProviderError } from './idp/provider.js'
 import type { Session, SessionStore } from './session-store.js'
 import { userFromClaims } from './users.js'
 
+/**
+ * Refresh this long before expiry, as Pomerium does; tokens that live less than four minutes are
+ * refreshed in their last quarter instead (else they would be refreshed as soon as issued).
+ */
 export const REFRESH_LEAD_MS = 60_000
-/** Never refresh one session more often than this, whatever the provider's token lifetime. */
+/** Never refresh one session more often than this (or a quarter of its token lifetime, if shorter). */
 export const REFRESH_COOL_OFF_MS = 10_000
 
 export interface RefresherDeps {
@@ -51,10 +55,11 @@ export class SessionRefresher {
     const expiry = session.tokenExpiresAt
     if (session.refreshToken === undefined || expiry === undefined) return session
     const now = this.#now()
-    if (now < expiry - REFRESH_LEAD_MS) return session
+    const quarter = Math.max(0, expiry - (session.tokenObtainedAt ?? session.issuedAt)) / 4
+    if (now < expiry - Math.min(REFRESH_LEAD_MS, quarter)) return session
     const last = this.#lastAttempt.get(session.id)
     const running = this.#inFlight.get(session.id)
-    if (!running && last !== undefined && now - last < REFRESH_COOL_OFF_MS) return session
+    if (!running && last !== undefined && now - last < Math.min(REFRESH_COOL_OFF_MS, quarter)) return session
     const refresh = running ?? this.#start(session)
     return now >= expiry ? await refresh : session
   }
@@ -89,6 +94,7 @@ export class SessionRefresher {
       refreshToken: tokens.refreshToken ?? session.refreshToken,
       idToken: tokens.idToken ?? session.idToken,
       tokenExpiresAt: tokenExpiry(tokens),
+      tokenObtainedAt: this.#now(),
       claims: tokens.claims,
     }
     // A session signed out while the refresh ran must stay ended.

@@ -23,6 +23,8 @@ export interface Session {
   readonly idToken: string | undefined
   /** Unix ms when the access/ID token expires, if known; drives refresh. */
   readonly tokenExpiresAt: number | undefined
+  /** Unix ms when the current tokens were obtained (sign-in or last refresh); absent = `issuedAt`. */
+  readonly tokenObtainedAt?: number
   /** ID token and UserInfo claims, merged. */
   readonly claims: Readonly<Record<string, unknown>>
 }
@@ -120,6 +122,7 @@ function isSession(v: unknown): v is Session {
     optionalString(v['refreshToken']) &&
     optionalString(v['idToken']) &&
     (v['tokenExpiresAt'] === undefined || typeof v['tokenExpiresAt'] === 'number') &&
+    (v['tokenObtainedAt'] === undefined || typeof v['tokenObtainedAt'] === 'number') &&
     isObject(v['claims'])
   )
 }

@@ -134,7 +134,8 @@ export function buildUpstreamHeaders(input: UpstreamHeaderInput): string[] {
       case 'host':
         continue
       case 'authorization':
-        if (/^pomerium /i.test(value)) continue
+        // Our session handle in either accepted form (reference fact 5) stays with us.
+        if (/^pomerium\s/i.test(value) || /^bearer\s+pomerium-/i.test(value)) continue
         break
       case 'cookie': {
         // HTTP/2 clients send one cookie header per cookie; HTTP/1.1 upstreams expect one line.

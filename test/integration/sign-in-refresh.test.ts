@@ -1,0 +1,68 @@
+/**
+ * Token refresh past expiry with short provider token lifetimes (2 s): claims re-read at the
+ * provider, one refresh per session under concurrent requests, and a refused refresh ending the
+ * session (reference 7.3, security-tests 37).
+ */
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { after, before, test } from 'node:test'
+import { request } from 'undici'
+import type { CookieJar } from '../fixtures/oidc-provider.js'
+import { signIn, startSignInSetup } from '../fixtures/sign-in.js'
+import type { SignInSetup } from '../fixtures/sign-in.js'
+
+let setup: SignInSetup
+
+before(async () => {
+  setup = await startSignInSetup({ idp: { tokenLifetimes: { accessToken: 2, idToken: 2 } } })
+})
+after(async () => {
+  await setup.close()
+})
+
+async function get(url: string, jar: CookieJar, accept = 'text/html'): Promise<{ status: number; body: string }> {
+  const u = new URL(url)
+  const cookie = jar.header(u)
+  const res = await request(u, { dispatcher: setup.dispatcher, headers: { accept, ...(cookie ? { cookie } : {}) } })
+  return { status: res.statusCode, body: await res.body.text() }
+}
+
+function refreshTokensOf(email: string): number {
+  const sub = setup.idp.getUser(email)?.sub
+  return setup.idp.artifacts('RefreshToken').filter((a) => a.payload['accountId'] === sub).length
+}
+
+test('a group removed at the provider is gone after the token expires, without signing in again', async () => {
+  const { jar } = await signIn(setup, `${setup.app}/`, 'alice@example.com', 'alice-password')
+  const before = JSON.parse((await get(`${setup.app}/.pomerium/user`, jar)).body) as { groups: string[] }
+  assert.deepEqual(before.groups, ['admins', 'staff'])
+  setup.idp.removeGroup('alice@example.com', 'admins')
+  await sleep(2300)
+  const after = await get(`${setup.app}/.pomerium/user`, jar)
+  assert.equal(after.status, 200)
+  assert.deepEqual((JSON.parse(after.body) as { groups: string[] }).groups, ['staff'])
+  assert.equal((await get(`${setup.app}/`, jar)).status, 200)
+})
+
+test('concurrent requests of one session share one refresh', async () => {
+  setup.idp.setUser('carol@example.com', { password: 'carol-password', groups: ['staff'] })
+  const { jar } = await signIn(setup, `${setup.app}/`, 'carol@example.com', 'carol-password')
+  const tokensBefore = refreshTokensOf('carol@example.com')
+  await sleep(2300)
+  const answers = await Promise.all(Array.from({ length: 20 }, () => get(`${setup.app}/`, jar)))
+  assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([200]))
+  // With rotation, a second concurrent refresh would reuse a consumed token and revoke the grant.
+  assert.equal(refreshTokensOf('carol@example.com'), tokensBefore + 1)
+  assert.deepEqual(setup.idp.serverErrors, [])
+})
+
+test('a refresh the provider refuses ends the session', async () => {
+  setup.idp.setUser('dave@example.com', { password: 'dave-password' })
+  const { jar } = await signIn(setup, `${setup.app}/`, 'dave@example.com', 'dave-password')
+  assert.equal((await get(`${setup.app}/`, jar)).status, 200)
+  await setup.idp.revokeUser('dave@example.com')
+  await sleep(2300)
+  assert.equal((await get(`${setup.app}/`, jar)).status, 302)
+  assert.equal((await get(`${setup.app}/`, jar, 'application/json')).status, 401)
+  assert.ok(setup.portcullis.logs.some((l) => l.includes('refused to refresh')))
+})
