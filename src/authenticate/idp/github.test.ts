@@ -365,3 +365,124 @@ void describe('GitHub identity provider against the fake GitHub', { timeout: 60_
     })
   })
 })
+
+void describe('the GitHub stand-in answers as GitHub does', { timeout: 30_000 }, () => {
+  let gh: FakeGitHub
+
+  before(async () => {
+    gh = await startFakeGitHub({
+      apps: [{ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, callbackUrl: REDIRECT }],
+      users: { octocat: { id: 1, teams: teams('acme', 5) } },
+    })
+  })
+
+  after(async () => {
+    await gh.close()
+  })
+
+  async function code(): Promise<string> {
+    const url = new URL('/login/oauth/authorize', gh.url)
+    url.searchParams.set('client_id', CLIENT_ID)
+    url.searchParams.set('scope', 'read:org,user:email')
+    url.searchParams.set('state', 's')
+    const callback = await gh.approve(url, 'octocat')
+    assert.equal(callback.searchParams.get('state'), 's')
+    return callback.searchParams.get('code') ?? ''
+  }
+
+  const tokenUrl = (): string => `${gh.url}/login/oauth/access_token`
+
+  void it('token endpoint: JSON or form requests; JSON, XML or form answers after Accept; errors with HTTP 200', async () => {
+    // A JSON request with client credentials in the body, JSON answer.
+    const json = await fetch(tokenUrl(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, code: await code() }),
+    })
+    assert.equal(json.status, 200)
+    const body = (await json.json()) as Record<string, string>
+    assert.match(body.access_token ?? '', /^gho_/)
+    assert.equal(body.token_type, 'bearer')
+    assert.equal(body.scope, 'read:org,user:email', 'comma separated, as GitHub writes scopes')
+
+    // A form request with basic auth and no Accept: a form-encoded answer.
+    const form = await fetch(tokenUrl(), {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-www-form-urlencoded',
+        authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
+      },
+      body: new URLSearchParams({ code: await code() }).toString(),
+    })
+    assert.match(form.headers.get('content-type') ?? '', /^application\/x-www-form-urlencoded/)
+    assert.match(new URLSearchParams(await form.text()).get('access_token') ?? '', /^gho_/)
+
+    const xml = await fetch(tokenUrl(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/xml' },
+      body: new URLSearchParams({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, code: 'nope' }).toString(),
+    })
+    assert.equal(xml.status, 200)
+    assert.match(await xml.text(), /<error>bad_verification_code<\/error>/)
+
+    const wrong = await fetch(tokenUrl(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({ client_id: CLIENT_ID, client_secret: 'wrong', code: await code() }).toString(),
+    })
+    assert.equal(wrong.status, 200)
+    assert.equal(((await wrong.json()) as { error?: string }).error, 'incorrect_client_credentials')
+  })
+
+  void it('API: User-Agent required, versions checked, 401 bodies, token scheme, scopes header, Link pagination', async () => {
+    const response = await fetch(tokenUrl(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, code: await code() }).toString(),
+    })
+    const token = ((await response.json()) as { access_token: string }).access_token
+    const get = (path: string, headers: Record<string, string>) => fetch(`${gh.apiUrl}${path}`, { headers })
+
+    // undici's fetch always sends a User-Agent; node:http lets a request go without one.
+    const { request } = await import('node:http')
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = request(`${gh.apiUrl}/user`, { headers: { authorization: `Bearer ${token}` } }, (res) => {
+        res.resume()
+        resolve(res.statusCode ?? 0)
+      })
+      req.removeHeader('user-agent')
+      req.on('error', reject)
+      req.end()
+    })
+    assert.equal(status, 403)
+
+    const badVersion = await get('/user', { authorization: `Bearer ${token}`, 'x-github-api-version': '2099-01-01' })
+    assert.equal(badVersion.status, 400)
+    assert.match(((await badVersion.json()) as { message: string }).message, /API version 2099-01-01 is not supported/)
+
+    const anonymous = await get('/user', {})
+    assert.equal(anonymous.status, 401)
+    assert.equal(((await anonymous.json()) as { message: string }).message, 'Requires authentication')
+    const bad = await get('/user', { authorization: 'Bearer gho_invalid' })
+    assert.equal(bad.status, 401)
+    assert.deepEqual(await bad.json(), { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest', status: '401' })
+
+    const user = await get('/user', { authorization: `token ${token}`, 'x-github-api-version': '2022-11-28' })
+    assert.equal(user.status, 200)
+    assert.equal(user.headers.get('x-oauth-scopes'), 'read:org, user:email')
+    assert.equal(((await user.json()) as { login: string }).login, 'octocat')
+
+    const page1 = await get('/user/teams?per_page=2', { authorization: `Bearer ${token}` })
+    assert.equal(((await page1.json()) as unknown[]).length, 2)
+    assert.equal(
+      page1.headers.get('link'),
+      `<${gh.apiUrl}/user/teams?per_page=2&page=2>; rel="next", <${gh.apiUrl}/user/teams?per_page=2&page=3>; rel="last"`,
+    )
+    const page3 = await get('/user/teams?per_page=2&page=3', { authorization: `Bearer ${token}` })
+    assert.equal(((await page3.json()) as unknown[]).length, 1)
+    assert.equal(
+      page3.headers.get('link'),
+      `<${gh.apiUrl}/user/teams?per_page=2&page=2>; rel="prev", <${gh.apiUrl}/user/teams?per_page=2&page=1>; rel="first"`,
+    )
+  })
+})
