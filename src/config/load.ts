@@ -22,6 +22,7 @@ import {
   checkServices,
   globalResponseHeaders,
 } from './global.js'
+import { checkSignIn } from './sign-in.js'
 import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
 import { normaliseObject } from './normalise.js'
@@ -92,6 +93,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const { address, httpRedirectAddr } = checkAddresses(raw, ctx)
   const certificates = checkCertificates(raw, ctx)
   checkSecrets(raw, ctx)
+  checkSignIn(raw, ctx)
   checkNonEmptyLists(raw, ctx)
   if (raw['codec_type'] === 'http3') {
     ctx.issues.warning('codec_type', 'http3', 'HTTP/3 is not supported yet; the listener serves HTTP/1.1 and HTTP/2 (as codec_type: auto)')
