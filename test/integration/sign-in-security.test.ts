@@ -348,6 +348,8 @@ describe('sign-out', () => {
     const otherCookie = jar.forHost(new URL(setup.other).host)['_pomerium'] as string
     assert.equal((await http(`${setup.app}/`, { jar })).status, 200)
 
+    const refreshTokens = (): number => setup.idp.artifacts('RefreshToken').filter((a) => !a.consumed).length
+    const liveBefore = refreshTokens()
     const out = await http(`${setup.app}/.pomerium/sign_out?pomerium_redirect_uri=https://evil.com`, { jar })
     assert.equal(out.status, 302)
     const toAuthn = location(out)
@@ -359,6 +361,7 @@ describe('sign-out', () => {
     assert.equal(end.origin, setup.idp.issuer)
     assert.ok(end.searchParams.get('id_token_hint'))
     assert.equal(end.searchParams.get('post_logout_redirect_uri'), `${setup.authn}/.pomerium/signed_out`)
+    assert.ok(refreshTokens() < liveBefore, 'the refresh token was revoked at the provider')
 
     for (const [base, cookie] of [[setup.app, appCookie], [setup.other, otherCookie]] as const) {
       const a = await http(`${base}/`, { headers: { cookie: `_pomerium=${cookie}` } })
