@@ -41,6 +41,13 @@ void describe('provider defaults', () => {
     assert.equal(providerDefaults('cognito')?.signOut, 'cognito')
     assert.deepEqual(providerDefaults('cognito')?.scopes, ['openid', 'email', 'profile'])
     assert.equal(providerDefaults('gitlab')?.issuerUrl, 'https://gitlab.com')
+    assert.equal(apple?.requestParamsMode, 'merge')
+    assert.equal(apple?.tokenEndpointAuthMethod, 'client_secret_post')
+    assert.equal(apple?.percentEncodeSpaces, true)
+    assert.equal(google?.requestParamsMode, 'replace')
+    assert.equal(providerDefaults('cognito')?.revocationPathFallback, '/oauth2/revoke')
+    for (const name of ['google', 'gitlab', 'cognito', 'onelogin']) assert.equal(providerDefaults(name)?.trimTrailingSlash, true, name)
+    assert.equal(providerDefaults('auth0')?.trimTrailingSlash, false)
     for (const name of REFERENCE_8.filter((n) => n !== 'github')) {
       assert.equal(providerDefaults(name)?.protocol, 'oidc', name)
       if (name !== 'azure') assert.equal(providerDefaults(name)?.userIdClaim, 'sub', name)
