@@ -1,19 +1,23 @@
 /**
  * Command-line parsing: `portcullis [serve|validate|demo] [--config FILE]`. Pomerium's Go-style
  * single-dash `-config FILE` and `-config=FILE` are accepted too, so existing unit files work.
+ * `portcullis users ...` hands everything after `users` to `users.ts`, which has its own options.
  */
 
-export type Command = 'serve' | 'validate' | 'demo' | 'help' | 'version'
+export type Command = 'serve' | 'validate' | 'demo' | 'users' | 'help' | 'version'
 
 export interface Args {
   readonly command: Command
   readonly configFile: string | undefined
   readonly errors: readonly string[]
+  /** For `users`: the arguments after it. Empty for every other command. */
+  readonly rest: readonly string[]
 }
 
 const COMMANDS = new Set<Command>(['serve', 'validate', 'demo', 'help', 'version'])
 
 export function parseArgs(argv: readonly string[]): Args {
+  if (argv[0] === 'users') return { command: 'users', configFile: undefined, errors: [], rest: argv.slice(1) }
   let command: Command = 'serve'
   let configFile: string | undefined
   const errors: string[] = []
@@ -29,13 +33,15 @@ export function parseArgs(argv: readonly string[]): Args {
     else if (i === 0 && COMMANDS.has(arg as Command)) command = arg as Command
     else errors.push(`unknown argument ${JSON.stringify(arg)}`)
   }
-  return { command, configFile, errors }
+  return { command, configFile, errors, rest: [] }
 }
 
 export const USAGE = `Usage:
   portcullis [serve] --config FILE   run Portcullis (Pomerium-compatible YAML or JSON config)
   portcullis validate --config FILE  check a config: print every problem and exit 1, or a route summary
   portcullis demo                    run the built-in demo on http://localhost:8080
+  portcullis users hash-password     hash a password for the built-in identity provider's users file
+  portcullis users add --file FILE --email EMAIL ...  add a user to that file (portcullis users --help)
   portcullis --version
 
 Settings may also come from environment variables (Pomerium's names, upper-cased).`
