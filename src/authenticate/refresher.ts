@@ -34,6 +34,12 @@ export function tokenExpiry(tokens: Pick<TokenSet, 'expiresAt' | 'idTokenExpires
   return tokens.idTokenExpiresAt !== undefined ? Math.min(tokens.expiresAt, tokens.idTokenExpiresAt) : tokens.expiresAt
 }
 
+/** What renews a session: its refresh token, or for OAuth2 providers without one (GitHub) its access token. */
+function refreshCredential(session: Session, provider: IdentityProvider | undefined): string | undefined {
+  if (!provider || session.fromBearerToken === true) return undefined
+  return provider.refreshWith === 'access_token' ? session.accessToken : session.refreshToken
+}
+
 export class SessionRefresher {
   readonly #deps: RefresherDeps
   readonly #inFlight = new Map<string, Promise<Session | undefined>>()
@@ -53,7 +59,7 @@ export class SessionRefresher {
    */
   async current(session: Session): Promise<Session | undefined> {
     const expiry = session.tokenExpiresAt
-    if (session.refreshToken === undefined || expiry === undefined) return session
+    if (expiry === undefined || refreshCredential(session, this.#deps.providerFor(session.idpId)) === undefined) return session
     const now = this.#now()
     const quarter = Math.max(0, expiry - (session.tokenObtainedAt ?? session.issuedAt)) / 4
     if (now < expiry - Math.min(REFRESH_LEAD_MS, quarter)) return session
@@ -75,10 +81,11 @@ export class SessionRefresher {
   async #refresh(session: Session): Promise<Session | undefined> {
     const { sessions, logger } = this.#deps
     const provider = this.#deps.providerFor(session.idpId)
-    if (!provider || session.refreshToken === undefined) return session
+    const credential = refreshCredential(session, provider)
+    if (!provider || credential === undefined) return session
     let tokens: TokenSet
     try {
-      tokens = await provider.refresh(session.refreshToken, { previousClaims: { ...session.claims, sub: typeof session.claims['sub'] === 'string' ? session.claims['sub'] : session.userId } })
+      tokens = await provider.refresh(credential, { previousClaims: { ...session.claims, sub: typeof session.claims['sub'] === 'string' ? session.claims['sub'] : session.userId } })
     } catch (err) {
       if (isIdentityProviderError(err) && err.permanent) {
         logger.info({ sessionId: session.id, userId: session.userId, reason: err.oauthError ?? err.code }, 'the identity provider refused to refresh the session; it has ended')

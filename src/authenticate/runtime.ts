@@ -10,6 +10,7 @@ import { MemoryRecordStore } from '../databroker/index.js'
 import type { RecordStore } from '../databroker/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
+import { createBackchannelLogout } from './backchannel.js'
 import type { EndpointRequest, EndpointResponse } from './endpoint.js'
 import { json } from './endpoint.js'
 import type { IdentityProvider } from './idp/provider.js'
@@ -62,7 +63,8 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const providerFor = (idpId: string): IdentityProvider | undefined => providers.get(settings, idpId)
   const refresher = new SessionRefresher({ sessions, providerFor, logger: options.logger })
   const common = { settings: () => settings, secrets: options.secrets, sessions, refresher, logger: options.logger }
-  const service = new AuthenticateService({ ...common, providers, ...(options.backchannelLogout ? { backchannelLogout: options.backchannelLogout } : {}) })
+  const backchannelLogout = options.backchannelLogout ?? createBackchannelLogout({ sessions, logger: options.logger })
+  const service = new AuthenticateService({ ...common, providers, backchannelLogout })
   const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h) })
   return {
     authorizer: createSessionAuthorizer(common),

@@ -260,6 +260,8 @@ export class AuthenticateService implements EndpointHandler {
       idToken: tokens.idToken,
       tokenExpiresAt: tokenExpiry(tokens),
       claims: tokens.claims,
+      idpSubject: tokens.claims.sub,
+      ...(typeof tokens.claims['sid'] === 'string' ? { idpSessionId: tokens.claims['sid'] } : {}),
     })
     await this.#deps.sessions.putUser(userFromClaims(userId, tokens.claims))
     this.#deps.logger.info({ requestId: req.requestId, userId, sessionId: session.id, idpId: login.idpId }, 'signed in')

@@ -27,6 +27,12 @@ export interface Session {
   readonly tokenObtainedAt?: number
   /** ID token and UserInfo claims, merged. */
   readonly claims: Readonly<Record<string, unknown>>
+  /** The provider's own session id (`sid` claim), for back-channel logout. */
+  readonly idpSessionId?: string
+  /** The provider's subject (`sub`), which may differ from `userId` (Azure uses `oid`). */
+  readonly idpSubject?: string
+  /** Made from a provider bearer token (`bearer_token_format`), not by signing in. */
+  readonly fromBearerToken?: boolean
 }
 
 export interface User {
@@ -89,9 +95,19 @@ export class SessionStore {
 
   /** Ends every session of a user (back-channel logout without a session id). */
   async deleteForUser(userId: string): Promise<number> {
-    const { records } = await this.#store.query({ type: SESSION_TYPE, filter: { userId } })
+    return this.deleteWhere({ userId })
+  }
+
+  /** Ends every session whose top-level fields equal `filter` (e.g. `{ idpId, idpSessionId }`); returns how many. */
+  async deleteWhere(filter: Readonly<Record<string, string>>): Promise<number> {
+    const { records } = await this.#store.query({ type: SESSION_TYPE, filter })
     for (const r of records) await this.#store.delete(SESSION_TYPE, r.id)
     return records.length
+  }
+
+  /** Stores a session made from a provider bearer token under a given id, until the token expires. */
+  async putBearerSession(session: Session): Promise<void> {
+    await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: session }])
   }
 
   async putUser(user: User): Promise<void> {
@@ -123,6 +139,9 @@ function isSession(v: unknown): v is Session {
     optionalString(v['idToken']) &&
     (v['tokenExpiresAt'] === undefined || typeof v['tokenExpiresAt'] === 'number') &&
     (v['tokenObtainedAt'] === undefined || typeof v['tokenObtainedAt'] === 'number') &&
+    optionalString(v['idpSessionId']) &&
+    optionalString(v['idpSubject']) &&
+    (v['fromBearerToken'] === undefined || typeof v['fromBearerToken'] === 'boolean') &&
     isObject(v['claims'])
   )
 }

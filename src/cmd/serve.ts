@@ -40,7 +40,7 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
   const auth = createAuthentication(config, {
     logger,
     secrets: resolveSecrets(config.raw, logger),
-    providerFactory: createProviderFactory(logger),
+    providerFactory: createProviderFactory(),
   })
   const proxy = new ProxyServer(config, { authorizer: auth.authorizer, endpoints: auth.endpoints, logger })
   const listeners = await proxy.listen()

@@ -16,9 +16,9 @@ test('a complete sign-in configuration loads', () => {
 
 test('each missing or unusable sign-in setting is named with what is expected', () => {
   const cases: [string, string, RegExp][] = [
-    [base.replace('idp_client_id: portcullis\n', ''), 'idp_client_id', /required with idp_provider: oidc/],
-    [base.replace('idp_provider_url: https://idp.example.com\n', ''), 'idp_provider_url', /required with idp_provider: oidc/],
-    [base.replace('https://idp.example.com', 'http://idp.example.com'), 'idp_provider_url', /https/],
+    [base.replace('idp_client_id: portcullis\n', ''), 'idp_client_id', /required for idp_provider oidc/],
+    [base.replace('idp_provider_url: https://idp.example.com\n', ''), 'idp_provider_url', /required for idp_provider oidc/],
+    [base.replace('https://idp.example.com', 'http://idp.example.com'), 'idp_provider_url', /plain HTTP/],
     [base.replace('authenticate_service_url: https://authn.example.com\n', ''), 'authenticate_service_url', /hosted authenticate service is not supported/],
     [base.replace('https://authn.example.com', 'http://authn.example.com'), 'authenticate_service_url', /https/],
   ]

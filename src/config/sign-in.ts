@@ -3,10 +3,11 @@
  * configured identity provider needs a client id, a URL where the provider has no default, and
  * an authenticate URL that is this Portcullis rather than Pomerium's hosted service.
  */
+import { validateProviderSettings } from '../authenticate/idp/factory.js'
 import type { LoadContext } from './normalise.js'
 
-/** Providers whose URL has no default (reference section 8). */
-const URL_REQUIRED = new Set(['oidc', 'okta', 'ping', 'builtin'])
+/** The OAuth client id the built-in provider registers for Portcullis when `idp_client_id` is unset. */
+export const BUILTIN_CLIENT_ID = 'portcullis'
 
 function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host)
@@ -15,22 +16,19 @@ function isLoopbackHost(host: string): boolean {
 export function checkSignIn(raw: Readonly<Record<string, unknown>>, ctx: LoadContext): void {
   const provider = raw['idp_provider']
   if (typeof provider !== 'string' || provider === '' || provider === 'hosted') return
-  if (provider !== 'builtin' && (typeof raw['idp_client_id'] !== 'string' || raw['idp_client_id'] === '')) {
-    ctx.issues.error('idp_client_id', raw['idp_client_id'], `required with idp_provider: ${provider} (the OAuth client id registered at the provider)`)
-  }
-  const url = raw['idp_provider_url']
-  if (URL_REQUIRED.has(provider) && (typeof url !== 'string' || url === '')) {
-    ctx.issues.error('idp_provider_url', url, `required with idp_provider: ${provider} (the provider's issuer URL)`)
-  } else if (typeof url === 'string' && url !== '') {
-    let parsed: URL | undefined
-    try {
-      parsed = new URL(url)
-    } catch {
-      ctx.issues.error('idp_provider_url', url, 'expected an absolute https:// URL')
-    }
-    if (parsed && parsed.protocol !== 'https:' && !(parsed.protocol === 'http:' && isLoopbackHost(parsed.hostname))) {
-      ctx.issues.error('idp_provider_url', url, 'expected an https:// URL (plain http only for a provider on this machine: localhost, 127.0.0.1, ::1)')
-    }
+  const text = (key: string): string | undefined => (typeof raw[key] === 'string' && raw[key] !== '' ? (raw[key] as string) : undefined)
+  const problems = validateProviderSettings({
+    provider,
+    url: text('idp_provider_url'),
+    // The built-in provider registers its own client when none is configured.
+    clientId: text('idp_client_id') ?? (provider === 'builtin' ? BUILTIN_CLIENT_ID : ''),
+    clientSecret: text('idp_client_secret') ?? (provider === 'builtin' ? 'generated' : undefined),
+    scopes: Array.isArray(raw['idp_scopes']) ? (raw['idp_scopes'] as string[]) : undefined,
+    requestParams: typeof raw['idp_request_params'] === 'object' && raw['idp_request_params'] !== null ? (raw['idp_request_params'] as Record<string, string>) : undefined,
+  })
+  for (const problem of problems) {
+    const key = /^(idp_[a-z_]+)/.exec(problem)?.[1] ?? 'idp_provider'
+    ctx.issues.error(key, raw[key], problem.replace(/^idp_[a-z_]+: /, ''))
   }
   const authenticate = raw['authenticate_service_url']
   if (typeof authenticate === 'string') {
