@@ -16,7 +16,7 @@ function isLoopbackHost(host: string): boolean {
 export function checkSignIn(raw: Readonly<Record<string, unknown>>, ctx: LoadContext): void {
   const provider = raw['idp_provider']
   if (typeof provider !== 'string' || provider === '' || provider === 'hosted') return
-  const text = (key: string): string | undefined => (typeof raw[key] === 'string' && raw[key] !== '' ? (raw[key] as string) : undefined)
+  const text = (key: string): string | undefined => (typeof raw[key] === 'string' && raw[key] !== '' ? (raw[key]) : undefined)
   const problems = validateProviderSettings({
     provider,
     url: text('idp_provider_url'),
