@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { hashPassword, parsePhc, verifyDummy, verifyPassword } from './password.js'
+import { hashPassword, MAX_CONCURRENT, parsePhc, PasswordHasherBusyError, verifyDummy, verifyPassword } from './password.js'
 
 /** Cheap parameters: these tests are about the format and the comparison, not the cost. */
 const FAST = { m: 64, t: 1, p: 1 }
@@ -65,9 +65,25 @@ test('the dummy check spends comparable time and is always false', async () => {
     await fn()
     return Number(process.hrtime.bigint() - start) / 1e6
   }
+  const median = async (fn: () => Promise<unknown>): Promise<number> => {
+    const runs: number[] = []
+    for (let i = 0; i < 7; i++) runs.push(await time(fn))
+    return runs.sort((a, b) => a - b)[3] as number
+  }
   await verifyDummy('warm-up', params)
-  const real = await time(() => verifyPassword('wrong-password', hash))
-  const dummy = await time(() => verifyDummy('wrong-password', params))
+  const real = await median(() => verifyPassword('wrong-password', hash))
+  const dummy = await median(() => verifyDummy('wrong-password', params))
   assert.equal(await verifyDummy('secret-password', params), false)
   assert.ok(dummy > real / 3 && dummy < real * 3, `dummy ${dummy} ms vs real ${real} ms`)
+})
+
+test('hostile: a burst of checks queues up to a bound, then fails fast instead of piling up memory', async () => {
+  const tiny = { m: 8, t: 1, p: 1 }
+  const hash = await hashPassword('secret-password', tiny)
+  const results = await Promise.allSettled(Array.from({ length: MAX_CONCURRENT + 256 + 20 }, () => verifyPassword('secret-password', hash)))
+  const busy = results.filter((r) => r.status === 'rejected')
+  assert.equal(busy.length, 20)
+  for (const r of busy) assert.ok(r.status === 'rejected' && r.reason instanceof PasswordHasherBusyError)
+  assert.ok(results.every((r) => r.status === 'rejected' || r.value === true), 'the queued ones all completed')
+  assert.equal(await verifyPassword('secret-password', hash), true, 'slots were all released')
 })

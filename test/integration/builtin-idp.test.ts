@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
-import { after, before, test } from 'node:test'
+import { after, before, describe, it, test } from 'node:test'
 
 import { Agent, fetch as undiciFetch, request } from 'undici'
 import type { Dispatcher, RequestInit as UndiciRequestInit } from 'undici'
@@ -24,6 +24,8 @@ import type { BuiltinIdp, BuiltinIdpOptions } from '../../src/builtin-idp/server
 import { base32Decode, generateTotpSecret, totpAt } from '../../src/builtin-idp/totp.js'
 import { subjectFor } from '../../src/builtin-idp/users.js'
 import { createLogger } from '../../src/shared/log.js'
+import { browserTestOptions, launchBrowser, screenshot } from '../fixtures/browser.js'
+import type { TestBrowser } from '../fixtures/browser.js'
 import { testPki } from '../fixtures/certs.js'
 import { CookieJar } from '../fixtures/oidc-provider.js'
 
@@ -586,4 +588,110 @@ test('behind a trusted TLS-terminating proxy: https issuer, Secure cookies, clie
   } finally {
     await proxied.close()
   }
+})
+
+describe('in Chromium: the pages work under their CSP (redirects after a form post included) and fit a phone', browserTestOptions(), () => {
+  let browser: TestBrowser
+  let appServer: ReturnType<typeof createServer>
+  let appOrigin = ''
+  let browserIdp: BuiltinIdp
+  let browserRp: IdentityProvider
+
+  before(async () => {
+    // The application: its callback and signed-out pages just answer, so the browser lands there.
+    appServer = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/plain' }).end('app'))
+    appServer.listen(0, '127.0.0.1')
+    await once(appServer, 'listening')
+    appOrigin = `http://127.0.0.1:${(appServer.address() as AddressInfo).port}`
+    browserIdp = await startBuiltinIdp(
+      options({
+        clients: [
+          {
+            clientId: CLIENT_ID,
+            clientSecret: CLIENT_SECRET,
+            redirectUris: [`${appOrigin}/oauth2/callback`],
+            postLogoutRedirectUris: [`${appOrigin}/signed_out`],
+            name: 'Demo app',
+          },
+        ],
+      }),
+    )
+    browserRp = createOidcProvider({ id: 'builtin-browser', issuerUrl: browserIdp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, allowInsecureRequests: true })
+    browser = await launchBrowser()
+  })
+
+  after(async () => {
+    await browser?.close()
+    await browserIdp?.close()
+    appServer?.close()
+  })
+
+  async function openSignIn(name: string) {
+    const context = await browser.newContext({ viewport: { width: 375, height: 700 } })
+    const page = await context.newPage()
+    const violations: string[] = []
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) violations.push(m.text())
+    })
+    const state = randomNonce()
+    const nonce = randomNonce()
+    const verifier = randomCodeVerifier()
+    const redirectUri = `${appOrigin}/oauth2/callback`
+    await page.goto((await browserRp.authorizationUrl({ redirectUri, state, nonce, codeVerifier: verifier })).href)
+    const fits = async (shot: string): Promise<void> => {
+      assert.equal(await page.evaluate("getComputedStyle(document.querySelector('main')).maxWidth"), '416px', 'stylesheet applied')
+      const overflow = Number(await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth'))
+      assert.ok(overflow <= 0, `horizontal overflow of ${overflow}px`)
+      console.log(`screenshot: ${await screenshot(page, `builtin-idp-${name}-${shot}`)}`)
+    }
+    const redeemHere = async () => {
+      await page.waitForURL(`${redirectUri}?**`)
+      return browserRp.redeem({ callbackUrl: new URL(page.url()), redirectUri, expectedState: state, expectedNonce: nonce, codeVerifier: verifier })
+    }
+    return { context, page, violations, fits, redeemHere }
+  }
+
+  it('password sign-in, a wrong password, then RP-initiated logout', async () => {
+    const { context, page, violations, fits, redeemHere } = await openSignIn('password')
+    assert.equal(await page.locator('h1').innerText(), 'Sign in')
+    assert.match(await page.locator('main').innerText(), /to continue to Demo app/)
+    await fits('login')
+    await page.fill('#email', 'ada@example.com')
+    await page.fill('#password', 'not the password')
+    await page.click('button[type=submit]')
+    assert.equal(await page.locator('#login-error').innerText(), 'Wrong email or password.')
+    assert.equal(await page.inputValue('#email'), 'ada@example.com')
+    await fits('wrong-password')
+    await page.fill('#password', PASSWORD)
+    await page.click('button[type=submit]')
+    const tokens = await redeemHere()
+    assert.equal(tokens.claims.email, 'ada@example.com')
+    assert.deepEqual(violations, [], 'form-action allowed the redirect chain to the application')
+
+    const endSession = await browserRp.endSessionUrl({ ...(tokens.idToken ? { idTokenHint: tokens.idToken } : {}), postLogoutRedirectUri: `${appOrigin}/signed_out` })
+    assert.ok(endSession)
+    await page.goto(endSession.href)
+    assert.equal(await page.locator('h1').innerText(), 'Sign out?')
+    await fits('logout-confirm')
+    await page.click('#logout')
+    await page.waitForURL(`${appOrigin}/signed_out**`)
+    assert.deepEqual(violations, [])
+    await context.close()
+  })
+
+  it('TOTP sign-in', async () => {
+    const { context, page, violations, fits, redeemHere } = await openSignIn('totp')
+    await page.fill('#email', 'bob@example.com')
+    await page.fill('#password', PASSWORD)
+    await page.click('button[type=submit]')
+    assert.equal(await page.locator('h1').innerText(), 'Enter your code')
+    await fits('code')
+    clock += 90_000 // a step no other test used
+    await page.fill('#code', totpAt(base32Decode(TOTP_SECRET), clock))
+    await page.click('button[type=submit]')
+    const tokens = await redeemHere()
+    assert.deepEqual(tokens.claims.amr, ['pwd', 'otp', 'mfa'])
+    assert.deepEqual(violations, [])
+    await context.close()
+  })
 })
