@@ -11,6 +11,7 @@ import type { RecordStore } from '../databroker/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
 import { createBackchannelLogout } from './backchannel.js'
+import { BearerSessions } from './bearer-sessions.js'
 import type { EndpointRequest, EndpointResponse } from './endpoint.js'
 import { json } from './endpoint.js'
 import type { IdentityProvider } from './idp/provider.js'
@@ -67,7 +68,10 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const service = new AuthenticateService({ ...common, providers, backchannelLogout })
   const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h) })
   return {
-    authorizer: createSessionAuthorizer(common),
+    authorizer: createSessionAuthorizer({
+      ...common,
+      bearer: new BearerSessions({ sessions, providerFor, logger: options.logger, maxLifetimeMs: () => settings.sessionLifetimeMs }),
+    }),
     sessions,
     settings: () => settings,
     endpoints: {

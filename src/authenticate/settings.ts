@@ -45,6 +45,8 @@ export interface AuthSettings {
   readonly redirects: RedirectPolicy
   /** Origins a sign-out form's redirects pass through (for the pages' CSP `form-action`). */
   readonly formActions: readonly string[]
+  /** `bearer_token_format` and `idp_access_token_allowed_audiences` of a route (route value, else global). */
+  bearerFor(route: RouteConfig): { readonly format: string; readonly audiences: readonly string[] }
   /** The provider a route signs in with; undefined when sign-in is not configured. */
   providerFor(route: RouteConfig): IdpSettings | undefined
 }
@@ -144,6 +146,10 @@ export function buildAuthSettings(config: Config): AuthSettings {
       allowLoopbackHttp: false,
     },
     providerFor: (route) => byRoute.get(route) ?? defaultProvider,
+    bearerFor: (route) => ({
+      format: str(route.raw['bearer_token_format']) ?? str(raw['bearer_token_format']) ?? 'default',
+      audiences: stringList(route.raw['idp_access_token_allowed_audiences']) ?? stringList(raw['idp_access_token_allowed_audiences']) ?? [],
+    }),
   }
 }
 

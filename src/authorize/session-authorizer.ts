@@ -4,13 +4,15 @@
  * replaces that rule with the route's policy). Without a session a browser is sent to sign in
  * (302 to a signed authenticate URL) and a script gets 401 (reference fact 22).
  */
+import { bearerToken } from '../authenticate/bearer-sessions.js'
+import type { BearerFormat, BearerSessions } from '../authenticate/bearer-sessions.js'
 import { shouldRedirectToSignIn } from '../authenticate/credentials.js'
 import { signInUrl } from '../authenticate/flow.js'
 import type { SessionRefresher } from '../authenticate/refresher.js'
 import { loadSession } from '../authenticate/session-loader.js'
 import type { SessionStore } from '../authenticate/session-store.js'
 import { browserScheme } from '../authenticate/settings.js'
-import type { AuthSettings } from '../authenticate/settings.js'
+import type { AuthSettings, IdpSettings } from '../authenticate/settings.js'
 import type { Secrets } from '../shared/secrets.js'
 import type { Authorizer, CheckRequest, CheckResult } from './types.js'
 
@@ -19,6 +21,8 @@ export interface SessionAuthorizerDeps {
   readonly secrets: Secrets
   readonly sessions: SessionStore
   readonly refresher: SessionRefresher
+  /** Provider tokens as credentials on routes with `bearer_token_format: idp_*`. */
+  readonly bearer?: BearerSessions
 }
 
 const ALLOW: CheckResult = { allow: true }
@@ -38,9 +42,21 @@ export function createSessionAuthorizer(deps: SessionAuthorizerDeps): Authorizer
       const settings = deps.settings()
       const provider = settings.enabled ? settings.providerFor(request.route) : undefined
       if (!provider) return NOT_CONFIGURED
+      const bearer = settings.bearerFor(request.route)
+      if (deps.bearer && (bearer.format === 'idp_access_token' || bearer.format === 'idp_identity_token')) {
+        const token = bearerToken(request.headers['authorization'])
+        if (token !== undefined) return checkBearer(deps.bearer, token, bearer.format, provider, bearer.audiences)
+      }
       return checkSession(request, settings, provider.id, deps)
     },
   }
+}
+
+async function checkBearer(bearer: BearerSessions, token: string, format: BearerFormat, idp: IdpSettings, audiences: readonly string[]): Promise<CheckResult> {
+  const result = await bearer.session(token, format, idp, audiences)
+  if (result.kind === 'ok') return { allow: true, routingKey: result.session.id }
+  // A request that carried a token is a script: 401 (or 503), never a sign-in redirect.
+  return { allow: false, status: result.kind === 'unavailable' ? 503 : 401, reason: result.reason }
 }
 
 async function checkSession(request: CheckRequest, settings: AuthSettings, idpId: string, deps: SessionAuthorizerDeps): Promise<CheckResult> {
