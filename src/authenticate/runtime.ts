@@ -43,6 +43,8 @@ export interface AuthenticationOptions {
   /** Defaults to an in-memory store (single instance). */
   readonly store?: RecordStore
   readonly backchannelLogout?: AuthenticateDeps['backchannelLogout']
+  /** Client secret for `idp_provider: builtin` without `idp_client_secret`. */
+  readonly builtinClientSecret?: string
 }
 
 function routeLookup(config: Config): (host: string) => RouteConfig | undefined {
@@ -56,7 +58,8 @@ function routeLookup(config: Config): (host: string) => RouteConfig | undefined 
 }
 
 export function createAuthentication(config: Config, options: AuthenticationOptions): Authentication {
-  let settings = buildAuthSettings(config)
+  const settingsOptions = options.builtinClientSecret !== undefined ? { builtinClientSecret: options.builtinClientSecret } : {}
+  let settings = buildAuthSettings(config, settingsOptions)
   let routeForHost = routeLookup(config)
   const store = options.store ?? new MemoryRecordStore()
   const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs })
@@ -82,7 +85,7 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
         Promise.resolve(json(404, { error: 'not found', request_id: request.requestId })),
     },
     applyConfig(next) {
-      settings = buildAuthSettings(next)
+      settings = buildAuthSettings(next, settingsOptions)
       routeForHost = routeLookup(next)
     },
   }

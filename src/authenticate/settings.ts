@@ -67,7 +67,12 @@ export function idpIdOf(provider: string, url: string | undefined, clientId: str
   return createHash('sha256').update(`${provider}\n${url ?? ''}\n${clientId}`).digest('base64url').slice(0, 22)
 }
 
-export function buildAuthSettings(config: Config): AuthSettings {
+export interface AuthSettingsOptions {
+  /** The client secret to use with the built-in provider when `idp_client_secret` is unset. */
+  readonly builtinClientSecret?: string
+}
+
+export function buildAuthSettings(config: Config, options: AuthSettingsOptions = {}): AuthSettings {
   const raw = config.raw
   const providerName = str(raw['idp_provider'])
   const enabled = providerName !== undefined && providerName !== 'hosted'
@@ -84,8 +89,9 @@ export function buildAuthSettings(config: Config): AuthSettings {
   }
 
   const providers = new Map<string, IdpSettings>()
+  const builtin = providerName === 'builtin'
   const make = (clientId: string, clientSecret: string | undefined): IdpSettings => {
-    const url = str(raw['idp_provider_url'])
+    const url = str(raw['idp_provider_url']) ?? (builtin ? `http://${str(raw['builtin_idp_address']) ?? '127.0.0.1:8081'}` : undefined)
     const settings: IdpSettings = {
       id: idpIdOf(providerName ?? 'oidc', url, clientId),
       provider: providerName ?? 'oidc',
@@ -100,7 +106,9 @@ export function buildAuthSettings(config: Config): AuthSettings {
     providers.set(settings.id, settings)
     return settings
   }
-  const defaultProvider = enabled ? make(str(raw['idp_client_id']) ?? '', str(raw['idp_client_secret'])) : undefined
+  const defaultProvider = enabled
+    ? make(str(raw['idp_client_id']) ?? (builtin ? 'portcullis' : ''), str(raw['idp_client_secret']) ?? (builtin ? options.builtinClientSecret : undefined))
+    : undefined
   const byRoute = new Map<RouteConfig, IdpSettings>()
   if (enabled) {
     for (const route of config.routes) {

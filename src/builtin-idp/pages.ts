@@ -49,7 +49,7 @@ function layout(title: string, body: string, formActions: readonly string[] = []
 
 /** Only `scheme://host[:port]` origins go into the policy (nothing that could add a directive). */
 function isCspSource(origin: string): boolean {
-  return /^https?:\/\/[A-Za-z0-9.[\]:-]+$/.test(origin)
+  return /^https?:\/\/[A-Za-z0-9.[\]:-]+$/.test(origin) || /^(\*\.)?[A-Za-z0-9.-]+:\*$/.test(origin)
 }
 
 function alert(message: string | undefined): string {

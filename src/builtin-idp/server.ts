@@ -49,6 +49,12 @@ export interface BuiltinIdpClient {
 
 export interface BuiltinIdpOptions {
   /**
+   * Where a browser may end up after the sign-in form's redirects, besides the clients' redirect
+   * origins (browsers check CSP `form-action` on every hop): the route hosts of the relying party,
+   * as CSP host sources such as `app.example.com:*` or `*.example.com:*`.
+   */
+  formActionHosts?: readonly string[]
+  /**
    * The provider's external URL and issuer identifier (`https://idp.example.com`), no path. Plain
    * `http` only on loopback (`127.0.0.0/8`, `[::1]`, `localhost`). Default: `http(s)://host:port`
    * of the listener, which needs a concrete `host`.
@@ -147,7 +153,12 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
   }
   const secureCookies = !isLoopbackHttp(new URL(issuer))
 
-  const formActions = [...new Set(clients.flatMap((c) => [...c.redirectUris, ...c.postLogoutRedirectUris]).map((u) => new URL(u).origin))]
+  const formActions = [
+    ...new Set([
+      ...clients.flatMap((c) => [...c.redirectUris, ...c.postLogoutRedirectUris]).map((u) => new URL(u).origin),
+      ...(options.formActionHosts ?? []),
+    ]),
+  ]
   const clientNames = new Map(clients.map((c) => [c.clientId, c.name]))
   const store = createMemoryStore()
   const limiter = new LoginRateLimiter({ ...options.rateLimit, now })

@@ -6,6 +6,7 @@
 import cluster from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import { createAuthentication } from '../authenticate/runtime.js'
+import { builtinClientSecret, startBuiltinIdpFromConfig } from '../builtin-idp/from-config.js'
 import { createProviderFactory } from '../authenticate/provider-factory.js'
 import { ConfigSource, formatIssue } from '../config/index.js'
 import type { Config } from '../config/types.js'
@@ -37,10 +38,13 @@ function signInConfigured(config: Config): boolean {
 /** Starts the services in this process for an already loaded config source. */
 export async function startServices(source: ConfigSource, logger: Logger): Promise<RunningServer> {
   const config = source.current()
+  const secrets = resolveSecrets(config.raw, logger)
+  const builtinIdp = await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger)
   const auth = createAuthentication(config, {
     logger,
-    secrets: resolveSecrets(config.raw, logger),
+    secrets,
     providerFactory: createProviderFactory(),
+    builtinClientSecret: builtinClientSecret(config, secrets.sharedSecret),
   })
   const proxy = new ProxyServer(config, { authorizer: auth.authorizer, endpoints: auth.endpoints, logger })
   const listeners = await proxy.listen()
@@ -57,6 +61,7 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
     async close() {
       source.stop()
       await proxy.close(SHUTDOWN_GRACE_MS)
+      await builtinIdp?.close()
     },
   }
 }

@@ -211,7 +211,7 @@ export const SERVICE_NAMES: readonly string[] = [
 ]
 
 /** The provider names of reference 8, plus Pomerium's hosted authenticate. */
-const IDP_PROVIDERS = [...PROVIDER_NAMES, 'hosted']
+const IDP_PROVIDERS = [...PROVIDER_NAMES, 'hosted', 'builtin']
 
 const CIRCUIT_BREAKER_FIELDS = [
   def('max_connections', 'int', 'Maximum upstream connections.'),
@@ -374,6 +374,8 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('darkmode_primary_color', 'string', 'Branding: dark-mode primary colour.'),
   def('darkmode_secondary_color', 'string', 'Branding: dark-mode secondary colour.'),
   def('error_message_header', 'string', 'Branding: header line on error pages.'),
+  def('builtin_idp_users_file', 'string', 'Portcullis only: users of the built-in OpenID provider (`idp_provider: builtin`): YAML with email, name, groups, claims, argon2id password_hash, optional totp_secret (see docs/builtin-idp.md).'),
+  def('builtin_idp_address', 'string', 'Portcullis only: listen address of the built-in OpenID provider.', { default: '127.0.0.1:8081' }),
   def('workers', 'int', 'Portcullis only: number of data-plane worker processes (node:cluster); 0 = one per CPU core.', { default: 1 }),
   def('routes', 'list', 'Routes (see the route settings table).', { items: 'object', env: false }),
   def('policy', 'list', 'Older alias of `routes`; env `POLICY` is base64 YAML/JSON of a route list.', { items: 'object', env: 'POLICY' }),

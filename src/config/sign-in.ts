@@ -19,13 +19,17 @@ export function checkSignIn(raw: Readonly<Record<string, unknown>>, ctx: LoadCon
   const text = (key: string): string | undefined => (typeof raw[key] === 'string' && raw[key] !== '' ? (raw[key]) : undefined)
   const problems = validateProviderSettings({
     provider,
-    url: text('idp_provider_url'),
+    // The built-in provider's URL defaults to its listen address.
+    url: text('idp_provider_url') ?? (provider === 'builtin' ? `http://${text('builtin_idp_address') ?? '127.0.0.1:8081'}` : undefined),
     // The built-in provider registers its own client when none is configured.
     clientId: text('idp_client_id') ?? (provider === 'builtin' ? BUILTIN_CLIENT_ID : ''),
     clientSecret: text('idp_client_secret') ?? (provider === 'builtin' ? 'generated' : undefined),
     scopes: Array.isArray(raw['idp_scopes']) ? (raw['idp_scopes'] as string[]) : undefined,
     requestParams: typeof raw['idp_request_params'] === 'object' && raw['idp_request_params'] !== null ? (raw['idp_request_params'] as Record<string, string>) : undefined,
   })
+  if (provider === 'builtin' && text('builtin_idp_users_file') === undefined) {
+    ctx.issues.error('builtin_idp_users_file', undefined, 'required with idp_provider: builtin (the YAML file of users; `portcullis users add` creates it)')
+  }
   for (const problem of problems) {
     const key = /^(idp_[a-z_]+)/.exec(problem)?.[1] ?? 'idp_provider'
     ctx.issues.error(key, raw[key], problem.replace(/^idp_[a-z_]+: /, ''))
