@@ -121,7 +121,11 @@ export class AuthenticateService implements EndpointHandler {
   async #signIn(req: EndpointRequest, settings: AuthSettings): Promise<EndpointResponse> {
     const url = this.#canonicalUrl(req, settings)
     const problem = verifySignedUrl(url, this.#deps.secrets.sharedSecret)
-    if (problem) return this.#error(req, 400, 'Bad Request', SIGNED_URL_PROBLEMS[problem])
+    if (problem) {
+      // Retrying means going back to the app, which issues a fresh link; offered only for our own hosts.
+      const back = allowedRedirect(url.searchParams.get(PARAM_REDIRECT_URI) ?? '', settings.redirects)?.href
+      return this.#error(req, 400, 'Bad Request', SIGNED_URL_PROBLEMS[problem], back)
+    }
     const params = url.searchParams
     const programmatic = params.get(PARAM_PROGRAMMATIC) === 'true'
     const policy = programmatic ? programmaticRedirects(settings) : settings.redirects

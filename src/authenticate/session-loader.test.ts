@@ -48,3 +48,13 @@ test('hostile: other hosts, other providers, ended sessions, mismatched users an
   assert.match(await reasonOf(loadSession(req({ cookie: `_pomerium=${token}` }), 'idp', deps)), /ended/)
   await db.close()
 })
+
+test('a handle covers its hosts, and subdomains of a `.domain` entry only (cookie_domain)', async () => {
+  const { audienceIncludes } = await import('./session-loader.js')
+  assert.equal(audienceIncludes(['app.example.com'], 'app.example.com'), true)
+  assert.equal(audienceIncludes(['app.example.com'], 'other.example.com'), false)
+  assert.equal(audienceIncludes(['.example.com'], 'other.example.com'), true)
+  assert.equal(audienceIncludes(['.example.com'], 'evilexample.com'), false)
+  assert.equal(audienceIncludes(['.example.com'], 'example.com.evil.net'), false)
+  assert.equal(audienceIncludes(['.'], 'anything'), false)
+})

@@ -84,6 +84,12 @@ describe('sign-in links and redirects', () => {
       assert.equal(a.status, 400, v.href)
       assert.equal(a.headers['location'], undefined)
     }
+    // The expired link's page says so and offers to go back to the app for a fresh one.
+    const expired = await http(old.href)
+    assert.match(expired.body, /expired/)
+    assert.ok(expired.body.includes(`href="${setup.app}/x"`), 'retry link back to the app')
+    // A foreign address is never offered as a retry link.
+    assert.ok(!(await http(redirected.href)).body.includes('evil.com/"'))
   })
 
   test('even a correctly signed link never redirects off the route hosts (security-tests 3, 4, 7, 8)', async () => {
