@@ -342,6 +342,8 @@ export function buildRoute(
   const upgrades = stringList(raw['allow_upgrades'] ?? defaults.allowUpgrades).map((u) => u.toLowerCase())
   if (allowWebsockets) upgrades.push('websocket')
   if (allowSpdy) upgrades.push('spdy/3.1')
+  // kubectl exec / port-forward / attach upgrade to SPDY or WebSocket; Pomerium enables both on Kubernetes routes.
+  if (raw['kubernetes_service_account_token'] !== undefined) upgrades.push('websocket', 'spdy/3.1')
 
   // Upstream TLS.
   const serverName = (raw['tls_upstream_server_name'] ?? raw['tls_server_name']) as string | undefined
