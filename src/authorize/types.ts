@@ -62,6 +62,10 @@ export type CheckResult =
       readonly setHeaders?: Readonly<Record<string, string>>
       /** Lower-case header names to remove from the upstream request. */
       readonly removeHeaders?: readonly string[]
+      /** Headers sent once per value (Kubernetes `Impersonate-Group`); replace client copies too. */
+      readonly setMultiHeaders?: Readonly<Record<string, readonly string[]>>
+      /** Lower-case header name prefixes to remove (`impersonate-extra-`). */
+      readonly removeHeaderPrefixes?: readonly string[]
       /** Key for hash load balancing (session id once sessions exist). */
       readonly routingKey?: string
     }
@@ -73,6 +77,8 @@ export type CheckResult =
       /** Set for sign-in redirects. */
       readonly location?: string
       readonly headers?: Readonly<Record<string, string>>
+      /** A body rendered by the authorizer (the detailed 403 page, robots.txt); else the proxy renders `reason`. */
+      readonly body?: { readonly contentType: string; readonly text: string; readonly headers?: Readonly<Record<string, string>> }
     }
 
 /** The narrow interface the proxy depends on. May answer synchronously to keep the hot path free of async hops. */

@@ -128,3 +128,23 @@ test('several cookie headers (HTTP/2) become one Cookie line, without our sessio
   assert.deepEqual(upstream(['cookie', 'a=1', 'cookie', '_pomerium=s', 'cookie', 'b=2']).get('cookie'), ['a=1; b=2'])
   assert.equal(upstream(['cookie', 'a=1'], {}, { removeRequestHeaders: ['Cookie'] }).has('cookie'), false)
 })
+
+test('headers authorize sets replace the client copies (any case or underscore spelling); multi-valued and prefix removal', () => {
+  const h = upstream(
+    ['X-Email', 'forged@evil.com', 'x_email', 'forged2', 'Authorization', 'Bearer client', 'Impersonate-Group', 'system:masters', 'Impersonate-Extra-Scopes', 'x', 'Accept', '*/*'],
+    {
+      authzSet: { 'x-email': 'alice@example.com', authorization: 'Bearer sa-token' },
+      authzSetMulti: { 'impersonate-group': ['admins', 'eng'] },
+      authzRemovePrefixes: ['impersonate-extra-'],
+    },
+  )
+  assert.deepEqual(h.get('x-email'), ['alice@example.com'])
+  assert.equal(h.has('X-Email'), false)
+  assert.equal(h.has('x_email'), false)
+  assert.deepEqual(h.get('authorization'), ['Bearer sa-token'])
+  assert.equal(h.has('Authorization'), false)
+  assert.deepEqual(h.get('impersonate-group'), ['admins', 'eng'])
+  assert.equal(h.has('Impersonate-Group'), false)
+  assert.equal(h.has('Impersonate-Extra-Scopes'), false)
+  assert.deepEqual(h.get('Accept'), ['*/*'])
+})

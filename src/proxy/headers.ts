@@ -84,6 +84,10 @@ export interface UpstreamHeaderInput {
   readonly cookieName: string
   readonly authzSet: Readonly<Record<string, string>> | undefined
   readonly authzRemove: readonly string[] | undefined
+  /** Headers authorize sends several times (one `Impersonate-Group` per group). */
+  readonly authzSetMulti?: Readonly<Record<string, readonly string[]>> | undefined
+  /** Lower-case name prefixes authorize removes (`impersonate-extra-`). */
+  readonly authzRemovePrefixes?: readonly string[] | undefined
   /** Keep `Connection`/`Upgrade` for a forwarded upgrade request. */
   readonly upgrade: string | undefined
 }
@@ -93,6 +97,10 @@ export function buildUpstreamHeaders(input: UpstreamHeaderInput): string[] {
   const raw = input.rawHeaders
   const plan = input.plan
   const out: string[] = []
+  const authzNames =
+    input.authzSet || input.authzSetMulti
+      ? new Set([...Object.keys(input.authzSet ?? {}), ...Object.keys(input.authzSetMulti ?? {})].map((n) => n.toLowerCase()))
+      : undefined
   let connectionTokens: Set<string> | undefined
   let xff: string | undefined
   let xfp: string | undefined
@@ -157,6 +165,10 @@ export function buildUpstreamHeaders(input: UpstreamHeaderInput): string[] {
     }
     if (plan.removeNames.has(lower) || plan.setNames.has(lower)) continue
     if (input.authzRemove?.includes(lower)) continue
+    // What authorize sets replaces the client's copy, never joins it (a client's own X-Email or
+    // Authorization must not reach the upstream beside ours).
+    if (authzNames?.has(lower)) continue
+    if (input.authzRemovePrefixes?.some((p) => lower.startsWith(p))) continue
     out.push(name, value)
   }
 
@@ -187,6 +199,7 @@ export function buildUpstreamHeaders(input: UpstreamHeaderInput): string[] {
   }
   for (const [n, v] of plan.setHeaders) out.push(n, v)
   if (input.authzSet) for (const [n, v] of Object.entries(input.authzSet)) out.push(n, v)
+  if (input.authzSetMulti) for (const [n, vs] of Object.entries(input.authzSetMulti)) for (const v of vs) out.push(n, v)
   return out
 }
 

@@ -332,6 +332,8 @@ export class ProxyServer {
       cookieName: state.cookieName,
       authzSet: result.setHeaders,
       authzRemove: result.removeHeaders,
+      authzSetMulti: result.setMultiHeaders,
+      authzRemovePrefixes: result.removeHeaderPrefixes,
       upgrade,
     })
     return { endpoint, host: host.host, path, headers }
@@ -371,7 +373,15 @@ export class ProxyServer {
       if (!result.allow) {
         const headers: Record<string, string> = { ...state.localHeaders, ...result.headers }
         if (result.location !== undefined) headers['location'] = result.location
-        const bytes = sendError(res, result.status, result.reason, requestId, json, headers, headOnly)
+        const bytes = result.body
+          ? sendBody(
+              res,
+              result.status,
+              { ...result.body.headers, ...headers, 'content-type': result.body.contentType, 'cache-control': 'no-store', 'x-request-id': requestId },
+              result.body.text,
+              headOnly,
+            )
+          : sendError(res, result.status, result.reason, requestId, json, headers, headOnly)
         log(result.status, bytes, 'ext_authz_denied')
         return
       }
@@ -460,6 +470,8 @@ export class ProxyServer {
   }
 
   #checkRequest(req: AnyRequest, p: Extract<Prepared, { kind: 'route' }>, requestId: string, state: ProxyState): CheckRequest {
+    // downstream_mtls: what this connection's TLS handshake established (verified once per connection).
+    const clientCertificate = state.clientCertificateFor(req)
     return {
       requestId,
       route: p.plan.route,
@@ -471,6 +483,7 @@ export class ProxyServer {
       headers: req.headers,
       clientIp: p.clientIp,
       scheme: state.scheme,
+      ...(clientCertificate ? { clientCertificate } : {}),
     }
   }
 
