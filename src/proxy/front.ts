@@ -1,15 +1,17 @@
 /**
  * Connection intake for the main listener, before any HTTP parsing: the optional PROXY protocol
- * header, then TLS (certificate by SNI, protocol by ALPN) or, on a cleartext listener, a look at
- * the first bytes to tell an HTTP/2 prior-knowledge client (h2c) from HTTP/1.1. Each connection is
- * then handed to the HTTP/1.1 or the HTTP/2 server object.
+ * header, then TLS (certificate by SNI, protocol by ALPN, client certificate when
+ * `downstream_mtls` sets a CA) or, on a cleartext listener, a look at the first bytes to tell an
+ * HTTP/2 prior-knowledge client (h2c) from HTTP/1.1. Each connection is then handed to the
+ * HTTP/1.1 or the HTTP/2 server object.
  */
 import { createServer as createNetServer } from 'node:net'
 import type { Server as NetServer, Socket } from 'node:net'
 import { Duplex } from 'node:stream'
-import { createServer as createTlsServer, TLSSocket } from 'node:tls'
-import type { SecureContext, Server as TlsServer } from 'node:tls'
+import { TLSSocket } from 'node:tls'
+import type { SecureContext } from 'node:tls'
 import type { Config } from '../config/types.js'
+import { inspectConnection } from './client-cert.js'
 import { acceptProxyProtocol } from './proxy-protocol.js'
 import { normaliseRemote } from './request-checks.js'
 import type { CertificateSet } from './tls.js'
@@ -42,25 +44,23 @@ export interface Front {
 }
 
 export function createFront(options: FrontOptions): Front {
-  const tls = options.insecure ? undefined : createTlsTerminator(options)
   const server = createNetServer({ noDelay: true })
   server.on('connection', (raw: Socket) => {
     options.track(raw)
     raw.on('error', () => raw.destroy())
     const proceed = (address: string | undefined): void => {
       ;(raw as Tagged)[kClientAddress] = address ?? normaliseRemote(raw.remoteAddress)
-      if (!tls) return routeCleartext(raw, options)
-      const stream = detachBuffered(raw)
-      if (stream === raw) tls.emit('connection', raw)
-      else terminateTls(stream, options)
+      if (options.insecure) return routeCleartext(raw, options)
+      terminateTls(detachBuffered(raw), options)
     }
     if (options.proxyProtocol) acceptProxyProtocol(raw, options.handshakeTimeoutMs, (p) => proceed(p.address))
     else proceed(undefined)
   })
   return {
     server,
-    setDefaultCertificate(cert, key) {
-      tls?.setSecureContext({ cert, key })
+    setDefaultCertificate() {
+      // Nothing to do: every handshake takes its contexts (and client CAs) from the current
+      // CertificateSet, so reloads apply to new connections.
     },
   }
 }
@@ -78,47 +78,59 @@ function sniCallback(options: FrontOptions): (name: string, cb: (err: Error | nu
 }
 
 /**
- * TLS over a stream that is not a plain socket (bytes were read ahead): the TLS server object
- * only accepts sockets it can unwrap, so the server-side TLS socket is made here.
+ * Server-side TLS for one connection (a socket, or a stream replaying bytes read ahead). The TLS
+ * socket is made here rather than by a tls.Server so that every connection, with or without a
+ * PROXY header, takes its contexts and client-certificate settings from the current
+ * CertificateSet.
+ *
+ * With `downstream_mtls` the client is asked for a certificate. Under `reject_connection` OpenSSL
+ * fails the handshake when none is sent; a certificate that fails verification (chain, depth,
+ * CRL, SANs) gets the connection closed right after the handshake, before any HTTP is read,
+ * which is also what Node does for chain errors. Otherwise the verdict is kept on the socket for
+ * the authorizer.
  */
-function terminateTls(stream: Duplex, options: FrontOptions): void {
+function terminateTls(stream: Socket | Duplex, options: FrontOptions): void {
   const certs = options.certificates()
+  const mtls = certs?.clientCertificates
+  const reject = mtls?.enforcement === 'reject_connection'
   const socket = new TLSSocket(stream, {
     isServer: true,
     ...(certs ? { secureContext: certs.defaultContext } : {}),
     SNICallback: sniCallback(options),
     ALPNProtocols: alpnFor(options.codec),
+    requestCert: mtls !== undefined,
+    rejectUnauthorized: reject,
   })
   const timer = setTimeout(() => socket.destroy(), options.handshakeTimeoutMs)
   socket.on('error', () => socket.destroy())
   socket.once('close', () => clearTimeout(timer))
   socket.once('secure', () => {
     clearTimeout(timer)
+    releaseControl(socket)
+    // A client certificate never changes on a connection (Envoy does not renegotiate either).
+    socket.disableRenegotiation()
+    if (mtls) {
+      const info = inspectConnection(socket, mtls)
+      if (reject && !info.valid) {
+        socket.destroy()
+        return
+      }
+    }
     ;(socket as Tagged)[kClientAddress] = (stream as unknown as Tagged)[kClientAddress] ?? ''
     options.deliver(socket, socket.alpnProtocol === 'h2' ? 'h2' : 'h1')
   })
 }
 
-function createTlsTerminator(options: FrontOptions): TlsServer {
-  const pair = options.certificates()?.defaultPair
-  const server = createTlsServer({
-    ALPNProtocols: alpnFor(options.codec),
-    SNICallback: sniCallback(options),
-    // Served when the client sends no SNI (e.g. https://<ip>/).
-    ...(pair ? { cert: pair.cert, key: pair.key } : {}),
-    handshakeTimeout: options.handshakeTimeoutMs,
-  })
-  server.on('secureConnection', (socket: TLSSocket) => {
-    ;(socket as Tagged)[kClientAddress] = (socket as Tagged)[kClientAddress] ?? parentAddress(socket)
-    options.deliver(socket, socket.alpnProtocol === 'h2' ? 'h2' : 'h1')
-  })
-  server.on('tlsClientError', (_err, socket) => socket.destroy())
-  return server
-}
-
-function parentAddress(socket: TLSSocket): string {
-  const parent = (socket as unknown as { _parent?: Tagged })._parent
-  return parent?.[kClientAddress] ?? normaliseRemote(socket.remoteAddress)
+/**
+ * What tls.Server does for its sockets once the handshake is done (Node's onServerSocketSecure):
+ * the socket no longer counts as connecting (an HTTP/2 session waits for that before it reads
+ * anything), and from now on TLS errors are emitted as 'error' (before, Node only reports them
+ * internally), so a broken connection is closed rather than left to time out.
+ */
+function releaseControl(socket: TLSSocket): void {
+  const internal = socket as unknown as { secureConnecting?: boolean; _releaseControl?: () => boolean }
+  internal.secureConnecting = false
+  if (typeof internal._releaseControl === 'function') internal._releaseControl()
 }
 
 /** Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge when the client opens with the h2 preface. */

@@ -2,10 +2,13 @@
  * Everything the data plane derives from one config, built once and swapped whole on reload
  * (requests in flight keep the generation they started with).
  */
+import type { ClientCertificateInfo } from '../authorize/types.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
 import { createAccessLogger } from './access-log.js'
 import type { AccessLogger } from './access-log.js'
+import { buildClientCertPolicy, connectionCertificate } from './client-cert.js'
+import type { ClientCertPolicy } from './client-cert.js'
 import { buildHeaderPlan } from './headers.js'
 import type { HeaderPlan } from './headers.js'
 import { buildPathPlan, targetPathPrefix } from './rewrite.js'
@@ -33,6 +36,8 @@ export class ProxyState {
   readonly plans: ReadonlyMap<RouteConfig, RoutePlan>
   readonly accessLog: AccessLogger
   readonly certificates: CertificateSet | undefined
+  /** `downstream_mtls` when a CA is set: the listener asks for client certificates. */
+  readonly clientCertificates: ClientCertPolicy | undefined
   /** Global response headers, for pages the proxy answers itself. */
   readonly localHeaders: Readonly<Record<string, string>>
   readonly cookieName: string
@@ -61,11 +66,27 @@ export class ProxyState {
     this.plans = plans
     this.transportKeys = keys
     this.accessLog = createAccessLogger(config.accessLogFields, logger)
-    this.certificates = config.insecureServer ? undefined : buildCertificateSet(config.certificates)
+    this.clientCertificates = buildClientCertPolicy(config.raw['downstream_mtls'])
+    const mtls = this.clientCertificates
+    if (mtls) {
+      for (const problem of mtls.errors) logger.error({ problem }, 'downstream_mtls: every client certificate is refused until this is fixed')
+      for (const problem of mtls.warnings) logger.warn({ problem }, 'downstream_mtls')
+      if (config.insecureServer) logger.warn('downstream_mtls is set but insecure_server is true: clients cannot present certificates over cleartext')
+    }
+    this.certificates = config.insecureServer ? undefined : buildCertificateSet(config.certificates, mtls)
     this.localHeaders = Object.fromEntries(Object.entries(config.setResponseHeaders).map(([k, v]) => [k.toLowerCase(), v]))
     this.scheme = config.insecureServer ? 'http' : 'https'
     const cookie = config.raw['cookie_name']
     this.cookieName = typeof cookie === 'string' && cookie !== '' ? cookie : '_pomerium'
+  }
+
+  /**
+   * The client certificate for a request's CheckRequest: undefined when this config asks for
+   * none; otherwise what the connection's handshake established (connections accepted before
+   * `downstream_mtls` was configured count as presenting none).
+   */
+  clientCertificateFor(req: object): ClientCertificateInfo | undefined {
+    return this.clientCertificates ? connectionCertificate(req) : undefined
   }
 
   start(): void {

@@ -2,15 +2,19 @@
  * Server certificates: one secure context per configured certificate, chosen by SNI (exact name,
  * then wildcard, then the first certificate). With no certificate configured, Pomerium serves a
  * self-signed fallback; so do we, made once per process with the system's openssl.
+ *
+ * With `downstream_mtls`, every context also carries the client CAs: the listener asks each
+ * client for a certificate and OpenSSL checks its chain (see client-cert.ts).
  */
 import { execFileSync } from 'node:child_process'
-import { X509Certificate } from 'node:crypto'
+import { constants, X509Certificate } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSecureContext } from 'node:tls'
-import type { SecureContext } from 'node:tls'
+import type { SecureContext, SecureContextOptions } from 'node:tls'
 import type { ServerCertificate } from '../config/types.js'
+import type { ClientCertPolicy } from './client-cert.js'
 
 export interface CertificateSet {
   readonly defaultContext: SecureContext
@@ -18,6 +22,8 @@ export interface CertificateSet {
   readonly defaultPair: ServerCertificate
   /** Resolves the context for an SNI name (already lower-cased). */
   contextFor(serverName: string): SecureContext
+  /** Client certificate requirements of this generation (`downstream_mtls`), when a CA is set. */
+  readonly clientCertificates: ClientCertPolicy | undefined
 }
 
 let fallback: ServerCertificate | undefined
@@ -56,13 +62,32 @@ function certificateNames(pem: string): string[] {
   return names
 }
 
-export function buildCertificateSet(certs: readonly ServerCertificate[]): CertificateSet {
+/**
+ * Context options for client certificates. The session id context is required by OpenSSL once
+ * peers are verified (resuming without one is a fatal handshake error); session tickets are off,
+ * so every connection is verified in full against the current CAs (a resumed session would also
+ * lose the intermediates the client sent, which the depth check needs).
+ */
+function clientAuthOptions(policy: ClientCertPolicy | undefined): SecureContextOptions {
+  if (!policy) return {}
+  return {
+    ...(policy.caPems.length > 0 ? { ca: [...policy.caPems] } : {}),
+    // A CA that is not self-signed is a trust anchor too, as in Pomerium (Go's verifier, Envoy's
+    // intermediate-CA support).
+    allowPartialTrustChain: true,
+    sessionIdContext: 'portcullis-downstream-mtls',
+    secureOptions: constants.SSL_OP_NO_TICKET,
+  }
+}
+
+export function buildCertificateSet(certs: readonly ServerCertificate[], clientCertificates?: ClientCertPolicy): CertificateSet {
   const list = certs.length > 0 ? certs : [selfSignedFallback()]
   const exact = new Map<string, SecureContext>()
   const wildcard = new Map<string, SecureContext>()
   let defaultContext: SecureContext | undefined
+  const clientAuth = clientAuthOptions(clientCertificates)
   for (const c of list) {
-    const ctx = createSecureContext({ cert: c.cert, key: c.key })
+    const ctx = createSecureContext({ cert: c.cert, key: c.key, ...clientAuth })
     defaultContext ??= ctx
     for (const name of certificateNames(c.cert)) {
       if (name.startsWith('*.')) {
@@ -74,6 +99,7 @@ export function buildCertificateSet(certs: readonly ServerCertificate[]): Certif
   return {
     defaultContext: def,
     defaultPair: list[0] as ServerCertificate,
+    clientCertificates,
     contextFor(serverName: string): SecureContext {
       const e = exact.get(serverName)
       if (e) return e
