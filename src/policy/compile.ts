@@ -69,8 +69,19 @@ export function buildPolicy(clauses: readonly ClauseNode[], source: unknown, err
       check: merger(criteria.map((c) => c.check), shape.invert, shape.all, sets),
     })
   }
-  if (errors.length > 0) return { errors }
+  if (errors.length > 0) return { errors: unique(errors) }
   return { policy: createPolicy(compiled, source, sets), errors }
+}
+
+/** Drops repeated errors (one `allowed_users` entry stands for two criteria with the same problem). */
+function unique(errors: readonly PolicyError[]): PolicyError[] {
+  const seen = new Set<string>()
+  return errors.filter((e) => {
+    const key = `${e.path}\n${e.message}`
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
 }
 
 function compileCriterion(node: CriterionNode, sets: ReasonSets, errors: PolicyError[]): Check | undefined {

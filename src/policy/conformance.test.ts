@@ -32,6 +32,8 @@ interface Case {
   readonly input: PolicyInput
   readonly kind: Decision['kind']
   readonly reasons: readonly string[]
+  /** What distinguishes the input when the identity and request line do not. */
+  readonly note?: string
 }
 
 const anon = undefined
@@ -56,8 +58,8 @@ const CASES: Case[] = [
   { n: 18, policy: 'allow: {and: [{authenticated_user: true}, {http_method: {in: [GET, HEAD]}}]}', input: input(alice, { method: 'POST' }), kind: 'deny', reasons: ['http-method-unauthorized'] },
   { n: 19, policy: 'allow: {and: [{authenticated_user: true}, {http_method: {in: [GET, HEAD]}}]}', input: input(anon), kind: 'sign-in', reasons: ['user-unauthenticated'] },
   { n: 20, policy: 'allow: {or: [{http_path: {starts_with: /public}}]}', input: input(anon, { path: '/private' }), kind: 'deny', reasons: ['http-path-unauthorized'] },
-  { n: 21, policy: 'allow: {or: [{source_ip: [10.0.0.0/8, 192.168.1.5]}]}', input: input(anon, { clientIp: '10.1.2.3' }), kind: 'allow', reasons: ['source-ip-ok'] },
-  { n: 21, policy: 'allow: {or: [{source_ip: [10.0.0.0/8, 192.168.1.5]}]}', input: input(anon, { clientIp: '8.8.8.8' }), kind: 'deny', reasons: ['source-ip-unauthorized'] },
+  { n: 21, policy: 'allow: {or: [{source_ip: [10.0.0.0/8, 192.168.1.5]}]}', input: input(anon, { clientIp: '10.1.2.3' }), note: 'from 10.1.2.3', kind: 'allow', reasons: ['source-ip-ok'] },
+  { n: 21, policy: 'allow: {or: [{source_ip: [10.0.0.0/8, 192.168.1.5]}]}', input: input(anon, { clientIp: '8.8.8.8' }), note: 'from 8.8.8.8', kind: 'deny', reasons: ['source-ip-unauthorized'] },
   { n: 22, policy: 'allow: {or: [{user: {is: u-alice}}]}', input: input(alice), kind: 'allow', reasons: ['user-ok'] },
   { n: 22, policy: 'allow: {or: [{user: {is: u-alice}}]}', input: input(bob), kind: 'deny', reasons: ['user-unauthorized'] },
   { n: 23, policy: 'allow: {or: [{email: {ends_with: "@example.com"}}, {email: {in: [x@y.com]}}]}', input: input(bob), kind: 'allow', reasons: ['email-ok'] },
@@ -92,12 +94,13 @@ const CASES: Case[] = [
   { n: 32, route: {}, input: input(alice), kind: 'deny', reasons: [] },
   { n: 33, policy: '{allow: {or: [{accept: true}]}, deny: {or: [{email: {is: bob@example.com}}]}}', input: input(anon), kind: 'sign-in', reasons: ['user-unauthenticated'] },
   { n: 34, policy: 'allow: {or: [{accept: true}, {email: {is: x@y}}]}', input: input(anon), kind: 'allow', reasons: ['accept'] },
-  { n: 35, route: { allowAnyAuthenticatedUser: true }, mtls: 'policy_with_default_deny', input: input(anon), kind: 'client-certificate', reasons: ['client-certificate-required'] },
+  { n: 35, route: { allowAnyAuthenticatedUser: true }, mtls: 'policy_with_default_deny', input: input(anon), note: 'no certificate requested', kind: 'client-certificate', reasons: ['client-certificate-required'] },
   {
     n: 35,
     route: { allowAnyAuthenticatedUser: true },
     mtls: 'policy_with_default_deny',
     input: input(anon, { clientCertificate: cert({ presented: false }) }),
+    note: 'no certificate presented',
     kind: 'client-certificate',
     reasons: ['client-certificate-required'],
   },
@@ -106,6 +109,7 @@ const CASES: Case[] = [
     route: { allowAnyAuthenticatedUser: true },
     mtls: 'policy_with_default_deny',
     input: input(alice, { clientCertificate: cert({ valid: false }) }),
+    note: 'untrusted certificate',
     kind: 'client-certificate',
     reasons: ['invalid-client-certificate'],
   },
@@ -114,6 +118,7 @@ const CASES: Case[] = [
     route: { allowAnyAuthenticatedUser: true },
     mtls: 'policy_with_default_deny',
     input: input(anon, { clientCertificate: cert() }),
+    note: 'valid certificate',
     kind: 'sign-in',
     reasons: ['user-unauthenticated'],
   },
@@ -121,6 +126,7 @@ const CASES: Case[] = [
     n: 36,
     policy: `allow: {and: [{authenticated_user: true}, {client_certificate: {fingerprint: ${CERT_FINGERPRINT}}}]}`,
     input: input(alice, { clientCertificate: cert() }),
+    note: 'with that certificate',
     kind: 'allow',
     reasons: ['client-certificate-ok', 'user-ok'],
   },
@@ -128,6 +134,7 @@ const CASES: Case[] = [
     n: 36,
     policy: `allow: {and: [{authenticated_user: true}, {client_certificate: {fingerprint: ${CERT_FINGERPRINT}}}]}`,
     input: input(alice, { clientCertificate: cert({ fingerprintSha256: 'ff'.repeat(32) }) }),
+    note: 'with another certificate',
     kind: 'deny',
     reasons: ['client-certificate-unauthorized'],
   },
@@ -136,7 +143,7 @@ const CASES: Case[] = [
 for (const c of CASES) {
   const who = c.input.session?.userId ?? 'anon'
   const what = c.policy ?? `route ${JSON.stringify(c.route)}${c.mtls ? ` + ${c.mtls}` : ''}`
-  test(`conformance ${c.n}: ${what} — ${who} ${c.input.method} ${c.input.path} → ${c.kind} [${c.reasons.join(', ')}]`, () => {
+  test(`conformance ${c.n}: ${what} — ${who} ${c.input.method} ${c.input.path}${c.note ? ` (${c.note})` : ''} → ${c.kind} [${c.reasons.join(', ')}]`, () => {
     let policy
     if (c.policy !== undefined) {
       policy = ppl(c.policy)
