@@ -57,6 +57,7 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
 /** Describes a value's type for error messages. */
 export function typeName(value: unknown): string {
   if (value === null) return 'null'
+  if (value === undefined) return 'nothing'
   if (Array.isArray(value)) return 'a list'
   if (isPlainObject(value)) return 'an object'
   return `a ${typeof value}`
