@@ -2,7 +2,7 @@
  * The README's first command, as a newcomer would use it: `portcullis demo` (what `npm start`
  * runs after building), driven in real Chromium over plain http on `*.localhost`. Sign in at the
  * built-in provider with the printed password, open the team app, see the session page, sign out,
- * and be asked to sign in again.
+ * be refused by the admin console with a 403 page that says why, and be asked to sign in again.
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -71,6 +71,19 @@ describe('the demo in Chromium', browserTestOptions(), () => {
     assert.equal(new URL(page.url()).host, `app.localhost:${port}`)
     assert.match((await page.textContent('h1')) ?? '', /Team app/)
     await screenshot(page, 'demo-team-app')
+  })
+
+  it('the regular user is refused by the admin console with a 403 page that says why', async () => {
+    const res = await page.goto(`http://admin.localhost:${port}/`)
+    assert.equal(res?.status(), 403)
+    const body = (await page.textContent('body')) ?? ''
+    assert.match(body, /403 Forbidden/)
+    assert.match(body, /Admin console/)
+    assert.match(body, /Why:/)
+    assert.match(body, /group/)
+    assert.match(body, /user@example\.com/)
+    assert.match(body, /Request ID/)
+    await screenshot(page, 'demo-403-admin-console')
   })
 
   it('a wrong password is refused with a clear message', async () => {

@@ -40,6 +40,8 @@ export interface RouteEndpointDeps {
   readonly logger: Logger
   /** The route that owns `/` on a host (decides the identity provider), if any. */
   readonly routeForHost: (host: string) => RouteConfig | undefined
+  /** `/.well-known/pomerium/jwks.json` of the current signing keys. */
+  readonly jwks?: () => { readonly status: number; readonly headers: Readonly<Record<string, string>>; readonly body: string }
 }
 
 export function isPortcullisPath(path: string): boolean {
@@ -69,6 +71,11 @@ export class RouteEndpoints implements EndpointHandler {
       case '/.well-known/pomerium':
       case '/.well-known/pomerium/':
         return get ? this.#discovery(req, settings) : this.#methodNotAllowed(req)
+      case '/.well-known/pomerium/jwks.json': {
+        if (!get) return this.#methodNotAllowed(req)
+        const jwks = this.#deps.jwks?.()
+        return jwks ? { status: jwks.status, headers: { ...jwks.headers, 'access-control-allow-origin': '*' }, body: jwks.body } : this.#error(req, 404, 'Not Found', 'No signing keys.')
+      }
       case '/.pomerium':
         return redirect('/.pomerium/')
     }

@@ -3,7 +3,12 @@
  * authenticate service, the route endpoints and the authorizer, all reading the current config
  * generation. `serve` builds one and hands its authorizer and endpoints to the proxy.
  */
-import { createSessionAuthorizer } from '../authorize/session-authorizer.js'
+import { jwksResponse, loadSigningKeys } from '../authorize/identity/index.js'
+import type { SigningKeys } from '../authorize/identity/index.js'
+import { buildAuthorizePlans } from '../authorize/plans.js'
+import type { AuthorizePlans, UpstreamHeaderFactory } from '../authorize/plans.js'
+import { createUpstreamHeaderFactory } from '../authorize/upstream-headers.js'
+import { createPolicyAuthorizer } from '../authorize/policy-authorizer.js'
 import type { Authorizer } from '../authorize/types.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import { MemoryRecordStore } from '../databroker/index.js'
@@ -45,6 +50,8 @@ export interface AuthenticationOptions {
   readonly backchannelLogout?: AuthenticateDeps['backchannelLogout']
   /** Client secret for `idp_provider: builtin` without `idp_client_secret`. */
   readonly builtinClientSecret?: string
+  /** Identity headers (JWT assertion, claim headers, Kubernetes, Google) per route; default: built from the config. */
+  readonly upstreamHeaders?: UpstreamHeaderFactory
 }
 
 function routeLookup(config: Config): (host: string) => RouteConfig | undefined {
@@ -61,6 +68,13 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const settingsOptions = options.builtinClientSecret !== undefined ? { builtinClientSecret: options.builtinClientSecret } : {}
   let settings = buildAuthSettings(config, settingsOptions)
   let routeForHost = routeLookup(config)
+  const keysFor = (c: Config): SigningKeys =>
+    loadSigningKeys(typeof c.raw['signing_key'] === 'string' ? c.raw['signing_key'] : undefined, options.secrets.sharedSecret)
+  let keys = keysFor(config)
+  let jwks = jwksResponse(keys)
+  const headerFactory = options.upstreamHeaders ?? createUpstreamHeaderFactory({ keys: () => keys })
+  const plansFor = (c: Config): AuthorizePlans => buildAuthorizePlans(c, { logDecisions: options.logger.isLevelEnabled('info'), headers: headerFactory })
+  let plans = plansFor(config)
   const store = options.store ?? new MemoryRecordStore()
   const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs })
   const providers = new ProviderRegistry(options.providerFactory)
@@ -69,10 +83,11 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const common = { settings: () => settings, secrets: options.secrets, sessions, refresher, logger: options.logger }
   const backchannelLogout = options.backchannelLogout ?? createBackchannelLogout({ sessions, logger: options.logger })
   const service = new AuthenticateService({ ...common, providers, backchannelLogout })
-  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h) })
+  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h), jwks: () => jwks })
   return {
-    authorizer: createSessionAuthorizer({
+    authorizer: createPolicyAuthorizer({
       ...common,
+      plans: () => plans,
       bearer: new BearerSessions({ sessions, providerFor, logger: options.logger, maxLifetimeMs: () => settings.sessionLifetimeMs }),
     }),
     sessions,
@@ -80,6 +95,8 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
     endpoints: {
       claims: (host, path) => (settings.enabled && host === settings.authenticateHost) || isPortcullisPath(path),
       handle: (request) =>
+        // Discovery and JWKS are the same on every host, the authenticate host included.
+        (request.path.startsWith('/.well-known/pomerium') ? routeEndpoints.handle(request) : undefined) ??
         service.handle(request) ??
         routeEndpoints.handle(request) ??
         Promise.resolve(json(404, { error: 'not found', request_id: request.requestId })),
@@ -87,6 +104,9 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
     applyConfig(next) {
       settings = buildAuthSettings(next, settingsOptions)
       routeForHost = routeLookup(next)
+      keys = keysFor(next)
+      jwks = jwksResponse(keys)
+      plans = plansFor(next)
     },
   }
 }

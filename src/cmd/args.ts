@@ -4,7 +4,7 @@
  * `portcullis users ...` hands everything after `users` to `users.ts`, which has its own options.
  */
 
-export type Command = 'serve' | 'validate' | 'demo' | 'users' | 'help' | 'version'
+export type Command = 'serve' | 'validate' | 'demo' | 'users' | 'policy' | 'help' | 'version'
 
 export interface Args {
   readonly command: Command
@@ -18,6 +18,7 @@ const COMMANDS = new Set<Command>(['serve', 'validate', 'demo', 'help', 'version
 
 export function parseArgs(argv: readonly string[]): Args {
   if (argv[0] === 'users') return { command: 'users', configFile: undefined, errors: [], rest: argv.slice(1) }
+  if (argv[0] === 'policy') return { command: 'policy', configFile: undefined, errors: [], rest: argv.slice(1) }
   let command: Command = 'serve'
   let configFile: string | undefined
   const errors: string[] = []
@@ -42,6 +43,8 @@ export const USAGE = `Usage:
   portcullis demo                    run the built-in demo on http://localhost:8080
   portcullis users hash-password     hash a password for the built-in identity provider's users file
   portcullis users add --file FILE --email EMAIL ...  add a user to that file (portcullis users --help)
+  portcullis policy explain --config FILE --url URL --email E [--groups a,b] [--claim k=v]
+                                     what a route's policy decides for someone, rule by rule
   portcullis --version
 
 Settings may also come from environment variables (Pomerium's names, upper-cased).`

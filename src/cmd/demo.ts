@@ -3,8 +3,7 @@
  *
  *   http://localhost:8080/        public welcome page with the links
  *   http://app.localhost:8080/    "Team app": any signed-in user
- *   http://admin.localhost:8080/  "Admin console": admins only (its policy takes effect with the
- *                                 authorize issue; until then any signed-in user gets in)
+ *   http://admin.localhost:8080/  "Admin console": admins only (others get the 403 page)
  *   http://127.0.0.1:8081/        Portcullis' built-in OpenID provider with two users whose
  *                                 passwords are made up at start and printed
  *
@@ -96,9 +95,11 @@ builtin_idp_users_file: ${usersFile}
 routes:
   - from: http://app.localhost
     to: http://127.0.0.1:${appPort}
+    allow_any_authenticated_user: true
     pass_identity_headers: true
   - from: http://admin.localhost
     to: http://127.0.0.1:${adminPort}
+    name: Admin console
     pass_identity_headers: true
     policy:
       allow:

@@ -7,6 +7,7 @@ import { flushLogs } from '../shared/log.js'
 import { parseArgs, USAGE } from './args.js'
 import { demo } from './demo.js'
 import { serve } from './serve.js'
+import { policyCommand } from './policy-explain.js'
 import { users } from './users.js'
 import { validate } from './validate.js'
 
@@ -37,6 +38,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return await serve(args.configFile)
     case 'users':
       return await users(args.rest)
+    case 'policy':
+      return policyCommand(args.rest)
   }
 }
 

@@ -23,6 +23,9 @@ import {
   globalResponseHeaders,
 } from './global.js'
 import { checkSignIn } from './sign-in.js'
+import { identityConfigIssues } from '../authorize/identity/identity-headers.js'
+import { compileRoutePolicy } from '../policy/index.js'
+import { mtlsEnforcementOf } from './mtls.js'
 import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
 import { normaliseObject } from './normalise.js'
@@ -108,6 +111,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const defaultUpstreamTimeoutMs = raw['default_upstream_timeout'] as number
   const passIdentityHeaders = raw['pass_identity_headers'] as boolean
 
+  const mtls = mtlsEnforcementOf(raw)
   // `policy` (older name, and the POLICY env var) comes first, then `routes`, as in Pomerium.
   const routes: RouteConfig[] = []
   let index = 0
@@ -115,16 +119,22 @@ export function loadConfig(options: LoadOptions): LoadResult {
     const list = raw[key]
     if (!Array.isArray(list)) continue
     list.forEach((entry: unknown, i) => {
-      const route = buildRoute(entry, index++, indexPath(key, i), ctx, {
+      const routePath = indexPath(key, i)
+      const route = buildRoute(entry, index++, routePath, ctx, {
         defaultUpstreamTimeoutMs,
         setResponseHeaders,
         allowUpgrades,
         passIdentityHeaders,
         maxConnections: circuitBreakerMaxConnections(raw),
       })
-      if (route) routes.push(route)
+      if (route) {
+        routes.push(route)
+        // Policies compile here once so that a bad one is a config error with its key path.
+        for (const e of compileRoutePolicy(route, { path: routePath, ...(mtls ? { mtls } : {}) }).errors) ctx.issues.error(e.path, undefined, e.message)
+      }
     })
   }
+  for (const issue of identityConfigIssues({ raw, routes } as unknown as Config)) ctx.issues.error(issue.path, undefined, issue.message)
   // Routes are exposed normalised in `routes`; keeping the written form too would invite misuse.
   delete raw['policy']
   delete raw['routes']
@@ -167,3 +177,4 @@ export function loadConfig(options: LoadOptions): LoadResult {
   }
   return { config: deepFreeze(config), issues: sorted }
 }
+

@@ -22,6 +22,7 @@ const STATUS_TITLES: Readonly<Record<number, string>> = {
   408: 'Request Timeout',
   421: 'Misdirected Request',
   431: 'Request Header Fields Too Large',
+  495: 'SSL Certificate Error',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Unavailable',

@@ -6,6 +6,7 @@
  * dropped (whatever their case, and with `_` read as `-`), then the proxy's own headers are
  * appended last so that nothing a client lists in `Connection` can remove them.
  */
+import { isTemplate } from '../authorize/identity/templates.js'
 import type { RouteConfig } from '../config/types.js'
 
 /** Never forwarded in either direction (RFC 9110 7.6.1 plus the legacy ones Envoy also drops). */
@@ -49,6 +50,8 @@ export interface HeaderPlan {
 export function buildHeaderPlan(route: RouteConfig, globalPassIdentity: boolean): HeaderPlan {
   const setHeaders = Object.entries(route.setRequestHeaders)
     .filter(([name]) => name.toLowerCase() !== 'host' && !name.startsWith(':'))
+    // `${pomerium.*}` templates are rendered per request by authorize, which sets those headers.
+    .filter(([, value]) => !isTemplate(value))
     .map(([name, value]) => [name.toLowerCase(), value.replace(/\$\$/g, '$')] as const)
   const removeNames = new Set(route.removeRequestHeaders.map((n) => n.toLowerCase()))
   return {

@@ -26,7 +26,7 @@ main{max-width:44rem;margin:0 auto;padding:2rem 1rem}h1{font-size:1.5rem;margin:
 dl{display:grid;grid-template-columns:minmax(7rem,max-content) 1fr;gap:.25rem 1rem;margin:0}dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 code{font-family:ui-monospace,monospace;font-size:.9em}.muted{color:var(--muted);font-size:.875rem}
 button,.button{font:inherit;background:var(--accent);color:var(--bg);border:0;border-radius:.375rem;padding:.5rem 1rem;cursor:pointer;text-decoration:none;display:inline-block}
-footer{color:var(--muted);font-size:.8rem;margin-top:2rem}
+footer{color:var(--muted);font-size:.8rem;margin-top:2rem}pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8rem;margin:0}
 `
 
 /**
@@ -121,13 +121,29 @@ export interface ErrorPageData {
   readonly message: string
   readonly requestId: string
   readonly retryUrl?: string
+  /** Denials: the rules that decided, in plain words. */
+  readonly reasons?: readonly string[]
+  /** Denials: who is signed in (email or user id). */
+  readonly user?: string
+  /** Denials: the route that refused (its name, else its `from`). */
+  readonly route?: string
+  /** Denials: where signing out (to try another account) starts. */
+  readonly signOutUrl?: string
+  /** `show_error_details`: the full evaluation, pre-formatted. */
+  readonly details?: string
 }
 
 export function errorPage(d: ErrorPageData): RenderedPage {
+  const facts: [string, string][] = []
+  if (d.route !== undefined) facts.push(['App', d.route])
+  if (d.user !== undefined) facts.push(['Signed in as', d.user])
+  const reasons = d.reasons && d.reasons.length > 0 ? `<p>Why:</p><ul>${d.reasons.map((r) => `<li>${escapeHtml(r)}</li>`).join('')}</ul>` : ''
   return layout(
     `${d.status} ${d.title}`,
-    `<h1>${escapeHtml(`${d.status} ${d.title}`)}</h1><div class="card"><p>${escapeHtml(d.message)}</p>${
+    `<h1>${escapeHtml(`${d.status} ${d.title}`)}</h1><div class="card"><p>${escapeHtml(d.message)}</p>${reasons}${facts.length > 0 ? list(facts) : ''}${
       d.retryUrl !== undefined ? `<p><a class="button" href="${escapeHtml(d.retryUrl)}">Try again</a></p>` : ''
-    }</div><p class="muted">Request ID: <code>${escapeHtml(d.requestId)}</code></p>`,
+    }${d.signOutUrl !== undefined ? `<p><a href="${escapeHtml(d.signOutUrl)}">Sign out</a> to use another account.</p>` : ''}</div>${
+      d.details !== undefined ? `<h2>Details</h2><div class="card"><pre>${escapeHtml(d.details)}</pre></div>` : ''
+    }<p class="muted">Request ID: <code>${escapeHtml(d.requestId)}</code></p>`,
   )
 }

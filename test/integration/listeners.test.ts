@@ -516,7 +516,7 @@ void describe('health endpoints, unknown hosts and internal paths', () => {
       const res = parseRawResponses(await rawHttp(px.port, `GET ${t} HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n`))
       // Answered by Portcullis itself (discovery 200, the /.pomerium redirect, 404s), never by the app.
       assert.ok([200, 302, 404].includes(res[0]?.status ?? 0), `${t}: ${res[0]?.statusLine}`)
-      if (res[0]?.status === 200) assert.match(res[0].body, /"jwks_uri"/, t)
+      if (res[0]?.status === 200) assert.match(res[0].body, /"jwks_uri"|"keys"/, t)
     }
     assert.deepEqual(up.requests.slice(before).map((r) => r.url), [])
     // Lookalikes that are not internal paths are ordinary route traffic.

@@ -22,8 +22,8 @@ before(async () => {
   setup = await startSignInSetup({
     extraClients: [{ clientId: 'cli', clientSecret: 'cli-secret' }],
     routes: (upstream) => [
-      { from: 'https://api.localhost', to: upstream, bearer_token_format: 'idp_identity_token', idp_access_token_allowed_audiences: ['cli'] },
-      { from: 'https://admin.localhost', to: upstream, bearer_token_format: 'idp_access_token' },
+      { from: 'https://api.localhost', to: upstream, allow_any_authenticated_user: true, bearer_token_format: 'idp_identity_token', idp_access_token_allowed_audiences: ['cli'] },
+      { from: 'https://admin.localhost', to: upstream, allow_any_authenticated_user: true, bearer_token_format: 'idp_access_token' },
     ],
   })
   api = `https://api.localhost:${setup.port}`

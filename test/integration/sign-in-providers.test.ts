@@ -14,7 +14,7 @@ let admin: string
 before(async () => {
   setup = await startSignInSetup({
     extraClients: [{ clientId: 'portcullis-admin', clientSecret: 'admin-secret' }],
-    routes: (upstream) => [{ from: 'https://admin.localhost', to: upstream, idp_client_id: 'portcullis-admin', idp_client_secret: 'admin-secret' }],
+    routes: (upstream) => [{ from: 'https://admin.localhost', to: upstream, allow_any_authenticated_user: true, idp_client_id: 'portcullis-admin', idp_client_secret: 'admin-secret' }],
   })
   admin = `https://admin.localhost:${setup.port}`
 })

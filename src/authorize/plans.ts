@@ -1,0 +1,73 @@
+/**
+ * Everything the authorizer derives from one config generation, per route, built once when the
+ * config loads: the compiled policy, how to label the route on a denial page, whether decisions
+ * are logged, and how to build the upstream identity headers. Requests never parse or compile.
+ */
+import type { Session } from '../authenticate/session-store.js'
+import { mtlsEnforcementOf } from '../config/mtls.js'
+import type { Config, RouteConfig } from '../config/types.js'
+import { compilePolicy, compileRoutePolicy } from '../policy/index.js'
+import type { CompiledPolicy, MtlsEnforcement, PolicyError } from '../policy/index.js'
+import type { CheckRequest } from './types.js'
+
+export interface UpstreamHeaders {
+  readonly setHeaders?: Readonly<Record<string, string>>
+  readonly removeHeaders?: readonly string[]
+  readonly setMultiHeaders?: Readonly<Record<string, readonly string[]>>
+  readonly removeHeaderPrefixes?: readonly string[]
+}
+
+export interface RoutePlan {
+  readonly policy: CompiledPolicy
+  /** How a person recognises the route: its name, else its `from`. */
+  readonly label: string
+  readonly showErrorDetails: boolean
+  readonly logDecisions: boolean
+  /** Public route that sends no identity upstream: no need to find out who is asking. */
+  readonly skipsIdentity: boolean
+  /** A promise only when a credential must be fetched (Google ID token not cached yet). */
+  upstreamHeaders(request: CheckRequest, session: Session | undefined): UpstreamHeaders | Promise<UpstreamHeaders>
+}
+
+export interface AuthorizePlans {
+  forRoute(route: RouteConfig): RoutePlan
+}
+
+/** Builds the identity-header function of one route (identity headers, Kubernetes, Google). */
+export type UpstreamHeaderFactory = (route: RouteConfig, config: Config) => RoutePlan['upstreamHeaders']
+
+const NO_HEADERS: UpstreamHeaders = {}
+
+/** `downstream_mtls.enforcement` when client certificates are configured. */
+export function mtlsEnforcement(config: Pick<Config, 'raw'>): MtlsEnforcement | undefined {
+  return mtlsEnforcementOf(config.raw)
+}
+
+/** Compiles every route's policy; the loader reports the same errors with their key paths. */
+export function routePolicyErrors(config: Pick<Config, 'routes' | 'raw'>): PolicyError[] {
+  const errors: PolicyError[] = []
+  const mtls = mtlsEnforcement(config)
+  for (const route of config.routes) errors.push(...compileRoutePolicy(route, { path: `routes[${route.index}]`, ...(mtls ? { mtls } : {}) }).errors)
+  return errors
+}
+
+export function buildAuthorizePlans(config: Config, options: { logDecisions: boolean; headers?: UpstreamHeaderFactory }): AuthorizePlans {
+  const mtls = mtlsEnforcement(config)
+  const denyAll = compilePolicy({ allow: { or: [{ reject: true }] } }).policy as CompiledPolicy
+  const plans = new Map<RouteConfig, RoutePlan>()
+  for (const route of config.routes) {
+    const compiled = compileRoutePolicy(route, { path: `routes[${route.index}]`, ...(mtls ? { mtls } : {}) })
+    const upstreamHeaders = options.headers?.(route, config) ?? (() => NO_HEADERS)
+    plans.set(route, {
+      // The loader refuses configs whose policies do not compile; deny everything if one slips through.
+      policy: compiled.policy ?? denyAll,
+      label: route.name ?? route.fromUrl,
+      showErrorDetails: route.raw['show_error_details'] === true,
+      logDecisions: options.logDecisions,
+      skipsIdentity: route.allowPublicUnauthenticatedAccess && route.passIdentityHeaders !== true && route.policy === undefined && mtls === undefined,
+      upstreamHeaders,
+    })
+  }
+  const fallback: RoutePlan = { policy: denyAll, label: '', showErrorDetails: false, logDecisions: options.logDecisions, skipsIdentity: true, upstreamHeaders: () => NO_HEADERS }
+  return { forRoute: (route) => plans.get(route) ?? fallback }
+}

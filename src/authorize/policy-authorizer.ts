@@ -1,0 +1,215 @@
+/**
+ * The authorize service's decision for one request (reference 4.2): find who is asking (session
+ * cookie, Pomerium token, or a provider bearer token on routes that accept one), evaluate the
+ * route's compiled policy, and turn the result into the proxy's answer, in Pomerium's order:
+ * 495 for client-certificate problems, sign-in when a rule needed a session that is not there,
+ * 403 with the reasons in plain words, otherwise allow with the identity headers for the upstream.
+ *
+ * Requests without credentials are decided synchronously: no store read, no promise.
+ */
+import { bearerToken } from '../authenticate/bearer-sessions.js'
+import type { BearerSessions } from '../authenticate/bearer-sessions.js'
+import { findHandle, shouldRedirectToSignIn } from '../authenticate/credentials.js'
+import { signInUrl } from '../authenticate/flow.js'
+import type { SessionRefresher } from '../authenticate/refresher.js'
+import { loadSession } from '../authenticate/session-loader.js'
+import type { Session, SessionStore } from '../authenticate/session-store.js'
+import { browserScheme } from '../authenticate/settings.js'
+import type { AuthSettings, IdpSettings } from '../authenticate/settings.js'
+import { decide, describeReason } from '../policy/index.js'
+import type { Decision, Evaluation, PolicyInput, PolicySession } from '../policy/index.js'
+import { prefersJson, statusTitle } from '../proxy/error-page.js'
+import type { Logger } from '../shared/log.js'
+import type { Secrets } from '../shared/secrets.js'
+import { errorPage } from '../ui/pages.js'
+import type { AuthorizePlans, RoutePlan } from './plans.js'
+import { UpstreamCredentialError } from './upstream-headers.js'
+import type { Authorizer, CheckRequest, CheckResult } from './types.js'
+
+export interface PolicyAuthorizerDeps {
+  readonly settings: () => AuthSettings
+  readonly plans: () => AuthorizePlans
+  readonly secrets: Secrets
+  readonly sessions: SessionStore
+  readonly refresher: SessionRefresher
+  readonly bearer?: BearerSessions
+  readonly logger: Logger
+}
+
+/** Who is asking, as far as this request's credentials tell. */
+interface Identity {
+  readonly session: Session | undefined
+  /** Credentials came in a header or the query (a script): never redirect, answer 401. */
+  readonly carriedToken: boolean
+}
+
+const ANONYMOUS: Identity = { session: undefined, carriedToken: false }
+const ROBOTS: CheckResult = {
+  allow: false,
+  status: 200,
+  reason: 'robots.txt',
+  body: { contentType: 'text/plain; charset=utf-8', text: 'User-agent: *\nDisallow: /\n' },
+}
+
+export function policySession(session: Session): PolicySession {
+  const claims = session.claims
+  const verified = claims['email_verified']
+  return {
+    sessionId: session.id,
+    userId: session.userId,
+    email: typeof claims['email'] === 'string' ? claims['email'] : '',
+    emailVerified: typeof verified === 'boolean' ? verified : verified === 'true' ? true : verified === 'false' ? false : undefined,
+    claims,
+  }
+}
+
+export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
+  const decideFor = (request: CheckRequest, plan: RoutePlan, settings: AuthSettings, idp: IdpSettings | undefined, who: Identity): CheckResult | Promise<CheckResult> => {
+    const input: PolicyInput = {
+      session: who.session ? policySession(who.session) : undefined,
+      method: request.method,
+      path: request.path,
+      headers: request.headers,
+      clientIp: request.clientIp,
+      ...(request.clientCertificate ? { clientCertificate: request.clientCertificate } : {}),
+      now: new Date(),
+    }
+    const evaluation = plan.policy.evaluate(input, plan.showErrorDetails ? { trace: true } : undefined)
+    const decision = decide(evaluation)
+    logDecision(deps.logger, request, plan, who.session, evaluation)
+    if (decision.kind === 'allow') {
+      const routing = who.session ? { routingKey: who.session.id } : {}
+      const headers = plan.upstreamHeaders(request, who.session)
+      if (!(headers instanceof Promise)) return { allow: true, ...headers, ...routing }
+      return headers.then(
+        (h): CheckResult => ({ allow: true, ...h, ...routing }),
+        (err: unknown): CheckResult => {
+          deps.logger.error({ err, requestId: request.requestId }, 'upstream credential unavailable')
+          const message = err instanceof UpstreamCredentialError ? err.publicMessage : 'An upstream credential could not be obtained.'
+          return { allow: false, status: 502, reason: message }
+        },
+      )
+    }
+    if (request.path === '/robots.txt' && !request.route.allowPublicUnauthenticatedAccess) return ROBOTS
+    if (decision.kind === 'sign-in') return signIn(request, settings, idp, who, deps.secrets)
+    return denied(request, plan, decision, who.session, evaluation)
+  }
+
+  return {
+    check(request: CheckRequest): CheckResult | Promise<CheckResult> {
+      const plan = deps.plans().forRoute(request.route)
+      const settings = deps.settings()
+      const idp = settings.enabled ? settings.providerFor(request.route) : undefined
+      if (plan.skipsIdentity) return decideFor(request, plan, settings, idp, ANONYMOUS)
+      if (idp) {
+        const bearer = settings.bearerFor(request.route)
+        if (deps.bearer && (bearer.format === 'idp_access_token' || bearer.format === 'idp_identity_token')) {
+          const token = bearerToken(request.headers['authorization'])
+          if (token !== undefined) {
+            return deps.bearer.session(token, bearer.format, idp, bearer.audiences).then((r) => {
+              if (r.kind === 'ok') return decideFor(request, plan, settings, idp, { session: r.session, carriedToken: true })
+              return { allow: false, status: r.kind === 'unavailable' ? 503 : 401, reason: r.reason }
+            })
+          }
+        }
+      }
+      // No credentials at all: decide without touching the session store.
+      if (!idp || findHandle(request.headers, request.query, settings.cookieName) === undefined) {
+        return decideFor(request, plan, settings, idp, ANONYMOUS)
+      }
+      return identify(request, settings, idp, deps).then((who) => decideFor(request, plan, settings, idp, who))
+    },
+  }
+}
+
+async function identify(request: CheckRequest, settings: AuthSettings, idp: IdpSettings, deps: PolicyAuthorizerDeps): Promise<Identity> {
+  const loaded = await loadSession(request, idp.id, {
+    sessions: deps.sessions,
+    sharedSecret: deps.secrets.sharedSecret,
+    cookieName: settings.cookieName,
+  })
+  if (loaded.kind === 'ok') {
+    const session = await deps.refresher.current(loaded.session)
+    return { session, carriedToken: loaded.source !== 'cookie' }
+  }
+  return { session: undefined, carriedToken: loaded.kind === 'invalid' && loaded.source !== 'cookie' }
+}
+
+function signIn(request: CheckRequest, settings: AuthSettings, idp: IdpSettings | undefined, who: Identity, secrets: Secrets): CheckResult {
+  if (!idp) {
+    return {
+      allow: false,
+      status: 403,
+      reason: 'This route needs a signed-in user and sign-in is not configured (idp_provider is not set), so access is denied.',
+    }
+  }
+  if (!shouldRedirectToSignIn(request.headers, who.carriedToken)) {
+    return { allow: false, status: 401, reason: who.carriedToken ? 'The session token is not valid; sign in again.' : 'Unauthenticated' }
+  }
+  const original = `${browserScheme(request.host, request.scheme)}://${request.authority}${request.path}${request.query}`
+  return {
+    allow: false,
+    status: 302,
+    reason: 'Sign-in required: redirecting to the sign-in page.',
+    location: signInUrl(settings, secrets.sharedSecret, original, idp.id).href,
+  }
+}
+
+function denied(request: CheckRequest, plan: RoutePlan, decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' }>, session: Session | undefined, evaluation: Evaluation): CheckResult {
+  const status = decision.status
+  const message =
+    status === 495
+      ? 'This app needs a valid client certificate, and the request did not present one it accepts.'
+      : "You are not allowed to open this app: its access policy did not admit this request."
+  const reasons = decision.reasons.map(describeReason)
+  const accept = request.headers['accept']
+  if (prefersJson(typeof accept === 'string' ? accept : undefined)) {
+    return { allow: false, status, reason: message, body: { contentType: 'application/json', text: JSON.stringify({ error: message, reasons: decision.reasons, request_id: request.requestId }) } }
+  }
+  const email = session && typeof session.claims['email'] === 'string' ? session.claims['email'] : undefined
+  const page = errorPage({
+    status,
+    title: statusTitle(status),
+    message,
+    requestId: request.requestId,
+    reasons,
+    route: plan.label,
+    ...(session ? { user: email ?? session.userId, signOutUrl: '/.pomerium/sign_out' } : {}),
+    ...(plan.showErrorDetails ? { details: explainEvaluation(evaluation) } : {}),
+  })
+  const { 'content-type': contentType = 'text/html; charset=utf-8', ...headers } = page.headers
+  return { allow: false, status, reason: message, body: { contentType, text: page.html, headers } }
+}
+
+/** The full evaluation as text, for `show_error_details` and `portcullis policy explain`. */
+export function explainEvaluation(e: Evaluation): string {
+  const lines = [`allow: ${e.allow} (${e.allowReasons.join(', ') || 'no reasons'})`, `deny: ${e.deny} (${e.denyReasons.join(', ') || 'no reasons'})`]
+  for (const rule of e.trace ?? []) {
+    lines.push(`${rule.action} ${rule.operator}: ${rule.result}`)
+    for (const c of rule.criteria) lines.push(`  ${c.result ? 'true ' : 'false'} ${c.name} ${JSON.stringify(c.data)} [${c.reasons.join(', ')}]`)
+  }
+  return lines.join('\n')
+}
+
+function logDecision(logger: Logger, request: CheckRequest, plan: RoutePlan, session: Session | undefined, e: Evaluation): void {
+  if (!plan.logDecisions) return
+  logger.info(
+    {
+      service: 'authorize',
+      'request-id': request.requestId,
+      method: request.method,
+      path: request.path,
+      host: request.host,
+      ip: request.clientIp,
+      'session-id': session?.id ?? '',
+      user: session?.userId ?? '',
+      email: session && typeof session.claims['email'] === 'string' ? session.claims['email'] : '',
+      'route-id': request.route.id,
+      allow: e.allow,
+      [e.allow ? 'allow-why-true' : 'allow-why-false']: e.allowReasons,
+      deny: e.deny,
+      [e.deny ? 'deny-why-true' : 'deny-why-false']: e.denyReasons,
+    },
+    'authorize check',
+  )
+}

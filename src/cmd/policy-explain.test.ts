@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { policyCommand } from './policy-explain.js'
+
+const file = join(mkdtempSync(join(tmpdir(), 'explain-')), 'config.yaml')
+writeFileSync(
+  file,
+  `routes:
+  - from: https://admin.example.com
+    to: http://127.0.0.1:1
+    name: Admin console
+    policy:
+      allow:
+        and:
+          - domain: { is: example.com }
+          - claim/groups: admins
+      deny:
+        or:
+          - http_method: { is: DELETE }
+`,
+)
+
+function explain(...args: string[]): { code: number; text: string } {
+  let text = ''
+  const code = policyCommand(['explain', '--config', file, ...args], (s) => (text += s))
+  return { code, text }
+}
+
+test('policy explain: allow, deny with reasons, sign-in, no route', () => {
+  const ok = explain('--url', 'https://admin.example.com/x', '--email', 'alice@example.com', '--groups', 'admins,eng')
+  assert.equal(ok.code, 0)
+  assert.match(ok.text, /route: {4}Admin console/)
+  assert.match(ok.text, /decision: allow/)
+  assert.match(ok.text, /true {2}domain/)
+
+  const bob = explain('--url', 'https://admin.example.com/x', '--email', 'bob@example.com', '--groups', 'eng')
+  assert.match(bob.text, /decision: 403 Forbidden/)
+  assert.match(bob.text, /claim-unauthorized: /)
+
+  const del = explain('--url', 'https://admin.example.com/x', '--email', 'alice@example.com', '--groups', 'admins', '--method', 'DELETE')
+  assert.match(del.text, /decision: 403/)
+  assert.match(del.text, /http-method-ok/)
+
+  assert.match(explain('--url', 'https://admin.example.com/x').text, /decision: sign-in required/)
+  assert.match(explain('--url', 'https://nothing.example.com/').text, /404/)
+  assert.equal(explain('--email', 'x@y').code, 2)
+  assert.equal(policyCommand(['explain', '--config', file, '--url', 'https://admin.example.com/', '--bogus'], () => undefined), 2)
+})

@@ -1,0 +1,131 @@
+/**
+ * `portcullis policy explain --config FILE --url URL --email E [--user ID] [--groups a,b]
+ * [--claim k=v]... [--method M] [--ip IP] [--anonymous]`: which route a URL reaches and what its
+ * policy decides for a given person, rule by rule, without a running server. Uses the same
+ * config loader, route table and compiled policy as the proxy, so the answer is the proxy's.
+ */
+import { parseArgs as parseNodeArgs } from 'node:util'
+import { ConfigSource, formatIssue } from '../config/index.js'
+import { mtlsEnforcement } from '../authorize/plans.js'
+import { explainEvaluation } from '../authorize/policy-authorizer.js'
+import { compileRoutePolicy, decide, describeReason } from '../policy/index.js'
+import type { PolicySession } from '../policy/index.js'
+import { RouteTable } from '../proxy/route-table.js'
+import { createLogger } from '../shared/log.js'
+
+export const POLICY_USAGE = `Usage:
+  portcullis policy explain --config FILE --url URL [--email E] [--user ID] [--groups a,b]
+                            [--claim name=value]... [--method GET] [--ip 203.0.113.7] [--anonymous]
+
+Prints the route the URL matches, each policy rule with its result, and the decision
+(allow, sign-in, deny with reasons). Without --email/--user the request is anonymous.`
+
+export function policyCommand(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
+  if (argv[0] !== 'explain') {
+    out(`${POLICY_USAGE}\n`)
+    return argv[0] === '--help' || argv[0] === undefined ? 0 : 2
+  }
+  let values
+  try {
+    values = parseNodeArgs({
+      args: argv.slice(1),
+      options: {
+        config: { type: 'string' },
+        url: { type: 'string' },
+        email: { type: 'string' },
+        user: { type: 'string' },
+        groups: { type: 'string' },
+        claim: { type: 'string', multiple: true },
+        method: { type: 'string', default: 'GET' },
+        ip: { type: 'string', default: '127.0.0.1' },
+        anonymous: { type: 'boolean', default: false },
+      },
+      strict: true,
+    }).values
+  } catch (err) {
+    out(`portcullis: ${(err as Error).message}\n${POLICY_USAGE}\n`)
+    return 2
+  }
+  if (values.url === undefined) {
+    out(`portcullis: --url is required\n${POLICY_USAGE}\n`)
+    return 2
+  }
+  const source = new ConfigSource({ file: values.config, env: process.env, logger: createLogger('disabled') })
+  const { config, issues } = source.load()
+  if (!config) {
+    for (const i of issues) if (i.severity === 'error') out(`${formatIssue(i)}\n`)
+    return 1
+  }
+  let url: URL
+  try {
+    url = new URL(values.url)
+  } catch {
+    out(`portcullis: --url ${JSON.stringify(values.url)} is not an absolute URL\n`)
+    return 2
+  }
+  const port = url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port)
+  const route = new RouteTable(config.routes).match(url.hostname.toLowerCase(), port, url.pathname)
+  if (!route) {
+    out(`route:    none matches ${url.hostname}${url.pathname}\ndecision: 404 Not Found (route-not-found)\n`)
+    return 0
+  }
+  const mtls = mtlsEnforcement(config)
+  const compiled = compileRoutePolicy(route, { path: `routes[${route.index}]`, ...(mtls ? { mtls } : {}) })
+  if (!compiled.policy) {
+    for (const e of compiled.errors) out(`${e.path}: ${e.message}\n`)
+    return 1
+  }
+  const claims: Record<string, unknown> = {}
+  for (const c of values.claim ?? []) {
+    const eq = c.indexOf('=')
+    if (eq <= 0) {
+      out(`portcullis: --claim ${JSON.stringify(c)}: expected name=value\n`)
+      return 2
+    }
+    const name = c.slice(0, eq)
+    const prior = claims[name]
+    const earlier: unknown[] = prior === undefined ? [] : Array.isArray(prior) ? (prior as unknown[]) : [prior]
+    claims[name] = prior === undefined ? c.slice(eq + 1) : [...earlier, c.slice(eq + 1)]
+  }
+  if (values.groups !== undefined) claims['groups'] = values.groups.split(',').map((g) => g.trim()).filter((g) => g !== '')
+  if (values.email !== undefined) {
+    claims['email'] = values.email
+    claims['email_verified'] ??= true
+  }
+  const signedIn = !values.anonymous && (values.email !== undefined || values.user !== undefined)
+  const session: PolicySession | undefined = signedIn
+    ? {
+        sessionId: 'explain',
+        userId: values.user ?? values.email ?? '',
+        email: values.email ?? '',
+        emailVerified: claims['email_verified'] === true ? true : undefined,
+        claims,
+      }
+    : undefined
+  const evaluation = compiled.policy.evaluate(
+    { session, method: (values.method ?? 'GET').toUpperCase(), path: url.pathname, headers: {}, clientIp: values.ip ?? '127.0.0.1', now: new Date() },
+    { trace: true },
+  )
+  const decision = decide(evaluation)
+  const verdict =
+    decision.kind === 'allow'
+      ? 'allow (forwarded upstream)'
+      : decision.kind === 'sign-in'
+        ? 'sign-in required (302 to sign in for browsers, 401 for scripts)'
+        : `${decision.status} ${decision.status === 495 ? 'client certificate required' : 'Forbidden'}`
+  out(
+    [
+      `route:    ${route.name ?? route.fromUrl} (routes[${route.index}], ${route.from.host}${route.prefix ?? route.path ?? route.regex ?? '/'})`,
+      `request:  ${(values.method ?? 'GET').toUpperCase()} ${url.pathname} from ${values.ip ?? '127.0.0.1'} as ${session ? `${session.email || session.userId}${values.groups ? ` (groups ${values.groups})` : ''}` : 'anonymous'}`,
+      `policy:   ${JSON.stringify(compiled.policy.source)}`,
+      '',
+      explainEvaluation(evaluation),
+      '',
+      `decision: ${verdict}`,
+      ...decision.reasons.map((r) => `  - ${r}: ${describeReason(r)}`),
+      '',
+    ].join('\n'),
+  )
+  for (const i of issues) if (i.severity === 'warning') process.stderr.write(`${formatIssue(i)}\n`)
+  return 0
+}
