@@ -18,7 +18,7 @@
  */
 import { constants, createHash, verify as verifySignature, X509Certificate } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
-import type { TLSSocket } from 'node:tls'
+import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'
 import type { ClientCertificateInfo } from '../authorize/types.js'
 import { Pattern } from '../shared/pattern.js'
 
@@ -195,20 +195,24 @@ export function inspectConnection(socket: TLSSocket, policy: ClientCertPolicy): 
   const tagged = socket as TLSSocket & { [kClientCertificate]?: ClientCertificateInfo }
   const cached = tagged[kClientCertificate]
   if (cached) return cached
-  const info = computeConnectionInfo(socket, policy)
+  let info: ClientCertificateInfo
+  try {
+    info = computeConnectionInfo(socket, policy)
+  } catch {
+    info = UNREADABLE
+  }
   tagged[kClientCertificate] = info
   return info
 }
 
+/** A certificate was sent but could not even be described: invalid. */
+const UNREADABLE: ClientCertificateInfo = Object.freeze({ ...NOT_PRESENTED, presented: true, problem: 'the client certificate cannot be read' })
+
 function computeConnectionInfo(socket: TLSSocket, policy: ClientCertPolicy): ClientCertificateInfo {
-  let leaf: X509Certificate | undefined
-  try {
-    leaf = socket.getPeerX509Certificate()
-  } catch {
-    leaf = undefined
-  }
+  const chain = peerChain(socket)
+  const leaf = chain[0]
   if (!leaf) return NOT_PRESENTED
-  return clientCertificateInfo(leaf, peerIntermediates(socket, leaf), opensslVerdict(socket), policy)
+  return clientCertificateInfo(leaf, chain.slice(1), opensslVerdict(socket), policy)
 }
 
 /**
@@ -244,12 +248,17 @@ function opensslVerdict(socket: TLSSocket): string | undefined {
   }
 }
 
-/** The other certificates of the peer's chain as Node reports it (sent by the client, completed from the CAs). */
-function peerIntermediates(socket: TLSSocket, leaf: X509Certificate): X509Certificate[] {
+/**
+ * The peer's certificate and the rest of its chain as Node reports it (sent by the client,
+ * completed from the CAs); empty when the client sent none. Read through getPeerCertificate(true)
+ * only: in Node 20, getPeerX509Certificate() on a server socket drops the rest of the chain from
+ * what getPeerCertificate(true) reports afterwards.
+ */
+function peerChain(socket: TLSSocket): X509Certificate[] {
   const out: X509Certificate[] = []
   try {
-    const seen = new Set<string>([leaf.fingerprint256])
-    let c = socket.getPeerCertificate(true)?.issuerCertificate
+    const seen = new Set<string>()
+    let c: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true)
     while (c && c.raw && out.length < 16) {
       const x = new X509Certificate(c.raw)
       if (seen.has(x.fingerprint256)) break
@@ -273,22 +282,43 @@ export function clientCertificateInfo(
   opensslError: string | undefined,
   policy: ClientCertPolicy,
 ): ClientCertificateInfo {
-  const parsed = parseCertificate(leaf)
-  const problem = verifyLeaf(leaf, parsed, intermediates, opensslError, policy)
+  // The certificate comes from the client: whatever cannot be read makes it invalid, never throws.
+  let parsed: ParsedCertificate | undefined
+  try {
+    parsed = parseCertificate(leaf)
+  } catch {
+    parsed = undefined
+  }
+  let problem: string | undefined
+  try {
+    problem = parsed ? verifyLeaf(leaf, parsed, intermediates, opensslError, policy) : 'the client certificate cannot be read'
+  } catch {
+    problem = 'the client certificate could not be verified'
+  }
+  const sans = parsed?.sans ?? { dns: [], email: [], uri: [], ip: [], upn: [] }
   return {
     presented: true,
     valid: problem === undefined,
     ...(problem !== undefined ? { problem } : {}),
     fingerprintSha256: createHash('sha256').update(leaf.raw).digest('hex'),
-    spkiSha256: createHash('sha256').update(leaf.publicKey.export({ type: 'spki', format: 'der' })).digest('base64'),
+    spkiSha256: spkiHash(leaf),
     subject: rfc2253(leaf.subject),
     issuer: rfc2253(leaf.issuer),
     serialNumber: leaf.serialNumber.toLowerCase(),
-    sanDns: parsed.sans.dns,
-    sanEmail: parsed.sans.email,
-    sanUri: parsed.sans.uri,
-    sanIp: parsed.sans.ip,
+    sanDns: sans.dns,
+    sanEmail: sans.email,
+    sanUri: sans.uri,
+    sanIp: sans.ip,
     leafPem: leaf.toString(),
+  }
+}
+
+/** SHA-256 of the SubjectPublicKeyInfo, base64; '' for a key type Node cannot load. */
+function spkiHash(leaf: X509Certificate): string {
+  try {
+    return createHash('sha256').update(leaf.publicKey.export({ type: 'spki', format: 'der' })).digest('base64')
+  } catch {
+    return ''
   }
 }
 
@@ -337,18 +367,26 @@ function issuedBy(cert: X509Certificate, issuer: X509Certificate): boolean {
   }
 }
 
-/** Certificates from `cert` (exclusive) to a trusted CA (inclusive): 0 when `cert` is one. */
+/**
+ * Certificates from `cert` (exclusive) to a trusted CA (inclusive): 0 when `cert` is one.
+ * Breadth-first, so the shortest chain is found and the work stays quadratic in the pool size.
+ */
 function distanceToAnchor(cert: X509Certificate, pool: readonly X509Certificate[], anchors: ReadonlySet<string>, visited: ReadonlySet<string>): number | undefined {
-  if (anchors.has(cert.fingerprint256)) return 0
-  if (visited.size > 16) return undefined
-  const next = new Set(visited).add(cert.fingerprint256)
-  let best: number | undefined
-  for (const c of pool) {
-    if (next.has(c.fingerprint256) || !issuedBy(cert, c)) continue
-    const d = distanceToAnchor(c, pool, anchors, next)
-    if (d !== undefined && (best === undefined || d + 1 < best)) best = d + 1
+  const seen = new Set(visited).add(cert.fingerprint256)
+  let level = [cert]
+  for (let distance = 0; level.length > 0 && distance <= pool.length; distance++) {
+    if (level.some((c) => anchors.has(c.fingerprint256))) return distance
+    const next: X509Certificate[] = []
+    for (const c of level) {
+      for (const candidate of pool) {
+        if (seen.has(candidate.fingerprint256) || !issuedBy(c, candidate)) continue
+        seen.add(candidate.fingerprint256)
+        next.push(candidate)
+      }
+    }
+    level = next
   }
-  return best
+  return undefined
 }
 
 /** Undefined when no CRL of `issuer` revokes `serial`; else why the certificate is refused. */
