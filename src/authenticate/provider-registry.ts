@@ -10,6 +10,8 @@ export type ProviderFactory = (settings: IdpSettings) => IdentityProvider
 export class ProviderRegistry {
   readonly #factory: ProviderFactory
   readonly #cache = new Map<string, { key: string; provider: IdentityProvider }>()
+  /** Settings objects already resolved: one config generation asks for the same object each request. */
+  readonly #resolved = new WeakMap<IdpSettings, IdentityProvider>()
 
   constructor(factory: ProviderFactory) {
     this.#factory = factory
@@ -19,11 +21,13 @@ export class ProviderRegistry {
   get(settings: AuthSettings, idpId: string): IdentityProvider | undefined {
     const s = settings.providers.get(idpId)
     if (!s) return undefined
+    const known = this.#resolved.get(s)
+    if (known) return known
     const key = JSON.stringify(s)
     const cached = this.#cache.get(idpId)
-    if (cached && cached.key === key) return cached.provider
-    const provider = this.#factory(s)
+    const provider = cached && cached.key === key ? cached.provider : this.#factory(s)
     this.#cache.set(idpId, { key, provider })
+    this.#resolved.set(s, provider)
     return provider
   }
 }

@@ -26,6 +26,32 @@ export interface SessionLoaderDeps {
   readonly sharedSecret: Buffer
   readonly cookieName: string
   readonly nowS?: () => number
+  /** Handles already verified with `sharedSecret`, by their exact text (skips HMAC and JSON per request). */
+  readonly verified?: VerifiedHandleCache
+}
+
+/**
+ * A bounded memo of verified handles. The key is the whole signed token, so a hit means the
+ * same bytes were verified before with the same key; expiry is still checked on every use.
+ */
+export class VerifiedHandleCache {
+  readonly #entries = new Map<string, SessionHandle>()
+  readonly #max: number
+
+  constructor(max = 10_000) {
+    this.#max = max
+  }
+
+  verify(token: string, key: Buffer, nowS: number): SessionHandle | undefined {
+    const hit = this.#entries.get(token)
+    if (hit) return nowS > hit.exp + 60 ? undefined : hit
+    const handle = verifySessionHandle(token, key, nowS)
+    if (handle) {
+      if (this.#entries.size >= this.#max) this.#entries.clear()
+      this.#entries.set(token, handle)
+    }
+    return handle
+  }
 }
 
 export type SessionLoadResult =
@@ -39,7 +65,8 @@ export async function loadSession(req: SessionRequest, routeIdpId: string, deps:
   const found = findHandle(req.headers, req.query, deps.cookieName)
   if (!found) return { kind: 'none' }
   const invalid = (reason: string): SessionLoadResult => ({ kind: 'invalid', source: found.source, reason })
-  const handle = verifySessionHandle(found.token, deps.sharedSecret, deps.nowS?.())
+  const nowS = deps.nowS?.() ?? Math.floor(Date.now() / 1000)
+  const handle = deps.verified ? deps.verified.verify(found.token, deps.sharedSecret, nowS) : verifySessionHandle(found.token, deps.sharedSecret, nowS)
   if (!handle) return invalid('the session token is not valid')
   if (!audienceIncludes(handle.aud, req.host)) return invalid('the session token was not issued for this host')
   if (handle.idp_id !== routeIdpId) return invalid('the session belongs to another identity provider')

@@ -12,7 +12,7 @@ import type { BearerSessions } from '../authenticate/bearer-sessions.js'
 import { findHandle, shouldRedirectToSignIn } from '../authenticate/credentials.js'
 import { signInUrl } from '../authenticate/flow.js'
 import type { SessionRefresher } from '../authenticate/refresher.js'
-import { loadSession } from '../authenticate/session-loader.js'
+import { loadSession, VerifiedHandleCache } from '../authenticate/session-loader.js'
 import type { Session, SessionStore } from '../authenticate/session-store.js'
 import { browserScheme } from '../authenticate/settings.js'
 import type { AuthSettings, IdpSettings } from '../authenticate/settings.js'
@@ -35,6 +35,8 @@ export interface PolicyAuthorizerDeps {
   readonly bearer?: BearerSessions
   readonly logger: Logger
 }
+
+const verifiedHandles = new VerifiedHandleCache()
 
 /** Who is asking, as far as this request's credentials tell. */
 interface Identity {
@@ -127,6 +129,7 @@ async function identify(request: CheckRequest, settings: AuthSettings, idp: IdpS
     sessions: deps.sessions,
     sharedSecret: deps.secrets.sharedSecret,
     cookieName: settings.cookieName,
+    verified: verifiedHandles,
   })
   if (loaded.kind === 'ok') {
     const session = await deps.refresher.current(loaded.session)

@@ -78,7 +78,7 @@ test('Google Cloud serverless routes carry a Google ID token for the upstream au
 })
 
 test('a metadata server failure is a 502 with a clear message, never a request without the token', async () => {
-  metadata.fail(500)
+  metadata.fail({ status: 500 })
   const u = new URL(`https://users.localhost:${setup.port}/`)
   const before = setup.upstream.requests.length
   const res = await request(u, { dispatcher: setup.dispatcher, headers: { accept: 'application/json', cookie: alice.header(u) ?? '' } })
