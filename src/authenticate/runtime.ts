@@ -73,7 +73,7 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   let keys = keysFor(config)
   let jwks = jwksResponse(keys)
   const headerFactory = options.upstreamHeaders ?? createUpstreamHeaderFactory({ keys: () => keys })
-  const plansFor = (c: Config): AuthorizePlans => buildAuthorizePlans(c, { logDecisions: options.logger.isLevelEnabled('info'), headers: headerFactory })
+  const plansFor = (c: Config): AuthorizePlans => buildAuthorizePlans(c, { logger: options.logger, headers: headerFactory })
   let plans = plansFor(config)
   const store = options.store ?? new MemoryRecordStore()
   const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs })

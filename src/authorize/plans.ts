@@ -7,7 +7,9 @@ import type { Session } from '../authenticate/session-store.js'
 import { mtlsEnforcementOf } from '../config/mtls.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import { compilePolicy, compileRoutePolicy } from '../policy/index.js'
-import type { CompiledPolicy, MtlsEnforcement, PolicyError } from '../policy/index.js'
+import type { CompiledPolicy, Evaluation, MtlsEnforcement, PolicyError } from '../policy/index.js'
+import type { Logger } from '../shared/log.js'
+import { createDecisionLog } from './decision-log.js'
 import type { CheckRequest } from './types.js'
 
 export interface UpstreamHeaders {
@@ -22,7 +24,8 @@ export interface RoutePlan {
   /** How a person recognises the route: its name, else its `from`. */
   readonly label: string
   readonly showErrorDetails: boolean
-  readonly logDecisions: boolean
+  /** The authorize log of this config generation; undefined when info lines are off. */
+  readonly logDecision: ((request: CheckRequest, session: Session | undefined, e: Evaluation) => void) | undefined
   /** Public route that sends no identity upstream: no need to find out who is asking. */
   readonly skipsIdentity: boolean
   /** A promise only when a credential must be fetched (Google ID token not cached yet). */
@@ -51,8 +54,10 @@ export function routePolicyErrors(config: Pick<Config, 'routes' | 'raw'>): Polic
   return errors
 }
 
-export function buildAuthorizePlans(config: Config, options: { logDecisions: boolean; headers?: UpstreamHeaderFactory }): AuthorizePlans {
+export function buildAuthorizePlans(config: Config, options: { logger: Logger; headers?: UpstreamHeaderFactory }): AuthorizePlans {
   const mtls = mtlsEnforcement(config)
+  const fields = Array.isArray(config.raw['authorize_log_fields']) ? (config.raw['authorize_log_fields'] as string[]) : []
+  const logDecision = createDecisionLog(options.logger, fields)
   const denyAll = compilePolicy({ allow: { or: [{ reject: true }] } }).policy as CompiledPolicy
   const plans = new Map<RouteConfig, RoutePlan>()
   for (const route of config.routes) {
@@ -63,11 +68,11 @@ export function buildAuthorizePlans(config: Config, options: { logDecisions: boo
       policy: compiled.policy ?? denyAll,
       label: route.name ?? route.fromUrl,
       showErrorDetails: route.raw['show_error_details'] === true,
-      logDecisions: options.logDecisions,
+      logDecision,
       skipsIdentity: route.allowPublicUnauthenticatedAccess && route.passIdentityHeaders !== true && route.policy === undefined && mtls === undefined,
       upstreamHeaders,
     })
   }
-  const fallback: RoutePlan = { policy: denyAll, label: '', showErrorDetails: false, logDecisions: options.logDecisions, skipsIdentity: true, upstreamHeaders: () => NO_HEADERS }
+  const fallback: RoutePlan = { policy: denyAll, label: '', showErrorDetails: false, logDecision, skipsIdentity: true, upstreamHeaders: () => NO_HEADERS }
   return { forRoute: (route) => plans.get(route) ?? fallback }
 }

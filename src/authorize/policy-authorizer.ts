@@ -78,7 +78,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     }
     const evaluation = plan.policy.evaluate(input, plan.showErrorDetails ? { trace: true } : undefined)
     const decision = decide(evaluation)
-    logDecision(deps.logger, request, plan, who.session, evaluation)
+    plan.logDecision?.(request, who.session, evaluation)
     if (decision.kind === 'allow') {
       const routing = who.session ? { routingKey: who.session.id } : {}
       const headers = plan.upstreamHeaders(request, who.session)
@@ -192,27 +192,4 @@ export function explainEvaluation(e: Evaluation): string {
     for (const c of rule.criteria) lines.push(`  ${c.result ? 'true ' : 'false'} ${c.name} ${JSON.stringify(c.data)} [${c.reasons.join(', ')}]`)
   }
   return lines.join('\n')
-}
-
-function logDecision(logger: Logger, request: CheckRequest, plan: RoutePlan, session: Session | undefined, e: Evaluation): void {
-  if (!plan.logDecisions) return
-  logger.info(
-    {
-      service: 'authorize',
-      'request-id': request.requestId,
-      method: request.method,
-      path: request.path,
-      host: request.host,
-      ip: request.clientIp,
-      'session-id': session?.id ?? '',
-      user: session?.userId ?? '',
-      email: session && typeof session.claims['email'] === 'string' ? session.claims['email'] : '',
-      'route-id': request.route.id,
-      allow: e.allow,
-      [e.allow ? 'allow-why-true' : 'allow-why-false']: e.allowReasons,
-      deny: e.deny,
-      [e.deny ? 'deny-why-true' : 'deny-why-false']: e.denyReasons,
-    },
-    'authorize check',
-  )
 }
