@@ -58,6 +58,7 @@ const GLOBAL_IN_EFFECT = new Set([
   'xff_num_trusted_hops',
   'log_level',
   'access_log_fields',
+  'authorize_log_fields',
   'dns_lookup_family',
   'circuit_breaker_thresholds',
   'circuit_breaker_thresholds.max_connections',
