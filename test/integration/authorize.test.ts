@@ -37,7 +37,12 @@ before(async () => {
           { deny: { or: [{ http_path: { starts_with: '/secret' } }] } },
         ],
       },
-      { from: 'https://users.localhost', to: upstream, allowed_users: ['bob@example.com'] },
+      {
+        from: 'https://users.localhost',
+        to: upstream,
+        allowed_users: ['bob@example.com'],
+        set_request_headers: { 'X-Jwt': '${pomerium.jwt}', 'X-Agent': 'via ${pomerium.request.headers["User-Agent"]}', 'X-Plain': 'plain' },
+      },
     ],
   })
   admin = `https://admin.localhost:${setup.port}`
@@ -133,6 +138,18 @@ describe('route policies', () => {
   test('legacy allowed_users matches the email', async () => {
     assert.equal((await http(`${users}/`, bob)).status, 200)
     assert.equal((await http(`${users}/`, alice)).status, 403)
+  })
+
+  test('set_request_headers templates are rendered per request; the JWKS is on the authenticate host too', async () => {
+    const r = await http(`${users}/t`, bob, { headers: { 'user-agent': 'probe/1' } })
+    assert.equal(r.status, 200)
+    const h = (JSON.parse(r.body) as EchoRecord).headers as Record<string, string>
+    assert.equal(h['x-plain'], 'plain')
+    assert.equal(h['x-agent'], 'via probe/1')
+    const jwks = JSON.parse((await http(`${setup.authn}/.well-known/pomerium/jwks.json`)).body) as JSONWebKeySet
+    const { payload } = await jwtVerify(h['x-jwt'] as string, createLocalJWKSet(jwks), { issuer: 'users.localhost', audience: 'users.localhost' })
+    assert.equal(payload['email'], 'bob@example.com')
+    assert.ok(!Object.values(h).some((v) => String(v).includes('${pomerium')), 'no template text reaches the upstream')
   })
 
   test('robots.txt on a protected route is answered by Portcullis', async () => {
