@@ -26,7 +26,7 @@ import { SessionRefresher } from './refresher.js'
 import { isPortcullisPath, RouteEndpoints } from './route-endpoints.js'
 import { AuthenticateService } from './service.js'
 import type { AuthenticateDeps } from './service.js'
-import { SessionStore } from './session-store.js'
+import { SessionStore, sessionTokenKey } from './session-store.js'
 import { buildAuthSettings } from './settings.js'
 import type { AuthSettings } from './settings.js'
 
@@ -76,7 +76,7 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const plansFor = (c: Config): AuthorizePlans => buildAuthorizePlans(c, { logger: options.logger, headers: headerFactory })
   let plans = plansFor(config)
   const store = options.store ?? new MemoryRecordStore()
-  const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs })
+  const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs, tokenKey: sessionTokenKey(options.secrets.sharedSecret) })
   const providers = new ProviderRegistry(options.providerFactory)
   const providerFor = (idpId: string): IdentityProvider | undefined => providers.get(settings, idpId)
   const refresher = new SessionRefresher({ sessions, providerFor, logger: options.logger })

@@ -58,3 +58,28 @@ test('users are stored beside sessions', async () => {
   assert.equal(await sessions.getUser('nope'), undefined)
   await db.close()
 })
+
+test('tokens are sealed at rest with a key from the shared secret; another key cannot read them', async () => {
+  const { randomBytes } = await import('node:crypto')
+  const { sessionTokenKey } = await import('./session-store.js')
+  const db = new MemoryRecordStore()
+  const key = sessionTokenKey(randomBytes(32))
+  const sessions = new SessionStore(db, { lifetimeMs: 3600_000, tokenKey: key })
+  const { session } = await sessions.create({ ...input, accessToken: 'access-secret', refreshToken: 'refresh-secret', idToken: 'id-secret' })
+  const raw = JSON.stringify((await db.get(SESSION_TYPE, session.id))?.data)
+  for (const secret of ['access-secret', 'refresh-secret', 'id-secret']) assert.ok(!raw.includes(secret), `${secret} is not stored in clear`)
+  const read = await sessions.get(session.id)
+  assert.equal(read?.accessToken, 'access-secret')
+  assert.equal(read?.refreshToken, 'refresh-secret')
+  assert.equal(read?.idToken, 'id-secret')
+  await sessions.update({ ...session, accessToken: 'access-2' })
+  assert.equal((await sessions.get(session.id))?.accessToken, 'access-2')
+  assert.ok(!JSON.stringify((await db.get(SESSION_TYPE, session.id))?.data).includes('access-2'))
+  // A store read with another key (a changed shared secret) yields no session, never garbage tokens.
+  const other = new SessionStore(db, { lifetimeMs: 3600_000, tokenKey: sessionTokenKey(randomBytes(32)) })
+  assert.equal(await other.get(session.id), undefined)
+  // A sealed token moved to another session id does not open either (bound to its session).
+  const stored = (await db.get(SESSION_TYPE, session.id))?.data as Record<string, unknown>
+  await db.put([{ type: SESSION_TYPE, id: 'moved', data: { ...stored, id: 'moved' } }])
+  assert.equal(await sessions.get('moved'), undefined)
+})

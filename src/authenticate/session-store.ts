@@ -4,7 +4,8 @@
  * (sign-out, back-channel logout, failed refresh) stops working on every route at once.
  * Record types use Pomerium's names, so tooling that lists databroker records reads the same.
  */
-import { randomBytes } from 'node:crypto'
+import { hkdfSync, randomBytes } from 'node:crypto'
+import { open, seal } from './sealed.js'
 import type { Clock, RecordStore } from '../databroker/index.js'
 
 export const SESSION_TYPE = 'type.googleapis.com/session.Session'
@@ -49,32 +50,79 @@ export function newSessionId(): string {
   return randomBytes(16).toString('base64url')
 }
 
+const TOKEN_FIELDS = ['accessToken', 'refreshToken', 'idToken'] as const
+/** Marks a token sealed at rest; anything else is read as written (stores made before encryption). */
+const SEALED_PREFIX = 'sealed:v1:'
+
+/** The key that seals session tokens at rest, derived from the shared secret. */
+export function sessionTokenKey(sharedSecret: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', sharedSecret, Buffer.alloc(0), 'portcullis session tokens at rest', 32))
+}
+
 export class SessionStore {
   readonly #store: RecordStore
   readonly #clock: Clock
   readonly #lifetimeMs: number
+  readonly #tokenKey: Buffer | undefined
+  /** Opened sessions by the stored data object, so a store that hands out the same object (memory, caches) pays for decryption once. */
+  readonly #opened = new WeakMap<object, Session>()
 
-  constructor(store: RecordStore, options: { lifetimeMs: number; clock?: Clock }) {
+  /**
+   * `tokenKey` (see {@link sessionTokenKey}) seals access, refresh and ID tokens before they are
+   * stored (stricter than Pomerium, which stores them in clear); without it they are stored as is.
+   */
+  constructor(store: RecordStore, options: { lifetimeMs: number; clock?: Clock; tokenKey?: Buffer }) {
     this.#store = store
     this.#lifetimeMs = options.lifetimeMs
     this.#clock = options.clock ?? { now: () => Date.now() }
+    this.#tokenKey = options.tokenKey
+  }
+
+  /** The session as stored: tokens sealed, bound to the session id. */
+  #sealed(session: Session): Session {
+    const key = this.#tokenKey
+    if (!key) return session
+    const out: Record<string, unknown> = { ...session }
+    for (const f of TOKEN_FIELDS) {
+      const v = session[f]
+      if (v !== undefined) out[f] = SEALED_PREFIX + seal(v, key, `${session.id}|${f}`)
+    }
+    return out as unknown as Session
+  }
+
+  /** The session with its tokens opened; undefined when a sealed token does not open (another key). */
+  #open(data: Session): Session | undefined {
+    const cached = this.#opened.get(data)
+    if (cached) return cached
+    const key = this.#tokenKey
+    const out: Record<string, unknown> = { ...data }
+    for (const f of TOKEN_FIELDS) {
+      const v = data[f]
+      if (v === undefined || !v.startsWith(SEALED_PREFIX)) continue
+      const opened = key ? open(v.slice(SEALED_PREFIX.length), key, `${data.id}|${f}`) : undefined
+      if (opened === undefined) return undefined
+      out[f] = opened
+    }
+    const session = out as unknown as Session
+    this.#opened.set(data, session)
+    return session
   }
 
   /** Stores a new session with a new id; returns it with the record version (for read-your-writes). */
   async create(input: NewSession): Promise<{ session: Session; recordVersion: number }> {
     const now = this.#clock.now()
     const session: Session = { ...input, id: newSessionId(), issuedAt: now, expiresAt: now + this.#lifetimeMs }
-    const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: session }])
+    const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
     // Return what was stored (JSON semantics: absent optional fields are left out), so a later
     // read compares equal to it.
-    const stored = record && isSession(record.data) ? record.data : session
-    return { session: stored, recordVersion: record?.version ?? 0 }
+    const stored = record && isSession(record.data) ? this.#open(record.data) : undefined
+    return { session: stored ?? session, recordVersion: record?.version ?? 0 }
   }
 
   /** The live session, or undefined when absent, expired or malformed (never an exception for bad data). */
   async get(id: string): Promise<Session | undefined> {
     const record = await this.#store.get(SESSION_TYPE, id)
-    const session = record && isSession(record.data) ? record.data : undefined
+    const session = record && isSession(record.data) ? this.#open(record.data) : undefined
     if (!session || session.id !== id) return undefined
     if (this.#clock.now() >= session.expiresAt) {
       await this.#store.delete(SESSION_TYPE, id)
@@ -85,7 +133,7 @@ export class SessionStore {
 
   /** Replaces a session's tokens and claims (after a refresh); its id and lifetime stay. */
   async update(session: Session): Promise<number> {
-    const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: session }])
+    const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
     return record?.version ?? 0
   }
 
@@ -107,7 +155,7 @@ export class SessionStore {
 
   /** Stores a session made from a provider bearer token under a given id, until the token expires. */
   async putBearerSession(session: Session): Promise<void> {
-    await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: session }])
+    await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
   }
 
   async putUser(user: User): Promise<void> {
