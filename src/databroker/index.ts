@@ -8,6 +8,15 @@ export { DataBrokerError, DATABROKER_ERROR_CODES, isDataBrokerError } from './er
 export type { DataBrokerErrorCode } from './errors.js'
 export { DEFAULT_MAX_TOMBSTONES, MemoryRecordStore } from './memory.js'
 export type { MemoryRecordStoreOptions } from './memory.js'
+export {
+  createSqliteRecordStore,
+  resolveSqliteFile,
+  SQLITE_FILE_NAME,
+  SqliteOpenError,
+  SqliteRecordStore,
+  sqlitePathFromUrl,
+} from './sqlite.js'
+export type { SqliteOpenFailure, SqliteRecordStoreOptions } from './sqlite.js'
 export { systemClock } from './types.js'
 export type {
   Clock,
