@@ -11,6 +11,12 @@ export const DATABROKER_ERROR_CODES = [
   'ERR_DATABROKER_INVALID_ARGUMENT',
   /** `sync` cannot resume from the given version because tombstones after it were pruned. */
   'ERR_DATABROKER_SYNC_TOO_OLD',
+  /**
+   * The storage behind the store (a database server) cannot be reached or failed the operation,
+   * which may or may not have taken effect. Transient: callers fail closed (refuse the request,
+   * answer 5xx, never treat it as "no such record") and retry later.
+   */
+  'ERR_DATABROKER_UNAVAILABLE',
 ] as const
 
 /** One of `DATABROKER_ERROR_CODES`. */
