@@ -88,6 +88,10 @@ export class SessionRefresher {
       tokens = await provider.refresh(credential, { previousClaims: { ...session.claims, sub: typeof session.claims['sub'] === 'string' ? session.claims['sub'] : session.userId } })
     } catch (err) {
       if (isIdentityProviderError(err) && err.permanent) {
+        // Another instance may have refreshed first: with rotating refresh tokens ours is then
+        // spent. Its result is in the store; only a session nobody renewed has ended.
+        const latest = await sessions.get(session.id)
+        if (latest && latest.tokenObtainedAt !== session.tokenObtainedAt && latest.refreshToken !== session.refreshToken) return latest
         logger.info({ sessionId: session.id, userId: session.userId, reason: err.oauthError ?? err.code }, 'the identity provider refused to refresh the session; it has ended')
         await sessions.delete(session.id)
         return undefined

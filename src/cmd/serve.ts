@@ -4,9 +4,11 @@
  * node:cluster workers sharing the listening socket; the primary only supervises.
  */
 import cluster from 'node:cluster'
+import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { createAuthentication } from '../authenticate/runtime.js'
 import { builtinClientSecret, startBuiltinIdpFromConfig } from '../builtin-idp/from-config.js'
+import { openRecordStore, storageChoice } from '../databroker/from-config.js'
 import { createProviderFactory } from '../authenticate/provider-factory.js'
 import { ConfigSource, formatIssue } from '../config/index.js'
 import type { Config } from '../config/types.js'
@@ -14,7 +16,7 @@ import { ProxyServer } from '../proxy/server.js'
 import type { ListenerInfo } from '../proxy/server.js'
 import { createLogger, flushLogs, toPinoLevel } from '../shared/log.js'
 import type { Logger } from '../shared/log.js'
-import { resolveSecrets } from '../shared/secrets.js'
+import { decodeSecret, resolveSecrets } from '../shared/secrets.js'
 
 /** How long SIGTERM waits for requests in flight before closing what is left. */
 export const SHUTDOWN_GRACE_MS = 10_000
@@ -40,7 +42,12 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
   const config = source.current()
   const secrets = resolveSecrets(config.raw, logger)
   const builtinIdp = await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger)
+  const { store, type: storageType } = await openRecordStore(config, logger)
+  if (storageType === 'memory' && signInConfigured(config)) {
+    logger.warn('databroker storage is memory: sessions end at every restart and are not shared with other instances (use databroker_storage_connection_string: postgres://... for several instances)')
+  }
   const auth = createAuthentication(config, {
+    store,
     logger,
     secrets,
     providerFactory: createProviderFactory(),
@@ -62,6 +69,7 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
       source.stop()
       await proxy.close(SHUTDOWN_GRACE_MS)
       await builtinIdp?.close()
+      await store.close()
     },
   }
 }
@@ -88,12 +96,22 @@ export async function serve(configFile: string | undefined): Promise<number> {
     process.exit(1)
   })
   let workers = workerCount(config)
-  if (workers > 1 && signInConfigured(config)) {
-    // Sessions live in each process's memory until the databroker issue shares them.
-    if (!cluster.isWorker) logger.warn({ workers }, 'workers > 1 is not supported with sign-in and the in-memory session store yet: running one process')
+  if (workers > 1 && signInConfigured(config) && storageChoice(config.raw).type !== 'postgres') {
+    // Each worker would have its own memory (or exclusively locked file) store: sessions made in
+    // one would be unknown to the others. PostgreSQL is shared, so workers can use it.
+    if (!cluster.isWorker) logger.warn({ workers }, 'workers > 1 with sign-in needs databroker storage postgres: running one process')
     workers = 1
   }
-  if (workers > 1 && cluster.isPrimary) return await supervise(workers, logger)
+  if (workers > 1 && cluster.isPrimary) {
+    // Workers must share the process secrets; random ones are made once here and inherited.
+    for (const [key, env] of [['shared_secret', 'SHARED_SECRET'], ['cookie_secret', 'COOKIE_SECRET']] as const) {
+      if (decodeSecret(config.raw[key]) === undefined) {
+        logger.warn({ setting: key }, `${key} is not set: using a random one for this run; sessions will not survive a restart`)
+        process.env[env] = randomBytes(32).toString('base64')
+      }
+    }
+    return await supervise(workers, logger)
+  }
 
   let server: RunningServer
   try {

@@ -23,6 +23,7 @@ import {
   globalResponseHeaders,
 } from './global.js'
 import { checkSignIn } from './sign-in.js'
+import { checkStorage } from './storage.js'
 import { identityConfigIssues } from '../authorize/identity/identity-headers.js'
 import { compileRoutePolicy } from '../policy/index.js'
 import { mtlsEnforcementOf } from './mtls.js'
@@ -97,6 +98,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const certificates = checkCertificates(raw, ctx)
   checkSecrets(raw, ctx)
   checkSignIn(raw, ctx)
+  checkStorage(raw, ctx)
   checkNonEmptyLists(raw, ctx)
   if (raw['codec_type'] === 'http3') {
     ctx.issues.warning('codec_type', 'http3', 'HTTP/3 is not supported yet; the listener serves HTTP/1.1 and HTTP/2 (as codec_type: auto)')

@@ -1,0 +1,33 @@
+/**
+ * Opens the record store a config asks for (reference 1.4): `databroker_storage_type` `memory`
+ * (default), `file` (SQLite) or `postgres`, with `databroker_storage_connection_string[_file]`.
+ * As in Pomerium, the type follows from the connection string when only that is given:
+ * `postgres://` / `postgresql://` mean postgres, `file://` means file.
+ */
+import type { Config } from '../config/types.js'
+import type { Logger } from '../shared/log.js'
+import { MemoryRecordStore } from './memory.js'
+import { createPostgresRecordStore } from './postgres.js'
+import { createSqliteRecordStore, sqlitePathFromUrl } from './sqlite.js'
+import { storageChoice } from './choice.js'
+import type { StorageType } from './choice.js'
+import type { RecordStore } from './types.js'
+
+export { storageChoice }
+export type { StorageType }
+
+export async function openRecordStore(config: Config, logger: Logger): Promise<{ store: RecordStore; type: StorageType }> {
+  const choice = storageChoice(config.raw)
+  switch (choice.type) {
+    case 'memory':
+      return { store: new MemoryRecordStore(), type: 'memory' }
+    case 'file': {
+      if (choice.connectionString === undefined) throw new Error('databroker_storage_connection_string is required with databroker_storage_type: file (e.g. file:///var/lib/portcullis)')
+      return { store: createSqliteRecordStore({ path: sqlitePathFromUrl(choice.connectionString), logger }), type: 'file' }
+    }
+    case 'postgres': {
+      if (choice.connectionString === undefined) throw new Error('databroker_storage_connection_string is required with databroker_storage_type: postgres (e.g. postgres://user@db/portcullis)')
+      return { store: await Promise.resolve(createPostgresRecordStore({ connectionString: choice.connectionString, logger })), type: 'postgres' }
+    }
+  }
+}
