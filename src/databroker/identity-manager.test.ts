@@ -13,7 +13,7 @@ import type { IdentityManager, IdentityManagerOptions } from './identity-manager
 import { MemoryRecordStore } from './memory.js'
 import type { RecordStore } from './types.js'
 
-const logger = createLogger('silent')
+const logger = createLogger('disabled')
 const HOUR = 3_600_000
 
 class ManualClock {
