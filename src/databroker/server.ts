@@ -17,6 +17,12 @@ import type { Logger } from '../shared/log.js'
 import { InternalApiError, startInternalServer } from '../internal/transport.js'
 import type { InternalRoute, InternalServerTls } from '../internal/transport.js'
 
+/**
+ * The internal API address in all-in-one mode. Pomerium listens on `:5443` (every interface);
+ * Portcullis binds loopback by default, as only local workers need it (docs/services.md).
+ */
+export const ALL_IN_ONE_GRPC_ADDRESS = '127.0.0.1:5443'
+
 /** The path prefix of the databroker methods. */
 export const DATABROKER_API_PREFIX = '/databroker/v1/'
 

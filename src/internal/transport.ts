@@ -186,10 +186,10 @@ export async function startInternalServer(options: InternalServerOptions): Promi
     if (headers[':method'] !== 'POST') {
       return send(stream, 405, { code: 'ERR_METHOD_NOT_ALLOWED', message: 'use POST' })
     }
-    void serve(stream, route)
+    void serve(stream, route, path)
   })
 
-  async function serve(stream: ServerHttp2Stream, route: InternalRoute): Promise<void> {
+  async function serve(stream: ServerHttp2Stream, route: InternalRoute, path: string): Promise<void> {
     let body: unknown
     try {
       body = await readBody(stream)
@@ -203,7 +203,7 @@ export async function startInternalServer(options: InternalServerOptions): Promi
         send(stream, 200, result ?? {})
       } catch (err) {
         const e = mapError(err)
-        if (e.status >= 500) logger.error({ err, path: stream.id }, 'internal API call failed')
+        if (e.status >= 500) logger.error({ err, path }, 'internal API call failed')
         send(stream, e.status, { code: e.code, message: e.message })
       }
       return
