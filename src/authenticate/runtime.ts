@@ -11,6 +11,8 @@ import { createUpstreamHeaderFactory } from '../authorize/upstream-headers.js'
 import { createPolicyAuthorizer } from '../authorize/policy-authorizer.js'
 import type { Authorizer } from '../authorize/types.js'
 import type { Config, RouteConfig } from '../config/types.js'
+import { startIdentityManager } from '../databroker/identity-manager.js'
+import type { IdentityManager } from '../databroker/identity-manager.js'
 import { MemoryRecordStore } from '../databroker/index.js'
 import type { RecordStore } from '../databroker/index.js'
 import type { Logger } from '../shared/log.js'
@@ -37,8 +39,12 @@ export interface Authentication {
     handle(request: EndpointRequest): Promise<EndpointResponse>
   }
   readonly sessions: SessionStore
+  /** Token refresh, user info and session expiry in the background, under a lease (one instance acts). */
+  readonly identityManager: IdentityManager
   settings(): AuthSettings
   applyConfig(config: Config): void
+  /** Stops the background work (before the store closes). */
+  close(): Promise<void>
 }
 
 export interface AuthenticationOptions {
@@ -80,6 +86,7 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const providers = new ProviderRegistry(options.providerFactory)
   const providerFor = (idpId: string): IdentityProvider | undefined => providers.get(settings, idpId)
   const refresher = new SessionRefresher({ sessions, providerFor, logger: options.logger })
+  const identityManager = startIdentityManager({ store, sessions, providerFor, logger: options.logger.child({ component: 'identity-manager' }) })
   const common = { settings: () => settings, secrets: options.secrets, sessions, refresher, logger: options.logger }
   const backchannelLogout = options.backchannelLogout ?? createBackchannelLogout({ sessions, logger: options.logger })
   const service = new AuthenticateService({ ...common, providers, backchannelLogout })
@@ -91,7 +98,9 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
       bearer: new BearerSessions({ sessions, providerFor, logger: options.logger, maxLifetimeMs: () => settings.sessionLifetimeMs }),
     }),
     sessions,
+    identityManager,
     settings: () => settings,
+    close: () => identityManager.stop(),
     endpoints: {
       claims: (host, path) => (settings.enabled && host === settings.authenticateHost) || isPortcullisPath(path),
       handle: (request) =>

@@ -9,6 +9,10 @@ import { availableParallelism } from 'node:os'
 import { createAuthentication } from '../authenticate/runtime.js'
 import { builtinClientSecret, startBuiltinIdpFromConfig } from '../builtin-idp/from-config.js'
 import { openRecordStore, storageChoice } from '../databroker/from-config.js'
+import { createRemoteRecordStore } from '../databroker/remote.js'
+import { startDatabrokerServer } from '../databroker/server.js'
+import type { RecordStore } from '../databroker/types.js'
+import { servicePlan } from './services.js'
 import { createProviderFactory } from '../authenticate/provider-factory.js'
 import { ConfigSource, formatIssue } from '../config/index.js'
 import type { Config } from '../config/types.js'
@@ -23,7 +27,8 @@ export const SHUTDOWN_GRACE_MS = 10_000
 
 export interface RunningServer {
   readonly listeners: readonly ListenerInfo[]
-  readonly proxy: ProxyServer
+  /** Undefined for a databroker-only process. */
+  readonly proxy: ProxyServer | undefined
   close(): Promise<void>
 }
 
@@ -42,9 +47,44 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
   const config = source.current()
   const secrets = resolveSecrets(config.raw, logger)
   const builtinIdp = await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger)
-  const { store, type: storageType } = await openRecordStore(config, logger)
+  const plan = servicePlan(config)
+  let store: RecordStore
+  let storageType = 'remote'
+  if (plan.databroker) {
+    const opened = await openRecordStore(config, logger)
+    store = opened.store
+    storageType = opened.type
+  } else {
+    if (plan.databrokerUrls.length === 0) throw new Error('services without databroker need databroker_service_url (or databroker_service_urls / databroker_internal_service_url)')
+    const ca = typeof config.raw['certificate_authority'] === 'string' ? config.raw['certificate_authority'] : undefined
+    store = createRemoteRecordStore({ urls: plan.databrokerUrls, sharedSecret: secrets.sharedSecret, logger, ...(ca ? { tls: { ca } } : {}) })
+  }
   if (storageType === 'memory' && signInConfigured(config)) {
     logger.warn('databroker storage is memory: sessions end at every restart and are not shared with other instances (use databroker_storage_connection_string: postgres://... for several instances)')
+  }
+  const certificate = config.certificates[0]
+  const databrokerServer =
+    plan.grpcAddress !== undefined
+      ? await startDatabrokerServer({
+          store,
+          address: plan.grpcAddress,
+          sharedSecret: secrets.sharedSecret,
+          logger,
+          ...(!plan.grpcInsecure && certificate ? { tls: { cert: certificate.cert, key: certificate.key } } : {}),
+        })
+      : undefined
+  if (!plan.proxy) {
+    const url = databrokerServer?.url ?? ''
+    source.start()
+    return {
+      listeners: [{ name: 'grpc', url, port: Number(new URL(url).port) }],
+      proxy: undefined,
+      async close() {
+        source.stop()
+        await databrokerServer?.close()
+        await store.close()
+      },
+    }
   }
   const auth = createAuthentication(config, {
     store,
@@ -54,7 +94,7 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
     builtinClientSecret: builtinClientSecret(config, secrets.sharedSecret),
   })
   const proxy = new ProxyServer(config, { authorizer: auth.authorizer, endpoints: auth.endpoints, logger })
-  const listeners = await proxy.listen()
+  const listeners = [...(await proxy.listen()), ...(databrokerServer ? [{ name: 'grpc' as const, url: databrokerServer.url, port: Number(new URL(databrokerServer.url).port) }] : [])]
   source.onChange((next) => {
     logger.level = toPinoLevel(next.logLevel)
     auth.applyConfig(next)
@@ -69,6 +109,8 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
       source.stop()
       await proxy.close(SHUTDOWN_GRACE_MS)
       await builtinIdp?.close()
+      await auth.close()
+      await databrokerServer?.close()
       await store.close()
     },
   }

@@ -53,7 +53,7 @@ export interface ProxyDeps {
 }
 
 export interface ListenerInfo {
-  readonly name: 'main' | 'http_redirect'
+  readonly name: 'main' | 'http_redirect' | 'grpc'
   readonly url: string
   readonly port: number
 }

@@ -1,0 +1,85 @@
+/**
+ * Services apart (issue 5, reference 1.2): a databroker-only process serves the store over the
+ * internal API, and two proxy processes (proxy, authenticate, authorize) use it: a session made
+ * through one works through the other, and the internal API refuses a user's session token
+ * (security-tests 40).
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { connect } from 'node:http2'
+import { request } from 'undici'
+import { MAIN_SCRIPT, REPO_ROOT } from '../fixtures/portcullis.js'
+import { freePort, signIn, startSignInSetup } from '../fixtures/sign-in.js'
+import type { SignInSetup } from '../fixtures/sign-in.js'
+
+const sharedSecret = randomBytes(32).toString('base64')
+let databroker: ChildProcess
+let grpcUrl = ''
+let setup: SignInSetup
+
+before(async () => {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-databroker-'))
+  const file = join(dir, 'config.yaml')
+  writeFileSync(file, `services: databroker\ngrpc_address: 127.0.0.1:${port}\nshared_secret: ${sharedSecret}\nlog_level: info\n`)
+  databroker = spawn(process.execPath, [MAIN_SCRIPT, '--config', file], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the databroker did not start:\n${out}`)), 15_000)
+    databroker.stdout?.on('data', (c: Buffer) => {
+      out += c.toString()
+      const m = /"listener":"grpc","url":"([^"]+)"/.exec(out)
+      if (m?.[1]) {
+        grpcUrl = m[1]
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+    databroker.stderr?.on('data', (c: Buffer) => (out += c.toString()))
+    databroker.once('exit', () => reject(new Error(`the databroker exited:\n${out}`)))
+  })
+  setup = await startSignInSetup({
+    settings: { services: 'proxy,authenticate,authorize', databroker_service_url: grpcUrl, shared_secret: sharedSecret },
+  })
+})
+after(async () => {
+  await setup?.close()
+  databroker?.kill('SIGTERM')
+  await new Promise((r) => databroker?.once('exit', r))
+})
+
+test('a session made through one proxy process works through another, both on one databroker process', async () => {
+  const b = await setup.startAnother()
+  const { jar } = await signIn(setup, `${setup.app}/`, 'alice@example.com', 'alice-password')
+  const cookie = `_pomerium=${jar.forHost(new URL(setup.app).host)['_pomerium']}`
+  for (const url of [`${setup.app}/x`, `https://app.localhost:${b.port}/x`]) {
+    const res = await request(url, { dispatcher: setup.dispatcher, headers: { cookie, accept: 'text/html' } })
+    await res.body.dump()
+    assert.equal(res.statusCode, 200, url)
+  }
+})
+
+test('the internal API refuses a user session token', async () => {
+  const { jar } = await signIn(setup, `${setup.app}/`, 'bob@example.com', 'bob-password')
+  const handle = jar.forHost(new URL(setup.app).host)['_pomerium'] as string
+  for (const authorization of [`Bearer ${handle}`, `Pomerium ${handle}`, `Bearer Pomerium-${handle}`]) {
+    const status = await new Promise<number>((resolve, reject) => {
+      const session = connect(grpcUrl)
+      session.on('error', reject)
+      const req = session.request({ ':method': 'POST', ':path': '/databroker/v1/listTypes', authorization, 'content-type': 'application/json' })
+      req.on('response', (h) => {
+        resolve(Number(h[':status']))
+        session.close()
+      })
+      req.on('error', reject)
+      req.end('{}')
+    })
+    assert.equal(status, 401, authorization.slice(0, 16))
+  }
+})
