@@ -14,6 +14,8 @@
  *                   (test/fixtures/oidc-provider.ts) on loopback, a policy with several rules,
  *                   pass_identity_headers; signed in once before measuring, every request carries
  *                   the `_pomerium` session cookie
+ *   portcullis-auth-2  the same with workers: 2 (the primary serves the databroker; each worker
+ *                   keeps a synced copy of the sessions)
  *   apache-oidc     Apache httpd + mod_auth_openidc (server-cache sessions in shm, claims passed as
  *                   headers) in front of the same upstream, against the same provider; signed in
  *                   once, every request carries the `mod_auth_openidc_session` cookie (needs
@@ -65,11 +67,12 @@ const TARGETS = [
   'portcullis-10k',
   'portcullis-log',
   'portcullis-auth',
+  'portcullis-auth-2',
   'apache-oidc',
 ] as const
 type Target = (typeof TARGETS)[number]
 /** Targets that sign in at the test provider before measuring (slower to start). */
-const SIGN_IN_TARGETS: ReadonlySet<Target> = new Set<Target>(['portcullis-auth', 'apache-oidc'])
+const SIGN_IN_TARGETS: ReadonlySet<Target> = new Set<Target>(['portcullis-auth', 'portcullis-auth-2', 'apache-oidc'])
 
 interface Result {
   readonly target: Target
@@ -579,7 +582,7 @@ const AUTH_POLICY = [
   },
 ]
 
-async function startPortcullisAuth(upstream: Server): Promise<Server> {
+async function startPortcullisAuth(upstream: Server, workers = 1): Promise<Server> {
   const idp = await benchIdp()
   const port = await freePort()
   const authn = `http://authn.localhost:${port}`
@@ -590,7 +593,7 @@ async function startPortcullisAuth(upstream: Server): Promise<Server> {
   const px = await startPortcullis({
     address: `127.0.0.1:${port}`,
     insecure_server: true,
-    workers: 1,
+    workers,
     log_level: 'error',
     shared_secret: randomBytes(32).toString('base64'),
     cookie_secret: randomBytes(32).toString('base64'),
@@ -903,7 +906,7 @@ function table(results: readonly Result[]): string {
   // Signed-in Portcullis against the signed-in yardstick, when both ran.
   const vsApache =
     results.some((r) => r.target === 'apache-oidc') &&
-    results.some((r) => r.target === 'portcullis-auth')
+    results.some((r) => r.target === 'portcullis-auth' || r.target === 'portcullis-auth-2')
   const rows = [
     '| target | connections | req/s | p50 ms | p99 ms | req/s ÷ nginx | req/s ÷ direct | p50 Δ vs nginx (ms) |' +
       (vsApache ? ' req/s ÷ apache-oidc |' : ''),
@@ -916,7 +919,7 @@ function table(results: readonly Result[]): string {
     for (const r of results.filter((x) => x.connections === c)) {
       const apacheCell = !vsApache
         ? ''
-        : r.target === 'portcullis-auth' && apache
+        : (r.target === 'portcullis-auth' || r.target === 'portcullis-auth-2') && apache
           ? ` ${fmt(r.rps / apache.rps, 2)} |`
           : ' |'
       rows.push(
@@ -1018,8 +1021,9 @@ async function main(): Promise<number> {
           server = await startNginxProxy(upstream)
           break
         case 'portcullis-auth':
+        case 'portcullis-auth-2':
           if (portcullisNote !== null) continue
-          server = await startPortcullisAuth(upstream)
+          server = await startPortcullisAuth(upstream, target === 'portcullis-auth-2' ? 2 : 1)
           break
         case 'apache-oidc':
           if (apacheMissing !== null) {

@@ -28,6 +28,7 @@ import { SessionRefresher } from './refresher.js'
 import { isPortcullisPath, RouteEndpoints } from './route-endpoints.js'
 import { AuthenticateService } from './service.js'
 import type { AuthenticateDeps } from './service.js'
+import { SessionCache } from './session-cache.js'
 import { SessionStore, sessionTokenKey } from './session-store.js'
 import { buildAuthSettings } from './settings.js'
 import type { AuthSettings } from './settings.js'
@@ -54,6 +55,11 @@ export interface AuthenticationOptions {
   /** Defaults to an in-memory store (single instance). */
   readonly store?: RecordStore
   readonly backchannelLogout?: AuthenticateDeps['backchannelLogout']
+  /**
+   * Keep a synced local copy of the sessions (for stores in another process or on PostgreSQL, so
+   * the request path reads memory). Default false: a local memory store is already memory.
+   */
+  readonly syncedSessions?: boolean
   /** Client secret for `idp_provider: builtin` without `idp_client_secret`. */
   readonly builtinClientSecret?: string
   /** Identity headers (JWT assertion, claim headers, Kubernetes, Google) per route; default: built from the config. */
@@ -82,7 +88,9 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const plansFor = (c: Config): AuthorizePlans => buildAuthorizePlans(c, { logger: options.logger, headers: headerFactory })
   let plans = plansFor(config)
   const store = options.store ?? new MemoryRecordStore()
-  const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs, tokenKey: sessionTokenKey(options.secrets.sharedSecret) })
+  const cache = options.syncedSessions === true ? new SessionCache(store, options.logger) : undefined
+  cache?.start()
+  const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs, tokenKey: sessionTokenKey(options.secrets.sharedSecret), ...(cache ? { cache } : {}) })
   const providers = new ProviderRegistry(options.providerFactory)
   const providerFor = (idpId: string): IdentityProvider | undefined => providers.get(settings, idpId)
   const refresher = new SessionRefresher({ sessions, providerFor, logger: options.logger })
@@ -100,7 +108,10 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
     sessions,
     identityManager,
     settings: () => settings,
-    close: () => identityManager.stop(),
+    close: async () => {
+      await identityManager.stop()
+      await cache?.stop()
+    },
     endpoints: {
       claims: (host, path) => (settings.enabled && host === settings.authenticateHost) || isPortcullisPath(path),
       handle: (request) =>

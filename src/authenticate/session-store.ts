@@ -59,6 +59,13 @@ export function sessionTokenKey(sharedSecret: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', sharedSecret, Buffer.alloc(0), 'portcullis session tokens at rest', 32))
 }
 
+/** A local copy of session records (see session-cache.ts); this store tells it about its own writes. */
+export interface SessionReadCache {
+  get(id: string): unknown
+  /** This process wrote `data` for `id` (undefined: deleted): read-your-writes before the sync stream catches up. */
+  note(id: string, data: unknown): void
+}
+
 export class SessionStore {
   readonly #store: RecordStore
   readonly #clock: Clock
@@ -71,11 +78,14 @@ export class SessionStore {
    * `tokenKey` (see {@link sessionTokenKey}) seals access, refresh and ID tokens before they are
    * stored (stricter than Pomerium, which stores them in clear); without it they are stored as is.
    */
-  constructor(store: RecordStore, options: { lifetimeMs: number; clock?: Clock; tokenKey?: Buffer }) {
+  readonly #cache: SessionReadCache | undefined
+
+  constructor(store: RecordStore, options: { lifetimeMs: number; clock?: Clock; tokenKey?: Buffer; cache?: SessionReadCache }) {
     this.#store = store
     this.#lifetimeMs = options.lifetimeMs
     this.#clock = options.clock ?? { now: () => Date.now() }
     this.#tokenKey = options.tokenKey
+    this.#cache = options.cache
   }
 
   /** The session as stored: tokens sealed, bound to the session id. */
@@ -113,6 +123,7 @@ export class SessionStore {
     const now = this.#clock.now()
     const session: Session = { ...input, id: newSessionId(), issuedAt: now, expiresAt: now + this.#lifetimeMs }
     const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
+    if (record) this.#cache?.note(session.id, record.data)
     // Return what was stored (JSON semantics: absent optional fields are left out), so a later
     // read compares equal to it.
     const stored = record && isSession(record.data) ? this.#open(record.data) : undefined
@@ -121,10 +132,13 @@ export class SessionStore {
 
   /** The live session, or undefined when absent, expired or malformed (never an exception for bad data). */
   async get(id: string): Promise<Session | undefined> {
-    const record = await this.#store.get(SESSION_TYPE, id)
-    const session = record && isSession(record.data) ? this.#open(record.data) : undefined
+    // The synced local copy first (no I/O); a session it does not have is read from the store.
+    const cached = this.#cache?.get(id)
+    const data = cached !== undefined ? cached : (await this.#store.get(SESSION_TYPE, id))?.data
+    const session = data !== undefined && isSession(data) ? this.#open(data) : undefined
     if (!session || session.id !== id) return undefined
     if (this.#clock.now() >= session.expiresAt) {
+      this.#cache?.note(id, undefined)
       await this.#store.delete(SESSION_TYPE, id)
       return undefined
     }
@@ -134,10 +148,12 @@ export class SessionStore {
   /** Replaces a session's tokens and claims (after a refresh); its id and lifetime stay. */
   async update(session: Session): Promise<number> {
     const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
+    if (record) this.#cache?.note(session.id, record.data)
     return record?.version ?? 0
   }
 
   async delete(id: string): Promise<void> {
+    this.#cache?.note(id, undefined)
     await this.#store.delete(SESSION_TYPE, id)
   }
 
@@ -149,13 +165,17 @@ export class SessionStore {
   /** Ends every session whose top-level fields equal `filter` (e.g. `{ idpId, idpSessionId }`); returns how many. */
   async deleteWhere(filter: Readonly<Record<string, string>>): Promise<number> {
     const { records } = await this.#store.query({ type: SESSION_TYPE, filter })
-    for (const r of records) await this.#store.delete(SESSION_TYPE, r.id)
+    for (const r of records) {
+      this.#cache?.note(r.id, undefined)
+      await this.#store.delete(SESSION_TYPE, r.id)
+    }
     return records.length
   }
 
   /** Stores a session made from a provider bearer token under a given id, until the token expires. */
   async putBearerSession(session: Session): Promise<void> {
-    await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
+    const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
+    if (record) this.#cache?.note(session.id, record.data)
   }
 
   async putUser(user: User): Promise<void> {

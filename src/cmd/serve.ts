@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { createAuthentication } from '../authenticate/runtime.js'
 import { builtinClientSecret, startBuiltinIdpFromConfig } from '../builtin-idp/from-config.js'
-import { openRecordStore, storageChoice } from '../databroker/from-config.js'
+import { openRecordStore } from '../databroker/from-config.js'
 import { createRemoteRecordStore } from '../databroker/remote.js'
 import { startDatabrokerServer } from '../databroker/server.js'
 import type { RecordStore } from '../databroker/types.js'
@@ -21,6 +21,9 @@ import type { ListenerInfo } from '../proxy/server.js'
 import { createLogger, flushLogs, toPinoLevel } from '../shared/log.js'
 import type { Logger } from '../shared/log.js'
 import { decodeSecret, resolveSecrets } from '../shared/secrets.js'
+
+/** Tells cluster workers where their primary serves the shared databroker. */
+const WORKER_DATABROKER_ENV = 'PORTCULLIS_WORKER_DATABROKER_URL'
 
 /** How long SIGTERM waits for requests in flight before closing what is left. */
 export const SHUTDOWN_GRACE_MS = 10_000
@@ -46,8 +49,11 @@ function signInConfigured(config: Config): boolean {
 export async function startServices(source: ConfigSource, logger: Logger): Promise<RunningServer> {
   const config = source.current()
   const secrets = resolveSecrets(config.raw, logger)
-  const builtinIdp = await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger)
-  const plan = servicePlan(config)
+  // With workers, the primary runs the built-in provider and the databroker; workers use them.
+  const workerDatabroker = cluster.isWorker ? process.env[WORKER_DATABROKER_ENV] : undefined
+  const builtinIdp = workerDatabroker === undefined ? await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger) : undefined
+  const configured = servicePlan(config)
+  const plan = workerDatabroker !== undefined ? { ...configured, databroker: false, databrokerUrls: [workerDatabroker], grpcAddress: undefined } : configured
   let store: RecordStore
   let storageType = 'remote'
   if (plan.databroker) {
@@ -88,6 +94,7 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
   }
   const auth = createAuthentication(config, {
     store,
+    syncedSessions: storageType !== 'memory' && storageType !== 'file',
     logger,
     secrets,
     providerFactory: createProviderFactory(),
@@ -138,12 +145,7 @@ export async function serve(configFile: string | undefined): Promise<number> {
     process.exit(1)
   })
   let workers = workerCount(config)
-  if (workers > 1 && signInConfigured(config) && storageChoice(config.raw).type !== 'postgres') {
-    // Each worker would have its own memory (or exclusively locked file) store: sessions made in
-    // one would be unknown to the others. PostgreSQL is shared, so workers can use it.
-    if (!cluster.isWorker) logger.warn({ workers }, 'workers > 1 with sign-in needs databroker storage postgres: running one process')
-    workers = 1
-  }
+  if (workers > 1 && !servicePlan(config).proxy) workers = 1
   if (workers > 1 && cluster.isPrimary) {
     // Workers must share the process secrets; random ones are made once here and inherited.
     for (const [key, env] of [['shared_secret', 'SHARED_SECRET'], ['cookie_secret', 'COOKIE_SECRET']] as const) {
@@ -152,7 +154,27 @@ export async function serve(configFile: string | undefined): Promise<number> {
         process.env[env] = randomBytes(32).toString('base64')
       }
     }
-    return await supervise(workers, logger)
+    // One store for all workers: the primary opens it and serves it to them on loopback; each
+    // worker keeps a synced local copy of the sessions, so requests read memory.
+    const primarySecrets = resolveSecrets({ ...config.raw, shared_secret: process.env['SHARED_SECRET'] ?? config.raw['shared_secret'] }, logger)
+    const plan = servicePlan(config)
+    let shared: { close(): Promise<void> } | undefined
+    if (plan.databroker) {
+      const { store } = await openRecordStore(config, logger)
+      const server = await startDatabrokerServer({ store, address: '127.0.0.1:0', sharedSecret: primarySecrets.sharedSecret, logger })
+      const builtinIdp = await startBuiltinIdpFromConfig(config, primarySecrets.sharedSecret, logger)
+      process.env[WORKER_DATABROKER_ENV] = server.url
+      shared = {
+        async close() {
+          await builtinIdp?.close()
+          await server.close()
+          await store.close()
+        },
+      }
+    }
+    const code = await supervise(workers, logger)
+    await shared?.close()
+    return code
   }
 
   let server: RunningServer

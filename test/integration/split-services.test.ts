@@ -83,3 +83,32 @@ test('the internal API refuses a user session token', async () => {
     assert.equal(status, 401, authorization.slice(0, 16))
   }
 })
+
+test('workers: 2 share one databroker through their primary: every worker knows every session', async () => {
+  const workers = await startSignInSetup({ settings: { workers: 2 } })
+  try {
+    const { jar } = await signIn(workers, `${workers.app}/`, 'alice@example.com', 'alice-password')
+    const cookie = `_pomerium=${jar.forHost(new URL(workers.app).host)['_pomerium']}`
+    for (let i = 0; i < 30; i++) {
+      // A new connection each time, so the kernel spreads them over both workers.
+      const res = await request(`${workers.app}/n${i}`, { dispatcher: workers.dispatcher, headers: { cookie, accept: 'text/html', connection: 'close' } })
+      await res.body.dump()
+      assert.equal(res.statusCode, 200, `request ${i}`)
+    }
+    // Sign-out through any worker ends the session for all of them.
+    const out = await request(`${workers.app}/.pomerium/sign_out`, { dispatcher: workers.dispatcher, headers: { cookie } })
+    await out.body.dump()
+    const atAuthn = await request(String(out.headers['location']), { dispatcher: workers.dispatcher, headers: { cookie: `_pomerium=${jar.forHost(new URL(workers.authn).host)['_pomerium']}` } })
+    await atAuthn.body.dump()
+    let refused = 0
+    for (let i = 0; i < 10; i++) {
+      const res = await request(`${workers.app}/after${i}`, { dispatcher: workers.dispatcher, headers: { cookie, accept: 'text/html', connection: 'close' } })
+      await res.body.dump()
+      if (res.statusCode === 302) refused++
+      else await new Promise((r) => setTimeout(r, 100))
+    }
+    assert.ok(refused >= 8, `signed out on every worker (${refused}/10 refused)`)
+  } finally {
+    await workers.close()
+  }
+})
