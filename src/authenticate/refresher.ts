@@ -4,9 +4,10 @@
  * stops granting access within the token lifetime. Concurrent requests of one session share one
  * refresh; a permanent refusal (revoked grant, deleted user) ends the session.
  *
- * Refresh happens when a request needs the session: a request whose tokens have already expired
- * waits for the refresh, one whose tokens expire within the lead time triggers it in the
- * background. (The databroker issue adds the scheduled identity manager under a lease.)
+ * Refresh on use: a request whose tokens have already expired waits for the refresh, one whose
+ * tokens expire within the lead time triggers it in the background. Portcullis wires it off
+ * (`refreshOnUse: false`) because the identity manager (src/databroker/identity-manager.ts)
+ * refreshes on schedule under a lease; the timing constants here are shared with it.
  */
 import type { Logger } from '../shared/log.js'
 import type { IdentityProvider, TokenSet } from './idp/provider.js'
@@ -27,6 +28,13 @@ export interface RefresherDeps {
   readonly providerFor: (idpId: string) => IdentityProvider | undefined
   readonly logger: Logger
   readonly nowMs?: () => number
+  /**
+   * False when the identity manager refreshes sessions (the default wiring): a second refresher
+   * on the request path would race it, and providers that rotate refresh tokens revoke the whole
+   * grant when a spent one is used again. Requests then use the session as it is; the manager
+   * keeps its claims current.
+   */
+  readonly refreshOnUse?: boolean
 }
 
 /** The expiry that drives refresh: the earlier of the access token's and the ID token's. */
@@ -58,6 +66,7 @@ export class SessionRefresher {
    * they had expired, or undefined when the provider refused the refresh for good (session ended).
    */
   async current(session: Session): Promise<Session | undefined> {
+    if (this.#deps.refreshOnUse === false) return session
     const expiry = session.tokenExpiresAt
     if (expiry === undefined || refreshCredential(session, this.#deps.providerFor(session.idpId)) === undefined) return session
     const now = this.#now()

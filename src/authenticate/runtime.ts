@@ -93,7 +93,8 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const sessions = new SessionStore(store, { lifetimeMs: settings.sessionLifetimeMs, tokenKey: sessionTokenKey(options.secrets.sharedSecret), ...(cache ? { cache } : {}) })
   const providers = new ProviderRegistry(options.providerFactory)
   const providerFor = (idpId: string): IdentityProvider | undefined => providers.get(settings, idpId)
-  const refresher = new SessionRefresher({ sessions, providerFor, logger: options.logger })
+  // The identity manager is the one refresher (under a lease across instances); see refresher.ts.
+  const refresher = new SessionRefresher({ sessions, providerFor, logger: options.logger, refreshOnUse: false })
   const identityManager = startIdentityManager({ store, sessions, providerFor, logger: options.logger.child({ component: 'identity-manager' }) })
   const common = { settings: () => settings, secrets: options.secrets, sessions, refresher, logger: options.logger }
   const backchannelLogout = options.backchannelLogout ?? createBackchannelLogout({ sessions, logger: options.logger })

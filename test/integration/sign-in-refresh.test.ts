@@ -37,10 +37,15 @@ test('a group removed at the provider is gone after the token expires, without s
   const before = JSON.parse((await get(`${setup.app}/.pomerium/user`, jar)).body) as { groups: string[] }
   assert.deepEqual(before.groups, ['admins', 'staff'])
   setup.idp.removeGroup('alice@example.com', 'admins')
-  await sleep(2300)
-  const after = await get(`${setup.app}/.pomerium/user`, jar)
-  assert.equal(after.status, 200)
-  assert.deepEqual((JSON.parse(after.body) as { groups: string[] }).groups, ['staff'])
+  // The identity manager refreshes shortly before the 2 s tokens expire; no request is needed.
+  let groups: string[] = []
+  for (let i = 0; i < 30 && groups.join() !== 'staff'; i++) {
+    await sleep(200)
+    const after = await get(`${setup.app}/.pomerium/user`, jar)
+    assert.equal(after.status, 200)
+    groups = (JSON.parse(after.body) as { groups: string[] }).groups
+  }
+  assert.deepEqual(groups, ['staff'])
   assert.equal((await get(`${setup.app}/`, jar)).status, 200)
 })
 
@@ -65,8 +70,12 @@ test('a refresh the provider refuses ends the session', async () => {
   const { jar } = await signIn(setup, `${setup.app}/`, 'dave@example.com', 'dave-password')
   assert.equal((await get(`${setup.app}/`, jar)).status, 200)
   await setup.idp.revokeUser('dave@example.com')
-  await sleep(2300)
-  assert.equal((await get(`${setup.app}/`, jar)).status, 302)
+  let status = 200
+  for (let i = 0; i < 30 && status !== 302; i++) {
+    await sleep(200)
+    status = (await get(`${setup.app}/`, jar)).status
+  }
+  assert.equal(status, 302)
   assert.equal((await get(`${setup.app}/`, jar, 'application/json')).status, 401)
   assert.ok(setup.portcullis.logs.some((l) => l.includes('refused to refresh')))
 })
