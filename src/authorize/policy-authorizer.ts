@@ -119,7 +119,14 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
       if (!idp || findHandle(request.headers, request.query, settings.cookieName) === undefined) {
         return decideFor(request, plan, settings, idp, ANONYMOUS)
       }
-      return identify(request, settings, idp, deps).then((who) => decideFor(request, plan, settings, idp, who))
+      return identify(request, settings, idp, deps).then(
+        (who) => decideFor(request, plan, settings, idp, who),
+        (err: unknown): CheckResult => {
+          // Fail closed: without the store nobody's session can be verified, so nobody gets in.
+          deps.logger.error({ err: err instanceof Error ? err.message : String(err), requestId: request.requestId }, 'session store unavailable')
+          return { allow: false, status: 503, reason: 'The session store is unavailable, so sign-in cannot be checked right now. Try again in a moment.' }
+        },
+      )
     },
   }
 }

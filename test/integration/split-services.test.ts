@@ -50,8 +50,10 @@ before(async () => {
 })
 after(async () => {
   await setup?.close()
-  databroker?.kill('SIGTERM')
-  await new Promise((r) => databroker?.once('exit', r))
+  if (databroker && databroker.exitCode === null && databroker.signalCode === null) {
+    databroker.kill('SIGTERM')
+    await new Promise((r) => databroker.once('exit', r))
+  }
 })
 
 test('a session made through one proxy process works through another, both on one databroker process', async () => {
@@ -111,4 +113,19 @@ test('workers: 2 share one databroker through their primary: every worker knows 
   } finally {
     await workers.close()
   }
+})
+
+test('with the databroker down, a session the proxy cannot verify gets 503 and a clear page, never access', async () => {
+  const { signSessionHandle } = await import('../../src/authenticate/session-handle.js')
+  const { request: req } = await import('undici')
+  databroker.kill('SIGKILL')
+  await new Promise((r) => databroker.once('exit', r))
+  // A correctly signed handle naming a session this proxy has never seen: only the store could say.
+  const idpId = new URL(String((await req(`${setup.app}/`, { dispatcher: setup.dispatcher })).headers['location'])).searchParams.get('pomerium_idp_id') as string
+  const now = Math.floor(Date.now() / 1000)
+  const handle = signSessionHandle({ iss: 'authn.localhost', sub: 'ghost', aud: ['app.localhost'], iat: now, exp: now + 600, jti: 'no-such-session', idp_id: idpId }, Buffer.from(sharedSecret, 'base64'))
+  const res = await req(`${setup.app}/`, { dispatcher: setup.dispatcher, headers: { cookie: `_pomerium=${handle}`, accept: 'text/html' } })
+  const body = await res.body.text()
+  assert.equal(res.statusCode, 503)
+  assert.match(body, /session store is unavailable/)
 })
