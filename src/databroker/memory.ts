@@ -11,6 +11,7 @@
  * - a set of tombstones in version order, pruned from the front beyond `maxTombstones`.
  */
 import { randomUUID } from 'node:crypto'
+import { ChangeWaiters, serialIterator } from './change-waiters.js'
 import { DataBrokerError } from './errors.js'
 import type {
   Clock,
@@ -121,7 +122,7 @@ export class MemoryRecordStore implements RecordStore {
   readonly #tombstoneOrder = new Set<Stored>()
   /** The highest version of a pruned tombstone: `sync` cannot start before it. */
   #prunedThrough = 0
-  readonly #waiters = new Set<() => void>()
+  readonly #waiters = new ChangeWaiters()
   #notifiedVersion = 0
   readonly #leases = new Map<string, Lease>()
   #sweepTimer: NodeJS.Timeout | undefined
@@ -319,7 +320,7 @@ export class MemoryRecordStore implements RecordStore {
     this.#log = []
     this.#tombstoneOrder.clear()
     this.#leases.clear()
-    this.#wake()
+    this.#waiters.wakeAll()
     return Promise.resolve()
   }
 
@@ -434,7 +435,7 @@ export class MemoryRecordStore implements RecordStore {
     // other forever, since each one sweeps (and so calls this) when it wakes.
     if (this.#version !== this.#notifiedVersion) {
       this.#notifiedVersion = this.#version
-      this.#wake()
+      this.#waiters.wakeAll()
     }
   }
 
@@ -513,46 +514,18 @@ export class MemoryRecordStore implements RecordStore {
         index = 0
         cursor = Math.max(cursor, through)
         if (batch.length === 0) {
-          const { promise, wake } = this.#waitForChange(signal)
-          cancelWait = wake
+          const { promise, cancel } = this.#waiters.wait(signal)
+          cancelWait = cancel
           await promise
           cancelWait = undefined
         }
       }
     }
 
-    // Calls run one after another, as they would on a generator.
-    let queue: Promise<unknown> = Promise.resolve()
-    return {
-      next: () => {
-        const result = queue.then(step)
-        queue = result.catch(() => undefined)
-        return result
-      },
-      return: () => {
-        finished = true
-        cancelWait?.()
-        return Promise.resolve(DONE)
-      },
-    }
-  }
-
-  #waitForChange(signal: AbortSignal | undefined): { promise: Promise<void>; wake: () => void } {
-    let wake!: () => void
-    const promise = new Promise<void>((resolve) => {
-      wake = (): void => {
-        this.#waiters.delete(wake)
-        signal?.removeEventListener('abort', wake)
-        resolve()
-      }
+    return serialIterator(step, () => {
+      finished = true
+      cancelWait?.()
     })
-    this.#waiters.add(wake)
-    signal?.addEventListener('abort', wake, { once: true })
-    return { promise, wake }
-  }
-
-  #wake(): void {
-    for (const wake of [...this.#waiters]) wake()
   }
 
   /** Runs a timer while some type has a TTL, so that expiries reach waiting `sync` callers. */

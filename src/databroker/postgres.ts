@@ -21,6 +21,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { Client, DatabaseError, Pool } from 'pg'
 import type { Notification, PoolClient, QueryResultRow } from 'pg'
 import type { Logger } from '../shared/log.js'
+import { ChangeWaiters, serialIterator } from './change-waiters.js'
 import { DataBrokerError } from './errors.js'
 import { DEFAULT_MAX_TOMBSTONES } from './memory.js'
 import { migrate, quoteIdent } from './postgres/schema.js'
@@ -211,7 +212,7 @@ export class PostgresRecordStore implements RecordStore {
   #epoch = 0
   /** The highest version announced so far (locally or by NOTIFY). */
   #announced = 0
-  readonly #waiters = new Set<() => void>()
+  readonly #waiters = new ChangeWaiters()
 
   private constructor(options: PostgresRecordStoreOptions) {
     const {
@@ -876,46 +877,23 @@ export class PostgresRecordStore implements RecordStore {
         }
         // Wait only if no wake-up came while querying: it may be for a change the query missed.
         if (batch.length === 0 && epoch === this.#epoch) {
-          const { promise, wake } = this.#waitForChange(signal)
-          cancelWait = wake
+          const { promise, cancel } = this.#waiters.wait(signal)
+          cancelWait = cancel
           await promise
           cancelWait = undefined
         }
       }
     }
 
-    let queue: Promise<unknown> = Promise.resolve()
-    return {
-      next: () => {
-        const result = queue.then(step)
-        queue = result.catch(() => undefined)
-        return result
-      },
-      return: () => {
-        finished = true
-        cancelWait?.()
-        return Promise.resolve(DONE)
-      },
-    }
-  }
-
-  #waitForChange(signal: AbortSignal | undefined): { promise: Promise<void>; wake: () => void } {
-    let wake!: () => void
-    const promise = new Promise<void>((resolve) => {
-      wake = (): void => {
-        this.#waiters.delete(wake)
-        signal?.removeEventListener('abort', wake)
-        resolve()
-      }
+    return serialIterator(step, () => {
+      finished = true
+      cancelWait?.()
     })
-    this.#waiters.add(wake)
-    signal?.addEventListener('abort', wake, { once: true })
-    return { promise, wake }
   }
 
   #wakeAll(): void {
     this.#epoch++
-    for (const wake of [...this.#waiters]) wake()
+    this.#waiters.wakeAll()
   }
 
   /** Wakes waiting syncs for `version`, unless an earlier wake-up already covered it. */

@@ -29,6 +29,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type BetterSqlite3 from 'better-sqlite3'
 import type { Logger } from '../shared/log.js'
+import { ChangeWaiters, serialIterator } from './change-waiters.js'
 import { DataBrokerError } from './errors.js'
 import { DEFAULT_MAX_TOMBSTONES } from './memory.js'
 import type {
@@ -572,7 +573,7 @@ export class SqliteRecordStore implements RecordStore {
   /** Mirror of `type_options`. */
   readonly #options = new Map<string, TypeOptions>()
   readonly #filterStatements = new Map<string, BetterSqlite3.Statement<unknown[], unknown>>()
-  readonly #waiters = new Set<() => void>()
+  readonly #waiters = new ChangeWaiters()
   #notifiedVersion: number
   #sweepTimer: NodeJS.Timeout | undefined
   #closed = false
@@ -862,7 +863,7 @@ export class SqliteRecordStore implements RecordStore {
     clearInterval(this.#sweepTimer)
     this.#sweepTimer = undefined
     this.#filterStatements.clear()
-    this.#wake()
+    this.#waiters.wakeAll()
     try {
       this.#db.close() // checkpoints the WAL into the file and releases the lock
     } catch (err) {
@@ -923,7 +924,7 @@ export class SqliteRecordStore implements RecordStore {
     if (this.#counters.version !== this.#notifiedVersion) {
       // Only on a new version: waking on every write would let waiting syncs wake each other.
       this.#notifiedVersion = this.#counters.version
-      this.#wake()
+      this.#waiters.wakeAll()
     }
     return result
   }
@@ -1043,46 +1044,18 @@ export class SqliteRecordStore implements RecordStore {
           throw this.#wrap(err)
         }
         if (batch.length === 0) {
-          const { promise, wake } = this.#waitForChange(signal)
-          cancelWait = wake
+          const { promise, cancel } = this.#waiters.wait(signal)
+          cancelWait = cancel
           await promise
           cancelWait = undefined
         }
       }
     }
 
-    // Calls run one after another, as they would on a generator.
-    let queue: Promise<unknown> = Promise.resolve()
-    return {
-      next: () => {
-        const result = queue.then(step)
-        queue = result.catch(() => undefined)
-        return result
-      },
-      return: () => {
-        finished = true
-        cancelWait?.()
-        return Promise.resolve(DONE)
-      },
-    }
-  }
-
-  #waitForChange(signal: AbortSignal | undefined): { promise: Promise<void>; wake: () => void } {
-    let wake!: () => void
-    const promise = new Promise<void>((resolve) => {
-      wake = (): void => {
-        this.#waiters.delete(wake)
-        signal?.removeEventListener('abort', wake)
-        resolve()
-      }
+    return serialIterator(step, () => {
+      finished = true
+      cancelWait?.()
     })
-    this.#waiters.add(wake)
-    signal?.addEventListener('abort', wake, { once: true })
-    return { promise, wake }
-  }
-
-  #wake(): void {
-    for (const wake of [...this.#waiters]) wake()
   }
 
   /** Runs a timer while some type has a TTL, so that expiries reach waiting `sync` callers. */

@@ -1,0 +1,69 @@
+/**
+ * Plumbing shared by the record-store backends (memory, SQLite, PostgreSQL) for `sync` streams:
+ * the set of waiters a stream parks on until something changes, and the hand-written iterator that
+ * runs `next()` calls one after another. Each backend had its own identical copy; keeping one here
+ * means a fix to how waiting or cancelling works reaches every backend at once.
+ */
+
+/** One parked wait: `promise` settles when woken, aborted or cancelled. */
+export interface ChangeWait {
+  readonly promise: Promise<void>
+  /** Settles `promise` now and forgets the waiter (idempotent). */
+  readonly cancel: () => void
+}
+
+/**
+ * The `sync` streams waiting for a change. A backend calls `wakeAll()` after every change it stores
+ * (and on close), and each waiting stream then reads again.
+ */
+export class ChangeWaiters {
+  readonly #waiters = new Set<() => void>()
+
+  /**
+   * Parks until the next `wakeAll()`, until `signal` aborts, or until `cancel()` is called, so that
+   * a stream's `return()` can end a `next()` that is waiting. The promise never rejects.
+   */
+  wait(signal: AbortSignal | undefined): ChangeWait {
+    let wake!: () => void
+    const promise = new Promise<void>((resolve) => {
+      wake = (): void => {
+        this.#waiters.delete(wake)
+        signal?.removeEventListener('abort', wake)
+        resolve()
+      }
+    })
+    this.#waiters.add(wake)
+    signal?.addEventListener('abort', wake, { once: true })
+    return { promise, cancel: wake }
+  }
+
+  /** Wakes every waiter parked now; ones that park later wait for the next call. */
+  wakeAll(): void {
+    for (const wake of [...this.#waiters]) wake()
+  }
+}
+
+/**
+ * An `AsyncIterator` whose `next()` calls run `step` one after another, as they would on a
+ * generator, but whose `return()` does not queue behind them: it calls `onReturn` (which should
+ * mark the stream finished and cancel any wait) and resolves at once. This is why the `sync`
+ * streams are not async generators: a `break` out of `for await` would otherwise hang until the
+ * next change arrived.
+ */
+export function serialIterator<T>(
+  step: () => Promise<IteratorResult<T>>,
+  onReturn: () => void,
+): AsyncIterator<T> {
+  let queue: Promise<unknown> = Promise.resolve()
+  return {
+    next: () => {
+      const result = queue.then(step)
+      queue = result.catch(() => undefined)
+      return result
+    },
+    return: () => {
+      onReturn()
+      return Promise.resolve({ done: true, value: undefined })
+    },
+  }
+}
