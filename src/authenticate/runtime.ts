@@ -33,12 +33,26 @@ import { SessionStore, sessionTokenKey } from './session-store.js'
 import { buildAuthSettings } from './settings.js'
 import type { AuthSettings } from './settings.js'
 
+/** What the proxy asks of Portcullis' own endpoints. */
+export interface Endpoints {
+  claims(host: string, path: string): boolean
+  handle(request: EndpointRequest): Promise<EndpointResponse>
+}
+
+/** Which of Portcullis' own endpoints a process serves (services apart, reference 1.2). */
+export interface EndpointChoice {
+  /** The authenticate host: served here, passed to the authenticate service, or not served. */
+  readonly authenticateHost: 'local' | 'none' | ((request: EndpointRequest) => Promise<EndpointResponse>)
+  /** `/.pomerium/*` and `/.well-known/pomerium` on route hosts (the proxy's). */
+  readonly routeHosts: boolean
+}
+
 export interface Authentication {
   readonly authorizer: Authorizer
-  readonly endpoints: {
-    claims(host: string, path: string): boolean
-    handle(request: EndpointRequest): Promise<EndpointResponse>
-  }
+  /** Every endpoint, as an all-in-one process serves them. */
+  readonly endpoints: Endpoints
+  /** The endpoints of a process that runs only some of the services. */
+  endpointsFor(choice: EndpointChoice): Endpoints
   readonly sessions: SessionStore
   /** Token refresh, user info and session expiry in the background, under a lease (one instance acts). */
   readonly identityManager: IdentityManager
@@ -100,6 +114,25 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const backchannelLogout = options.backchannelLogout ?? createBackchannelLogout({ sessions, logger: options.logger })
   const service = new AuthenticateService({ ...common, providers, backchannelLogout })
   const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h), jwks: () => jwks })
+  const notFound = (request: EndpointRequest): Promise<EndpointResponse> => Promise.resolve(json(404, { error: 'not found', request_id: request.requestId }))
+  function endpointsFor(choice: EndpointChoice): Endpoints {
+    const authnHost = (host: string): boolean => settings.enabled && host === settings.authenticateHost
+    return {
+      claims: (host, path) =>
+        authnHost(host) ? choice.authenticateHost !== 'none' || (choice.routeHosts && isPortcullisPath(path)) : choice.routeHosts && isPortcullisPath(path),
+      handle(request) {
+        const onAuthnHost = authnHost(request.host)
+        if (onAuthnHost && typeof choice.authenticateHost === 'function') return choice.authenticateHost(request)
+        // Discovery and JWKS are the same on every host, the authenticate host included.
+        if (request.path.startsWith('/.well-known/pomerium')) return routeEndpoints.handle(request) ?? notFound(request)
+        if (onAuthnHost && choice.authenticateHost === 'local') {
+          const answer = service.handle(request)
+          if (answer) return answer
+        }
+        return (choice.routeHosts ? routeEndpoints.handle(request) : undefined) ?? notFound(request)
+      },
+    }
+  }
   return {
     authorizer: createPolicyAuthorizer({
       ...common,
@@ -113,15 +146,8 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
       await identityManager.stop()
       await cache?.stop()
     },
-    endpoints: {
-      claims: (host, path) => (settings.enabled && host === settings.authenticateHost) || isPortcullisPath(path),
-      handle: (request) =>
-        // Discovery and JWKS are the same on every host, the authenticate host included.
-        (request.path.startsWith('/.well-known/pomerium') ? routeEndpoints.handle(request) : undefined) ??
-        service.handle(request) ??
-        routeEndpoints.handle(request) ??
-        Promise.resolve(json(404, { error: 'not found', request_id: request.requestId })),
-    },
+    endpoints: endpointsFor({ authenticateHost: 'local', routeHosts: true }),
+    endpointsFor,
     applyConfig(next) {
       settings = buildAuthSettings(next, settingsOptions)
       routeForHost = routeLookup(next)

@@ -10,7 +10,13 @@ import { createAuthentication } from '../authenticate/runtime.js'
 import { builtinClientSecret, startBuiltinIdpFromConfig } from '../builtin-idp/from-config.js'
 import { openRecordStore } from '../databroker/from-config.js'
 import { createRemoteRecordStore } from '../databroker/remote.js'
-import { startDatabrokerServer } from '../databroker/server.js'
+import { databrokerRoutes, internalErrorAnswer, startDatabrokerServer } from '../databroker/server.js'
+import { createAuthenticateForwarder } from '../authenticate/forwarder.js'
+import type { AuthenticateForwarder } from '../authenticate/forwarder.js'
+import { authorizeRoutes, createRemoteAuthorizer } from '../authorize/remote.js'
+import type { RemoteAuthorizer } from '../authorize/remote.js'
+import { startInternalServer } from '../internal/transport.js'
+import type { InternalRoute } from '../internal/transport.js'
 import type { RecordStore } from '../databroker/types.js'
 import { servicePlan } from './services.js'
 import { createProviderFactory } from '../authenticate/provider-factory.js'
@@ -51,9 +57,14 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
   const secrets = resolveSecrets(config.raw, logger)
   // With workers, the primary runs the built-in provider and the databroker; workers use them.
   const workerDatabroker = cluster.isWorker ? process.env[WORKER_DATABROKER_ENV] : undefined
-  const builtinIdp = workerDatabroker === undefined ? await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger) : undefined
   const configured = servicePlan(config)
   const plan = workerDatabroker !== undefined ? { ...configured, databroker: false, databrokerUrls: [workerDatabroker], grpcAddress: undefined } : configured
+  const builtinIdp = workerDatabroker === undefined && plan.authenticate ? await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger) : undefined
+  const ca = typeof config.raw['certificate_authority'] === 'string' ? config.raw['certificate_authority'] : undefined
+  const overrideName = typeof config.raw['override_certificate_name'] === 'string' ? config.raw['override_certificate_name'] : undefined
+  // `grpc_client_timeout`: one internal call on one URL (durations are milliseconds once loaded).
+  const timeoutMs = typeof config.raw['grpc_client_timeout'] === 'number' && config.raw['grpc_client_timeout'] > 0 ? config.raw['grpc_client_timeout'] : undefined
+  const clientTls = ca || overrideName ? { ...(ca ? { ca } : {}), ...(overrideName ? { serverName: overrideName } : {}) } : undefined
   let store: RecordStore
   let storageType = 'remote'
   if (plan.databroker) {
@@ -62,50 +73,67 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
     storageType = opened.type
   } else {
     if (plan.databrokerUrls.length === 0) throw new Error('services without databroker need databroker_service_url (or databroker_service_urls / databroker_internal_service_url)')
-    const ca = typeof config.raw['certificate_authority'] === 'string' ? config.raw['certificate_authority'] : undefined
-    store = createRemoteRecordStore({ urls: plan.databrokerUrls, sharedSecret: secrets.sharedSecret, logger, ...(ca ? { tls: { ca } } : {}) })
+    store = createRemoteRecordStore({ urls: plan.databrokerUrls, sharedSecret: secrets.sharedSecret, logger, tls: clientTls, timeoutMs })
   }
   if (storageType === 'memory' && signInConfigured(config)) {
     logger.warn('databroker storage is memory: sessions end at every restart and are not shared with other instances (use databroker_storage_connection_string: postgres://... for several instances)')
   }
+  const runsAuth = plan.proxy || plan.authenticate || plan.authorize
+  const auth = runsAuth
+    ? createAuthentication(config, {
+        store,
+        syncedSessions: storageType !== 'memory' && storageType !== 'file',
+        logger,
+        secrets,
+        providerFactory: createProviderFactory(),
+        builtinClientSecret: builtinClientSecret(config, secrets.sharedSecret),
+      })
+    : undefined
+  let current = config
+  // The internal API of this process: its databroker and, when the proxy is elsewhere, its authorize service.
+  const internalRoutes = new Map<string, InternalRoute>([
+    ...(plan.databroker ? databrokerRoutes(store) : []),
+    ...(plan.authorize && auth && !plan.proxy ? authorizeRoutes({ authorizer: auth.authorizer, routes: () => current.routes }) : []),
+  ])
   const certificate = config.certificates[0]
-  const databrokerServer =
+  const internal =
     plan.grpcAddress !== undefined
-      ? await startDatabrokerServer({
-          store,
+      ? await startInternalServer({
           address: plan.grpcAddress,
           sharedSecret: secrets.sharedSecret,
           logger,
+          routes: internalRoutes,
+          mapError: internalErrorAnswer,
           ...(!plan.grpcInsecure && certificate ? { tls: { cert: certificate.cert, key: certificate.key } } : {}),
         })
       : undefined
-  if (!plan.proxy) {
-    const url = databrokerServer?.url ?? ''
-    source.start()
-    return {
-      listeners: [{ name: 'grpc', url, port: Number(new URL(url).port) }],
-      proxy: undefined,
-      async close() {
-        source.stop()
-        await databrokerServer?.close()
-        await store.close()
-      },
+  const grpcListener = internal ? [{ name: 'grpc' as const, url: internal.url, port: internal.port }] : []
+
+  // An authenticate-only process serves its host and nothing else: no routes.
+  const proxyConfig = (c: Config): Config => (plan.proxy ? c : { ...c, routes: [] })
+  let proxy: ProxyServer | undefined
+  let remoteAuthorizer: RemoteAuthorizer | undefined
+  let forwarder: AuthenticateForwarder | undefined
+  if (auth && (plan.proxy || plan.authenticate)) {
+    if (plan.proxy && !plan.authorize) {
+      if (plan.authorizeUrls.length === 0) throw new Error('services with proxy but without authorize need authorize_service_url (or authorize_service_urls / authorize_internal_service_url)')
+      remoteAuthorizer = createRemoteAuthorizer({ urls: plan.authorizeUrls, sharedSecret: secrets.sharedSecret, logger, tls: clientTls, timeoutMs })
     }
+    if (plan.proxy && !plan.authenticate && plan.authenticateInternalUrl !== undefined) {
+      forwarder = createAuthenticateForwarder({ url: plan.authenticateInternalUrl, authenticateHost: auth.settings().authenticateHost, ca, serverName: overrideName, logger })
+    }
+    const endpoints = auth.endpointsFor({
+      authenticateHost: plan.authenticate ? 'local' : forwarder ? (request) => (forwarder as AuthenticateForwarder).handle(request) : 'none',
+      routeHosts: plan.proxy,
+    })
+    proxy = new ProxyServer(proxyConfig(config), { authorizer: remoteAuthorizer ?? auth.authorizer, endpoints, logger })
   }
-  const auth = createAuthentication(config, {
-    store,
-    syncedSessions: storageType !== 'memory' && storageType !== 'file',
-    logger,
-    secrets,
-    providerFactory: createProviderFactory(),
-    builtinClientSecret: builtinClientSecret(config, secrets.sharedSecret),
-  })
-  const proxy = new ProxyServer(config, { authorizer: auth.authorizer, endpoints: auth.endpoints, logger })
-  const listeners = [...(await proxy.listen()), ...(databrokerServer ? [{ name: 'grpc' as const, url: databrokerServer.url, port: Number(new URL(databrokerServer.url).port) }] : [])]
+  const listeners = [...((await proxy?.listen()) ?? []), ...grpcListener]
   source.onChange((next) => {
+    current = next
     logger.level = toPinoLevel(next.logLevel)
-    auth.applyConfig(next)
-    proxy.applyConfig(next)
+    auth?.applyConfig(next)
+    proxy?.applyConfig(proxyConfig(next))
     logger.info({ routes: next.routes.length }, 'config reloaded')
   })
   source.start()
@@ -114,10 +142,12 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
     proxy,
     async close() {
       source.stop()
-      await proxy.close(SHUTDOWN_GRACE_MS)
+      await proxy?.close(SHUTDOWN_GRACE_MS)
       await builtinIdp?.close()
-      await auth.close()
-      await databrokerServer?.close()
+      await auth?.close()
+      remoteAuthorizer?.close()
+      await forwarder?.close()
+      await internal?.close()
       await store.close()
     },
   }

@@ -42,7 +42,9 @@ import {
   filterPredicate,
 } from './validate.js'
 import type { Logger } from '../shared/log.js'
-import { InternalApiError, InternalConnection, InternalTransportError } from '../internal/transport.js'
+import { InternalApiError, InternalTransportError } from '../internal/transport.js'
+import { ServicePool } from '../internal/pool.js'
+import type { PoolTarget, Retry } from '../internal/pool.js'
 import type { InternalClientTls, StreamCall } from '../internal/transport.js'
 
 export interface RemoteRecordStoreOptions {
@@ -62,7 +64,6 @@ export interface RemoteRecordStoreOptions {
 }
 
 const DEFAULT_TIMEOUT_MS = 10_000
-const DEFAULT_DOWN_MS = 5_000
 const DEFAULT_SYNC_IDLE_MS = 35_000
 /** A sync stops reading from the network while this many records wait for the consumer. */
 const SYNC_HIGH_WATER = 1024
@@ -91,33 +92,18 @@ function fromApiError(err: InternalApiError): DataBrokerError {
   return unavailable(`databroker error ${err.code}: ${err.message}`, err)
 }
 
-interface Target {
-  readonly conn: InternalConnection
-  downUntil: number
-}
-
-type Retry = 'always' | 'beforeSend'
-
 /** A `RecordStore` over the databroker's internal API. */
 export class RemoteRecordStore implements RecordStore {
-  private readonly targets: Target[]
-  private readonly logger: Logger
+  private readonly pool: ServicePool
   private readonly timeoutMs: number
-  private readonly downMs: number
   readonly syncIdleTimeoutMs: number
-  private next = 0
   private closed = false
   private readonly syncs = new Set<RemoteSync>()
 
   constructor(options: RemoteRecordStoreOptions) {
     if (options.urls.length === 0) throw new Error('a remote record store needs at least one databroker URL')
-    this.targets = options.urls.map((url) => ({
-      conn: new InternalConnection(url, { sharedSecret: options.sharedSecret, tls: options.tls }),
-      downUntil: 0,
-    }))
-    this.logger = options.logger
+    this.pool = new ServicePool({ service: 'databroker', urls: options.urls, sharedSecret: options.sharedSecret, tls: options.tls, logger: options.logger, downMs: options.downMs })
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-    this.downMs = options.downMs ?? DEFAULT_DOWN_MS
     this.syncIdleTimeoutMs = options.syncIdleTimeoutMs ?? DEFAULT_SYNC_IDLE_MS
   }
 
@@ -127,29 +113,16 @@ export class RemoteRecordStore implements RecordStore {
   }
 
   /** The URLs in the order the next call tries them: rotating, those marked down last. */
-  order(): Target[] {
-    const n = this.targets.length
-    const start = this.next++ % n
-    const rotated = Array.from({ length: n }, (_, i) => this.targets[(start + i) % n] as Target)
-    const now = Date.now()
-    const up = rotated.filter((t) => t.downUntil <= now)
-    const down = rotated.filter((t) => t.downUntil > now).sort((a, b) => a.downUntil - b.downUntil)
-    return [...up, ...down]
+  order(): PoolTarget[] {
+    return this.pool.order()
   }
 
-  markDown(target: Target, err: unknown): void {
-    const now = Date.now()
-    if (target.downUntil <= now) {
-      this.logger.warn(
-        { url: target.conn.url.origin, err: err instanceof Error ? err.message : String(err) },
-        'databroker unreachable: failing over to the other URLs for a few seconds',
-      )
-    }
-    target.downUntil = now + this.downMs
+  markDown(target: PoolTarget, err: unknown): void {
+    this.pool.markDown(target, err)
   }
 
-  markUp(target: Target): void {
-    target.downUntil = 0
+  markUp(target: PoolTarget): void {
+    this.pool.markUp(target)
   }
 
   private checkOpen(): void {
@@ -157,25 +130,17 @@ export class RemoteRecordStore implements RecordStore {
   }
 
   private async call(method: string, body: unknown, retry: Retry): Promise<Record<string, unknown>> {
-    let last: unknown
-    for (const target of this.order()) {
+    try {
+      const res = await this.pool.call(`${DATABROKER_API_PREFIX}${method}`, body, this.timeoutMs, retry, () => this.closed)
       if (this.closed) throw closedError()
-      try {
-        const res = await target.conn.call(`${DATABROKER_API_PREFIX}${method}`, body, this.timeoutMs)
-        if (target.downUntil !== 0) this.markUp(target)
-        return (typeof res === 'object' && res !== null ? res : {}) as Record<string, unknown>
-      } catch (err) {
-        if (this.closed) throw closedError()
-        if (err instanceof InternalApiError) throw fromApiError(err)
-        if (!(err instanceof InternalTransportError)) throw err
-        this.markDown(target, err)
-        last = err
-        if (!err.beforeSend && retry !== 'always') {
-          throw unavailable(`databroker ${method} failed and may or may not have been applied: ${err.message}`, err)
-        }
-      }
+      return (typeof res === 'object' && res !== null ? res : {}) as Record<string, unknown>
+    } catch (err) {
+      if (this.closed) throw closedError()
+      if (err instanceof InternalApiError) throw fromApiError(err)
+      if (!(err instanceof InternalTransportError)) throw err
+      if (err.message.startsWith('no databroker reachable')) throw unavailable(err.message, err)
+      throw unavailable(`databroker ${method} failed and may or may not have been applied: ${err.message}`, err)
     }
-    throw unavailable(`no databroker reachable: ${last instanceof Error ? last.message : String(last)}`, last)
   }
 
   async get(type: string, id: string): Promise<DataRecord | undefined> {
@@ -294,7 +259,7 @@ export class RemoteRecordStore implements RecordStore {
     if (this.closed) return Promise.resolve()
     this.closed = true
     for (const s of [...this.syncs]) s.fail(closedError())
-    for (const t of this.targets) t.conn.close()
+    this.pool.close()
     return Promise.resolve()
   }
 

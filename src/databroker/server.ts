@@ -66,7 +66,8 @@ const STATUS: Readonly<Record<DataBrokerErrorCode, number>> = {
   ERR_DATABROKER_UNAVAILABLE: 503,
 }
 
-function mapError(err: unknown): InternalApiError {
+/** The answer to an error thrown by an internal API route (databroker codes kept; anything else 500). */
+export function internalErrorAnswer(err: unknown): InternalApiError {
   if (err instanceof InternalApiError) return err
   if (isDataBrokerError(err)) {
     if (err.code === 'ERR_DATABROKER_CLOSED') {
@@ -217,7 +218,7 @@ export async function startDatabrokerServer(options: DatabrokerServerOptions): P
     sharedSecret: options.sharedSecret,
     logger: options.logger,
     routes: databrokerRoutes(options.store),
-    mapError,
+    mapError: internalErrorAnswer,
     heartbeatMs: options.heartbeatMs,
   })
   return { url: server.url, close: () => server.close() }

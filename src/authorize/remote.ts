@@ -1,0 +1,188 @@
+/**
+ * The authorize service over the internal API, for a proxy that does not run it (`services:
+ * proxy` with `authorize_service_url(s)`), and for anything else that wants decisions (an Envoy
+ * ext_authz or forward-auth adapter later).
+ *
+ * `POST /authorize/v1/check` takes a `CheckRequest` with the route named by its position and id
+ * (both sides load the same configuration; a route the authorize service does not know is
+ * refused, never guessed) and answers the `CheckResult` as JSON. The client fails closed: an
+ * authorize service that cannot be reached, refuses our credential or answers something
+ * malformed gives a 503 deny, never an allow.
+ */
+import type { RouteConfig } from '../config/types.js'
+import { InternalApiError, InternalTransportError } from '../internal/transport.js'
+import type { InternalClientTls, InternalRoute } from '../internal/transport.js'
+import { ServicePool } from '../internal/pool.js'
+import type { Logger } from '../shared/log.js'
+import type { Authorizer, CheckRequest, CheckResult, ClientCertificateInfo } from './types.js'
+
+export const AUTHORIZE_CHECK_PATH = '/authorize/v1/check'
+
+/** A CheckRequest as it travels: the route by position and id instead of the object. */
+export interface WireCheckRequest extends Omit<CheckRequest, 'route'> {
+  readonly routeIndex: number
+  readonly routeId: string
+}
+
+export function encodeCheckRequest(request: CheckRequest): WireCheckRequest {
+  const { route, ...rest } = request
+  return { ...rest, routeIndex: route.index, routeId: route.id }
+}
+
+type Json = Record<string, unknown>
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v)
+const isString = (v: unknown): v is string => typeof v === 'string'
+const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every(isString)
+const isStringMap = (v: unknown): v is Record<string, string> => isObject(v) && Object.values(v).every(isString)
+
+function bad(message: string): InternalApiError {
+  return new InternalApiError(400, 'ERR_BAD_REQUEST', message)
+}
+
+function headersOf(v: unknown): Record<string, string | string[]> {
+  if (!isObject(v)) throw bad('headers must be an object')
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(v)) {
+    if (isString(value) || isStringList(value)) out[name.toLowerCase()] = value
+    else if (value !== undefined && value !== null) throw bad(`header ${name} must be a string or a list of strings`)
+  }
+  return out
+}
+
+function certificateOf(v: unknown): ClientCertificateInfo | undefined {
+  if (v === undefined) return undefined
+  if (!isObject(v) || typeof v['presented'] !== 'boolean' || typeof v['valid'] !== 'boolean') throw bad('clientCertificate is malformed')
+  for (const k of ['fingerprintSha256', 'spkiSha256', 'subject', 'issuer', 'serialNumber', 'leafPem']) {
+    if (!isString(v[k])) throw bad(`clientCertificate.${k} must be a string`)
+  }
+  for (const k of ['sanDns', 'sanEmail', 'sanUri', 'sanIp']) {
+    if (!isStringList(v[k])) throw bad(`clientCertificate.${k} must be a list of strings`)
+  }
+  if (v['problem'] !== undefined && !isString(v['problem'])) throw bad('clientCertificate.problem must be a string')
+  return v as unknown as ClientCertificateInfo
+}
+
+/** Reads a wire request; the route is resolved by the caller. Anything malformed is refused. */
+export function decodeCheckRequest(body: unknown, route: RouteConfig): CheckRequest {
+  if (!isObject(body)) throw bad('body must be an object')
+  for (const k of ['requestId', 'method', 'host', 'authority', 'path', 'query', 'clientIp']) {
+    if (!isString(body[k])) throw bad(`${k} must be a string`)
+  }
+  if (body['scheme'] !== 'http' && body['scheme'] !== 'https') throw bad('scheme must be http or https')
+  const clientCertificate = certificateOf(body['clientCertificate'])
+  return {
+    route,
+    requestId: body['requestId'] as string,
+    method: body['method'] as string,
+    host: body['host'] as string,
+    authority: body['authority'] as string,
+    path: body['path'] as string,
+    query: body['query'] as string,
+    headers: headersOf(body['headers']),
+    clientIp: body['clientIp'] as string,
+    scheme: body['scheme'],
+    ...(clientCertificate ? { clientCertificate } : {}),
+  }
+}
+
+/** The route a wire request names: the one at its position with its id, else the one with its id. */
+export function findRoute(routes: readonly RouteConfig[], index: unknown, id: unknown): RouteConfig | undefined {
+  if (!isString(id)) return undefined
+  const at = typeof index === 'number' ? routes[index] : undefined
+  return at?.id === id ? at : routes.find((r) => r.id === id)
+}
+
+const UNKNOWN_ROUTE: CheckResult = {
+  allow: false,
+  status: 503,
+  reason: 'The authorize service does not know this route: the proxy and the authorize service run different configurations.',
+}
+
+/** The internal API routes of the authorize service. */
+export function authorizeRoutes(deps: { readonly authorizer: Authorizer; readonly routes: () => readonly RouteConfig[] }): Map<string, InternalRoute> {
+  return new Map<string, InternalRoute>([
+    [
+      AUTHORIZE_CHECK_PATH,
+      {
+        kind: 'unary',
+        async handle(body) {
+          if (!isObject(body)) throw bad('body must be an object')
+          const route = findRoute(deps.routes(), body['routeIndex'], body['routeId'])
+          if (!route) return UNKNOWN_ROUTE
+          return await deps.authorizer.check(decodeCheckRequest(body, route))
+        },
+      },
+    ],
+  ])
+}
+
+/** Reads a CheckResult from the wire; undefined when anything is off (the caller fails closed). */
+export function decodeCheckResult(v: unknown): CheckResult | undefined {
+  if (!isObject(v)) return undefined
+  if (v['allow'] === true) {
+    const ok =
+      (v['setHeaders'] === undefined || isStringMap(v['setHeaders'])) &&
+      (v['removeHeaders'] === undefined || isStringList(v['removeHeaders'])) &&
+      (v['removeHeaderPrefixes'] === undefined || isStringList(v['removeHeaderPrefixes'])) &&
+      (v['routingKey'] === undefined || isString(v['routingKey'])) &&
+      (v['setMultiHeaders'] === undefined || (isObject(v['setMultiHeaders']) && Object.values(v['setMultiHeaders']).every(isStringList)))
+    return ok ? (v as unknown as CheckResult) : undefined
+  }
+  if (v['allow'] !== false) return undefined
+  const status = v['status']
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599 || !isString(v['reason'])) return undefined
+  if (v['location'] !== undefined && !isString(v['location'])) return undefined
+  if (v['headers'] !== undefined && !isStringMap(v['headers'])) return undefined
+  const body = v['body']
+  if (body !== undefined && !(isObject(body) && isString(body['contentType']) && isString(body['text']) && (body['headers'] === undefined || isStringMap(body['headers'])))) {
+    return undefined
+  }
+  return v as unknown as CheckResult
+}
+
+export interface RemoteAuthorizerOptions {
+  /** `authorize_internal_service_url`, else `authorize_service_urls`, else `authorize_service_url`. */
+  readonly urls: readonly string[]
+  readonly sharedSecret: Buffer
+  readonly tls?: InternalClientTls | undefined
+  readonly logger: Logger
+  /** Time limit of one check on one URL (default 5 s). */
+  readonly timeoutMs?: number | undefined
+}
+
+export interface RemoteAuthorizer extends Authorizer {
+  close(): void
+}
+
+const UNAVAILABLE: CheckResult = {
+  allow: false,
+  status: 503,
+  reason: 'The authorization service is unavailable. Try again in a moment.',
+}
+
+/** An `Authorizer` that asks the authorize service over the internal API, failing over between its URLs. */
+export function createRemoteAuthorizer(options: RemoteAuthorizerOptions): RemoteAuthorizer {
+  const pool = new ServicePool({ service: 'authorize', urls: options.urls, sharedSecret: options.sharedSecret, tls: options.tls, logger: options.logger })
+  const timeoutMs = options.timeoutMs ?? 5_000
+  return {
+    async check(request) {
+      try {
+        // A check changes nothing: it can always be asked again elsewhere.
+        const answer = decodeCheckResult(await pool.call(AUTHORIZE_CHECK_PATH, encodeCheckRequest(request), timeoutMs, 'always'))
+        if (answer) return answer
+        options.logger.error({ requestId: request.requestId }, 'the authorize service answered a malformed result: denied')
+        return UNAVAILABLE
+      } catch (err) {
+        if (err instanceof InternalApiError) {
+          const hint = err.status === 401 ? ' (is shared_secret the same on every service?)' : ''
+          options.logger.error({ requestId: request.requestId, status: err.status, code: err.code }, `the authorize service refused the check${hint}: denied`)
+        } else if (!(err instanceof InternalTransportError)) {
+          options.logger.error({ requestId: request.requestId, err }, 'authorize check failed: denied')
+        }
+        return UNAVAILABLE
+      }
+    },
+    close: () => pool.close(),
+  }
+}
