@@ -77,6 +77,20 @@ describe('sign-in in Chromium', browserTestOptions(), () => {
     }
   })
 
+  it('opens the routes portal from the user page: cards with links to the apps', async () => {
+    await page.goto(`${setup.app}/.pomerium/`)
+    await Promise.all([page.waitForNavigation(), page.click('a[href="/.pomerium/routes"]')])
+    assert.equal(new URL(page.url()).href, `${setup.app}/.pomerium/routes`)
+    assert.match((await page.textContent('h1')) ?? '', /Your apps/)
+    const links = await page.$$eval('li.app h2 a', (as) => as.map((a) => (a as { href: string }).href))
+    assert.deepEqual(links, [`${setup.app}/`, `${setup.other}/`, `${setup.pub}/`])
+    await screenshot(page, 'browser-routes-portal')
+    const overflow = await page.evaluate<boolean>('document.documentElement.scrollWidth > window.innerWidth')
+    assert.equal(overflow, false, 'fits a phone screen')
+    await Promise.all([page.waitForNavigation(), page.click(`li.app h2 a[href="${setup.other}/"]`)])
+    assert.equal(new URL(page.url()).origin, setup.other, 'a card opens its app')
+  })
+
   it('signs out through the provider, and every domain needs sign-in again', async () => {
     await page.goto(`${setup.app}/.pomerium/`)
     await Promise.all([page.waitForNavigation(), page.click('form button[type=submit]')])

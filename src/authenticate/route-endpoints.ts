@@ -3,10 +3,12 @@
  * the user page and JSON, programmatic login, and the discovery document. They are answered by
  * Portcullis and never forwarded upstream.
  */
+import { policySession } from '../authorize/policy-authorizer.js'
 import type { RouteConfig } from '../config/types.js'
+import type { CompiledPolicy } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
-import { errorPage, userPage } from '../ui/pages.js'
+import { errorPage, routesPage, userPage } from '../ui/pages.js'
 import { clearCookie, setCookie } from './cookies.js'
 import { json, page, redirect, single, text } from './endpoint.js'
 import type { EndpointHandler, EndpointRequest, EndpointResponse } from './endpoint.js'
@@ -24,7 +26,9 @@ import {
 import type { SessionRefresher } from './refresher.js'
 import { allowedRedirect } from './redirects.js'
 import { userJson, userPageData } from './service.js'
-import { findHandle } from './credentials.js'
+import { findHandle, shouldRedirectToSignIn } from './credentials.js'
+import { portalJson, portalRoutes } from './routes-portal.js'
+import type { PortalEntry } from './routes-portal.js'
 import { verifySessionHandle } from './session-handle.js'
 import { audienceIncludes, loadSession } from './session-loader.js'
 import type { Session, SessionStore } from './session-store.js'
@@ -42,7 +46,21 @@ export interface RouteEndpointDeps {
   readonly routeForHost: (host: string) => RouteConfig | undefined
   /** `/.well-known/pomerium/jwks.json` of the current signing keys. */
   readonly jwks?: () => { readonly status: number; readonly headers: Readonly<Record<string, string>>; readonly body: string }
+  /** The routes portal of the current config generation; without it the portal is not served. */
+  readonly portal?: () => PortalSource
 }
+
+/** What the routes portal reads of the current config generation. */
+export interface PortalSource {
+  /** Runtime flag `routes_portal` (default true). */
+  readonly enabled: boolean
+  readonly routes: readonly RouteConfig[]
+  /** The route's compiled policy, as the authorizer uses it. */
+  policyFor(route: RouteConfig): CompiledPolicy
+}
+
+const ROUTES_PAGE = '/.pomerium/routes'
+const ROUTES_API = '/.pomerium/api/v1/routes'
 
 export function isPortcullisPath(path: string): boolean {
   return path === '/.pomerium' || path.startsWith('/.pomerium/') || path === '/.well-known/pomerium' || path.startsWith('/.well-known/pomerium/')
@@ -92,6 +110,13 @@ export class RouteEndpoints implements EndpointHandler {
         return get || req.method === 'POST' ? this.#signOut(req, settings) : this.#methodNotAllowed(req)
       case '/.pomerium/api/v1/login':
         return get ? this.#programmaticLogin(req, settings) : this.#methodNotAllowed(req)
+      case ROUTES_PAGE:
+      case ROUTES_API: {
+        const portal = this.#portal()
+        if (!portal) return this.#error(req, 404, 'Not Found', 'The routes portal is turned off (runtime flag routes_portal).')
+        if (!get) return this.#methodNotAllowed(req)
+        return req.path === ROUTES_PAGE ? this.#routesPage(req, settings, portal) : this.#routesJson(req, settings, portal)
+      }
       default:
         return this.#error(req, 404, 'Not Found', 'This Portcullis endpoint does not exist.')
     }
@@ -140,7 +165,59 @@ export class RouteEndpoints implements EndpointHandler {
       return redirect(signInUrl(settings, this.#deps.secrets.sharedSecret, `${this.#origin(req)}/.pomerium/`, idpId).href)
     }
     // The route's own sign-out takes a POST without a token, as Pomerium's does: it only ends a session.
-    return page(200, userPage({ ...userPageData(session, '/.pomerium/sign_out', ''), formActions: settings.formActions }))
+    return page(
+      200,
+      userPage({ ...userPageData(session, '/.pomerium/sign_out', ''), formActions: settings.formActions, ...(this.#portal() ? { routesUrl: ROUTES_PAGE } : {}) }),
+    )
+  }
+
+  #portal(): PortalSource | undefined {
+    const portal = this.#deps.portal?.()
+    return portal?.enabled === true ? portal : undefined
+  }
+
+  /** The routes this request's user may open (reference 6.1 routes portal). */
+  #portalEntries(req: EndpointRequest, settings: AuthSettings, portal: PortalSource, session: Session): PortalEntry[] {
+    const candidates = portal.routes.map((route) => ({ route, policy: portal.policyFor(route), idpId: settings.providerFor(route)?.id }))
+    const viewer = { session: policySession(session), idpId: session.idpId, clientIp: req.clientIp, now: new Date() }
+    const port = /:(\d+)$/.exec(req.authority)?.[1]
+    return portalRoutes(candidates, viewer, { scheme: browserScheme(req.host, req.scheme), port: port === undefined ? undefined : Number(port) })
+  }
+
+  async #routesPage(req: EndpointRequest, settings: AuthSettings, portal: PortalSource): Promise<EndpointResponse> {
+    const session = await this.#session(req, settings)
+    if (!session) {
+      const idpId = this.#idpIdFor(req, settings)
+      if (idpId === undefined) return this.#error(req, 404, 'Not Found', 'No route is configured for this host.')
+      // As the authorizer answers: a browser navigating signs in; scripts and token bearers get 401.
+      const carriedToken = (findHandle(req.headers, req.query, settings.cookieName)?.source ?? 'cookie') !== 'cookie'
+      if (!shouldRedirectToSignIn(req.headers, carriedToken)) return this.#error(req, 401, 'Unauthorized', 'Sign-in required.')
+      return redirect(signInUrl(settings, this.#deps.secrets.sharedSecret, `${this.#origin(req)}${ROUTES_PAGE}`, idpId).href)
+    }
+    const claims = session.claims
+    const str = (v: unknown): string => (typeof v === 'string' ? v : '')
+    const entries = this.#portalEntries(req, settings, portal, session)
+    return page(
+      200,
+      routesPage({
+        user: str(claims['name']) || str(claims['email']) || session.userId,
+        userPageUrl: '/.pomerium/',
+        routes: entries.map((e) => ({
+          title: e.title,
+          description: e.json.description,
+          from: e.json.from,
+          logoUrl: e.json.logo_url,
+          url: e.url,
+          connectCommand: e.json.connect_command,
+        })),
+      }),
+    )
+  }
+
+  async #routesJson(req: EndpointRequest, settings: AuthSettings, portal: PortalSource): Promise<EndpointResponse> {
+    const session = await this.#session(req, settings)
+    if (!session) return json(401, { error: 'sign-in required', request_id: req.requestId })
+    return json(200, portalJson(this.#portalEntries(req, settings, portal, session)))
   }
 
   async #userJson(req: EndpointRequest, settings: AuthSettings): Promise<EndpointResponse> {

@@ -26,6 +26,7 @@ import { ProviderRegistry } from './provider-registry.js'
 import type { ProviderFactory } from './provider-registry.js'
 import { SessionRefresher } from './refresher.js'
 import { isPortcullisPath, RouteEndpoints } from './route-endpoints.js'
+import type { PortalSource } from './route-endpoints.js'
 import { AuthenticateService } from './service.js'
 import type { AuthenticateDeps } from './service.js'
 import { SessionCache } from './session-cache.js'
@@ -101,6 +102,12 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const headerFactory = options.upstreamHeaders ?? createUpstreamHeaderFactory({ keys: () => keys })
   const plansFor = (c: Config): AuthorizePlans => buildAuthorizePlans(c, { logger: options.logger, headers: headerFactory })
   let plans = plansFor(config)
+  const portalFor = (c: Config): PortalSource => ({
+    enabled: (c.raw['runtime_flags'] as Readonly<Record<string, unknown>> | undefined)?.['routes_portal'] !== false,
+    routes: c.routes,
+    policyFor: (route) => plans.forRoute(route).policy,
+  })
+  let portal = portalFor(config)
   const store = options.store ?? new MemoryRecordStore()
   const cache = options.syncedSessions === true ? new SessionCache(store, options.logger) : undefined
   cache?.start()
@@ -113,7 +120,7 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   const common = { settings: () => settings, secrets: options.secrets, sessions, refresher, logger: options.logger }
   const backchannelLogout = options.backchannelLogout ?? createBackchannelLogout({ sessions, logger: options.logger })
   const service = new AuthenticateService({ ...common, providers, backchannelLogout })
-  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h), jwks: () => jwks })
+  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h), jwks: () => jwks, portal: () => portal })
   const notFound = (request: EndpointRequest): Promise<EndpointResponse> => Promise.resolve(json(404, { error: 'not found', request_id: request.requestId }))
   function endpointsFor(choice: EndpointChoice): Endpoints {
     const authnHost = (host: string): boolean => settings.enabled && host === settings.authenticateHost
@@ -154,6 +161,7 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
       keys = keysFor(next)
       jwks = jwksResponse(keys)
       plans = plansFor(next)
+      portal = portalFor(next)
     },
   }
 }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { errorPage, signOutConfirmPage, signedOutPage, userPage } from './pages.js'
+import { errorPage, routesPage, signOutConfirmPage, signedOutPage, userPage } from './pages.js'
 
 const evil = '<script>alert(1)</script>"\'&'
 
@@ -36,4 +36,41 @@ test('every page has the same layout and headers; error pages escape provider te
     assert.match(page.html, /<footer>Portcullis<\/footer>/)
     assert.equal(page.headers['x-frame-options'], 'DENY')
   }
+})
+
+test('the routes portal lists cards with logo, escaped name and description, and a link; its CSP allows the logo origins only', () => {
+  const page = routesPage({
+    user: `Alice ${evil}`,
+    userPageUrl: '/.pomerium/',
+    routes: [
+      { title: `Wiki ${evil}`, description: `Docs ${evil}`, from: 'https://wiki.example.com', logoUrl: 'https://cdn.example.net/logos/wiki.svg?x="1"', url: 'https://wiki.example.com:8443/' },
+      { title: 'Database', description: '', from: 'tcp+https://db.example.com:5432', logoUrl: '/logo.png', connectCommand: 'portcullis tcp db.example.com:5432' },
+      { title: 'Bad logo', description: '', from: 'https://bad.example.com', logoUrl: 'javascript:alert(1)', url: 'https://bad.example.com/' },
+      { title: 'Injected', description: '', from: 'https://inj.example.com', logoUrl: "https://evil.example.com;script-src 'unsafe-inline'/x.png" },
+      { title: '*.apps', description: '', from: 'https://*.apps.example.com', logoUrl: '' },
+    ],
+  })
+  assert.ok(!page.html.includes('<script>'), 'values are escaped')
+  assert.ok(page.html.includes('Wiki &#60;script&#62;') && page.html.includes('Docs &#60;script&#62;') && page.html.includes('Alice &#60;script&#62;'))
+  assert.ok(page.html.includes('<img src="https://cdn.example.net/logos/wiki.svg?x=&#34;1&#34;"'))
+  assert.ok(page.html.includes('<a href="https://wiki.example.com:8443/">'))
+  assert.ok(page.html.includes('<img src="/logo.png"'))
+  assert.ok(page.html.includes('<code>portcullis tcp db.example.com:5432</code>'))
+  assert.ok(!page.html.includes('javascript:'), 'only http(s), same-host and data:image logos are shown')
+  assert.ok(page.html.includes('https://*.apps.example.com') && !page.html.includes('href="https://*'), 'wildcard routes have no link')
+  assert.ok(page.html.includes('href="/.pomerium/"'))
+  const csp = page.headers['content-security-policy'] ?? ''
+  assert.match(csp, /img-src 'self' data: https:\/\/cdn\.example\.net;/)
+  assert.ok(!csp.includes('evil') && !csp.includes('unsafe-inline') && !csp.includes('script-src'), csp)
+  assert.equal(page.headers['x-frame-options'], 'DENY')
+  assert.equal(page.headers['cache-control'], 'no-store')
+})
+
+test('the routes portal has an empty state, and the user page links to it when it is served', () => {
+  const empty = routesPage({ user: 'bob@example.com', userPageUrl: '/.pomerium/', routes: [] })
+  assert.ok(empty.html.includes('There are no apps you may open.'))
+  assert.match(empty.headers['content-security-policy'] ?? '', /img-src 'self' data:;/)
+  const base = { name: 'A', email: 'a@example.com', userId: 'u1', groups: [], claims: {}, issuedAt: new Date(0), expiresAt: new Date(1000), signOutAction: '/x', csrfToken: 't' }
+  assert.ok(userPage({ ...base, routesUrl: '/.pomerium/routes' }).html.includes('<a href="/.pomerium/routes">Your apps</a>'))
+  assert.ok(!userPage(base).html.includes('/.pomerium/routes'))
 })

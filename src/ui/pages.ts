@@ -27,14 +27,19 @@ dl{display:grid;grid-template-columns:minmax(7rem,max-content) 1fr;gap:.25rem 1r
 code{font-family:ui-monospace,monospace;font-size:.9em}.muted{color:var(--muted);font-size:.875rem}
 button,.button{font:inherit;background:var(--accent);color:var(--bg);border:0;border-radius:.375rem;padding:.5rem 1rem;cursor:pointer;text-decoration:none;display:inline-block}
 footer{color:var(--muted);font-size:.8rem;margin-top:2rem}pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8rem;margin:0}
+.apps{list-style:none;padding:0;margin:0}.app{display:flex;gap:1rem;align-items:flex-start}.app img{width:2.5rem;height:2.5rem;object-fit:contain;flex:none}
+.app h2{font-size:1.125rem;margin:0}.app p{margin:.25rem 0 0;overflow-wrap:anywhere}a{color:var(--accent)}
 `
+
+/** Origins a CSP source list may name: a scheme, a host and maybe a port, nothing that ends the directive. */
+const CSP_ORIGIN = /^https?:\/\/[^\s;,']+$/
 
 /**
  * `formActions`: origins a form on the page may post to besides its own, including where the
  * answer redirects (browsers check every hop): the sign-out button goes through the authenticate
  * host and the provider's logout page.
  */
-function layout(title: string, body: string, formActions: readonly string[] = []): RenderedPage {
+function layout(title: string, body: string, formActions: readonly string[] = [], imageOrigins: readonly string[] = []): RenderedPage {
   const nonce = randomBytes(16).toString('base64')
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -46,7 +51,7 @@ function layout(title: string, body: string, formActions: readonly string[] = []
     headers: {
       'content-type': 'text/html; charset=utf-8',
       'cache-control': 'no-store',
-      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src 'self' data:; form-action ${["'self'", ...formActions.filter((o) => /^https?:\/\/[^\s;,']+$/.test(o))].join(' ')}; frame-ancestors 'none'; base-uri 'none'`,
+      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src ${["'self'", 'data:', ...new Set(imageOrigins.filter((o) => CSP_ORIGIN.test(o)))].join(' ')}; form-action ${["'self'", ...formActions.filter((o) => CSP_ORIGIN.test(o))].join(' ')}; frame-ancestors 'none'; base-uri 'none'`,
       'x-frame-options': 'DENY',
       'referrer-policy': 'no-referrer',
     },
@@ -75,6 +80,8 @@ export interface UserPageData {
   readonly csrfToken: string
   /** Origins the sign-out redirects pass through (authenticate, provider). */
   readonly formActions?: readonly string[]
+  /** Where the routes portal of this host is, when it is served. */
+  readonly routesUrl?: string
 }
 
 /** Claims never shown, even when a provider puts them in the ID token or UserInfo. */
@@ -95,9 +102,65 @@ export function userPage(d: UserPageData): RenderedPage {
       ['Signed in', d.issuedAt.toISOString()],
       ['Session ends', d.expiresAt.toISOString()],
     ])}</div>
+${d.routesUrl !== undefined ? `<p><a href="${escapeHtml(d.routesUrl)}">Your apps</a>: the routes you may open.</p>` : ''}
 <h2>Claims</h2><div class="card">${claims.length > 0 ? list(claims) : '<p class="muted">No claims.</p>'}</div>
 <form method="post" action="${escapeHtml(d.signOutAction)}"><input type="hidden" name="csrf" value="${escapeHtml(d.csrfToken)}"><button type="submit">Sign out</button></form>`,
     d.formActions,
+  )
+}
+
+export interface RoutesPageEntry {
+  /** The route's name, else its `from`. */
+  readonly title: string
+  readonly description: string
+  /** `from` as configured. */
+  readonly from: string
+  /** Shown when it is an http(s) URL, a path on this host or a `data:image/` URL. */
+  readonly logoUrl: string
+  /** Where the browser opens the route; none for wildcard hosts and tunnels. */
+  readonly url?: string | undefined
+  /** tcp/udp routes: the client command. */
+  readonly connectCommand?: string | undefined
+}
+
+export interface RoutesPageData {
+  /** Who is signed in (name, email or user id). */
+  readonly user: string
+  readonly routes: readonly RoutesPageEntry[]
+  /** The user page of this host. */
+  readonly userPageUrl: string
+}
+
+/** A logo address the page may load, and the origin the CSP must allow for it ('' = this host or data:). */
+function logoSource(url: string): { src: string; origin: string } | undefined {
+  if (/^data:image\/(png|gif|jpeg|webp|svg\+xml)[;,]/i.test(url)) return { src: url, origin: '' }
+  if (url.startsWith('/') && !url.startsWith('//') && !url.startsWith('/\\')) return { src: url, origin: '' }
+  if (!/^https?:\/\//i.test(url) || !URL.canParse(url)) return undefined
+  const origin = new URL(url).origin
+  return CSP_ORIGIN.test(origin) ? { src: url, origin } : undefined
+}
+
+/** The routes portal: a card per route the user may open (reference 6.1 `/.pomerium/routes`). */
+export function routesPage(d: RoutesPageData): RenderedPage {
+  const origins: string[] = []
+  const cards = d.routes.map((r) => {
+    const logo = r.logoUrl !== '' ? logoSource(r.logoUrl) : undefined
+    if (logo && logo.origin !== '') origins.push(logo.origin)
+    const img = logo ? `<img src="${escapeHtml(logo.src)}" alt="" width="40" height="40">` : ''
+    const title = r.url !== undefined ? `<a href="${escapeHtml(r.url)}">${escapeHtml(r.title)}</a>` : escapeHtml(r.title)
+    const description = r.description !== '' ? `<p>${escapeHtml(r.description)}</p>` : ''
+    const command = r.connectCommand !== undefined ? `<p>Connect with <code>${escapeHtml(r.connectCommand)}</code></p>` : ''
+    return `<li class="card app">${img}<div><h2>${title}</h2>${description}${command}${r.title !== r.from ? `<p class="muted"><code>${escapeHtml(r.from)}</code></p>` : ''}</div></li>`
+  })
+  const body =
+    cards.length > 0
+      ? `<ul class="apps">${cards.join('')}</ul>`
+      : `<div class="card"><p>There are no apps you may open.</p><p class="muted">Ask your administrator if you expected to see some here.</p></div>`
+  return layout(
+    'Your apps',
+    `<h1>Your apps</h1><p class="muted">Signed in as ${escapeHtml(d.user)}. <a href="${escapeHtml(d.userPageUrl)}">Your session</a></p>${body}`,
+    [],
+    origins,
   )
 }
 
