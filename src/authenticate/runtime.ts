@@ -38,6 +38,7 @@ import type { AuthSettings } from './settings.js'
 export interface Endpoints {
   claims(host: string, path: string): boolean
   handle(request: EndpointRequest): Promise<EndpointResponse>
+  serviceFor(host: string): 'proxy' | 'authenticate'
 }
 
 /** Which of Portcullis' own endpoints a process serves (services apart, reference 1.2). */
@@ -58,6 +59,8 @@ export interface Authentication {
   /** Token refresh, user info and session expiry in the background, under a lease (one instance acts). */
   readonly identityManager: IdentityManager
   settings(): AuthSettings
+  /** The identity provider of an `idp_id` (readiness checks use it to read discovery). */
+  providerFor(idpId: string): IdentityProvider | undefined
   applyConfig(config: Config): void
   /** Stops the background work (before the store closes). */
   close(): Promise<void>
@@ -125,6 +128,7 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
   function endpointsFor(choice: EndpointChoice): Endpoints {
     const authnHost = (host: string): boolean => settings.enabled && host === settings.authenticateHost
     return {
+      serviceFor: (host) => (authnHost(host) ? 'authenticate' : 'proxy'),
       claims: (host, path) =>
         authnHost(host) ? choice.authenticateHost !== 'none' || (choice.routeHosts && isPortcullisPath(path)) : choice.routeHosts && isPortcullisPath(path),
       handle(request) {
@@ -149,6 +153,7 @@ export function createAuthentication(config: Config, options: AuthenticationOpti
     sessions,
     identityManager,
     settings: () => settings,
+    providerFor,
     close: async () => {
       await identityManager.stop()
       await cache?.stop()

@@ -5,6 +5,7 @@
  * values that would leak credentials are never written (`id-token` is logged as the fact that
  * one exists, cookies and Authorization are left out of `headers`).
  */
+import { redactCredentialParams } from '../shared/redact.js'
 import type { Session } from '../authenticate/session-store.js'
 import type { Evaluation } from '../policy/index.js'
 import { createUnredactedLogger } from '../shared/log.js'
@@ -23,7 +24,7 @@ const WRITERS: Readonly<Record<string, FieldWriter>> = {
   'check-request-id': (o, r) => (o['check-request-id'] = r.requestId),
   method: (o, r) => (o['method'] = r.method),
   path: (o, r) => (o['path'] = r.path),
-  query: (o, r) => (o['query'] = r.query.startsWith('?') ? r.query.slice(1) : r.query),
+  query: (o, r) => (o['query'] = redactCredentialParams(r.query.startsWith('?') ? r.query.slice(1) : r.query)),
   host: (o, r) => (o['host'] = r.host),
   ip: (o, r) => (o['ip'] = r.clientIp),
   'session-id': (o, _r, s) => (o['session-id'] = s?.id ?? ''),
@@ -38,7 +39,9 @@ const WRITERS: Readonly<Record<string, FieldWriter>> = {
   'id-token-claims': (o, _r, s) => (o['id-token-claims'] = s?.claims ?? {}),
   headers: (o, r) => {
     const h: Record<string, string | string[]> = {}
-    for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !SECRET_HEADERS.has(k) && !k.startsWith(':')) h[k] = v
+    for (const [k, v] of Object.entries(r.headers)) {
+      if (v !== undefined && !SECRET_HEADERS.has(k) && !k.startsWith(':')) h[k] = Array.isArray(v) ? v.map(redactCredentialParams) : redactCredentialParams(v)
+    }
     o['headers'] = h
   },
 }
@@ -57,7 +60,7 @@ export function createDecisionLog(logger: Logger, fields: readonly string[]): ((
       if (SECRET_HEADERS.has(name)) continue
       writers.push((o, r) => {
         const v = r.headers[name]
-        o[f] = Array.isArray(v) ? v.join(',') : (v ?? '')
+        o[f] = redactCredentialParams(Array.isArray(v) ? v.join(',') : (v ?? ''))
       })
       continue
     }

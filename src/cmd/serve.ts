@@ -19,6 +19,11 @@ import { startInternalServer } from '../internal/transport.js'
 import type { InternalRoute } from '../internal/transport.js'
 import type { RecordStore } from '../databroker/types.js'
 import { servicePlan } from './services.js'
+import { buildInfo, configChecksum, createMetrics, providerDiscoveryChecks, startHealthListener, startMetricsListener, storeCheck } from './observability.js'
+import type { HealthServer, ReadinessCheck } from '../observability/health.js'
+import type { MetricsServer } from '../observability/metrics-server.js'
+import { instrumentStore } from '../observability/instrumented-store.js'
+import type { PortcullisMetrics } from '../observability/metrics.js'
 import { createProviderFactory } from '../authenticate/provider-factory.js'
 import { ConfigSource, formatIssue } from '../config/index.js'
 import type { Config } from '../config/types.js'
@@ -38,7 +43,14 @@ export interface RunningServer {
   readonly listeners: readonly ListenerInfo[]
   /** Undefined for a databroker-only process. */
   readonly proxy: ProxyServer | undefined
+  /** What `/readyz` checks: the session store answers, each identity provider's discovery can be read. */
+  readiness(): ReadinessCheck[]
   close(): Promise<void>
+}
+
+export interface ServiceOptions {
+  /** Record metrics (when `metrics_address` is set). */
+  readonly metrics?: PortcullisMetrics | undefined
 }
 
 export function workerCount(config: Config): number {
@@ -52,8 +64,9 @@ function signInConfigured(config: Config): boolean {
 }
 
 /** Starts the services in this process for an already loaded config source. */
-export async function startServices(source: ConfigSource, logger: Logger): Promise<RunningServer> {
+export async function startServices(source: ConfigSource, logger: Logger, options: ServiceOptions = {}): Promise<RunningServer> {
   const config = source.current()
+  const metrics = options.metrics
   const secrets = resolveSecrets(config.raw, logger)
   // With workers, the primary runs the built-in provider and the databroker; workers use them.
   const workerDatabroker = cluster.isWorker ? process.env[WORKER_DATABROKER_ENV] : undefined
@@ -75,6 +88,7 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
     if (plan.databrokerUrls.length === 0) throw new Error('services without databroker need databroker_service_url (or databroker_service_urls / databroker_internal_service_url)')
     store = createRemoteRecordStore({ urls: plan.databrokerUrls, sharedSecret: secrets.sharedSecret, logger, tls: clientTls, timeoutMs })
   }
+  if (metrics) store = instrumentStore(store, storageType, metrics)
   if (storageType === 'memory' && signInConfigured(config)) {
     logger.warn('databroker storage is memory: sessions end at every restart and are not shared with other instances (use databroker_storage_connection_string: postgres://... for several instances)')
   }
@@ -89,6 +103,9 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
         builtinClientSecret: builtinClientSecret(config, secrets.sharedSecret),
       })
     : undefined
+  if (auth && metrics) metrics.identityManager(() => auth.identityManager.metrics())
+  metrics?.configLoaded(true, { routes: config.routes.length, checksum: configChecksum(config) })
+  source.onReloadFailed(() => metrics?.configLoaded(false))
   let current = config
   // The internal API of this process: its databroker and, when the proxy is elsewhere, its authorize service.
   const internalRoutes = new Map<string, InternalRoute>([
@@ -104,6 +121,7 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
           logger,
           routes: internalRoutes,
           mapError: internalErrorAnswer,
+          onCall: metrics ? (path, status, ms) => metrics.internalCall(path, status, ms) : undefined,
           ...(!plan.grpcInsecure && certificate ? { tls: { cert: certificate.cert, key: certificate.key } } : {}),
         })
       : undefined
@@ -126,7 +144,7 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
       authenticateHost: plan.authenticate ? 'local' : forwarder ? (request) => (forwarder as AuthenticateForwarder).handle(request) : 'none',
       routeHosts: plan.proxy,
     })
-    proxy = new ProxyServer(proxyConfig(config), { authorizer: remoteAuthorizer ?? auth.authorizer, endpoints, logger })
+    proxy = new ProxyServer(proxyConfig(config), { authorizer: remoteAuthorizer ?? auth.authorizer, endpoints, logger, metrics })
   }
   const listeners = [...((await proxy?.listen()) ?? []), ...grpcListener]
   source.onChange((next) => {
@@ -134,12 +152,26 @@ export async function startServices(source: ConfigSource, logger: Logger): Promi
     logger.level = toPinoLevel(next.logLevel)
     auth?.applyConfig(next)
     proxy?.applyConfig(proxyConfig(next))
+    metrics?.configLoaded(true, { routes: next.routes.length, checksum: configChecksum(next) })
     logger.info({ routes: next.routes.length }, 'config reloaded')
   })
   source.start()
+  const storeReady = storeCheck(store)
   return {
     listeners,
     proxy,
+    readiness: () => [
+      storeReady,
+      ...(auth && (plan.authenticate || plan.proxy)
+        ? [...auth.settings().providers.keys()].map((id) => ({
+            name: `idp:${id}`,
+            // Reads (and caches) the provider's discovery document; a failed read is retried next time.
+            check: async () => {
+              await auth.providerFor(id)?.needsPkce()
+            },
+          }))
+        : []),
+    ],
     async close() {
       source.stop()
       await proxy?.close(SHUTDOWN_GRACE_MS)
@@ -189,8 +221,10 @@ export async function serve(configFile: string | undefined): Promise<number> {
     const primarySecrets = resolveSecrets({ ...config.raw, shared_secret: process.env['SHARED_SECRET'] ?? config.raw['shared_secret'] }, logger)
     const plan = servicePlan(config)
     let shared: { close(): Promise<void> } | undefined
+    let sharedStore: RecordStore | undefined
     if (plan.databroker) {
       const { store } = await openRecordStore(config, logger)
+      sharedStore = store
       const server = await startDatabrokerServer({ store, address: '127.0.0.1:0', sharedSecret: primarySecrets.sharedSecret, logger })
       const builtinIdp = await startBuiltinIdpFromConfig(config, primarySecrets.sharedSecret, logger)
       process.env[WORKER_DATABROKER_ENV] = server.url
@@ -202,27 +236,70 @@ export async function serve(configFile: string | undefined): Promise<number> {
         },
       }
     }
-    const code = await supervise(workers, logger)
+    // The primary answers health probes and scrapes for the whole instance.
+    const primaryChecks = [...(sharedStore ? [storeCheck(sharedStore)] : []), ...providerDiscoveryChecks(config, primarySecrets.sharedSecret)]
+    let health: HealthServer | undefined
+    let metricsServer: MetricsServer | undefined
+    try {
+      metricsServer = await startMetricsListener(config, logger, undefined, true)
+      health = await startHealthListener(config, logger, () => primaryChecks, () => ({ version: buildInfo().version, services: config.services, workers }))
+    } catch (err) {
+      logger.fatal({ err }, 'could not start')
+      await shared?.close()
+      return 1
+    }
+    const extra = [...(metricsServer ? [listenerInfo('metrics', metricsServer.url)] : []), ...(health ? [listenerInfo('health', health.url)] : [])]
+    const code = await supervise(workers, logger, {
+      started: () => health?.markStarted(),
+      stopping: () => health?.markDraining(),
+      extraListeners: extra,
+    })
     await shared?.close()
+    await metricsServer?.close()
+    await health?.close()
     return code
   }
 
   let server: RunningServer
+  let health: HealthServer | undefined
+  let metricsServer: MetricsServer | undefined
+  const metrics = createMetrics(config)
   try {
-    server = await startServices(source, logger)
+    server = await startServices(source, logger, { metrics })
   } catch (err) {
     logger.fatal({ err }, 'could not start')
     return 1
   }
+  if (!cluster.isWorker) {
+    try {
+      metricsServer = await startMetricsListener(config, logger, metrics, false)
+      const running = server
+      health = await startHealthListener(config, logger, () => running.readiness(), () => ({ version: buildInfo().version, services: source.current().services, workers: 1 }))
+    } catch (err) {
+      logger.fatal({ err }, 'could not start')
+      await server.close()
+      return 1
+    }
+  }
+  const extra = [...(metricsServer ? [listenerInfo('metrics', metricsServer.url)] : []), ...(health ? [listenerInfo('health', health.url)] : [])]
+  health?.markStarted()
   if (cluster.isWorker) process.send?.({ type: 'listening', listeners: server.listeners })
-  else announce(logger, server.listeners, 1)
+  else announce(logger, [...server.listeners, ...extra], 1)
   return await new Promise<number>((resolve) => {
     let stopping = false
     const stop = (signal: string): void => {
       if (stopping) return
       stopping = true
       logger.info({ signal }, 'shutting down')
-      server.close().then(
+      // Not ready first, so that load balancers stop sending; then the connections drain.
+      health?.markDraining()
+      server
+        .close()
+        .then(async () => {
+          await metricsServer?.close()
+          await health?.close()
+        })
+        .then(
         () => resolve(0),
         (err: unknown) => {
           logger.error({ err }, 'shutdown failed')
@@ -246,7 +323,20 @@ function announce(logger: Logger, listeners: readonly ListenerInfo[], workers: n
 }
 
 /** The cluster primary: forks workers, reports when all listen, forwards signals, restarts crashed workers. */
-async function supervise(count: number, logger: Logger): Promise<number> {
+interface SupervisorHooks {
+  /** Every worker listens. */
+  started(): void
+  /** Shutdown begins (before the workers are told). */
+  stopping(): void
+  /** Listeners of the primary itself, announced with the workers' ones. */
+  readonly extraListeners: readonly ListenerInfo[]
+}
+
+function listenerInfo(name: ListenerInfo['name'], url: string): ListenerInfo {
+  return { name, url, port: Number(new URL(url).port) }
+}
+
+async function supervise(count: number, logger: Logger, hooks: SupervisorHooks): Promise<number> {
   // Let the kernel spread connections over the workers' shared socket instead of the primary
   // accepting and handing each one over (measured faster on Linux).
   cluster.schedulingPolicy = cluster.SCHED_NONE
@@ -257,7 +347,10 @@ async function supervise(count: number, logger: Logger): Promise<number> {
     worker.on('message', (m: { type?: string; listeners?: ListenerInfo[] }) => {
       if (m.type !== 'listening' || !m.listeners) return
       ready++
-      if (ready === count) announce(logger, m.listeners, count)
+      if (ready === count) {
+        hooks.started()
+        announce(logger, [...m.listeners, ...hooks.extraListeners], count)
+      }
     })
   }
   for (let i = 0; i < count; i++) fork()
@@ -273,6 +366,7 @@ async function supervise(count: number, logger: Logger): Promise<number> {
     const stop = (signal: string): void => {
       if (stopping) return
       stopping = true
+      hooks.stopping()
       logger.info({ signal }, 'shutting down workers')
       const workers = Object.values(cluster.workers ?? {})
       let left = workers.length

@@ -35,6 +35,7 @@ export class ConfigSource {
   readonly #debounceMs: number
   readonly #cwd: string
   readonly #listeners = new Set<ConfigListener>()
+  readonly #failureListeners = new Set<() => void>()
   #config: Config | undefined
   #watchers: FSWatcher[] = []
   #timer: NodeJS.Timeout | undefined
@@ -76,6 +77,14 @@ export class ConfigSource {
     }
   }
 
+  /** Registers a listener for reloads that failed (the previous config stays); returns its remover. */
+  onReloadFailed(listener: () => void): () => void {
+    this.#failureListeners.add(listener)
+    return () => {
+      this.#failureListeners.delete(listener)
+    }
+  }
+
   /** Starts watching the config file, its referenced files, and SIGHUP. Idempotent. */
   start(): void {
     if (this.#started) return
@@ -98,6 +107,7 @@ export class ConfigSource {
         if (issue.severity === 'error') this.#logger.error(formatIssue(issue))
       }
       this.#logger.error('configuration reload failed; keeping the previous configuration')
+      for (const listener of [...this.#failureListeners]) listener()
       return false
     }
     const config = result.config

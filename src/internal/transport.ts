@@ -95,6 +95,8 @@ export interface InternalServerOptions {
   readonly mapError: (err: unknown) => InternalApiError
   /** Interval of heartbeat lines on streams (default 10 s). */
   readonly heartbeatMs?: number | undefined
+  /** Told of every answered call (metrics): a known route's path, else `unknown`. */
+  readonly onCall?: ((path: string, status: number, durationMs: number) => void) | undefined
 }
 
 export interface InternalServer {
@@ -170,45 +172,61 @@ export async function startInternalServer(options: InternalServerOptions): Promi
     session.on('close', () => sessions.delete(session))
     session.on('error', () => {})
   })
+  const record = options.onCall
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
     stream.on('error', () => {}) // resets by the client are normal (cancelled syncs)
+    const startedAt = performance.now()
+    const path = headers[':path'] ?? ''
+    const route = routes.get(path)
+    const answered = (status: number): void => record?.(route ? path : 'unknown', status, performance.now() - startedAt)
     // The credential comes first: nothing else about an unauthenticated request is looked at.
     if (!authorized(headers.authorization)) {
       if (refusedLogged++ < 100 || refusedLogged % 1000 === 0) {
         logger.warn({ path: headers[':path'] }, 'internal API: request without a valid internal credential refused')
       }
       send(stream, 401, { code: 'ERR_UNAUTHENTICATED', message: 'a valid internal credential is required' })
+      answered(401)
       return
     }
-    const path = headers[':path'] ?? ''
-    const route = routes.get(path)
-    if (!route) return send(stream, 404, { code: 'ERR_NOT_FOUND', message: 'no such method' })
-    if (headers[':method'] !== 'POST') {
-      return send(stream, 405, { code: 'ERR_METHOD_NOT_ALLOWED', message: 'use POST' })
+    if (!route) {
+      send(stream, 404, { code: 'ERR_NOT_FOUND', message: 'no such method' })
+      answered(404)
+      return
     }
-    void serve(stream, route, path)
+    if (headers[':method'] !== 'POST') {
+      send(stream, 405, { code: 'ERR_METHOD_NOT_ALLOWED', message: 'use POST' })
+      answered(405)
+      return
+    }
+    void serve(stream, route, path).then(answered)
   })
 
-  async function serve(stream: ServerHttp2Stream, route: InternalRoute, path: string): Promise<void> {
+  /** Resolves with the status answered. */
+  async function serve(stream: ServerHttp2Stream, route: InternalRoute, path: string): Promise<number> {
     let body: unknown
     try {
       body = await readBody(stream)
     } catch (err) {
-      if (err instanceof InternalApiError) send(stream, err.status, { code: err.code, message: err.message })
-      return
+      if (err instanceof InternalApiError) {
+        send(stream, err.status, { code: err.code, message: err.message })
+        return err.status
+      }
+      return 400
     }
     if (route.kind === 'unary') {
       try {
         const result = await route.handle(body)
         send(stream, 200, result ?? {})
+        return 200
       } catch (err) {
         const e = mapError(err)
         if (e.status >= 500) logger.error({ err, path }, 'internal API call failed')
         send(stream, e.status, { code: e.code, message: e.message })
+        return e.status
       }
-      return
     }
     await serveStream(stream, route, body)
+    return 200
   }
 
   async function serveStream(

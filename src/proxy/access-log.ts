@@ -3,6 +3,7 @@
  * by `access_log_fields`. The field list is compiled once per config into getter functions.
  * Cookies and credentials are never among the values: `headers` omits them.
  */
+import { redactCredentialParams } from '../shared/redact.js'
 import { DEFAULT_ACCESS_LOG_FIELDS } from '../config/schema.js'
 import { createUnredactedLogger } from '../shared/log.js'
 import type { Logger } from '../shared/log.js'
@@ -32,14 +33,16 @@ type Getter = (e: AccessEntry) => unknown
 
 function headerValue(e: AccessEntry, name: string): string | undefined {
   const v = e.headers[name]
-  return Array.isArray(v) ? v.join(', ') : v
+  const text = Array.isArray(v) ? v.join(', ') : v
+  // A Referer (or any header) may carry a URL with a session handle in its query.
+  return text === undefined ? undefined : redactCredentialParams(text)
 }
 
 function safeHeaders(e: AccessEntry): Record<string, string> {
   const out: Record<string, string> = {}
   for (const [k, v] of Object.entries(e.headers)) {
     if (v === undefined || k.startsWith(':')) continue
-    out[k] = SECRET_HEADERS.has(k) ? '[redacted]' : Array.isArray(v) ? v.join(', ') : v
+    out[k] = SECRET_HEADERS.has(k) ? '[redacted]' : redactCredentialParams(Array.isArray(v) ? v.join(', ') : v)
   }
   return out
 }
@@ -53,7 +56,7 @@ const GETTERS: Readonly<Record<string, Getter>> = {
   ip: (e) => e.clientIp,
   method: (e) => e.method,
   path: (e) => e.path,
-  query: (e) => e.query.replace(/^\?/, ''),
+  query: (e) => redactCredentialParams(e.query.replace(/^\?/, '')),
   referer: (e) => headerValue(e, 'referer'),
   'request-id': (e) => e.requestId,
   'response-code': (e) => e.status,

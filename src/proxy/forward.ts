@@ -34,6 +34,8 @@ export interface ForwardRequest {
   readonly errorHeaders: Readonly<Record<string, string>>
   /** Called once when the exchange is over, for the access log. */
   readonly done: (status: number, bytes: number, details: string) => void
+  /** Called once with the upstream's status (undefined: no answer) and how long it took, for metrics. */
+  readonly upstreamDone?: ((status: number | undefined, durationMs: number) => void) | undefined
 }
 
 interface Failure {
@@ -105,6 +107,7 @@ abstract class Exchange {
   protected status = 0
   #timer: NodeJS.Timeout | undefined
   #finished = false
+  readonly #startedAt = performance.now()
 
   constructor(f: ForwardRequest) {
     this.f = f
@@ -181,7 +184,10 @@ abstract class Exchange {
     this.#finished = true
     if (this.#timer) clearTimeout(this.#timer)
     this.f.endpoint.active--
-    if (upstreamStatus !== null) this.f.endpoint.recordOutcome(upstreamStatus)
+    if (upstreamStatus !== null) {
+      this.f.endpoint.recordOutcome(upstreamStatus)
+      this.f.upstreamDone?.(upstreamStatus, performance.now() - this.#startedAt)
+    }
     this.f.done(status, bytes, details)
   }
 }

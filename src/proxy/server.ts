@@ -18,6 +18,7 @@ import type { EndpointRequest, EndpointResponse } from '../authenticate/endpoint
 import type { Authorizer, CheckRequest, CheckResult } from '../authorize/types.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
+import type { HttpService, PortcullisMetrics } from '../observability/metrics.js'
 import { statusTitle, prefersJson } from './error-page.js'
 import { forward } from './forward.js'
 import { createFront, kClientAddress } from './front.js'
@@ -44,16 +45,25 @@ export interface Endpoints {
   /** Whether a request for this host and normalised path is answered by Portcullis itself. */
   claims(host: string, path: string): boolean
   handle(request: EndpointRequest): Promise<EndpointResponse>
+  /** Which service answers this host's endpoints (the `service` label of the request metrics). */
+  serviceFor?(host: string): HttpService
 }
 
 export interface ProxyDeps {
   readonly authorizer: Authorizer
   readonly logger: Logger
   readonly endpoints?: Endpoints
+  /** Request metrics; none are recorded without it. */
+  readonly metrics?: PortcullisMetrics | undefined
+}
+
+/** The `route` label of a route's metrics: its name, else its id (bounded by the configuration). */
+export function routeLabel(route: RouteConfig): string {
+  return route.name ?? route.id
 }
 
 export interface ListenerInfo {
-  readonly name: 'main' | 'http_redirect' | 'grpc'
+  readonly name: 'main' | 'http_redirect' | 'grpc' | 'metrics' | 'health'
   readonly url: string
   readonly port: number
 }
@@ -295,7 +305,21 @@ export class ProxyServer {
         upstreamCluster: routed?.plan.clusterName ?? '',
         clusterStatName: routed?.plan.route.name ?? '',
       })
+      const metrics = this.#deps.metrics
+      if (metrics) {
+        const service = local ? (this.#deps.endpoints?.serviceFor?.(local.host) ?? 'proxy') : 'proxy'
+        const length = Number(req.headers['content-length'])
+        metrics.httpServer(service, routed ? routeLabel(routed.plan.route) : '', req.method ?? 'GET', status, Date.now() - startedAt, Number.isFinite(length) ? length : 0, bytes)
+      }
     }
+  }
+
+  /** Upstream metrics of one forwarded request; undefined without metrics. */
+  #upstreamMetrics(route: RouteConfig): ((status: number | undefined, durationMs: number) => void) | undefined {
+    const metrics = this.#deps.metrics
+    if (!metrics) return undefined
+    const label = routeLabel(route)
+    return (status, durationMs) => metrics.httpClient(label, status, durationMs)
   }
 
   /**
@@ -406,6 +430,7 @@ export class ProxyServer {
         json,
         errorHeaders: state.localHeaders,
         done: log,
+        upstreamDone: this.#upstreamMetrics(route),
       })
     }
     this.#authorize(this.#checkRequest(req, prepared, requestId, state), then, (err) => {
