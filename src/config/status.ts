@@ -78,6 +78,12 @@ const GLOBAL_IN_EFFECT = new Set([
   'grpc_client_timeout',
   'certificate_authority',
   'override_certificate_name',
+  'metrics_address',
+  'metrics_basic_auth',
+  'metrics_certificate',
+  'metrics_certificate_key',
+  'metrics_client_ca',
+  'health_check_addr',
   'routes',
   'policy',
 ])
