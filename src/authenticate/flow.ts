@@ -6,6 +6,7 @@
  *         <--302 signed, sealed handle-- /.pomerium/sign_in <--302--
  *   route /.pomerium/callback/ sets the route cookie --302--> the original URL
  */
+import { context, propagation } from '@opentelemetry/api'
 import { createHash } from 'node:crypto'
 import { open, seal } from './sealed.js'
 import { signSessionHandle, verifySessionHandle } from './session-handle.js'
@@ -38,7 +39,18 @@ export function signInUrl(
   url.searchParams.set(PARAM_REDIRECT_URI, redirectUri)
   url.searchParams.set(PARAM_IDP_ID, idpId)
   for (const [k, v] of Object.entries(extra)) url.searchParams.set(k, v)
+  addTraceContext(url)
   return signUrl(url, sharedSecret)
+}
+
+/**
+ * Carries the current trace through a redirect (`pomerium_traceparent`, reference 9.4), so that
+ * the next request joins it. A no-op when tracing is off (no propagator is registered).
+ */
+export function addTraceContext(url: URL): void {
+  const carrier: Record<string, string> = {}
+  propagation.inject(context.active(), carrier)
+  if (carrier['traceparent']) url.searchParams.set('pomerium_traceparent', carrier['traceparent'])
 }
 
 /** The signed authenticate sign-out URL. */

@@ -4,8 +4,10 @@
  */
 import { createIdentityProvider } from './idp/factory.js'
 import type { ProviderKind } from './idp/factory.js'
+import type { IdpFetch } from './idp/oidc.js'
 import type { ProviderFactory } from './provider-registry.js'
 
-export function createProviderFactory(): ProviderFactory {
-  return (s) => createIdentityProvider({ ...s, provider: s.provider as ProviderKind })
+/** `fetch`: every request to a provider goes through it (tracing wraps it; default: global fetch). */
+export function createProviderFactory(fetch?: IdpFetch): ProviderFactory {
+  return (s) => createIdentityProvider({ ...s, provider: s.provider as ProviderKind }, fetch ? { fetch } : {})
 }

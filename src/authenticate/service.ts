@@ -14,6 +14,7 @@ import { shouldRedirectToSignIn } from './credentials.js'
 import { formFields, json, page, redirect, single, text } from './endpoint.js'
 import type { EndpointHandler, EndpointRequest, EndpointResponse } from './endpoint.js'
 import {
+  addTraceContext,
   handleFor,
   PARAM_CALLBACK_URI,
   PARAM_IDP_ID,
@@ -159,6 +160,7 @@ export class AuthenticateService implements EndpointHandler {
     callback.searchParams.set(PARAM_SESSION_ENCRYPTED, sealHandoff(handle, this.#deps.secrets.sharedSecret))
     callback.searchParams.set(PARAM_REDIRECT_URI, redirectUri.href)
     if (programmatic) callback.searchParams.set(PARAM_PROGRAMMATIC, 'true')
+    addTraceContext(callback)
     return redirect(signUrl(callback, this.#deps.secrets.sharedSecret).href)
   }
 

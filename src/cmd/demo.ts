@@ -85,6 +85,8 @@ export async function demo(): Promise<number> {
     `# Portcullis demo configuration (Pomerium format, plus the built-in identity provider)
 address: 127.0.0.1:${port}
 insecure_server: true
+# One process: the demo's upstreams and users live in this process.
+workers: 1
 shared_secret: ${randomBytes(32).toString('base64')}
 cookie_secret: ${randomBytes(32).toString('base64')}
 authenticate_service_url: http://authenticate.localhost:${port}

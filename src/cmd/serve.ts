@@ -23,6 +23,8 @@ import { buildInfo, configChecksum, createMetrics, providerDiscoveryChecks, star
 import type { HealthServer, ReadinessCheck } from '../observability/health.js'
 import type { MetricsServer } from '../observability/metrics-server.js'
 import { instrumentStore } from '../observability/instrumented-store.js'
+import { createTracing } from '../observability/tracing.js'
+import type { IdpFetch } from '../authenticate/idp/oidc.js'
 import type { PortcullisMetrics } from '../observability/metrics.js'
 import { createProviderFactory } from '../authenticate/provider-factory.js'
 import { ConfigSource, formatIssue } from '../config/index.js'
@@ -88,7 +90,8 @@ export async function startServices(source: ConfigSource, logger: Logger, option
     if (plan.databrokerUrls.length === 0) throw new Error('services without databroker need databroker_service_url (or databroker_service_urls / databroker_internal_service_url)')
     store = createRemoteRecordStore({ urls: plan.databrokerUrls, sharedSecret: secrets.sharedSecret, logger, tls: clientTls, timeoutMs })
   }
-  if (metrics) store = instrumentStore(store, storageType, metrics)
+  const tracing = createTracing(config, logger, plan.proxy ? 'proxy' : plan.authenticate ? 'authenticate' : plan.authorize ? 'authorize' : 'databroker')
+  if (metrics || tracing) store = instrumentStore(store, storageType, { metrics, tracing })
   if (storageType === 'memory' && signInConfigured(config)) {
     logger.warn('databroker storage is memory: sessions end at every restart and are not shared with other instances (use databroker_storage_connection_string: postgres://... for several instances)')
   }
@@ -99,7 +102,7 @@ export async function startServices(source: ConfigSource, logger: Logger, option
         syncedSessions: storageType !== 'memory' && storageType !== 'file',
         logger,
         secrets,
-        providerFactory: createProviderFactory(),
+        providerFactory: createProviderFactory(tracing ? (tracing.tracedFetch(fetch) as IdpFetch) : undefined),
         builtinClientSecret: builtinClientSecret(config, secrets.sharedSecret),
       })
     : undefined
@@ -144,7 +147,7 @@ export async function startServices(source: ConfigSource, logger: Logger, option
       authenticateHost: plan.authenticate ? 'local' : forwarder ? (request) => (forwarder as AuthenticateForwarder).handle(request) : 'none',
       routeHosts: plan.proxy,
     })
-    proxy = new ProxyServer(proxyConfig(config), { authorizer: remoteAuthorizer ?? auth.authorizer, endpoints, logger, metrics })
+    proxy = new ProxyServer(proxyConfig(config), { authorizer: remoteAuthorizer ?? auth.authorizer, endpoints, logger, metrics, tracing })
   }
   const listeners = [...((await proxy?.listen()) ?? []), ...grpcListener]
   source.onChange((next) => {
@@ -181,6 +184,7 @@ export async function startServices(source: ConfigSource, logger: Logger, option
       await forwarder?.close()
       await internal?.close()
       await store.close()
+      await tracing?.shutdown()
     },
   }
 }

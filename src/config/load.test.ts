@@ -30,7 +30,7 @@ test('defaults with no file and an empty environment', () => {
   assert.equal(config.passIdentityHeaders, false)
   assert.equal(config.logLevel, 'info')
   assert.deepEqual(config.accessLogFields, DEFAULT_ACCESS_LOG_FIELDS)
-  assert.equal(config.workers, 1)
+  assert.equal(config.workers, 0, 'one worker per CPU core')
   assert.deepEqual(config.routes, [])
   assert.deepEqual(config.setResponseHeaders, {
     'X-Frame-Options': 'SAMEORIGIN',

@@ -19,6 +19,8 @@ import type { Authorizer, CheckRequest, CheckResult } from '../authorize/types.j
 import type { Config, RouteConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
 import type { HttpService, PortcullisMetrics } from '../observability/metrics.js'
+import { SpanKind } from '../observability/tracing.js'
+import type { RequestTrace, Tracing } from '../observability/tracing.js'
 import { statusTitle, prefersJson } from './error-page.js'
 import { forward } from './forward.js'
 import { createFront, kClientAddress } from './front.js'
@@ -55,6 +57,20 @@ export interface ProxyDeps {
   readonly endpoints?: Endpoints
   /** Request metrics; none are recorded without it. */
   readonly metrics?: PortcullisMetrics | undefined
+  /** Tracing; absent when off, and then the request path has no tracing code at all. */
+  readonly tracing?: Tracing | undefined
+}
+
+/** The upstream headers with the client's trace context replaced by ours (the upstream span). */
+function withTraceparent(headers: string[], traceparent: string): string[] {
+  const out: string[] = []
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = (headers[i] as string).toLowerCase()
+    if (name === 'traceparent' || name === 'tracestate') continue
+    out.push(headers[i] as string, headers[i + 1] as string)
+  }
+  if (traceparent !== '') out.push('traceparent', traceparent)
+  return out
 }
 
 /** The `route` label of a route's metrics: its name, else its id (bounded by the configuration). */
@@ -371,14 +387,17 @@ export class ProxyServer {
     const headOnly = method === 'HEAD'
     if (this.#draining && !('stream' in req)) res.setHeader('connection', 'close')
     const prepared = this.#prepare(req, state)
-    const log = this.#accessLogFor(req, state, requestId, prepared)
+    const logged = this.#accessLogFor(req, state, requestId, prepared)
     if (prepared.kind === 'reply') {
       const bytes = this.#reply(res, prepared, requestId, json, headOnly, state)
-      if (prepared.log) log(prepared.status, bytes, 'local_reply')
+      if (prepared.log) logged(prepared.status, bytes, 'local_reply')
       return
     }
+    const rt = this.#deps.tracing?.startRequest(method, prepared.host, prepared.path, req.headers, prepared.query)
+    const log = rt ? this.#tracedLog(rt, logged, prepared) : logged
     if (prepared.kind === 'endpoint') {
-      this.#endpoint(req, res, prepared, requestId, state, log)
+      if (rt) rt.run(() => this.#endpoint(req, res, prepared, requestId, state, log))
+      else this.#endpoint(req, res, prepared, requestId, state, log)
       return
     }
     const { plan } = prepared
@@ -393,7 +412,9 @@ export class ProxyServer {
       log(405, bytes, 'local_reply')
       return
     }
+    const authorizeSpan = rt?.child('authorize check', SpanKind.INTERNAL)
     const then = (result: CheckResult): void => {
+      authorizeSpan?.end({ 'portcullis.allow': result.allow, ...(result.allow ? {} : { 'portcullis.status': result.status }) })
       if (!result.allow) {
         const headers: Record<string, string> = { ...state.localHeaders, ...result.headers }
         if (result.location !== undefined) headers['location'] = result.location
@@ -415,6 +436,8 @@ export class ProxyServer {
         log(503, bytes, 'no_healthy_upstream')
         return
       }
+      const upstreamSpan = rt?.child('upstream request', SpanKind.CLIENT, { 'server.address': upstream.endpoint.target.url.host })
+      const metricsDone = this.#upstreamMetrics(route)
       forward({
         req,
         res,
@@ -422,7 +445,7 @@ export class ProxyServer {
         method,
         path: upstream.path,
         authority: upstream.host,
-        headers: upstream.headers,
+        headers: upstreamSpan ? withTraceparent(upstream.headers, upstreamSpan.traceparent()) : upstream.headers,
         endpoint: upstream.endpoint,
         plan: plan.headers,
         timeoutMs: minNonZero(route.timeoutMs, state.config.timeoutWriteMs),
@@ -430,14 +453,32 @@ export class ProxyServer {
         json,
         errorHeaders: state.localHeaders,
         done: log,
-        upstreamDone: this.#upstreamMetrics(route),
+        upstreamDone: upstreamSpan
+          ? (status, ms) => {
+              upstreamSpan.end(status === undefined ? {} : { 'http.response.status_code': status }, status === undefined || status >= 500)
+              metricsDone?.(status, ms)
+            }
+          : metricsDone,
       })
     }
-    this.#authorize(this.#checkRequest(req, prepared, requestId, state), then, (err) => {
+    const fail = (err: unknown): void => {
+      authorizeSpan?.end({}, true)
       this.#deps.logger.error({ err, requestId }, 'authorize failed')
       const bytes = sendError(res, 500, 'Authorization could not be completed.', requestId, json, state.localHeaders, headOnly)
       log(500, bytes, 'ext_authz_error')
-    })
+    }
+    const check = this.#checkRequest(req, prepared, requestId, state)
+    if (authorizeSpan) authorizeSpan.run(() => this.#authorize(check, then, fail))
+    else this.#authorize(check, then, fail)
+  }
+
+  /** Ends the request span with the access log line. */
+  #tracedLog(rt: RequestTrace, log: (status: number, bytes: number, details: string) => void, prepared: Prepared): (status: number, bytes: number, details: string) => void {
+    const route = prepared.kind === 'route' ? routeLabel(prepared.plan.route) : undefined
+    return (status, bytes, details) => {
+      log(status, bytes, details)
+      rt.end(status, { 'portcullis.response_details': details, ...(route !== undefined ? { 'portcullis.route': route } : {}) })
+    }
   }
 
   /** Reads a small body, lets the endpoint answer, and writes its response with the global response headers. */
