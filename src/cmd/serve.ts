@@ -191,6 +191,9 @@ export async function startServices(source: ConfigSource, logger: Logger, option
 
 /** Entry point of `portcullis serve`; resolves with the process exit code once shut down. */
 export async function serve(configFile: string | undefined): Promise<number> {
+  // A SIGHUP before the config watcher is installed (service managers reload early) must not end
+  // the process, which is Node's default; the watcher adds its own handler once started.
+  process.on('SIGHUP', () => undefined)
   const bootLogger = createLogger(process.env['LOG_LEVEL'] ?? 'info')
   const source = new ConfigSource({ file: configFile, env: process.env, logger: bootLogger })
   const { config, issues } = source.load()

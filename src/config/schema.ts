@@ -262,7 +262,7 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('databroker_service_url', 'url', 'Where services find the databroker.', { defaultText: 'http://127.0.0.1:5443 (all-in-one)' }),
   def('databroker_service_urls', 'list', 'Several databroker service URLs.'),
   def('databroker_internal_service_url', 'url', 'Internal URL of the databroker.'),
-  def('grpc_address', 'string', 'gRPC listener address.', { defaultText: ':5443 all-in-one, :443 split' }),
+  def('grpc_address', 'string', 'gRPC listener address.', { defaultText: '127.0.0.1:5443 (Pomerium: :5443 all-in-one, :443 split; set it in split mode)' }),
   def('grpc_insecure', 'bool', 'Plaintext gRPC between services.', { defaultText: 'true all-in-one, false split' }),
   def('grpc_client_timeout', 'duration', 'Timeout of internal gRPC calls.', { default: '10s' }),
   def('signout_redirect_url', 'url', 'Where users land after sign-out.'),
