@@ -1,0 +1,56 @@
+/**
+ * The Grafana dashboard shipped in deploy/grafana: every metric it queries exists in the
+ * exposition, and every query is valid PromQL (`promtool check rules`, when promtool is there:
+ * always under CI).
+ */
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { test } from 'node:test'
+import { stringify } from 'yaml'
+import { PortcullisMetrics } from './metrics.js'
+
+const DASHBOARD = new URL('../../deploy/grafana/portcullis-dashboard.json', import.meta.url)
+
+interface Dashboard {
+  readonly panels: readonly { readonly title: string; readonly targets: readonly { readonly expr: string }[] }[]
+}
+
+const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as Dashboard
+const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => ({ panel: p.title, expr: t.expr })))
+
+test('every metric the dashboard queries is exported', async () => {
+  const metrics = new PortcullisMetrics({ version: '0.0.0', revision: '' })
+  const names = new Set<string>()
+  for (const m of await metrics.registry.getMetricsAsJSON()) {
+    names.add(m.name)
+    if (m.type === 'histogram') for (const suffix of ['_bucket', '_count', '_sum']) names.add(`${m.name}${suffix}`)
+  }
+  assert.ok(exprs.length >= 10)
+  for (const { panel, expr } of exprs) {
+    const used = expr.match(/\b(?:pomerium|nodejs|process)_[a-z0-9_]+\b/g) ?? []
+    assert.ok(used.length > 0, `${panel}: queries a Portcullis metric`)
+    for (const name of used) assert.ok(names.has(name), `${panel}: ${name} is not exported`)
+  }
+})
+
+const promtool = spawnSync('promtool', ['--version']).status === 0
+if (!promtool && process.env['CI'] === undefined) console.warn('\n*** promtool is missing: the dashboard PromQL check is SKIPPED (it runs under CI) ***\n')
+test('every dashboard query is valid PromQL', { skip: !promtool && process.env['CI'] === undefined ? 'promtool missing (Debian package prometheus); runs under CI' : false }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-dashboard-'))
+  try {
+    const rules = exprs.map(({ expr }, i) => ({
+      record: `portcullis:dashboard_query_${i}`,
+      // Grafana's variables, as Grafana would substitute them.
+      expr: expr.replaceAll('$__rate_interval', '5m').replaceAll('$instance', '.*').replaceAll('$route', '.*'),
+    }))
+    const file = join(dir, 'rules.yaml')
+    writeFileSync(file, stringify({ groups: [{ name: 'dashboard', rules }] }))
+    const r = spawnSync('promtool', ['check', 'rules', file], { encoding: 'utf8' })
+    assert.equal(r.status, 0, `${r.stdout}${r.stderr}`)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
