@@ -101,9 +101,15 @@ describe('other protocols and tracing off', () => {
     test(`OTLP ${protocol}`, async () => {
       const receiver = protocol === 'grpc' ? await startOtlpGrpcReceiver() : await startOtlpHttpReceiver()
       cleanup.push(() => receiver.close())
-      const setup = await startSignInSetup({
-        settings: { otel_traces_exporter: 'otlp', otel_exporter_otlp_protocol: protocol, otel_exporter_otlp_endpoint: receiver.url, otel_bsp_schedule_delay: 100 },
-      })
+      // gRPC is configured through the standard OTEL_* environment variables, HTTP/JSON through the file.
+      const setup =
+        protocol === 'grpc'
+          ? await startSignInSetup({
+              env: { OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_BSP_SCHEDULE_DELAY: '100' },
+            })
+          : await startSignInSetup({
+              settings: { otel_traces_exporter: 'otlp', otel_exporter_otlp_protocol: protocol, otel_exporter_otlp_endpoint: receiver.url, otel_bsp_schedule_delay: 100 },
+            })
       cleanup.push(() => setup.close())
       const incoming = newTraceparent()
       const res = await request(`${setup.pub}/x`, { dispatcher: setup.dispatcher, headers: { traceparent: incoming.header } })
