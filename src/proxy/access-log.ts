@@ -3,6 +3,7 @@
  * by `access_log_fields`. The field list is compiled once per config into getter functions.
  * Cookies and credentials are never among the values: `headers` omits them.
  */
+import type { ClientCertificateInfo } from '../authorize/types.js'
 import { redactCredentialParams } from '../shared/redact.js'
 import { DEFAULT_ACCESS_LOG_FIELDS } from '../config/schema.js'
 import { createUnredactedLogger } from '../shared/log.js'
@@ -23,7 +24,12 @@ export interface AccessEntry {
   readonly bytes: number
   readonly upstreamCluster: string
   readonly clusterStatName: string
+  /** The request (to find its connection's client certificate, only when that field is logged). */
+  readonly request?: object
 }
+
+/** The client certificate of a request's connection, if the listener asked for one. */
+export type CertificateLookup = (request: object) => ClientCertificateInfo | undefined
 
 
 /** Header values that must never reach a log line. */
@@ -49,6 +55,7 @@ function safeHeaders(e: AccessEntry): Record<string, string> {
 
 const GETTERS: Readonly<Record<string, Getter>> = {
   authority: (e) => e.authority,
+  // Filled in by createAccessLogger, which knows how to find the certificate.
   'client-certificate': () => undefined,
   'cluster-stat-name': (e) => e.clusterStatName,
   duration: (e) => Date.now() - e.startedAt,
@@ -69,14 +76,23 @@ const GETTERS: Readonly<Record<string, Getter>> = {
 
 export type AccessLogger = (entry: AccessEntry) => void
 
-export function createAccessLogger(fields: readonly string[], logger: Logger): AccessLogger {
+/** `client-certificate`: what Envoy logs of the peer certificate (absent without one). */
+function certificateGetter(certificateOf: CertificateLookup): Getter {
+  return (e) => {
+    const c = e.request ? certificateOf(e.request) : undefined
+    if (!c?.presented) return undefined
+    return { presented: true, valid: c.valid, subject: c.subject, issuer: c.issuer, serial: c.serialNumber, fingerprint_sha256: c.fingerprintSha256, ...(c.problem ? { problem: c.problem } : {}) }
+  }
+}
+
+export function createAccessLogger(fields: readonly string[], logger: Logger, certificateOf?: CertificateLookup): AccessLogger {
   // Every value below comes from a getter that already leaves secrets out, so the access log
   // can skip the (costly) wildcard redaction of the general logger.
   const log = createUnredactedLogger(logger, { service: 'envoy' })
   if (!log.isLevelEnabled('info')) return () => {}
   const compiled: [string, Getter][] = []
   for (const field of fields.length > 0 ? fields : DEFAULT_ACCESS_LOG_FIELDS) {
-    const getter = GETTERS[field]
+    const getter = field === 'client-certificate' && certificateOf ? certificateGetter(certificateOf) : GETTERS[field]
     if (getter) compiled.push([field, getter])
     else if (field.startsWith('headers.')) {
       const name = field.slice('headers.'.length).toLowerCase()

@@ -320,6 +320,7 @@ export class ProxyServer {
         bytes,
         upstreamCluster: routed?.plan.clusterName ?? '',
         clusterStatName: routed?.plan.route.name ?? '',
+        request: req,
       })
       const metrics = this.#deps.metrics
       if (metrics) {

@@ -65,8 +65,8 @@ export class ProxyState {
     }
     this.plans = plans
     this.transportKeys = keys
-    this.accessLog = createAccessLogger(config.accessLogFields, logger)
     this.clientCertificates = buildClientCertPolicy(config.raw['downstream_mtls'])
+    this.accessLog = createAccessLogger(config.accessLogFields, logger, (req) => this.clientCertificateFor(req))
     const mtls = this.clientCertificates
     if (mtls) {
       for (const problem of mtls.errors) logger.error({ problem }, 'downstream_mtls: every client certificate is refused until this is fixed')

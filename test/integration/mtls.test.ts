@@ -590,6 +590,20 @@ void describe('portcullis process: downstream_mtls enforcement', { skip: isBuilt
     await echo?.close()
   })
 
+  it('the access log field client-certificate names the certificate the request came with', async () => {
+    const logged = await startPortcullis({ ...tlsSettings(echo, { log_level: 'info', access_log_fields: ['request-id', 'path', 'client-certificate'] }), downstream_mtls: { ...MTLS, enforcement: 'reject_connection' } })
+    try {
+      assert.equal((await get(logged, alice, { path: '/logged' })).status, 200)
+      const line = await logged.waitForLog((e) => e['msg'] === 'http-request' && e['path'] === '/logged')
+      const cert = line['client-certificate'] as Record<string, unknown>
+      assert.equal(cert['subject'], 'CN=alice')
+      assert.equal(cert['valid'], true)
+      assert.equal(cert['fingerprint_sha256'], x509(alice).fingerprint256.replace(/:/g, '').toLowerCase())
+    } finally {
+      await logged.stop()
+    }
+  })
+
   it('reject_connection: a valid certificate is served over HTTP/1.1 and HTTP/2', async () => {
     for (const http2 of [false, true]) {
       const res = await get(reject, alice, { http2 })
