@@ -26,7 +26,7 @@ test('every metric the dashboard queries is exported', async () => {
   const names = new Set<string>()
   for (const m of await metrics.registry.getMetricsAsJSON()) {
     names.add(m.name)
-    if (m.type === 'histogram') for (const suffix of ['_bucket', '_count', '_sum']) names.add(`${m.name}${suffix}`)
+    if (String(m.type) === 'histogram') for (const suffix of ['_bucket', '_count', '_sum']) names.add(`${m.name}${suffix}`)
   }
   assert.ok(exprs.length >= 10)
   for (const { panel, expr } of exprs) {
