@@ -24,6 +24,8 @@ export class ChangeWaiters {
    * a stream's `return()` can end a `next()` that is waiting. The promise never rejects.
    */
   wait(signal: AbortSignal | undefined): ChangeWait {
+    // An abort event has already fired for an aborted signal: a listener added now would never run.
+    if (signal?.aborted === true) return { promise: Promise.resolve(), cancel: () => undefined }
     let wake!: () => void
     const promise = new Promise<void>((resolve) => {
       wake = (): void => {

@@ -139,6 +139,27 @@ if (problem !== undefined) {
   )
 
   describe('PostgresRecordStore specifics', () => {
+    it('a sync aborted (or returned) while it queries ends at once, without waiting for a change', CASE, async () => {
+      const schema = newSchema()
+      const store = await open(schema)
+      try {
+        for (let i = 0; i < 30; i++) {
+          const ac = new AbortController()
+          const it = store.sync(0, { type: `t${i}`, signal: ac.signal })[Symbol.asyncIterator]()
+          const pending = it.next()
+          // Abort while the first query is in flight (0-2 ms in), the window the stream used to miss.
+          await new Promise((r) => setTimeout(r, i % 3))
+          ac.abort()
+          const result = await Promise.race([pending, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 2000))])
+          assert.notEqual(result, 'hung', `round ${i}: next() still pending 2 s after the abort`)
+          assert.equal((result as IteratorResult<DataRecord>).done, true)
+        }
+      } finally {
+        await store.close()
+        await dropSchema(schema)
+      }
+    })
+
     it('two instances on one database see each other’s writes via sync', CASE, async () => {
       const schema = newSchema()
       const [a, b] = await Promise.all([open(schema), open(schema)])

@@ -876,7 +876,8 @@ export class PostgresRecordStore implements RecordStore {
           throw mapError(err, this.#closed)
         }
         // Wait only if no wake-up came while querying: it may be for a change the query missed.
-        if (batch.length === 0 && epoch === this.#epoch) {
+        // A return() or abort that came while querying ends the stream instead (loop top).
+        if (batch.length === 0 && epoch === this.#epoch && !finished && signal?.aborted !== true) {
           const { promise, cancel } = this.#waiters.wait(signal)
           cancelWait = cancel
           await promise
