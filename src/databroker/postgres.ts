@@ -877,7 +877,7 @@ export class PostgresRecordStore implements RecordStore {
         }
         // Wait only if no wake-up came while querying: it may be for a change the query missed.
         // A return() or abort that came while querying ends the stream instead (loop top).
-        if (batch.length === 0 && epoch === this.#epoch && !finished && signal?.aborted !== true) {
+        if (batch.length === 0 && epoch === this.#epoch && !finished && !aborted(signal)) {
           const { promise, cancel } = this.#waiters.wait(signal)
           cancelWait = cancel
           await promise
@@ -972,4 +972,9 @@ export class PostgresRecordStore implements RecordStore {
     }, delay)
     this.#reconnectTimer.unref()
   }
+}
+
+/** Read through a call, so that a check made before an `await` does not narrow it for later. */
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true
 }

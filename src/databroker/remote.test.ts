@@ -45,6 +45,28 @@ async function take(it: AsyncIterator<DataRecord>, n: number): Promise<DataRecor
 }
 
 describe('RemoteRecordStore specifics', () => {
+  it('a snapshot larger than any single answer may be (64 MiB) arrives whole, and the connection stays usable', { timeout: 60_000 }, async () => {
+    const sharedSecret = randomBytes(32)
+    const local = new MemoryRecordStore()
+    const server = await startDatabrokerServer({ store: local, address: '127.0.0.1:0', sharedSecret, logger })
+    const remote = createRemoteRecordStore({ urls: [server.url], sharedSecret, logger })
+    try {
+      const big = 'x'.repeat(1024 * 1024)
+      for (let i = 0; i < 70; i += 10) {
+        await local.put(Array.from({ length: 10 }, (_, j) => ({ type: 'big', id: `r${i + j}`, data: { i: i + j, big } })))
+      }
+      const snapshot = await remote.syncLatest('big')
+      assert.equal(snapshot.records.length, 70)
+      assert.deepEqual(new Set(snapshot.records.map((r) => (r.data as { i: number }).i)).size, 70)
+      assert.equal(snapshot.latestRecordVersion, (await local.serverInfo()).latestRecordVersion)
+      assert.equal(((await remote.get('big', 'r7'))?.data as { i: number }).i, 7)
+    } finally {
+      await remote.close()
+      await server.close()
+      await local.close()
+    }
+  })
+
   it('fails over between two servers: calls continue and sync resumes without loss', CASE, async () => {
     const sharedSecret = randomBytes(32)
     const local = new MemoryRecordStore()

@@ -215,12 +215,61 @@ export class RemoteRecordStore implements RecordStore {
   async syncLatest(type?: string): Promise<SyncLatestResult> {
     this.checkOpen()
     if (type !== undefined) checkKey('type', type)
-    const res = await this.call('syncLatest', type === undefined ? {} : { type }, 'always')
-    return {
-      serverVersion: res['serverVersion'] as string,
-      latestRecordVersion: res['latestRecordVersion'] as number,
-      records: (res['records'] as WireRecord[]).map(decodeRecord),
+    // Streamed (one line per record): a snapshot of any size, failing over like a call.
+    let last: unknown
+    for (const target of this.order()) {
+      if (this.closed) throw closedError()
+      try {
+        const result = await this.syncLatestFrom(target, type)
+        if (target.downUntil !== 0) this.markUp(target)
+        return result
+      } catch (err) {
+        if (this.closed) throw closedError()
+        if (err instanceof DataBrokerError) throw err
+        if (!(err instanceof InternalTransportError)) throw err
+        this.markDown(target, err)
+        last = err
+      }
     }
+    throw unavailable(`no databroker reachable: ${last instanceof Error ? last.message : String(last)}`, last)
+  }
+
+  private syncLatestFrom(target: PoolTarget, type: string | undefined): Promise<SyncLatestResult> {
+    return new Promise<SyncLatestResult>((resolve, reject) => {
+      const records: DataRecord[] = []
+      let hello: { serverVersion: string; latestRecordVersion: number } | undefined
+      let done = false
+      const finish = (fn: () => void): void => {
+        if (done) return
+        done = true
+        fn()
+      }
+      const call = target.conn.stream(
+        `${DATABROKER_API_PREFIX}syncLatestStream`,
+        type === undefined ? {} : { type },
+        {
+          onLine: (line: unknown) => {
+            const l = (typeof line === 'object' && line !== null ? line : {}) as Record<string, unknown>
+            if (l['record']) records.push(decodeRecord(l['record'] as WireRecord))
+            else if (l['hello']) hello = l['hello'] as { serverVersion: string; latestRecordVersion: number }
+            else if (l['end'] === true) {
+              const h = hello
+              finish(() => (h ? resolve({ ...h, records }) : reject(new InternalTransportError(`${target.conn.url.origin}: snapshot without a header`, false))))
+              call.cancel()
+            } else if (l['error']) {
+              const e = l['error'] as { code?: unknown; message?: unknown }
+              finish(() => reject(fromApiError(new InternalApiError(503, typeof e.code === 'string' ? e.code : 'ERR_DATABROKER_UNAVAILABLE', typeof e.message === 'string' ? e.message : 'snapshot failed'))))
+              call.cancel()
+            }
+          },
+          onEnd: (err?: Error) =>
+            finish(() =>
+              reject(err instanceof InternalApiError ? fromApiError(err) : (err ?? new InternalTransportError(`${target.conn.url.origin}: snapshot ended early`, false))),
+            ),
+        },
+        this.syncIdleTimeoutMs,
+      )
+    })
   }
 
   async setOptions(type: string, options: TypeOptions): Promise<void> {

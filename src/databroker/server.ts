@@ -173,6 +173,18 @@ export function databrokerRoutes(store: RecordStore): Map<string, InternalRoute>
       await store.releaseLease(str(b, 'name'), str(b, 'id'))
       return {}
     }),
+    // The snapshot as a stream: one line per record, so that no answer has to fit in one body
+    // (a unary answer is capped at MAX_BODY_BYTES, about 12,000 sessions).
+    syncLatestStream: {
+      kind: 'stream',
+      async handle(body, send) {
+        const type = optional(obj(body), 'type', str)
+        const res = await store.syncLatest(...(type === undefined ? [] : [type]))
+        await send({ hello: { serverVersion: res.serverVersion, latestRecordVersion: res.latestRecordVersion, count: res.records.length } })
+        for (const r of res.records) await send({ record: encodeRecord(r) })
+        await send({ end: true })
+      },
+    },
     sync: {
       kind: 'stream',
       async handle(body, send, signal) {

@@ -379,7 +379,11 @@ export class InternalConnection {
     const current = this.session
     if (current && !current.closed && !current.destroyed) return current
     const s = http2.connect(this.url.origin, this.connectOptions)
-    s.on('error', () => {}) // surfaces on the streams
+    s.on('error', () => {
+      // Surfaces on the streams; the connection itself is done for: the next call opens another.
+      if (this.session === s) this.session = undefined
+      s.destroy()
+    })
     s.once('connect', () => this.connected.add(s))
     const drop = (): void => {
       if (this.session === s) this.session = undefined
@@ -419,6 +423,12 @@ export class InternalConnection {
   private transportError(session: ClientHttp2Session, stream: ClientHttp2Stream, err?: Error): InternalTransportError {
     const refused = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM
     const beforeSend = !this.connected.has(session) || refused
+    // A connection-level failure (GOAWAY, ENHANCE_YOUR_CALM, protocol error) leaves a session that
+    // takes no more streams though it is not yet closed: drop it so the next call reconnects.
+    const code = (err as { code?: unknown } | undefined)?.code
+    const sessionLevel =
+      code === 'ERR_HTTP2_SESSION_ERROR' || code === 'ERR_HTTP2_GOAWAY_SESSION' || stream.rstCode === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM || /ENHANCE_YOUR_CALM/.test(err?.message ?? '')
+    if (sessionLevel && !session.destroyed) session.destroy()
     if (this.session === session && (session.destroyed || session.closed)) this.session = undefined
     return new InternalTransportError(
       `${this.url.origin}: ${err?.message ?? 'stream closed without an answer'}`,
