@@ -12,7 +12,7 @@ import type { Page } from 'playwright-core'
 import { browserTestOptions, launchBrowser, screenshot } from './fixtures/browser.js'
 import type { TestBrowser } from './fixtures/browser.js'
 import { MAIN_SCRIPT, REPO_ROOT } from './fixtures/portcullis.js'
-import { freePort } from './fixtures/sign-in.js'
+import { freePortPair } from './fixtures/sign-in.js'
 
 describe('the demo in Chromium', browserTestOptions(), () => {
   let child: ChildProcess
@@ -23,8 +23,7 @@ describe('the demo in Chromium', browserTestOptions(), () => {
   const cspViolations: string[] = []
 
   before(async () => {
-    port = await freePort()
-    await freePort() // the provider takes PORT+1; a collision only fails this test loudly
+    port = await freePortPair() // the provider takes PORT+1
     child = spawn(process.execPath, [MAIN_SCRIPT, 'demo'], { cwd: REPO_ROOT, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
     let out = ''
     await new Promise<void>((resolve, reject) => {

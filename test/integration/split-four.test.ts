@@ -7,9 +7,9 @@
  * authorize service is gone.
  */
 import assert from 'node:assert/strict'
-import { connect } from 'node:http2'
 import { after, before, test } from 'node:test'
 import { request } from 'undici'
+import { internalApiStatus } from '../fixtures/internal-api.js'
 import type { PortcullisProcess } from '../fixtures/portcullis.js'
 import { freePort, signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
@@ -88,17 +88,7 @@ test('the authorize API refuses a user session token', async () => {
   const { jar } = await signIn(setup, `${setup.app}/`, 'bob@example.com', 'bob-password')
   const handle = jar.forHost(new URL(setup.app).host)['_pomerium'] as string
   for (const authorization of [`Bearer ${handle}`, `Pomerium ${handle}`]) {
-    const status = await new Promise<number>((resolve, reject) => {
-      const session = connect(authorizeUrl, { ca: setup.caPem, servername: 'authn.localhost' })
-      session.on('error', reject)
-      const req = session.request({ ':method': 'POST', ':path': '/authorize/v1/check', authorization, 'content-type': 'application/json' })
-      req.on('response', (h) => {
-        resolve(Number(h[':status']))
-        session.close()
-      })
-      req.on('error', reject)
-      req.end('{}')
-    })
+    const status = await internalApiStatus(authorizeUrl, '/authorize/v1/check', authorization, { ca: setup.caPem, servername: 'authn.localhost' })
     assert.equal(status, 401, authorization.slice(0, 16))
   }
 })

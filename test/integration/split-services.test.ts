@@ -12,8 +12,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { connect } from 'node:http2'
 import { request } from 'undici'
+import { internalApiStatus } from '../fixtures/internal-api.js'
 import { MAIN_SCRIPT, REPO_ROOT } from '../fixtures/portcullis.js'
 import { freePort, signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
@@ -71,17 +71,7 @@ test('the internal API refuses a user session token', async () => {
   const { jar } = await signIn(setup, `${setup.app}/`, 'bob@example.com', 'bob-password')
   const handle = jar.forHost(new URL(setup.app).host)['_pomerium'] as string
   for (const authorization of [`Bearer ${handle}`, `Pomerium ${handle}`, `Bearer Pomerium-${handle}`]) {
-    const status = await new Promise<number>((resolve, reject) => {
-      const session = connect(grpcUrl)
-      session.on('error', reject)
-      const req = session.request({ ':method': 'POST', ':path': '/databroker/v1/listTypes', authorization, 'content-type': 'application/json' })
-      req.on('response', (h) => {
-        resolve(Number(h[':status']))
-        session.close()
-      })
-      req.on('error', reject)
-      req.end('{}')
-    })
+    const status = await internalApiStatus(grpcUrl, '/databroker/v1/listTypes', authorization)
     assert.equal(status, 401, authorization.slice(0, 16))
   }
 })
