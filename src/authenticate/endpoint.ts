@@ -4,6 +4,7 @@
  * request hygiene (host, path normalisation, header screening) and read a small body; handlers
  * never touch sockets, so they can run behind any front end and are tested as plain functions.
  */
+import type { ClientCertificateInfo } from '../authorize/types.js'
 import type { RenderedPage } from '../ui/pages.js'
 
 export interface EndpointRequest {
@@ -23,6 +24,8 @@ export interface EndpointRequest {
   readonly clientIp: string
   /** The listener's scheme. */
   readonly scheme: 'http' | 'https'
+  /** The connection's client certificate, when the listener asks for one (`downstream_mtls`). */
+  readonly clientCertificate?: ClientCertificateInfo | undefined
 }
 
 export interface EndpointResponse {

@@ -179,7 +179,7 @@ export class RouteEndpoints implements EndpointHandler {
   /** The routes this request's user may open (reference 6.1 routes portal). */
   #portalEntries(req: EndpointRequest, settings: AuthSettings, portal: PortalSource, session: Session): PortalEntry[] {
     const candidates = portal.routes.map((route) => ({ route, policy: portal.policyFor(route), idpId: settings.providerFor(route)?.id }))
-    const viewer = { session: policySession(session), idpId: session.idpId, clientIp: req.clientIp, now: new Date() }
+    const viewer = { session: policySession(session), idpId: session.idpId, clientIp: req.clientIp, now: new Date(), clientCertificate: req.clientCertificate }
     const port = /:(\d+)$/.exec(req.authority)?.[1]
     return portalRoutes(candidates, viewer, { scheme: browserScheme(req.host, req.scheme), port: port === undefined ? undefined : Number(port) })
   }

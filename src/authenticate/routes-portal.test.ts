@@ -117,6 +117,15 @@ test('the decision uses the viewer client IP and the route root path', () => {
   assert.ok(mayOpen(getOnly, viewer(bob)))
 })
 
+test('a route that needs a client certificate is listed only when the portal request came with a matching one', () => {
+  const fingerprint = 'ab'.repeat(32)
+  const certRoute = candidate({ from: 'https://vault.example.com', policy: { allow: { and: [{ authenticated_user: true }, { client_certificate: { fingerprint } }] } } })
+  const certificate = { presented: true, valid: true, fingerprintSha256: fingerprint, spkiSha256: 'x', sanDns: [], sanEmail: [], sanUri: [] }
+  assert.ok(!mayOpen(certRoute, viewer(alice)), 'no certificate')
+  assert.ok(mayOpen(certRoute, viewer(alice, { clientCertificate: certificate })))
+  assert.ok(!mayOpen(certRoute, viewer(alice, { clientCertificate: { ...certificate, fingerprintSha256: 'cd'.repeat(32) } })), 'another certificate')
+})
+
 test('a session from another identity provider does not count on a route of that provider', () => {
   assert.ok(!listed(viewer(alice)).includes('https://partner.example.com'))
   assert.ok(listed(viewer(alice, { idpId: 'idp-partner' })).includes('https://partner.example.com'))

@@ -5,11 +5,12 @@
  * Pure: no I/O, no clock, no config loading. The caller passes the routes with their compiled
  * policies and who is asking (session, client IP, now); a route is listed when its policy allows
  * a GET of the route's root for that user, exactly as the authorizer would decide it. Deny,
- * sign-in and client-certificate outcomes are not listed. Routes stay in config order.
+ * sign-in and client-certificate outcomes are not listed (the portal request's own client
+ * certificate is evaluated, as for any request). Routes stay in config order.
  */
 import type { RouteConfig } from '../config/types.js'
 import { decide } from '../policy/index.js'
-import type { CompiledPolicy, PolicyInput, PolicySession } from '../policy/index.js'
+import type { CompiledPolicy, PolicyClientCertificate, PolicyInput, PolicySession } from '../policy/index.js'
 
 /** What the portal reads of a route. */
 export type PortalRouteConfig = Pick<RouteConfig, 'id' | 'name' | 'description' | 'logoUrl' | 'from' | 'fromUrl' | 'prefix' | 'path' | 'regex'>
@@ -31,6 +32,8 @@ export interface PortalViewer {
   readonly idpId: string | undefined
   /** The trusted client IP of the portal request. */
   readonly clientIp: string
+  /** The client certificate of the portal request's connection, when the listener asks for one. */
+  readonly clientCertificate?: PolicyClientCertificate | undefined
   readonly now: Date
 }
 
@@ -66,7 +69,7 @@ export interface PortalEntry {
 
 /** The request a route's policy is asked about: a GET of the route's root by the viewer. */
 export function rootInput(route: PortalRouteConfig, session: PolicySession | undefined, viewer: PortalViewer): PolicyInput {
-  return { session, method: 'GET', path: rootPath(route), headers: {}, clientIp: viewer.clientIp, now: viewer.now }
+  return { session, method: 'GET', path: rootPath(route), headers: {}, clientIp: viewer.clientIp, now: viewer.now, ...(viewer.clientCertificate ? { clientCertificate: viewer.clientCertificate } : {}) }
 }
 
 /** Whether the viewer may open the route now, as the authorizer would decide a GET of its root. */

@@ -506,7 +506,7 @@ export class ProxyServer {
           return
         }
         endpoints
-          .handle({ requestId, method, host: p.host, authority: p.authority, path: p.path, query: p.query, headers: req.headers, body, clientIp: p.clientIp, scheme: state.scheme })
+          .handle({ requestId, method, host: p.host, authority: p.authority, path: p.path, query: p.query, headers: req.headers, body, clientIp: p.clientIp, scheme: state.scheme, clientCertificate: state.clientCertificateFor(req) })
           .then(
             (answer) => {
               const headers: Record<string, string | string[]> = { ...answer.headers, ...state.localHeaders, 'x-request-id': requestId }
