@@ -607,12 +607,14 @@ export class ProxyServer {
     const state = this.#state
     const requestId = randomUUID()
     const prepared = this.#prepare(req, state)
-    const log = this.#accessLogFor(req, state, requestId, prepared)
+    const logged = this.#accessLogFor(req, state, requestId, prepared)
     if (prepared.kind === 'reply') {
       rejectUpgrade(socket, prepared.status, statusTitle(prepared.status), prepared.message, requestId)
-      if (prepared.log) log(prepared.status, 0, 'local_reply')
+      if (prepared.log) logged(prepared.status, 0, 'local_reply')
       return
     }
+    const rt = this.#deps.tracing?.startRequest(req.method ?? 'GET', prepared.host, prepared.path, req.headers, prepared.query)
+    const log = rt ? this.#tracedLog(rt, logged, prepared) : logged
     if (prepared.kind === 'endpoint') {
       rejectUpgrade(socket, 404, 'Not Found', 'Portcullis endpoints do not take upgrades.', requestId)
       log(404, 0, 'local_reply')
@@ -624,9 +626,15 @@ export class ProxyServer {
       log(403, 0, 'upgrade_failed')
       return
     }
-    this.#authorize(
-      this.#checkRequest(req, prepared, requestId, state),
+    const authorizeSpan = rt?.child('authorize check', SpanKind.INTERNAL)
+    const authorize = (then: (result: CheckResult) => void, fail: (err: unknown) => void): void => {
+      const check = this.#checkRequest(req, prepared, requestId, state)
+      if (authorizeSpan) authorizeSpan.run(() => this.#authorize(check, then, fail))
+      else this.#authorize(check, then, fail)
+    }
+    authorize(
       (result) => {
+        authorizeSpan?.end({ 'portcullis.allow': result.allow, ...(result.allow ? {} : { 'portcullis.status': result.status }) })
         if (!result.allow) {
           rejectUpgrade(socket, result.status, statusTitle(result.status), result.reason, requestId)
           log(result.status, 0, 'ext_authz_denied')
@@ -643,6 +651,8 @@ export class ProxyServer {
           log(0, 0, 'downstream_remote_disconnect')
           return
         }
+        // The tunnel's span lasts as long as the tunnel.
+        const upstreamSpan = rt?.child('upstream request', SpanKind.CLIENT, { 'server.address': upstream.endpoint.target.url.host, 'portcullis.upgrade': token })
         tunnelUpgrade({
           requestId,
           token,
@@ -650,14 +660,20 @@ export class ProxyServer {
           head,
           method: req.method ?? 'GET',
           path: upstream.path,
-          headers: upstream.headers,
+          headers: upstreamSpan ? withTraceparent(upstream.headers, upstreamSpan.traceparent()) : upstream.headers,
           endpoint: upstream.endpoint,
           tls: plan.route.tls,
           idleTimeoutMs: plan.route.idleTimeoutMs,
-          done: log,
+          done: upstreamSpan
+            ? (status, bytes, details) => {
+                upstreamSpan.end({ 'http.response.status_code': status }, status === 0 || status >= 500)
+                log(status, bytes, details)
+              }
+            : log,
         })
       },
       () => {
+        authorizeSpan?.end({}, true)
         rejectUpgrade(socket, 500, 'Internal Server Error', 'Authorization could not be completed.', requestId)
         log(500, 0, 'ext_authz_error')
       },

@@ -10,10 +10,12 @@ import { randomBytes } from 'node:crypto'
 import { after, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
+import { WebSocket } from 'ws'
 import { startOtlpGrpcReceiver, startOtlpHttpReceiver } from '../fixtures/otlp-receiver.js'
 import type { OtlpReceiver, ReceivedSpan } from '../fixtures/otlp-receiver.js'
 import { signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
+import { startWebSocketEcho } from '../fixtures/upstreams.js'
 
 const SERVER = 2
 const CLIENT = 3
@@ -120,6 +122,40 @@ describe('other protocols and tracing off', () => {
       if (protocol === 'http/json') assert.ok(receiver.contentTypes.every((t) => t.startsWith('application/json')))
     })
   }
+
+  test('a WebSocket upgrade: request, authorize and tunnel spans; the upstream gets the tunnel span as parent', async () => {
+    const receiver = await startOtlpHttpReceiver()
+    cleanup.push(() => receiver.close())
+    const ws = await startWebSocketEcho()
+    cleanup.push(() => ws.close())
+    const setup = await startSignInSetup({
+      settings: { otel_traces_exporter: 'otlp', otel_exporter_otlp_endpoint: receiver.url, otel_bsp_schedule_delay: 100 },
+      routes: () => [{ from: 'https://api.localhost', to: ws.url, allow_public_unauthenticated_access: true, allow_websockets: true }],
+    })
+    cleanup.push(() => setup.close())
+    const incoming = newTraceparent()
+    const client = new WebSocket(`wss://api.localhost:${setup.port}/socket`, {
+      ca: setup.caPem,
+      headers: { traceparent: incoming.header },
+      lookup: ((_host: string, options: { all?: boolean }, cb: (...args: unknown[]) => void) =>
+        options.all ? cb(null, [{ address: '127.0.0.1', family: 4 }]) : cb(null, '127.0.0.1', 4)) as never,
+    })
+    const echoed = await new Promise<string>((resolve, reject) => {
+      client.once('open', () => client.send('ping'))
+      client.once('message', (data: Buffer) => resolve(data.toString()))
+      client.once('error', reject)
+    })
+    assert.equal(echoed, 'ping')
+    client.close()
+    await receiver.waitFor((spans) => spans.some((s) => s.traceId === incoming.traceId && s.name === 'upstream request'))
+    const server = receiver.spans.find((s) => s.traceId === incoming.traceId && s.kind === SERVER)
+    assert.ok(server)
+    assert.equal(server.parentSpanId, incoming.spanId)
+    const tunnel = children(receiver.spans, server).find((s) => s.name === 'upstream request')
+    assert.equal(tunnel?.attributes['portcullis.upgrade'], 'websocket')
+    assert.ok(children(receiver.spans, server).some((s) => s.name === 'authorize check'))
+    assert.equal(ws.upgrades.at(-1)?.headers['traceparent'], `00-${incoming.traceId}-${tunnel?.spanId}-01`)
+  })
 
   test('off by default: nothing is exported and the client’s traceparent reaches the upstream unchanged', async () => {
     const receiver = await startOtlpHttpReceiver()
