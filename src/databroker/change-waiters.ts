@@ -5,6 +5,8 @@
  * means a fix to how waiting or cancelling works reaches every backend at once.
  */
 
+import type { DataRecord } from './types.js'
+
 /** One parked wait: `promise` settles when woken, aborted or cancelled. */
 export interface ChangeWait {
   readonly promise: Promise<void>
@@ -68,4 +70,64 @@ export function serialIterator<T>(
       return Promise.resolve({ done: true, value: undefined })
     },
   }
+}
+
+export interface PagedChangesOptions<T> {
+  readonly signal: AbortSignal | undefined
+  readonly waiters: ChangeWaiters
+  /**
+   * Reads the next page of changes after the stream's cursor (and moves the cursor); an empty
+   * page means caught up. What it throws ends the stream with that error. A backend whose read is
+   * synchronous returns the page directly, so that nothing runs between reading and parking (a
+   * change made in between would wake nobody).
+   */
+  readonly nextPage: () => T[] | Promise<T[]>
+  /** Whether an empty page may park (PostgreSQL: not when a wake-up came while it queried). */
+  readonly mayWait?: () => boolean
+  readonly toRecord: (item: T) => DataRecord
+}
+
+/**
+ * The `sync` stream every backend runs: hand out the page, read the next one when it runs out,
+ * park on the waiters when caught up, end on abort or `return()` (also one that comes while a
+ * page is being read).
+ */
+export function pagedChanges<T>(options: PagedChangesOptions<T>): AsyncIterator<DataRecord> {
+  const { signal, waiters, nextPage, toRecord } = options
+  const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined }
+  const aborted = (): boolean => signal?.aborted === true
+  let finished = false
+  let batch: T[] = []
+  let index = 0
+  let cancelWait: (() => void) | undefined
+
+  const step = async (): Promise<IteratorResult<DataRecord>> => {
+    for (;;) {
+      if (finished) return DONE
+      if (aborted()) {
+        finished = true
+        return DONE
+      }
+      if (index < batch.length) return { done: false, value: toRecord(batch[index++] as T) }
+      try {
+        const page = nextPage()
+        batch = page instanceof Promise ? await page : page
+        index = 0
+      } catch (err) {
+        finished = true
+        throw err
+      }
+      if (batch.length === 0 && !finished && !aborted() && (options.mayWait?.() ?? true)) {
+        const { promise, cancel } = waiters.wait(signal)
+        cancelWait = cancel
+        await promise
+        cancelWait = undefined
+      }
+    }
+  }
+
+  return serialIterator(step, () => {
+    finished = true
+    cancelWait?.()
+  })
 }

@@ -11,7 +11,7 @@
  * - a set of tombstones in version order, pruned from the front beyond `maxTombstones`.
  */
 import { randomUUID } from 'node:crypto'
-import { ChangeWaiters, serialIterator } from './change-waiters.js'
+import { ChangeWaiters, pagedChanges } from './change-waiters.js'
 import { DataBrokerError } from './errors.js'
 import type {
   Clock,
@@ -474,57 +474,31 @@ export class MemoryRecordStore implements RecordStore {
    */
   #openSync(afterVersion: number, options: SyncOptions): AsyncIterator<DataRecord> {
     const { type, signal } = options
-    const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined }
     let started = false
-    let finished = false
     let cursor = afterVersion
-    let batch: Stored[] = []
-    let index = 0
-    let cancelWait: (() => void) | undefined
-
-    const step = async (): Promise<IteratorResult<DataRecord>> => {
-      for (;;) {
-        if (finished) return DONE
-        if (signal?.aborted === true) {
-          finished = true
-          return DONE
+    return pagedChanges<Stored>({
+      signal,
+      waiters: this.#waiters,
+      toRecord,
+      nextPage: () => {
+        this.#checkOpen()
+        if (!started) {
+          started = true
+          checkVersion(afterVersion)
+          if (type !== undefined) checkKey('type', type)
         }
-        if (index < batch.length) return { done: false, value: toRecord(batch[index++] as Stored) }
-        try {
-          this.#checkOpen()
-          if (!started) {
-            started = true
-            checkVersion(afterVersion)
-            if (type !== undefined) checkKey('type', type)
-          }
-          this.#expireAll()
-          if (cursor < this.#prunedThrough) {
-            throw new DataBrokerError(
-              'ERR_DATABROKER_SYNC_TOO_OLD',
-              `cannot sync after version ${cursor}: ` +
-                `tombstones up to version ${this.#prunedThrough} were pruned`,
-            )
-          }
-        } catch (err) {
-          finished = true
-          throw err
+        this.#expireAll()
+        if (cursor < this.#prunedThrough) {
+          throw new DataBrokerError(
+            'ERR_DATABROKER_SYNC_TOO_OLD',
+            `cannot sync after version ${cursor}: ` + `tombstones up to version ${this.#prunedThrough} were pruned`,
+          )
         }
         const through = this.#version
-        batch = this.#changesAfter(cursor, type)
-        index = 0
+        const page = this.#changesAfter(cursor, type)
         cursor = Math.max(cursor, through)
-        if (batch.length === 0) {
-          const { promise, cancel } = this.#waiters.wait(signal)
-          cancelWait = cancel
-          await promise
-          cancelWait = undefined
-        }
-      }
-    }
-
-    return serialIterator(step, () => {
-      finished = true
-      cancelWait?.()
+        return page
+      },
     })
   }
 

@@ -21,7 +21,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { Client, DatabaseError, Pool } from 'pg'
 import type { Notification, PoolClient, QueryResultRow } from 'pg'
 import type { Logger } from '../shared/log.js'
-import { ChangeWaiters, serialIterator } from './change-waiters.js'
+import { ChangeWaiters, pagedChanges } from './change-waiters.js'
 import { DataBrokerError } from './errors.js'
 import { DEFAULT_MAX_TOMBSTONES } from './memory.js'
 import { migrate, quoteIdent } from './postgres/schema.js'
@@ -833,23 +833,16 @@ export class PostgresRecordStore implements RecordStore {
    */
   #openSync(afterVersion: number, options: SyncOptions): AsyncIterator<DataRecord> {
     const { type, signal } = options
-    const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined }
     let started = false
-    let finished = false
     let cursor = afterVersion
-    let batch: DataRecord[] = []
-    let index = 0
-    let cancelWait: (() => void) | undefined
-
-    const step = async (): Promise<IteratorResult<DataRecord>> => {
-      for (;;) {
-        if (finished) return DONE
-        if (signal?.aborted === true) {
-          finished = true
-          return DONE
-        }
-        if (index < batch.length) return { done: false, value: batch[index++] as DataRecord }
-        let epoch: number
+    let epoch = this.#epoch
+    return pagedChanges<DataRecord>({
+      signal,
+      waiters: this.#waiters,
+      toRecord: (r) => r,
+      // Wait only if no wake-up came while querying: it may be for a change the query missed.
+      mayWait: () => epoch === this.#epoch,
+      nextPage: async () => {
         try {
           if (this.#closed) throw closedError()
           if (!started) {
@@ -863,32 +856,16 @@ export class PostgresRecordStore implements RecordStore {
           if (cursor < changes.prunedThrough) {
             throw new DataBrokerError(
               'ERR_DATABROKER_SYNC_TOO_OLD',
-              `cannot sync after version ${cursor}: ` +
-                `tombstones up to version ${changes.prunedThrough} were pruned`,
+              `cannot sync after version ${cursor}: ` + `tombstones up to version ${changes.prunedThrough} were pruned`,
             )
           }
-          batch = changes.records
-          index = 0
-          const lastSeen = batch.at(-1)?.version ?? cursor
-          cursor = batch.length === SYNC_BATCH ? lastSeen : Math.max(cursor, changes.latest)
+          const lastSeen = changes.records.at(-1)?.version ?? cursor
+          cursor = changes.records.length === SYNC_BATCH ? lastSeen : Math.max(cursor, changes.latest)
+          return changes.records
         } catch (err) {
-          finished = true
           throw mapError(err, this.#closed)
         }
-        // Wait only if no wake-up came while querying: it may be for a change the query missed.
-        // A return() or abort that came while querying ends the stream instead (loop top).
-        if (batch.length === 0 && epoch === this.#epoch && !finished && !aborted(signal)) {
-          const { promise, cancel } = this.#waiters.wait(signal)
-          cancelWait = cancel
-          await promise
-          cancelWait = undefined
-        }
-      }
-    }
-
-    return serialIterator(step, () => {
-      finished = true
-      cancelWait?.()
+      },
     })
   }
 
@@ -972,9 +949,4 @@ export class PostgresRecordStore implements RecordStore {
     }, delay)
     this.#reconnectTimer.unref()
   }
-}
-
-/** Read through a call, so that a check made before an `await` does not narrow it for later. */
-function aborted(signal: AbortSignal | undefined): boolean {
-  return signal?.aborted === true
 }

@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type BetterSqlite3 from 'better-sqlite3'
 import type { Logger } from '../shared/log.js'
-import { ChangeWaiters, serialIterator } from './change-waiters.js'
+import { ChangeWaiters, pagedChanges } from './change-waiters.js'
 import { DataBrokerError } from './errors.js'
 import { DEFAULT_MAX_TOMBSTONES } from './memory.js'
 import type {
@@ -995,66 +995,36 @@ export class SqliteRecordStore implements RecordStore {
    */
   #openSync(afterVersion: number, options: SyncOptions): AsyncIterator<DataRecord> {
     const { type, signal } = options
-    const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined }
     let started = false
-    let finished = false
     let cursor = afterVersion
-    let batch: DataRecord[] = []
-    let index = 0
-    let cancelWait: (() => void) | undefined
-
-    const refill = (): void => {
-      this.#checkOpen()
-      if (!started) {
-        started = true
-        checkVersion(afterVersion)
-        if (type !== undefined) checkStorableKey('type', type)
-      }
-      this.#maintain([...this.#options.keys()])
-      const { prunedThrough, version } = this.#counters
-      if (cursor < prunedThrough) {
-        throw new DataBrokerError(
-          'ERR_DATABROKER_SYNC_TOO_OLD',
-          `cannot sync after version ${cursor}: ` +
-            `tombstones up to version ${prunedThrough} were pruned`,
-        )
-      }
-      const rows =
-        type === undefined
-          ? this.#stmt.changes.all(cursor, PAGE)
-          : this.#stmt.changesOfType.all(cursor, type, PAGE)
-      batch = rows.map(toRecord)
-      index = 0
-      // A short page saw every change up to now; a full one resumes after its last row.
-      cursor = rows.length === PAGE ? (rows.at(-1) as Row).version : Math.max(cursor, version)
-    }
-
-    const step = async (): Promise<IteratorResult<DataRecord>> => {
-      for (;;) {
-        if (finished) return DONE
-        if (signal?.aborted === true) {
-          finished = true
-          return DONE
-        }
-        if (index < batch.length) return { done: false, value: batch[index++] as DataRecord }
+    return pagedChanges<DataRecord>({
+      signal,
+      waiters: this.#waiters,
+      toRecord: (r) => r,
+      nextPage: () => {
         try {
-          refill()
+          this.#checkOpen()
+          if (!started) {
+            started = true
+            checkVersion(afterVersion)
+            if (type !== undefined) checkStorableKey('type', type)
+          }
+          this.#maintain([...this.#options.keys()])
+          const { prunedThrough, version } = this.#counters
+          if (cursor < prunedThrough) {
+            throw new DataBrokerError(
+              'ERR_DATABROKER_SYNC_TOO_OLD',
+              `cannot sync after version ${cursor}: ` + `tombstones up to version ${prunedThrough} were pruned`,
+            )
+          }
+          const rows = type === undefined ? this.#stmt.changes.all(cursor, PAGE) : this.#stmt.changesOfType.all(cursor, type, PAGE)
+          // A short page saw every change up to now; a full one resumes after its last row.
+          cursor = rows.length === PAGE ? (rows.at(-1) as Row).version : Math.max(cursor, version)
+          return rows.map(toRecord)
         } catch (err) {
-          finished = true
           throw this.#wrap(err)
         }
-        if (batch.length === 0) {
-          const { promise, cancel } = this.#waiters.wait(signal)
-          cancelWait = cancel
-          await promise
-          cancelWait = undefined
-        }
-      }
-    }
-
-    return serialIterator(step, () => {
-      finished = true
-      cancelWait?.()
+      },
     })
   }
 
