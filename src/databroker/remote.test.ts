@@ -44,12 +44,30 @@ async function take(it: AsyncIterator<DataRecord>, n: number): Promise<DataRecor
   return out
 }
 
+/** A memory store served by `count` databroker servers, and one remote client over all of them. */
+async function servedStore(count: number): Promise<{ local: MemoryRecordStore; servers: DatabrokerServer[]; remote: RemoteRecordStore; sharedSecret: Buffer; close(): Promise<void> }> {
+  const sharedSecret = randomBytes(32)
+  const local = new MemoryRecordStore()
+  const servers: DatabrokerServer[] = []
+  for (let i = 0; i < count; i++) servers.push(await startDatabrokerServer({ store: local, address: '127.0.0.1:0', sharedSecret, logger }))
+  const remote = createRemoteRecordStore({ urls: servers.map((s) => s.url), sharedSecret, logger })
+  return {
+    local,
+    servers,
+    remote,
+    sharedSecret,
+    async close() {
+      await remote.close()
+      for (const server of servers) await server.close()
+      await local.close()
+    },
+  }
+}
+
 describe('RemoteRecordStore specifics', () => {
   it('a snapshot larger than any single answer may be (64 MiB) arrives whole, and the connection stays usable', { timeout: 60_000 }, async () => {
-    const sharedSecret = randomBytes(32)
-    const local = new MemoryRecordStore()
-    const server = await startDatabrokerServer({ store: local, address: '127.0.0.1:0', sharedSecret, logger })
-    const remote = createRemoteRecordStore({ urls: [server.url], sharedSecret, logger })
+    const served = await servedStore(1)
+    const { local, remote } = served
     try {
       const big = 'x'.repeat(1024 * 1024)
       for (let i = 0; i < 70; i += 10) {
@@ -61,18 +79,14 @@ describe('RemoteRecordStore specifics', () => {
       assert.equal(snapshot.latestRecordVersion, (await local.serverInfo()).latestRecordVersion)
       assert.equal(((await remote.get('big', 'r7'))?.data as { i: number }).i, 7)
     } finally {
-      await remote.close()
-      await server.close()
-      await local.close()
+      await served.close()
     }
   })
 
   it('fails over between two servers: calls continue and sync resumes without loss', CASE, async () => {
-    const sharedSecret = randomBytes(32)
-    const local = new MemoryRecordStore()
-    const a = await startDatabrokerServer({ store: local, address: '127.0.0.1:0', sharedSecret, logger })
-    const b = await startDatabrokerServer({ store: local, address: '127.0.0.1:0', sharedSecret, logger })
-    const remote = createRemoteRecordStore({ urls: [a.url, b.url], sharedSecret, logger })
+    const served = await servedStore(2)
+    const { remote } = served
+    const [a] = served.servers as [DatabrokerServer]
     try {
       const it = remote.sync(0, { signal: AbortSignal.timeout(15_000) })[Symbol.asyncIterator]()
       const written: string[] = []
@@ -96,20 +110,15 @@ describe('RemoteRecordStore specifics', () => {
       assert.deepEqual(versions, [...versions].sort((x, y) => x - y))
       await it.return?.()
     } finally {
-      await remote.close()
-      await a.close()
-      await b.close()
-      await local.close()
+      await served.close()
     }
   })
 
   it('a sync survives the server it is on going away', CASE, async () => {
-    const sharedSecret = randomBytes(32)
-    const local = new MemoryRecordStore()
-    const a = await startDatabrokerServer({ store: local, address: '127.0.0.1:0', sharedSecret, logger })
-    const b = await startDatabrokerServer({ store: local, address: '127.0.0.1:0', sharedSecret, logger })
-    // Only a first, so that the sync certainly starts on a.
-    const remote = createRemoteRecordStore({ urls: [a.url, b.url], sharedSecret, logger })
+    // a is first in the URL list, so that the sync certainly starts on a.
+    const served = await servedStore(2)
+    const { remote, local, sharedSecret } = served
+    const [a, b] = served.servers as [DatabrokerServer, DatabrokerServer]
     try {
       const its = [0, 1].map(() => remote.sync(0, { signal: AbortSignal.timeout(15_000) })[Symbol.asyncIterator]())
       await local.put([{ type: 't', id: 'x', data: 1 }])
@@ -130,8 +139,7 @@ describe('RemoteRecordStore specifics', () => {
         await c.close()
       }
     } finally {
-      await remote.close()
-      await local.close()
+      await served.close()
     }
   })
 
