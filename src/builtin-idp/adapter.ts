@@ -1,8 +1,15 @@
 /**
  * The built-in identity provider's storage: sessions, grants, codes and tokens in this process's
  * memory. oidc-provider's own in-memory adapter warns that it is for development only and is
- * shared by every provider in the process; this one belongs to one provider, drops expired
- * entries every minute and caps the total, dropping the oldest first.
+ * shared by every provider in the process; this one belongs to one provider and drops expired
+ * entries every minute.
+ *
+ * Each model kind has its own table and its own cap, and a full table drops its own least
+ * recently written entry, never another kind's. Anyone can create an interaction (every
+ * anonymous authorization request does) or a session (the end-session page), so a flood of those
+ * must only push out other pending sign-ins, never the grants and refresh tokens that keep
+ * signed-in users signed in. Grants, refresh tokens, access tokens and codes are created only by
+ * a completed sign-in or an authenticated client.
  *
  * Consequence: a restart ends every IdP session and invalidates every refresh token (the next
  * refresh fails with `invalid_grant` and Portcullis asks the user to sign in again). ID tokens
@@ -16,6 +23,24 @@ interface Entry {
   expiresAt: number | undefined
 }
 
+/** Entries kept per model kind; `default` covers every kind not named. */
+export type StoreLimits = Readonly<Partial<Record<string, number>>> & { readonly default?: number }
+
+/**
+ * Sized for a small deployment: about 50,000 signed-in users (each holds one session, one grant,
+ * one refresh token and one access token at a time; refresh tokens rotate only near the end of
+ * their life). Pending sign-ins are few and short-lived, so their cap is lower.
+ */
+export const DEFAULT_STORE_LIMITS: StoreLimits = {
+  Interaction: 20_000,
+  Session: 50_000,
+  Grant: 50_000,
+  RefreshToken: 50_000,
+  AccessToken: 50_000,
+  AuthorizationCode: 10_000,
+  default: 10_000,
+}
+
 export interface MemoryStore {
   factory: AdapterFactory
   /** Entries of one model kind ('Session', 'Grant', 'RefreshToken', ...), for tests. */
@@ -23,16 +48,26 @@ export interface MemoryStore {
   close(): void
 }
 
-export function createMemoryStore(options: { maxEntries?: number; now?: () => number } = {}): MemoryStore {
+export function createMemoryStore(options: { limits?: StoreLimits; now?: () => number } = {}): MemoryStore {
   const now = options.now ?? Date.now
-  const maxEntries = options.maxEntries ?? 200_000
-  const store = new Map<string, Entry>()
-  const key = (kind: string, id: string): string => `${kind}\u0000${id}`
+  const limits: StoreLimits = { ...DEFAULT_STORE_LIMITS, ...options.limits }
+  for (const [kind, limit] of Object.entries(limits)) {
+    if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0)) throw new TypeError(`built-in IdP: store limit of ${kind} must be a positive whole number`)
+  }
+  const tables = new Map<string, Map<string, Entry>>()
+  const tableOf = (kind: string): Map<string, Entry> => {
+    let table = tables.get(kind)
+    if (!table) {
+      table = new Map()
+      tables.set(kind, table)
+    }
+    return table
+  }
 
-  function live(k: string): Entry | undefined {
-    const entry = store.get(k)
+  function live(table: Map<string, Entry>, id: string): Entry | undefined {
+    const entry = table.get(id)
     if (entry?.expiresAt !== undefined && entry.expiresAt <= now()) {
-      store.delete(k)
+      table.delete(id)
       return undefined
     }
     return entry
@@ -40,30 +75,40 @@ export function createMemoryStore(options: { maxEntries?: number; now?: () => nu
 
   function purge(): void {
     const t = now()
-    for (const [k, entry] of store) {
-      if (entry.expiresAt !== undefined && entry.expiresAt <= t) store.delete(k)
+    for (const table of tables.values()) {
+      for (const [id, entry] of table) {
+        if (entry.expiresAt !== undefined && entry.expiresAt <= t) table.delete(id)
+      }
     }
   }
   const timer = setInterval(purge, 60_000)
   timer.unref()
 
   class MemoryAdapter implements Adapter {
-    constructor(private readonly kind: string) {}
+    private readonly table: Map<string, Entry>
+    private readonly limit: number
+
+    constructor(kind: string) {
+      this.table = tableOf(kind)
+      this.limit = limits[kind] ?? limits.default ?? 10_000
+    }
 
     upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
-      const k = key(this.kind, id)
-      store.delete(k)
-      store.set(k, { payload, expiresAt: expiresIn ? now() + expiresIn * 1000 : undefined })
-      while (store.size > maxEntries) {
-        const oldest = store.keys().next()
+      // Re-inserting keeps the Map in least-recently-written order, the order entries are dropped in.
+      this.table.delete(id)
+      this.table.set(id, { payload, expiresAt: expiresIn ? now() + expiresIn * 1000 : undefined })
+      // The least recently written is also the nearest to expiry for kinds with one lifetime;
+      // no scan for expired entries here, which a flood would turn into work per request.
+      while (this.table.size > this.limit) {
+        const oldest = this.table.keys().next()
         if (oldest.done === true) break
-        store.delete(oldest.value)
+        this.table.delete(oldest.value)
       }
       return Promise.resolve()
     }
 
     find(id: string): Promise<AdapterPayload | undefined> {
-      return Promise.resolve(live(key(this.kind, id))?.payload)
+      return Promise.resolve(live(this.table, id)?.payload)
     }
 
     findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
@@ -75,28 +120,26 @@ export function createMemoryStore(options: { maxEntries?: number; now?: () => nu
     }
 
     private findBy(match: (payload: AdapterPayload) => boolean): AdapterPayload | undefined {
-      const prefix = key(this.kind, '')
-      for (const [k, entry] of store) {
-        if (k.startsWith(prefix) && match(entry.payload) && live(k)) return entry.payload
+      for (const [id, entry] of this.table) {
+        if (match(entry.payload) && live(this.table, id)) return entry.payload
       }
       return undefined
     }
 
     consume(id: string): Promise<void> {
-      const entry = live(key(this.kind, id))
+      const entry = live(this.table, id)
       if (entry) entry.payload = { ...entry.payload, consumed: Math.floor(now() / 1000) }
       return Promise.resolve()
     }
 
     destroy(id: string): Promise<void> {
-      store.delete(key(this.kind, id))
+      this.table.delete(id)
       return Promise.resolve()
     }
 
     revokeByGrantId(grantId: string): Promise<void> {
-      const prefix = key(this.kind, '')
-      for (const [k, entry] of store) {
-        if (k.startsWith(prefix) && entry.payload.grantId === grantId) store.delete(k)
+      for (const [id, entry] of this.table) {
+        if (entry.payload.grantId === grantId) this.table.delete(id)
       }
       return Promise.resolve()
     }
@@ -106,14 +149,11 @@ export function createMemoryStore(options: { maxEntries?: number; now?: () => nu
     factory: (kind: string) => new MemoryAdapter(kind),
     count(kind) {
       purge()
-      const prefix = key(kind, '')
-      let n = 0
-      for (const k of store.keys()) if (k.startsWith(prefix)) n++
-      return n
+      return tables.get(kind)?.size ?? 0
     },
     close() {
       clearInterval(timer)
-      store.clear()
+      for (const table of tables.values()) table.clear()
     },
   }
 }

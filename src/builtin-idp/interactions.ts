@@ -8,7 +8,9 @@
  * A failed sign-in says only "wrong email or password", whatever failed (unknown email, wrong
  * password, disabled account), and an unknown email costs the same argon2id work as a known one.
  * Failures are logged with the reason, never with the password. While the rate limiter holds an
- * email or an address, the password is not checked at all.
+ * email or an address, the password is not checked at all; an attempt counts against the limits
+ * from the moment it is let through, so concurrent attempts cannot all pass while the first
+ * ones are still being checked.
  *
  * The interaction itself is bound to the browser by oidc-provider's interaction cookie
  * (SameSite=Lax, so a cross-site form cannot post into someone else's sign-in).
@@ -195,13 +197,14 @@ export function createInteractionHandler(deps: InteractionDeps): Handler {
         logger.warn({ event: 'builtin_idp_login_failed', email: canonicalEmail(email), ip, client_id: clientId, reason }, 'built-in IdP: sign-in failed')
         showLogin(status, email, WRONG_CREDENTIALS)
       }
-      const decision = deps.limiter.check(email, ip)
-      if (decision.limited) {
+      // Counted before the (asynchronous) password check, so a concurrent burst is limited too.
+      const attempt = deps.limiter.reserve(email, ip)
+      if (attempt.limited) {
         logger.warn(
-          { event: 'builtin_idp_login_failed', email: canonicalEmail(email), ip, client_id: clientId, reason: 'rate_limited', scope: decision.scope },
+          { event: 'builtin_idp_login_failed', email: canonicalEmail(email), ip, client_id: clientId, reason: 'rate_limited', scope: attempt.scope },
           'built-in IdP: sign-in refused, too many failed attempts',
         )
-        return showLogin(429, email, limitedMessage(decision.retryAfterMs), { 'retry-after': String(Math.ceil(decision.retryAfterMs / 1000)) })
+        return showLogin(429, email, limitedMessage(attempt.retryAfterMs), { 'retry-after': String(Math.ceil(attempt.retryAfterMs / 1000)) })
       }
       const directory = deps.users()
       const user = email === '' ? undefined : directory.byEmail(email)
@@ -211,13 +214,12 @@ export function createInteractionHandler(deps: InteractionDeps): Handler {
         else ok = await verifyPassword(password, user.passwordHash)
       } catch (err) {
         if (!(err instanceof PasswordHasherBusyError)) throw err
+        attempt.release() // nothing was checked
         logger.warn({ event: 'builtin_idp_busy', ip }, 'built-in IdP: too many sign-ins at once')
         return showLogin(503, email, 'Too many sign-ins at once. Please try again in a moment.', { 'retry-after': '5' })
       }
-      if (!user || !ok || user.disabled) {
-        deps.limiter.recordFailure(email, ip)
-        return fail(!user ? 'unknown_user' : !ok ? 'wrong_password' : 'disabled')
-      }
+      if (!user || !ok || user.disabled) return fail(!user ? 'unknown_user' : !ok ? 'wrong_password' : 'disabled')
+      attempt.release()
       if (user.totpSecret !== undefined) {
         remember(uid, { sub: user.sub, email: user.email, expiresAt: deps.now() + TOTP_PENDING_MS })
         return showTotp(200, user.email)
@@ -236,27 +238,24 @@ export function createInteractionHandler(deps: InteractionDeps): Handler {
         logger.warn({ event: 'builtin_idp_login_failed', email: canonicalEmail(waiting.email), ip, client_id: clientId, reason }, 'built-in IdP: sign-in failed at the one-time code')
         showTotp(status, waiting.email, message)
       }
-      const decision = deps.limiter.check(waiting.email, ip)
-      if (decision.limited) {
+      const attempt = deps.limiter.reserve(waiting.email, ip)
+      if (attempt.limited) {
         pending.delete(uid)
         logger.warn(
-          { event: 'builtin_idp_login_failed', email: canonicalEmail(waiting.email), ip, client_id: clientId, reason: 'rate_limited', scope: decision.scope },
+          { event: 'builtin_idp_login_failed', email: canonicalEmail(waiting.email), ip, client_id: clientId, reason: 'rate_limited', scope: attempt.scope },
           'built-in IdP: sign-in refused, too many failed attempts',
         )
-        return showLogin(429, waiting.email, limitedMessage(decision.retryAfterMs), { 'retry-after': String(Math.ceil(decision.retryAfterMs / 1000)) })
+        return showLogin(429, waiting.email, limitedMessage(attempt.retryAfterMs), { 'retry-after': String(Math.ceil(attempt.retryAfterMs / 1000)) })
       }
       if (!user || user.disabled || user.totpSecret === undefined) {
         // The users file changed under this sign-in.
         pending.delete(uid)
-        deps.limiter.recordFailure(waiting.email, ip)
         logger.warn({ event: 'builtin_idp_login_failed', email: canonicalEmail(waiting.email), ip, client_id: clientId, reason: 'user_changed' }, 'built-in IdP: sign-in failed')
         return showLogin(401, waiting.email, WRONG_CREDENTIALS)
       }
       const result = deps.totp.verify(user.sub, user.totpSecret, form.get('code') ?? '')
-      if (!result.ok) {
-        deps.limiter.recordFailure(waiting.email, ip)
-        return fail(`totp_${result.reason}`, WRONG_CODE)
-      }
+      if (!result.ok) return fail(`totp_${result.reason}`, WRONG_CODE)
+      attempt.release()
       return finishLogin(req, res, uid, clientId, user, ['pwd', 'otp', 'mfa'])
     }
 

@@ -106,23 +106,46 @@ function cancel(url: string | undefined): string {
 }
 
 /**
- * The RP-initiated logout confirmation. `providerForm` is oidc-provider's own
+ * The RP-initiated logout confirmation, shown when an application signs the user out and the
+ * browser still has a session here. `providerForm` is oidc-provider's own
  * `<form id="op.logoutForm">` (its action and anti-forgery token, built by the provider, not from
- * request input); the buttons submit it from outside.
+ * request input); the buttons submit it from outside. "Sign out" posts `logout=yes`, which ends
+ * this provider's session (single sign-on) and signs every client out over back-channel logout;
+ * "Stay signed in" posts without it, which only ends the asking application's grant, so the next
+ * sign-in to it goes straight through. The page says that in a person's words.
  */
 export function logoutConfirmPage(providerForm: string, clientLabel: string | undefined, formActions: readonly string[]): RenderedPage {
+  const app = clientLabel !== undefined ? escapeHtml(clientLabel) : 'the application'
   return layout(
-    'Sign out?',
-    `<h1>Sign out?</h1><p>${
-      clientLabel !== undefined ? `${escapeHtml(clientLabel)} asks to end your session.` : 'This ends your session.'
-    } You will need to sign in again.</p>${providerForm}
-<div class="actions"><button id="logout" type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Sign out</button><button class="secondary" type="submit" form="op.logoutForm">Stay signed in</button></div>`,
+    'Sign out here too?',
+    `<h1>Sign out here too?</h1>
+<p id="logout-intro">You are signing out of ${app}. You are also signed in here, on the sign-in page ${app} uses. Do you want to end that sign-in too?</p>${providerForm}
+<div class="card">
+<p id="logout-explain"><strong>Sign out</strong> ends your sign-in here as well. The next time you open ${app}, or another application that signs in here, you will be asked for your password again. Choose this on a shared or public computer.</p>
+<p id="stay-explain"><strong>Stay signed in</strong> keeps your sign-in here. The next time you open ${app}, you will be signed straight back in without typing your password.</p>
+</div>
+<div class="actions"><button id="logout" type="submit" form="op.logoutForm" name="logout" value="yes" autofocus>Sign out</button><button id="stay" class="secondary" type="submit" form="op.logoutForm">Stay signed in</button></div>`,
     formActions,
   )
 }
 
-export function signedOutPage(): RenderedPage {
-  return layout('Signed out', `<h1 id="signed-out">You have been signed out</h1><p>You can close this window.</p>`)
+/**
+ * Where the browser lands after the logout confirmation when the application gave no address to
+ * return to. `keptSignIn`: the person chose "Stay signed in" (oidc-provider then passes the
+ * application's client id along), so only that application's sign-in ended.
+ */
+export function signedOutPage(keptSignIn?: { readonly clientLabel: string }): RenderedPage {
+  if (keptSignIn !== undefined) {
+    const app = escapeHtml(keptSignIn.clientLabel)
+    return layout(
+      'Signed out',
+      `<h1 id="signed-out">You are signed out of ${app}</h1><p>You are still signed in here, so the next time you open ${app} you will be signed straight back in. You can close this window.</p>`,
+    )
+  }
+  return layout(
+    'Signed out',
+    `<h1 id="signed-out">You have been signed out</h1><p>The next time you open an application that signs in here, you will be asked for your password again. You can close this window.</p>`,
+  )
 }
 
 export function idpErrorPage(status: number, title: string, message: string): RenderedPage {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { addressKey, LoginRateLimiter } from './rate-limit.js'
+import { addressKey, LoginRateLimiter, RequestRateLimiter } from './rate-limit.js'
 
 const MINUTE = 60_000
 
@@ -91,4 +91,46 @@ test('hostile: memory stays bounded under a spray of emails and addresses', () =
   // The most recent failures are the ones kept.
   for (let i = 0; i < 4; i++) rl.recordFailure('spray4999@example.com', '192.0.2.1')
   assert.equal(rl.check('spray4999@example.com', '192.0.2.2').limited, true)
+})
+
+test('reserve: an attempt counts as soon as it is let through, so concurrent attempts see it', () => {
+  const now = { t: 0 }
+  const rl = limiter(now)
+  // Five attempts in flight at once, none of them checked yet: the sixth is refused.
+  const inFlight = Array.from({ length: 5 }, () => rl.reserve('ada@example.com', '192.0.2.1'))
+  assert.ok(inFlight.every((a) => !a.limited))
+  const sixth = rl.reserve('ada@example.com', '192.0.2.1')
+  assert.equal(sixth.limited && sixth.scope, 'user')
+  // One of them had the right password: it hands its reservation back, which frees one attempt.
+  const first = inFlight[0]
+  assert.ok(first && !first.limited)
+  first.release()
+  first.release() // twice is once
+  const next = rl.reserve('ada@example.com', '192.0.2.1')
+  assert.equal(next.limited, false)
+  assert.equal(rl.reserve('ada@example.com', '192.0.2.1').limited, true)
+})
+
+test('reserve counts against the address too, and a release gives it back', () => {
+  const now = { t: 0 }
+  const rl = limiter(now)
+  const held = Array.from({ length: 20 }, (_, i) => rl.reserve(`user${i}@example.com`, '203.0.113.9'))
+  const refused = rl.reserve('new@example.com', '203.0.113.9')
+  assert.equal(refused.limited && refused.scope, 'ip')
+  for (const attempt of held) if (!attempt.limited) attempt.release()
+  assert.deepEqual(rl.check('new@example.com', '203.0.113.9'), { limited: false })
+  assert.deepEqual(rl.size, { users: 0, ips: 0 }, 'released reservations leave nothing behind')
+})
+
+test('RequestRateLimiter: per address (IPv6 per /64), sliding, refused requests do not count', () => {
+  const now = { t: 0 }
+  const rl = new RequestRateLimiter({ perIp: { max: 3, windowMs: MINUTE }, now: () => now.t })
+  for (let i = 0; i < 3; i++) assert.deepEqual(rl.take('2001:db8::1'), { limited: false })
+  now.t = 10_000
+  assert.deepEqual(rl.take('2001:db8::2'), { limited: true, retryAfterMs: 50_000 }, 'the same /64')
+  assert.deepEqual(rl.take('2001:db8:0:1::1'), { limited: false }, 'another /64')
+  for (let i = 0; i < 100; i++) rl.take('2001:db8::1')
+  now.t = MINUTE
+  assert.deepEqual(rl.take('2001:db8::1'), { limited: false }, 'the refused ones did not extend the window')
+  assert.throws(() => new RequestRateLimiter({ perIp: { max: 0, windowMs: MINUTE } }), /positive whole max/)
 })

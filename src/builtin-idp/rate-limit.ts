@@ -9,8 +9,16 @@
  * valid account must not reset an address that is guessing others). IPv6 clients are counted per
  * /64, the block one subscriber usually gets, and IPv4-mapped addresses as IPv4.
  *
+ * An attempt counts as a failure from the moment it is let through (`reserve`), before its
+ * password is checked: the check is asynchronous, so counting only its result would let a
+ * concurrent burst through whole. A right password hands its reservation back.
+ *
  * Memory is bounded: each table keeps at most `maxEntries` keys, dropping the key that failed
  * least recently, and each key holds at most `max` timestamps.
+ *
+ * `RequestRateLimiter` limits, per client address, the requests that store something for whoever
+ * sends them (an authorization request stores an interaction, an end-session request a
+ * session): unlimited, they are a cheap way to fill the provider's memory.
  */
 import { isIPv4, isIPv6 } from 'node:net'
 
@@ -37,6 +45,15 @@ export type LimitDecision =
   | { readonly limited: false }
   | { readonly limited: true; readonly scope: 'user' | 'ip'; readonly retryAfterMs: number }
 
+/** An attempt let through and already counted as a failure, or a refusal. */
+export type LoginAttempt =
+  | {
+      readonly limited: false
+      /** The credentials were right, or were not checked after all: the attempt stops counting. */
+      release(): void
+    }
+  | { readonly limited: true; readonly scope: 'user' | 'ip'; readonly retryAfterMs: number }
+
 const FIFTEEN_MINUTES = 15 * 60_000
 
 /** One table of failure timestamps, oldest first, with least-recently-failed eviction. */
@@ -46,7 +63,11 @@ class SlidingWindow {
   constructor(
     private readonly rule: LimitRule,
     private readonly maxEntries: number,
-  ) {}
+  ) {
+    if (!Number.isInteger(rule.max) || rule.max <= 0 || !(rule.windowMs > 0)) {
+      throw new TypeError(`built-in IdP: a rate limit needs a positive whole max and a positive windowMs, got ${JSON.stringify(rule)}`)
+    }
+  }
 
   /** Milliseconds until another attempt is allowed, or 0 when one is allowed now. */
   retryAfter(key: string, now: number): number {
@@ -66,6 +87,16 @@ class SlidingWindow {
       if (oldest.done === true) break
       this.entries.delete(oldest.value)
     }
+  }
+
+  /** Takes back one timestamp added at `time` (a reservation), if it is still held. */
+  remove(key: string, time: number): void {
+    const times = this.entries.get(key)
+    if (!times) return
+    const index = times.lastIndexOf(time)
+    if (index < 0) return
+    times.splice(index, 1)
+    if (times.length === 0) this.entries.delete(key)
   }
 
   clear(key: string): void {
@@ -110,6 +141,31 @@ export class LoginRateLimiter {
     return user >= address ? { limited: true, scope: 'user', retryAfterMs: user } : { limited: true, scope: 'ip', retryAfterMs: address }
   }
 
+  /**
+   * Lets an attempt through when no limit holds, counting it as a failure at once: concurrent
+   * attempts see it while its password is still being checked. Call `release()` when the
+   * credentials turn out right (or were not checked); a failed attempt needs nothing more.
+   */
+  reserve(email: string, ip: string): LoginAttempt {
+    const decision = this.check(email, ip)
+    if (decision.limited) return decision
+    const now = this.now()
+    const user = canonicalEmail(email)
+    const address = addressKey(ip)
+    this.users.add(user, now)
+    this.ips.add(address, now)
+    let held = true
+    return {
+      limited: false,
+      release: () => {
+        if (!held) return
+        held = false
+        this.users.remove(user, now)
+        this.ips.remove(address, now)
+      },
+    }
+  }
+
   recordFailure(email: string, ip: string): void {
     const now = this.now()
     this.users.add(canonicalEmail(email), now)
@@ -124,6 +180,39 @@ export class LoginRateLimiter {
   /** Keys held, for tests of the memory bound. */
   get size(): { users: number; ips: number } {
     return { users: this.users.size, ips: this.ips.size }
+  }
+}
+
+export interface RequestRateLimiterOptions {
+  /** Default 60 requests per minute per address. */
+  perIp?: LimitRule
+  /** Addresses kept (default 10,000), least recently seen dropped first. */
+  maxEntries?: number
+  now?: () => number
+}
+
+/** Requests per client address over a sliding window; refused requests do not count. */
+export class RequestRateLimiter {
+  private readonly ips: SlidingWindow
+  private readonly now: () => number
+
+  constructor(options: RequestRateLimiterOptions = {}) {
+    this.ips = new SlidingWindow(options.perIp ?? { max: 60, windowMs: 60_000 }, options.maxEntries ?? 10_000)
+    this.now = options.now ?? Date.now
+  }
+
+  /** Counts one request from `ip`, or says how long until it may make another. */
+  take(ip: string): { readonly limited: false } | { readonly limited: true; readonly retryAfterMs: number } {
+    const now = this.now()
+    const key = addressKey(ip)
+    const retryAfterMs = this.ips.retryAfter(key, now)
+    if (retryAfterMs > 0) return { limited: true, retryAfterMs }
+    this.ips.add(key, now)
+    return { limited: false }
+  }
+
+  get size(): number {
+    return this.ips.size
   }
 }
 

@@ -24,11 +24,12 @@ import type { ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-pro
 
 import type { Logger } from '../shared/log.js'
 import { createMemoryStore } from './adapter.js'
+import type { StoreLimits } from './adapter.js'
 import { createInteractionHandler } from './interactions.js'
 import { cookieKey, signingJwk } from './keys.js'
 import { idpErrorPage, logoutConfirmPage, signedOutPage } from './pages.js'
 import type { RenderedPage } from './pages.js'
-import { LoginRateLimiter } from './rate-limit.js'
+import { LoginRateLimiter, RequestRateLimiter } from './rate-limit.js'
 import type { LimitRule } from './rate-limit.js'
 import { TotpVerifier } from './totp.js'
 import { UserStore, UsersFileError } from './users.js'
@@ -87,8 +88,14 @@ export interface BuiltinIdpOptions {
   refreshTokenTtlSeconds?: number
   /** How long a sign-in at the provider lasts (single sign-on between clients); default 24 hours. */
   sessionTtlSeconds?: number
-  /** Failed sign-ins allowed; defaults 5 per email and 20 per address, each per 15 minutes. */
-  rateLimit?: { perUser?: LimitRule; perIp?: LimitRule }
+  /**
+   * Failed sign-ins allowed, defaults 5 per email and 20 per address, each per 15 minutes; and
+   * `requestsPerIp`: requests to the authorization and end-session endpoints per address (each
+   * stores an interaction or a session for whoever sends it), default 60 a minute.
+   */
+  rateLimit?: { perUser?: LimitRule; perIp?: LimitRule; requestsPerIp?: LimitRule }
+  /** Entries kept per model kind in memory (see `adapter.ts`); defaults `DEFAULT_STORE_LIMITS`. */
+  storeLimits?: StoreLimits
   /** Reload the users file when it changes (polled every 2 s); default true. */
   watchUsersFile?: boolean
   /** Clock for rate limits and TOTP, epoch milliseconds (oidc-provider keeps its own). */
@@ -105,6 +112,16 @@ export interface BuiltinIdp {
   /** Reads the users file again; on an error logs it and keeps the previous users. */
   reloadUsers(): void
 }
+
+/** How long a sign-in may take at the provider, from the authorization request to the last form. */
+export const INTERACTION_TTL_SECONDS = 10 * 60
+
+/**
+ * The authorization endpoint (`/auth`, which stores an interaction) and the end-session endpoint
+ * (`/session/end`, which stores a session), matched as oidc-provider's router matches them:
+ * case-insensitive, one optional trailing slash. `/auth/<uid>` resumes a sign-in already counted.
+ */
+const STORES_FOR_ANYONE = /^\/(?:auth|session\/end)\/?$/i
 
 const COOKIE_NAMES = {
   session: 'portcullis_idp_session',
@@ -160,8 +177,10 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
     ]),
   ]
   const clientNames = new Map(clients.map((c) => [c.clientId, c.name]))
-  const store = createMemoryStore()
-  const limiter = new LoginRateLimiter({ ...options.rateLimit, now })
+  const store = createMemoryStore(options.storeLimits ? { limits: options.storeLimits } : {})
+  const { requestsPerIp, ...loginLimits } = options.rateLimit ?? {}
+  const limiter = new LoginRateLimiter({ ...loginLimits, now })
+  const requestLimiter = new RequestRateLimiter({ ...(requestsPerIp ? { perIp: requestsPerIp } : {}), now })
   const totp = new TotpVerifier({ now })
 
   // Lax rather than oidc-provider's default None for the session cookie: None needs Secure, which
@@ -225,7 +244,9 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
       IdToken: ttl.idToken,
       RefreshToken: ttl.refreshToken,
       AuthorizationCode: 60,
-      Interaction: 15 * 60,
+      // Long enough to type a password and a one-time code (which waits 5 minutes), short because
+      // anyone can create one: an abandoned sign-in holds memory no longer than this.
+      Interaction: INTERACTION_TTL_SECONDS,
       Session: ttl.session,
       Grant: Math.max(ttl.refreshToken, ttl.session),
     },
@@ -244,7 +265,9 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
           render(ctx, logoutConfirmPage(form, clientId === undefined ? undefined : (clientNames.get(clientId) ?? clientId), formActions))
         },
         postLogoutSuccessSource(ctx) {
-          render(ctx, signedOutPage())
+          // oidc-provider names the client here only after "Stay signed in" (see pages.ts).
+          const clientId = ctx.oidc.client?.clientId
+          render(ctx, signedOutPage(clientId === undefined ? undefined : { clientLabel: clientNames.get(clientId) ?? clientId }))
         },
       },
     },
@@ -291,6 +314,8 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
     now,
   })
 
+  let lastRefusalLog = -Infinity
+  let refusedSinceLog = 0
   route.handler = (req, res) => {
     const url = new URL(req.url ?? '/', 'http://placeholder')
     if (url.pathname.startsWith('/interaction/')) {
@@ -305,6 +330,25 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
         res.end(page.html)
       })
       return
+    }
+    if (STORES_FOR_ANYONE.test(url.pathname)) {
+      const ip = clientIp(req)
+      const decision = requestLimiter.take(ip)
+      if (decision.limited) {
+        // A flood is what this refuses: one log line per 10 seconds, with how many it stands for.
+        refusedSinceLog++
+        if (now() - lastRefusalLog >= 10_000) {
+          logger.warn({ event: 'builtin_idp_requests_limited', ip, path: url.pathname, refused: refusedSinceLog }, 'built-in IdP: too many sign-in or sign-out requests from one address')
+          lastRefusalLog = now()
+          refusedSinceLog = 0
+        }
+        const seconds = Math.ceil(decision.retryAfterMs / 1000)
+        const page = idpErrorPage(429, 'Too many requests', `Too many sign-ins or sign-outs were started from your network. Try again in ${seconds} second${seconds === 1 ? '' : 's'}.`)
+        req.resume()
+        res.writeHead(429, { ...page.headers, 'retry-after': String(seconds) })
+        res.end(page.html)
+        return
+      }
     }
     if (req.method === 'GET' && url.pathname === '/auth') keepOfflineAccess(req, url)
     void providerCallback(req, res)

@@ -71,10 +71,15 @@ users:
     password_hash: "${hash}"
   - email: frank@example.com
     password_hash: "${hash}"
+  - email: heidi@example.com
+    password_hash: "${slowHash}"
 `
 }
 
 let hash: string
+/** With the default (OWASP) cost, as in production: each check takes long enough for a burst to pile up behind it. */
+let slowHash: string
+const LOGIN_LIMITS = { perUser: { max: 3, windowMs: 15 * 60_000 }, perIp: { max: 1000, windowMs: 15 * 60_000 } }
 
 function options(overrides: Partial<BuiltinIdpOptions> = {}): BuiltinIdpOptions {
   const sink = new Writable({
@@ -98,7 +103,7 @@ function options(overrides: Partial<BuiltinIdpOptions> = {}): BuiltinIdpOptions 
         name: 'Portcullis <test>',
       },
     ],
-    rateLimit: { perUser: { max: 3, windowMs: 15 * 60_000 }, perIp: { max: 1000, windowMs: 15 * 60_000 } },
+    rateLimit: { ...LOGIN_LIMITS, requestsPerIp: { max: 10_000, windowMs: 60_000 } },
     accessTokenTtlSeconds: 60,
     idTokenTtlSeconds: 60,
     now: () => clock,
@@ -118,6 +123,7 @@ before(async () => {
     restoreConsole.push(() => (console[method] = original))
   }
   hash = await hashPassword(PASSWORD, FAST)
+  slowHash = await hashPassword(PASSWORD)
   dir = mkdtempSync(join(tmpdir(), 'portcullis-idp-'))
   usersFile = join(dir, 'users.yaml')
   writeFileSync(usersFile, usersYaml(hash))
@@ -198,6 +204,7 @@ function alertText(page: Page): string | undefined {
 }
 
 interface SignIn {
+  rp: IdentityProvider
   jar: CookieJar
   state: string
   nonce: string
@@ -205,14 +212,14 @@ interface SignIn {
   loginPage: Page
 }
 
-async function startSignIn(jar = new CookieJar(), extraParams?: Record<string, string>): Promise<SignIn> {
+async function startSignIn(jar = new CookieJar(), extraParams?: Record<string, string>, client = rp): Promise<SignIn> {
   const state = randomNonce()
   const nonce = randomNonce()
   const verifier = randomCodeVerifier()
-  const url = await rp.authorizationUrl({ redirectUri: REDIRECT_URI, state, nonce, codeVerifier: verifier, ...(extraParams ? { extraParams } : {}) })
+  const url = await client.authorizationUrl({ redirectUri: REDIRECT_URI, state, nonce, codeVerifier: verifier, ...(extraParams ? { extraParams } : {}) })
   const page = await follow(jar, await fetchPage(jar, url))
   assert.ok(!(page instanceof URL), 'expected the sign-in page')
-  return { jar, state, nonce, verifier, loginPage: page }
+  return { rp: client, jar, state, nonce, verifier, loginPage: page }
 }
 
 async function submitLogin(s: SignIn, email: string, password: string): Promise<Page | URL> {
@@ -220,7 +227,7 @@ async function submitLogin(s: SignIn, email: string, password: string): Promise<
 }
 
 async function redeem(s: SignIn, callback: URL) {
-  return rp.redeem({ callbackUrl: callback, redirectUri: REDIRECT_URI, expectedState: s.state, expectedNonce: s.nonce, codeVerifier: s.verifier })
+  return s.rp.redeem({ callbackUrl: callback, redirectUri: REDIRECT_URI, expectedState: s.state, expectedNonce: s.nonce, codeVerifier: s.verifier })
 }
 
 test('discovery advertises a code-flow provider with required S256 PKCE, ES256 and the endpoints Portcullis uses', async () => {
@@ -309,14 +316,14 @@ test('sign in with email and password: code, tokens, claims; then UserInfo, refr
   )
 })
 
-async function startSignInExpectingCallback(jar: CookieJar): Promise<boolean> {
+async function startSignInExpectingCallback(jar: CookieJar, client = rp): Promise<boolean> {
   const state = randomNonce()
   const nonce = randomNonce()
   const verifier = randomCodeVerifier()
-  const url = await rp.authorizationUrl({ redirectUri: REDIRECT_URI, state, nonce, codeVerifier: verifier })
+  const url = await client.authorizationUrl({ redirectUri: REDIRECT_URI, state, nonce, codeVerifier: verifier })
   const result = await follow(jar, await fetchPage(jar, url))
   assert.ok(result instanceof URL, 'straight back to the callback')
-  const tokens = await rp.redeem({ callbackUrl: result, redirectUri: REDIRECT_URI, expectedState: state, expectedNonce: nonce, codeVerifier: verifier })
+  const tokens = await client.redeem({ callbackUrl: result, redirectUri: REDIRECT_URI, expectedState: state, expectedNonce: nonce, codeVerifier: verifier })
   assert.ok(tokens.refreshToken, 'offline_access survives single sign-on too')
   return true
 }
@@ -330,7 +337,12 @@ test('RP-initiated logout: styled confirmation, back-channel logout token, redir
   assert.ok(endSession)
   const confirm = await fetchPage(s.jar, endSession)
   assert.equal(confirm.status, 200)
-  assert.match(confirm.html, /<h1>Sign out\?<\/h1>/)
+  assert.match(confirm.html, /<h1>Sign out here too\?<\/h1>/)
+  assert.match(confirm.html, /You are signing out of Portcullis &#60;test&#62;\./, 'the application named, escaped')
+  // Each button says what it does for the next visit.
+  assert.match(confirm.html, /id="logout-explain"><strong>Sign out<\/strong> ends your sign-in here as well\. The next time you open Portcullis &#60;test&#62;[^<]*you will be asked for your password again/)
+  assert.match(confirm.html, /id="stay-explain"><strong>Stay signed in<\/strong> keeps your sign-in here\. The next time you open Portcullis &#60;test&#62;, you will be signed straight back in without typing your password/)
+  assert.match(confirm.html, /<button id="logout"[^>]*name="logout" value="yes"[^>]*>Sign out<\/button><button id="stay"[^>]*>Stay signed in<\/button>/)
   assert.match(String(confirm.headers['content-security-policy']), /style-src 'nonce-/)
   const xsrf = /name="xsrf" value="([^"]+)"/.exec(confirm.html)?.[1]
   assert.ok(xsrf)
@@ -344,6 +356,50 @@ test('RP-initiated logout: styled confirmation, back-channel logout token, redir
   // The provider session is gone: the next sign-in shows the form again.
   const next = await startSignIn(s.jar)
   assert.match(next.loginPage.html, /<form id="login"/)
+})
+
+/** An end-session request naming no post-logout address, which Portcullis' client always sends. */
+function endSessionWithoutReturn(idToken: string | undefined): URL {
+  assert.ok(idToken)
+  const url = new URL('/session/end', idp.issuer)
+  url.searchParams.set('id_token_hint', idToken)
+  return url
+}
+
+test('RP-initiated logout, "Stay signed in": the application is signed out, the next sign-in needs no password', async () => {
+  const s = await startSignIn()
+  const callback = await submitLogin(s, 'erin@example.com', PASSWORD)
+  assert.ok(callback instanceof URL)
+  const tokens = await redeem(s, callback)
+  // Without a post-logout address, the provider's own page says what happened.
+  const endSession = endSessionWithoutReturn(tokens.idToken)
+  const confirm = await fetchPage(s.jar, endSession)
+  const xsrf = /name="xsrf" value="([^"]+)"/.exec(confirm.html)?.[1]
+  assert.ok(xsrf)
+  const before = backchannel.length
+  const done = await follow(s.jar, await fetchPage(s.jar, formAction(confirm, 'op.logoutForm'), { xsrf }))
+  assert.ok(!(done instanceof URL))
+  assert.equal(done.status, 200)
+  assert.match(done.html, /<h1 id="signed-out">You are signed out of Portcullis &#60;test&#62;<\/h1>/)
+  assert.match(done.html, /You are still signed in here, so the next time you open Portcullis &#60;test&#62; you will be signed straight back in/)
+  assert.equal(backchannel.length, before + 1, 'the application signing out is told so over back-channel logout, as with "Sign out"')
+  assert.ok(await startSignInExpectingCallback(s.jar), 'as the page said: straight back in')
+})
+
+test('RP-initiated logout, "Sign out" without a post-logout address: the page says the password is asked next time', async () => {
+  const s = await startSignIn()
+  const callback = await submitLogin(s, 'erin@example.com', PASSWORD)
+  assert.ok(callback instanceof URL)
+  const tokens = await redeem(s, callback)
+  const endSession = endSessionWithoutReturn(tokens.idToken)
+  const confirm = await fetchPage(s.jar, endSession)
+  const xsrf = /name="xsrf" value="([^"]+)"/.exec(confirm.html)?.[1]
+  assert.ok(xsrf)
+  const done = await follow(s.jar, await fetchPage(s.jar, formAction(confirm, 'op.logoutForm'), { xsrf, logout: 'yes' }))
+  assert.ok(!(done instanceof URL))
+  assert.match(done.html, /<h1 id="signed-out">You have been signed out<\/h1><p>The next time you open an application that signs in here, you will be asked for your password again\./)
+  const next = await startSignIn(s.jar)
+  assert.match(next.loginPage.html, /<form id="login"/, 'as the page said: the password again')
 })
 
 test('wrong password, unknown email and disabled account all get the same answer, logged without the password', async () => {
@@ -435,6 +491,35 @@ test('rate limit: after 3 failures the email is locked and the password is not e
   assert.ok(callback instanceof URL)
 })
 
+test('hostile: a concurrent burst of passwords for one account: beyond the limit each gets 429 unchecked', async () => {
+  const s = await startSignIn()
+  const action = formAction(s.loginPage, 'login')
+  const cookie = s.jar.header(action) ?? ''
+  const mark = logLines.length
+  // 60 guesses at once, as a script would send them: none is answered before the others arrive.
+  const statuses = await Promise.all(
+    Array.from({ length: 60 }, async (_, i) => {
+      const response = await request(action, {
+        method: 'POST',
+        headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ email: 'heidi@example.com', password: `guess-${i}` }).toString(),
+        signal: AbortSignal.timeout(60_000),
+      })
+      await response.body.dump()
+      return response.statusCode
+    }),
+  )
+  const failures = logLines.slice(mark).filter((l) => l.event === 'builtin_idp_login_failed' && l.email === 'heidi@example.com')
+  assert.equal(failures.filter((l) => l.reason === 'wrong_password').length, 3, 'three passwords checked (the per-email limit)')
+  assert.equal(statuses.filter((status) => status === 401).length, 3, statuses.join(' '))
+  assert.equal(statuses.filter((status) => status === 429).length, 57, statuses.join(' '))
+  assert.equal(failures.filter((l) => l.reason === 'rate_limited').length, 57)
+  // The right password after the burst is refused too: the burst used up the account's attempts.
+  const after = await submitLogin(s, 'heidi@example.com', PASSWORD)
+  assert.ok(!(after instanceof URL))
+  assert.equal(after.status, 429)
+})
+
 test('a user disabled in the file can no longer refresh; reloading a broken file keeps the users', async () => {
   const s = await startSignIn()
   const callback = await submitLogin(s, 'ada@example.com', PASSWORD)
@@ -479,6 +564,59 @@ test('hostile: requests without PKCE, with plain PKCE or an unregistered redirec
   assert.equal(evilRefused.headers.location, undefined)
   assert.match(evilRefused.html, /redirect_uri did not match/)
   assert.doesNotMatch(evilRefused.html, /<script/)
+})
+
+test('hostile: sign-in and sign-out requests are limited per address, and a flood of them signs nobody out', async () => {
+  // Small limits to keep this short: 3 requests a minute per address, 4 pending sign-ins kept.
+  const limited = await startBuiltinIdp(options({ rateLimit: { ...LOGIN_LIMITS, requestsPerIp: { max: 3, windowMs: 60_000 } }, storeLimits: { Interaction: 4 } }))
+  const limitedRp = createOidcProvider({ id: 'builtin-limited', issuerUrl: limited.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, allowInsecureRequests: true })
+  const floodAgents = Array.from({ length: 10 }, (_, i) => new Agent({ localAddress: `127.0.0.${i + 2}` }))
+  const anonymous = async (path: string, dispatcher?: Dispatcher): Promise<Page> => {
+    const url = new URL(path, limited.issuer)
+    const params = { client_id: CLIENT_ID, response_type: 'code', scope: 'openid', redirect_uri: REDIRECT_URI, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' }
+    for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v)
+    return fetchPage(new CookieJar(), url, undefined, dispatcher)
+  }
+  try {
+    // Ada starts signing in (one request of 127.0.0.1's three), two more sign-ins start from her address...
+    const s = await startSignIn(new CookieJar(), undefined, limitedRp)
+    for (let i = 0; i < 2; i++) assert.equal((await anonymous('/auth')).status, 303)
+    // ...and her sign-in still completes: resuming it (/auth/<uid>) is not a new request.
+    const callback = await submitLogin(s, 'ada@example.com', PASSWORD)
+    assert.ok(callback instanceof URL, 'signed in')
+    const tokens = await redeem(s, callback)
+    assert.ok(tokens.refreshToken)
+
+    const refused = await anonymous('/auth')
+    assert.equal(refused.status, 429)
+    assert.ok(Number(refused.headers['retry-after']) > 0 && Number(refused.headers['retry-after']) <= 60)
+    assert.match(refused.html, /Too many sign-ins or sign-outs were started from your network\. Try again in \d+ seconds?\./)
+    assert.deepEqual(setCookies(refused), [], 'nothing stored for a refused request')
+    for (const path of ['/AUTH/', '/session/end']) assert.equal((await anonymous(path)).status, 429, `${path} is the same endpoint`)
+
+    // Ten other addresses flood: each gets its three, then 429.
+    const flood: Page[] = []
+    for (const agent of floodAgents) for (let i = 0; i < 5; i++) flood.push(await anonymous('/auth', agent))
+    assert.equal(flood.filter((p) => p.status === 303).length, 30, flood.map((p) => `${p.status} ${p.html.slice(0, 300)}`).join('\n'))
+    assert.equal(flood.filter((p) => p.status === 429).length, 20)
+    // An abandoned sign-in is kept at most 10 minutes.
+    const started = flood.find((p) => p.status === 303)
+    assert.ok(started)
+    const interactionCookie = setCookies(started).find((c) => c.startsWith('portcullis_idp_interaction='))
+    const expires = Date.parse(/; expires=([^;]+)/.exec(interactionCookie ?? '')?.[1] ?? '')
+    const answered = Date.parse(String(started.headers.date))
+    assert.ok(expires - answered <= 10 * 60_000 && expires - answered > 9 * 60_000, interactionCookie)
+
+    // The 30 interactions pushed out only other interactions: Ada's refresh token, grant and
+    // provider session are all still there.
+    const refreshed = await limitedRp.refresh(tokens.refreshToken, { previousClaims: tokens.claims })
+    assert.equal(refreshed.claims.email, 'ada@example.com')
+    clock += 60_001 // her address's window has passed
+    assert.ok(await startSignInExpectingCallback(s.jar, limitedRp), 'single sign-on: straight back in')
+  } finally {
+    await Promise.all(floodAgents.map((agent) => agent.close()))
+    await limited.close()
+  }
 })
 
 test('hostile: the sign-in page is bound to the browser that started it', async () => {
@@ -671,7 +809,7 @@ describe('in Chromium: the pages work under their CSP (redirects after a form po
     const endSession = await browserRp.endSessionUrl({ ...(tokens.idToken ? { idTokenHint: tokens.idToken } : {}), postLogoutRedirectUri: `${appOrigin}/signed_out` })
     assert.ok(endSession)
     await page.goto(endSession.href)
-    assert.equal(await page.locator('h1').innerText(), 'Sign out?')
+    assert.equal(await page.locator('h1').innerText(), 'Sign out here too?')
     await fits('logout-confirm')
     await page.click('#logout')
     await page.waitForURL(`${appOrigin}/signed_out**`)
