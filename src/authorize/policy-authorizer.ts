@@ -10,7 +10,8 @@
 import { bearerToken } from '../authenticate/bearer-sessions.js'
 import type { BearerSessions } from '../authenticate/bearer-sessions.js'
 import { findHandle, shouldRedirectToSignIn } from '../authenticate/credentials.js'
-import { signInUrl } from '../authenticate/flow.js'
+import { cookieIsAmbiguous } from '../authenticate/cookies.js'
+import { PARAM_COOKIE_CONFLICT, signInUrl } from '../authenticate/flow.js'
 import type { SessionRefresher } from '../authenticate/refresher.js'
 import { loadSession, VerifiedHandleCache } from '../authenticate/session-loader.js'
 import type { Session, SessionStore } from '../authenticate/session-store.js'
@@ -161,7 +162,8 @@ function signIn(request: CheckRequest, settings: AuthSettings, idp: IdpSettings 
     allow: false,
     status: 302,
     reason: 'Sign-in required: redirecting to the sign-in page.',
-    location: signInUrl(settings, secrets.sharedSecret, original, idp.id).href,
+    // Two session cookies (one tossed by a sibling domain): the route's callback cleans up or explains.
+    location: signInUrl(settings, secrets.sharedSecret, original, idp.id, cookieIsAmbiguous(request.headers['cookie'], settings.cookieName) ? { [PARAM_COOKIE_CONFLICT]: 'true' } : {}).href,
   }
 }
 
