@@ -17,7 +17,7 @@ import { loadSession, VerifiedHandleCache } from '../authenticate/session-loader
 import type { Session, SessionStore } from '../authenticate/session-store.js'
 import { browserScheme } from '../authenticate/settings.js'
 import type { AuthSettings, IdpSettings } from '../authenticate/settings.js'
-import { decide, describeReason } from '../policy/index.js'
+import { decide, describeDenial } from '../policy/index.js'
 import type { Decision, Evaluation, PolicyInput, PolicySession } from '../policy/index.js'
 import { prefersJson, statusTitle } from '../proxy/error-page.js'
 import type { Logger } from '../shared/log.js'
@@ -95,7 +95,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     }
     if (request.path === '/robots.txt' && !request.route.allowPublicUnauthenticatedAccess) return ROBOTS
     if (decision.kind === 'sign-in') return signIn(request, settings, idp, who, deps.secrets)
-    return denied(request, plan, decision, who.session, evaluation)
+    return denied(request, plan, decision, who.session, evaluation, input)
   }
 
   return {
@@ -167,17 +167,25 @@ function signIn(request: CheckRequest, settings: AuthSettings, idp: IdpSettings 
   }
 }
 
-function denied(request: CheckRequest, plan: RoutePlan, decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' }>, session: Session | undefined, evaluation: Evaluation): CheckResult {
+function denied(
+  request: CheckRequest,
+  plan: RoutePlan,
+  decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' }>,
+  session: Session | undefined,
+  evaluation: Evaluation,
+  input: PolicyInput,
+): CheckResult {
   const status = decision.status
   const message =
     status === 495
       ? 'This app needs a valid client certificate, and the request did not present one it accepts.'
       : "You are not allowed to open this app: its access policy did not admit this request."
-  const reasons = decision.reasons.map(describeReason)
   const accept = request.headers['accept']
   if (prefersJson(typeof accept === 'string' ? accept : undefined)) {
     return { allow: false, status, reason: message, body: { contentType: 'application/json', text: JSON.stringify({ error: message, reasons: decision.reasons, request_id: request.requestId }) } }
   }
+  // Which rule decided needs the trace; denials are the slow path, so evaluate once more with it.
+  const reasons = describeDenial(evaluation.trace ? evaluation : plan.policy.evaluate(input, { trace: true }), decision)
   const email = session && typeof session.claims['email'] === 'string' ? session.claims['email'] : undefined
   const page = errorPage({
     status,
