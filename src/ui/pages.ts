@@ -203,7 +203,7 @@ export function signedOutPage(d: SignedOutPageData = {}): RenderedPage {
       : '<p>To end that session as well, sign out at your identity provider.</p>'
   return layout(
     'Signed out',
-    `<h1>Your Portcullis session has ended</h1><div class="card"><p>You are signed out of the apps behind this Portcullis.</p>
+    `<h1>You are signed out of Portcullis</h1><div class="card"><p>Your Portcullis session has ended: the apps behind this Portcullis need a new sign-in.</p>
 <p>You may still be signed in at your identity provider. If you are, the next app you open signs you straight back in without asking for your password.</p>${provider}</div>`,
   )
 }
