@@ -28,7 +28,7 @@ const pages: Record<string, { page: RenderedPage; heading: RegExp }> = {
     }),
     heading: /Signed in as Ada Lovelace/,
   },
-  'signed-out': { page: signedOutPage(), heading: /You have been signed out/ },
+  'signed-out': { page: signedOutPage({ providerSignOutUrl: 'https://idp.example.com/logout' }), heading: /You are signed out of Portcullis/ },
   'sign-out-confirm': { page: signOutConfirmPage('/.pomerium/sign_out', 'token'), heading: /Sign out\?/ },
   error: {
     page: errorPage({ status: 400, title: 'Bad Request', message: 'The sign-in link has expired.', requestId: 'req-1', retryUrl: '/' }),

@@ -23,6 +23,11 @@ export const PARAM_SESSION_ENCRYPTED = 'pomerium_session_encrypted'
 export const PARAM_JWT = 'pomerium_jwt'
 /** Portcullis addition on signed sign-out URLs: the session the route knew, ended even without the authenticate cookie. */
 export const PARAM_SESSION_ID = 'pomerium_session_id'
+/**
+ * Portcullis addition on signed sign-in and callback URLs: the route saw two session cookies
+ * (cookie tossing, cookie-conflict.ts), so its callback cleans up or explains instead of looping.
+ */
+export const PARAM_COOKIE_CONFLICT = 'pomerium_cookie_conflict'
 
 /** Associated data of sealed session handoffs: such a payload cannot be opened as anything else. */
 const HANDOFF_PURPOSE = 'session-handoff'

@@ -3,17 +3,20 @@
  * the user page and JSON, programmatic login, and the discovery document. They are answered by
  * Portcullis and never forwarded upstream.
  */
+import { randomBytes } from 'node:crypto'
 import { policySession } from '../authorize/policy-authorizer.js'
 import type { RouteConfig } from '../config/types.js'
 import type { CompiledPolicy } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
-import { errorPage, routesPage, userPage } from '../ui/pages.js'
-import { clearCookie, setCookie } from './cookies.js'
-import { json, page, redirect, single, text } from './endpoint.js'
+import { errorPage, routesPage, signOutConfirmPage, userPage } from '../ui/pages.js'
+import { cleanup, cleanupAgain, cleanupTried, conflictMessage } from './cookie-conflict.js'
+import { clearCookie, cookieValues, readCookie, setCookie } from './cookies.js'
+import { formFields, json, page, redirect, single, text } from './endpoint.js'
 import type { EndpointHandler, EndpointRequest, EndpointResponse } from './endpoint.js'
 import {
   openHandoff,
+  PARAM_COOKIE_CONFLICT,
   PARAM_JWT,
   PARAM_PROGRAMMATIC,
   PARAM_REDIRECT_URI,
@@ -30,6 +33,7 @@ import { findHandle, shouldRedirectToSignIn } from './credentials.js'
 import { portalJson, portalRoutes } from './routes-portal.js'
 import type { PortalEntry } from './routes-portal.js'
 import { verifySessionHandle } from './session-handle.js'
+import { checkSignOutToken, signOutToken, startedElsewhere } from './sign-out-csrf.js'
 import { audienceIncludes, loadSession } from './session-loader.js'
 import type { Session, SessionStore } from './session-store.js'
 import { browserScheme, programmaticRedirects } from './settings.js'
@@ -60,6 +64,8 @@ export interface PortalSource {
 }
 
 const ROUTES_PAGE = '/.pomerium/routes'
+/** Lifetime of a route host's sign-out CSRF cookie (as the authenticate host's, 12 h). */
+const ROUTE_CSRF_MAX_AGE_S = 12 * 3600
 const ROUTES_API = '/.pomerium/api/v1/routes'
 
 export function isPortcullisPath(path: string): boolean {
@@ -246,11 +252,33 @@ export class RouteEndpoints implements EndpointHandler {
     if (!(await this.#deps.sessions.get(opened.handle.jti))) {
       return this.#error(req, 400, 'Bad Request', 'This session has already ended. Open the app again to sign in.', target.href)
     }
+    // Cookie tossing (cookie-conflict.ts): a copy of our cookie's name here, or one the route saw
+    // beside ours, is deleted on the parent domains; if the route saw two again after that, say so.
+    const conflict = { cookieName: settings.cookieName, cookie: settings.cookie, cookieSecret: this.#deps.secrets.cookieSecret, host: req.host }
+    const flagged = params.get(PARAM_COOKIE_CONFLICT) === 'true'
+    if (flagged && cleanupTried(req.headers, conflict)) {
+      return this.#error(req, 409, 'Conflict', conflictMessage(settings.cookieName, req.host), target.href, cleanupAgain(conflict, target.pathname))
+    }
+    const seen = cookieValues(req.headers['cookie'], settings.cookieName) ?? []
+    const cleanupCookies = flagged || seen.length > 0 ? cleanup(conflict, target.pathname) : []
     if (programmatic) target.searchParams.set(PARAM_JWT, opened.token)
-    return redirect(target.href, [setCookie(settings.cookieName, opened.token, settings.cookie)])
+    return redirect(target.href, [...cleanupCookies, setCookie(settings.cookieName, opened.token, settings.cookie)])
   }
 
   #signOut(req: EndpointRequest, settings: AuthSettings): EndpointResponse {
+    // Another site may link or post here (a cross-site GET carries Lax cookies); Pomerium ends
+    // the session at once, Portcullis asks first, as the authenticate host does (reference 7.4).
+    const csrfName = `${settings.cookieName}_csrf`
+    const csrfCookie = readCookie(req.headers['cookie'], csrfName)
+    const { cookieSecret } = this.#deps.secrets
+    const confirmed = req.method === 'POST' && checkSignOutToken(cookieSecret, formFields(req).get('csrf'), csrfCookie)
+    if (!confirmed && startedElsewhere(req, this.#origin(req))) {
+      const token = csrfCookie ?? randomBytes(32).toString('base64url')
+      const rendered = signOutConfirmPage('/.pomerium/sign_out', signOutToken(cookieSecret, token), settings.formActions)
+      // Path /.pomerium/: the cookie reaches this endpoint and never an upstream.
+      const cookie = setCookie(csrfName, token, { domain: undefined, httpOnly: true, sameSite: 'lax', maxAgeS: ROUTE_CSRF_MAX_AGE_S, path: '/.pomerium/' })
+      return page(200, rendered, csrfCookie === undefined ? [cookie] : undefined)
+    }
     const found = findHandle(req.headers, '', settings.cookieName)
     const handle = found ? verifySessionHandle(found.token, this.#deps.secrets.sharedSecret) : undefined
     const params: Record<string, string> = {}
@@ -279,9 +307,9 @@ export class RouteEndpoints implements EndpointHandler {
     return this.#error(req, 405, 'Method Not Allowed', `${req.method} is not allowed here.`)
   }
 
-  #error(req: EndpointRequest, status: number, title: string, message: string, retryUrl?: string): EndpointResponse {
+  #error(req: EndpointRequest, status: number, title: string, message: string, retryUrl?: string, cookies?: readonly string[]): EndpointResponse {
     const accept = single(req.headers['accept']) ?? ''
-    if (/application\/json/i.test(accept) && !/text\/html/i.test(accept)) return json(status, { error: message, request_id: req.requestId })
-    return page(status, errorPage({ status, title, message, requestId: req.requestId, ...(retryUrl !== undefined ? { retryUrl } : {}) }))
+    if (/application\/json/i.test(accept) && !/text\/html/i.test(accept)) return { ...json(status, { error: message, request_id: req.requestId }), ...(cookies ? { cookies } : {}) }
+    return page(status, errorPage({ status, title, message, requestId: req.requestId, ...(retryUrl !== undefined ? { retryUrl } : {}) }), cookies)
   }
 }

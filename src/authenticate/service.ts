@@ -4,11 +4,13 @@
  * session cookie, hands sessions to route domains through signed, sealed, single-use URLs, and
  * ends sessions on sign-out (here and, through RP-initiated logout, at the provider).
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
 import { errorPage, signedOutPage, signOutConfirmPage, userPage } from '../ui/pages.js'
-import { clearCookie, readCookie, setCookie } from './cookies.js'
+import { cleanup, cleanupAgain, cleanupTried, conflictMessage } from './cookie-conflict.js'
+import type { ConflictContext } from './cookie-conflict.js'
+import { clearCookie, cookieValues, readCookie, setCookie } from './cookies.js'
 import type { CookieOptions } from './cookies.js'
 import { shouldRedirectToSignIn } from './credentials.js'
 import { formFields, json, page, redirect, single, text } from './endpoint.js'
@@ -17,6 +19,7 @@ import {
   addTraceContext,
   handleFor,
   PARAM_CALLBACK_URI,
+  PARAM_COOKIE_CONFLICT,
   PARAM_IDP_ID,
   PARAM_PROGRAMMATIC,
   PARAM_REDIRECT_URI,
@@ -33,6 +36,7 @@ import type { ProviderRegistry } from './provider-registry.js'
 import { allowedRedirect } from './redirects.js'
 import { open, seal } from './sealed.js'
 import { signSessionHandle, verifySessionHandle } from './session-handle.js'
+import { checkSignOutToken, signOutToken } from './sign-out-csrf.js'
 import { loadSession } from './session-loader.js'
 import type { SessionRefresher } from './refresher.js'
 import { tokenExpiry } from './refresher.js'
@@ -69,6 +73,8 @@ interface LoginSecrets {
   readonly idpId: string
 }
 
+const SIGN_IN_PATH = '/.pomerium/sign_in'
+
 /** CSRF cookie lifetime, as Pomerium's (12 h). */
 const CSRF_MAX_AGE_S = 12 * 3600
 
@@ -104,7 +110,7 @@ export class AuthenticateService implements EndpointHandler {
       case '/.pomerium/sign_out':
         return getOrPost ? this.#signOut(req, settings) : this.#methodNotAllowed(req)
       case '/.pomerium/signed_out':
-        return page(200, signedOutPage())
+        return this.#signedOut(settings)
       case '/.pomerium/':
         return get ? this.#userPage(req, settings) : this.#methodNotAllowed(req)
       case '/.pomerium/user':
@@ -139,7 +145,14 @@ export class AuthenticateService implements EndpointHandler {
     const session = await this.#currentSession(req, settings, idpId)
     if (!session) {
       if (!shouldRedirectToSignIn(req.headers, false)) return json(401, { error: 'sign-in required', request_id: req.requestId })
-      return this.#startLogin(req, settings, provider, idpId, url.href)
+      // A session cookie that is here but not a session is stale, planted or tossed; the
+      // copies on parent domains go too, and after one clean-up a conflict is explained.
+      const seen = cookieValues(req.headers['cookie'], settings.cookieName) ?? []
+      const conflict = this.#conflictContext(settings)
+      if (seen.length > 1 && cleanupTried(req.headers, conflict)) {
+        return this.#error(req, 409, 'Conflict', conflictMessage(settings.cookieName, settings.authenticateHost), redirectUri.href, cleanupAgain(conflict, SIGN_IN_PATH))
+      }
+      return this.#startLogin(req, settings, provider, idpId, url.href, seen.length > 0 ? cleanup(conflict, SIGN_IN_PATH) : [])
     }
     if (redirectUri.hostname.toLowerCase() === settings.authenticateHost) return redirect(redirectUri.href)
 
@@ -160,6 +173,7 @@ export class AuthenticateService implements EndpointHandler {
     callback.searchParams.set(PARAM_SESSION_ENCRYPTED, sealHandoff(handle, this.#deps.secrets.sharedSecret))
     callback.searchParams.set(PARAM_REDIRECT_URI, redirectUri.href)
     if (programmatic) callback.searchParams.set(PARAM_PROGRAMMATIC, 'true')
+    if (params.get(PARAM_COOKIE_CONFLICT) === 'true') callback.searchParams.set(PARAM_COOKIE_CONFLICT, 'true')
     addTraceContext(callback)
     return redirect(signUrl(callback, this.#deps.secrets.sharedSecret).href)
   }
@@ -175,7 +189,18 @@ export class AuthenticateService implements EndpointHandler {
     return this.#deps.refresher.current(loaded.session)
   }
 
-  async #startLogin(req: EndpointRequest, settings: AuthSettings, provider: IdentityProvider, idpId: string, signInHref: string): Promise<EndpointResponse> {
+  #conflictContext(settings: AuthSettings): ConflictContext {
+    return { cookieName: settings.cookieName, cookie: settings.cookie, cookieSecret: this.#deps.secrets.cookieSecret, host: settings.authenticateHost }
+  }
+
+  async #startLogin(
+    req: EndpointRequest,
+    settings: AuthSettings,
+    provider: IdentityProvider,
+    idpId: string,
+    signInHref: string,
+    cleanupCookies: readonly string[],
+  ): Promise<EndpointResponse> {
     const { cookieSecret } = this.#deps.secrets
     const csrfName = `${settings.cookieName}_csrf`
     const { state, csrfToken } = createState(signInHref, cookieSecret, undefined, readCookie(req.headers['cookie'], csrfName))
@@ -195,6 +220,7 @@ export class AuthenticateService implements EndpointHandler {
     return redirect(target.href, [
       // A planted or stale session cookie never survives into the new sign-in (security-tests 27).
       clearCookie(settings.cookieName, settings.cookie),
+      ...cleanupCookies,
       setCookie(csrfName, csrfToken, { ...flowCookie, maxAgeS: CSRF_MAX_AGE_S }),
       setCookie(this.#pkceCookieName(settings, state), seal(JSON.stringify(secrets), cookieSecret, `login|${state}`), flowCookie),
     ])
@@ -284,7 +310,7 @@ export class AuthenticateService implements EndpointHandler {
     const csrfName = `${settings.cookieName}_csrf`
     const csrfCookie = readCookie(req.headers['cookie'], csrfName)
     if (!signed) {
-      if (req.method === 'POST' && csrfCookie !== undefined && this.#checkSignOutToken(formFields(req).get('csrf'), csrfCookie)) {
+      if (req.method === 'POST' && checkSignOutToken(this.#deps.secrets.cookieSecret, formFields(req).get('csrf'), csrfCookie)) {
         return this.#endSession(req, settings, new URLSearchParams())
       }
       if (req.method === 'POST') return this.#error(req, 400, 'Bad Request', 'Invalid CSRF token: open the sign-out page again and press the button there.')
@@ -298,15 +324,25 @@ export class AuthenticateService implements EndpointHandler {
     return this.#endSession(req, settings, url.searchParams)
   }
 
-  #signOutToken(csrfCookie: string): string {
-    return createHmac('sha256', this.#deps.secrets.cookieSecret).update(`sign-out|${csrfCookie}`).digest('base64url')
+  /**
+   * `/.pomerium/signed_out`. The provider's logout prompt returns here whatever the person
+   * answered, so the page cannot claim the provider's session ended; it offers the default
+   * provider's own sign-out (no id_token_hint: the session that had it is gone) instead.
+   */
+  async #signedOut(settings: AuthSettings): Promise<EndpointResponse> {
+    const idp = settings.defaultProvider
+    const provider = idp ? this.#deps.providers.get(settings, idp.id) : undefined
+    let providerSignOutUrl: string | undefined
+    try {
+      providerSignOutUrl = (await provider?.endSessionUrl({ postLogoutRedirectUri: new URL('/.pomerium/signed_out', settings.authenticateUrl).href }))?.href
+    } catch (err) {
+      this.#deps.logger.warn({ err: isIdentityProviderError(err) ? err.message : String(err) }, 'provider logout URL unavailable for the signed-out page')
+    }
+    return page(200, signedOutPage({ providerSignOutUrl }))
   }
 
-  #checkSignOutToken(given: string | null, csrfCookie: string): boolean {
-    if (given === null) return false
-    const a = Buffer.from(given)
-    const b = Buffer.from(this.#signOutToken(csrfCookie))
-    return a.length === b.length && timingSafeEqual(a, b)
+  #signOutToken(csrfCookie: string): string {
+    return signOutToken(this.#deps.secrets.cookieSecret, csrfCookie)
   }
 
   /** Ends the sessions this request names (signed parameters only), then leaves through the provider's logout. */

@@ -10,13 +10,14 @@
 import { bearerToken } from '../authenticate/bearer-sessions.js'
 import type { BearerSessions } from '../authenticate/bearer-sessions.js'
 import { findHandle, shouldRedirectToSignIn } from '../authenticate/credentials.js'
-import { signInUrl } from '../authenticate/flow.js'
+import { cookieIsAmbiguous } from '../authenticate/cookies.js'
+import { PARAM_COOKIE_CONFLICT, signInUrl } from '../authenticate/flow.js'
 import type { SessionRefresher } from '../authenticate/refresher.js'
 import { loadSession, VerifiedHandleCache } from '../authenticate/session-loader.js'
 import type { Session, SessionStore } from '../authenticate/session-store.js'
 import { browserScheme } from '../authenticate/settings.js'
 import type { AuthSettings, IdpSettings } from '../authenticate/settings.js'
-import { decide, describeReason } from '../policy/index.js'
+import { decide, describeDenial } from '../policy/index.js'
 import type { Decision, Evaluation, PolicyInput, PolicySession } from '../policy/index.js'
 import { prefersJson, statusTitle } from '../proxy/error-page.js'
 import type { Logger } from '../shared/log.js'
@@ -94,7 +95,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     }
     if (request.path === '/robots.txt' && !request.route.allowPublicUnauthenticatedAccess) return ROBOTS
     if (decision.kind === 'sign-in') return signIn(request, settings, idp, who, deps.secrets)
-    return denied(request, plan, decision, who.session, evaluation)
+    return denied(request, plan, decision, who.session, evaluation, input)
   }
 
   return {
@@ -161,21 +162,30 @@ function signIn(request: CheckRequest, settings: AuthSettings, idp: IdpSettings 
     allow: false,
     status: 302,
     reason: 'Sign-in required: redirecting to the sign-in page.',
-    location: signInUrl(settings, secrets.sharedSecret, original, idp.id).href,
+    // Two session cookies (one tossed by a sibling domain): the route's callback cleans up or explains.
+    location: signInUrl(settings, secrets.sharedSecret, original, idp.id, cookieIsAmbiguous(request.headers['cookie'], settings.cookieName) ? { [PARAM_COOKIE_CONFLICT]: 'true' } : {}).href,
   }
 }
 
-function denied(request: CheckRequest, plan: RoutePlan, decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' }>, session: Session | undefined, evaluation: Evaluation): CheckResult {
+function denied(
+  request: CheckRequest,
+  plan: RoutePlan,
+  decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' }>,
+  session: Session | undefined,
+  evaluation: Evaluation,
+  input: PolicyInput,
+): CheckResult {
   const status = decision.status
   const message =
     status === 495
       ? 'This app needs a valid client certificate, and the request did not present one it accepts.'
       : "You are not allowed to open this app: its access policy did not admit this request."
-  const reasons = decision.reasons.map(describeReason)
   const accept = request.headers['accept']
   if (prefersJson(typeof accept === 'string' ? accept : undefined)) {
     return { allow: false, status, reason: message, body: { contentType: 'application/json', text: JSON.stringify({ error: message, reasons: decision.reasons, request_id: request.requestId }) } }
   }
+  // Which rule decided needs the trace; denials are the slow path, so evaluate once more with it.
+  const reasons = describeDenial(evaluation.trace ? evaluation : plan.policy.evaluate(input, { trace: true }), decision)
   const email = session && typeof session.claims['email'] === 'string' ? session.claims['email'] : undefined
   const page = errorPage({
     status,

@@ -20,6 +20,8 @@ writeFileSync(
       deny:
         or:
           - http_method: { is: DELETE }
+  - from: https://typo.example.com
+    to: http://127.0.0.1:1
 `,
 )
 
@@ -48,4 +50,19 @@ test('policy explain: allow, deny with reasons, sign-in, no route', () => {
   assert.match(explain('--url', 'https://nothing.example.com/').text, /404/)
   assert.equal(explain('--email', 'x@y').code, 2)
   assert.equal(policyCommand(['explain', '--config', file, '--url', 'https://admin.example.com/', '--bogus'], () => undefined), 2)
+})
+
+test('policy explain: the deciding rule in words, and a route without an allow rule says so', () => {
+  const bob = explain('--url', 'https://admin.example.com/x', '--email', 'bob@example.com', '--groups', 'eng')
+  assert.match(bob.text, /why \(as the 403 page says it\):\n {2}- your identity provider does not report an attribute this route requires \(the claim groups including "admins"\)/)
+
+  const del = explain('--url', 'https://admin.example.com/x', '--email', 'alice@example.com', '--groups', 'admins', '--method', 'DELETE')
+  assert.match(del.text, /- a deny rule of this route matches this request: http_method is "DELETE"/)
+
+  // What a mistyped allow key leaves: a route with no allow rule. Nobody is admitted, and explain says why.
+  for (const who of [['--email', 'alice@example.com'], ['--anonymous']]) {
+    const typo = explain('--url', 'https://typo.example.com/', ...who)
+    assert.equal(typo.code, 0)
+    assert.match(typo.text, /decision: 403 Forbidden\nwhy \(as the 403 page says it\):\n {2}- this route has no allow rule, so it admits nobody\n/)
+  }
 })

@@ -8,7 +8,7 @@ import { parseArgs as parseNodeArgs } from 'node:util'
 import { ConfigSource, formatIssue } from '../config/index.js'
 import { mtlsEnforcement } from '../authorize/plans.js'
 import { explainEvaluation } from '../authorize/policy-authorizer.js'
-import { compileRoutePolicy, decide, describeReason } from '../policy/index.js'
+import { compileRoutePolicy, decide, describeDenial, describeReason } from '../policy/index.js'
 import type { PolicySession } from '../policy/index.js'
 import { RouteTable } from '../proxy/route-table.js'
 import { createLogger } from '../shared/log.js'
@@ -123,6 +123,8 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
       '',
       `decision: ${verdict}`,
       ...decision.reasons.map((r) => `  - ${r}: ${describeReason(r)}`),
+      // What the 403 page says: which rule decided, or that there is no allow rule at all.
+      ...(decision.kind === 'deny' ? ['why (as the 403 page says it):', ...describeDenial(evaluation, decision).map((w) => `  - ${w}`)] : []),
       '',
     ].join('\n'),
   )

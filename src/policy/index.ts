@@ -18,7 +18,7 @@
  */
 export { compilePolicy } from './compile.js'
 export { decide } from './decide.js'
-export { describeReason } from './reasons.js'
+export { describeDenial, describeReason } from './reasons.js'
 export { compileRoutePolicy } from './route.js'
 export type {
   CompiledPolicy,

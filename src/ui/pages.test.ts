@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { errorPage, routesPage, signOutConfirmPage, signedOutPage, userPage } from './pages.js'
+import { errorPage, readableDate, routesPage, signOutConfirmPage, signedOutPage, userPage } from './pages.js'
 
 const evil = '<script>alert(1)</script>"\'&'
 
@@ -73,4 +73,37 @@ test('the routes portal has an empty state, and the user page links to it when i
   const base = { name: 'A', email: 'a@example.com', userId: 'u1', groups: [], claims: {}, issuedAt: new Date(0), expiresAt: new Date(1000), signOutAction: '/x', csrfToken: 't' }
   assert.ok(userPage({ ...base, routesUrl: '/.pomerium/routes' }).html.includes('<a href="/.pomerium/routes">Your apps</a>'))
   assert.ok(!userPage(base).html.includes('/.pomerium/routes'))
+})
+
+test('the user page shows dates a person can read: session times, epoch claims and ISO timestamps', () => {
+  const page = userPage({
+    name: 'A',
+    email: 'a@example.com',
+    userId: 'u1',
+    groups: [],
+    claims: { auth_time: 1796601600, updated_at: 1796601600, hired: '2026-12-07T01:02:03Z', age: 1796601600, label: '2026-12-07' },
+    issuedAt: new Date('2026-12-07T00:00:00Z'),
+    expiresAt: new Date('2026-12-07T14:00:00Z'),
+    signOutAction: '/x',
+    csrfToken: 't',
+  })
+  assert.ok(page.html.includes('<dt>Signed in</dt><dd>7 December 2026 at 00:00:00 UTC</dd>'), page.html)
+  assert.ok(page.html.includes('<dt>Session ends</dt><dd>7 December 2026 at 14:00:00 UTC</dd>'))
+  assert.ok(page.html.includes('<dt>auth_time</dt><dd>7 December 2026 at 00:00:00 UTC</dd>'))
+  assert.ok(page.html.includes('<dt>updated_at</dt><dd>7 December 2026 at 00:00:00 UTC</dd>'))
+  assert.ok(page.html.includes('<dt>hired</dt><dd>7 December 2026 at 01:02:03 UTC</dd>'))
+  assert.ok(!/\d{4}-\d{2}-\d{2}T/.test(page.html), 'no ISO strings left')
+  assert.ok(page.html.includes('<dt>age</dt><dd>1796601600</dd>'), 'numbers in other claims are not guessed to be dates')
+  assert.ok(page.html.includes('<dt>label</dt><dd>2026-12-07</dd>'), 'a bare date is already readable')
+  assert.equal(readableDate(new Date(Number.NaN)), 'unknown')
+})
+
+test('the signed-out page says what ended, warns the provider session may remain, and offers its sign-out', () => {
+  const plain = signedOutPage()
+  assert.match(plain.html, /Your Portcullis session has ended/)
+  assert.match(plain.html, /may still be signed in at your identity provider/)
+  assert.doesNotMatch(plain.html, /You have been signed out/)
+  assert.doesNotMatch(plain.html, /<a /, 'no provider sign-out to offer')
+  const offered = signedOutPage({ providerSignOutUrl: 'https://idp.example.com/logout?client_id=a&x="1"' })
+  assert.ok(offered.html.includes('<a class="button" href="https://idp.example.com/logout?client_id=a&#38;x=&#34;1&#34;">Sign out of the identity provider too</a>'))
 })

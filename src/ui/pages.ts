@@ -62,7 +62,26 @@ function list(entries: readonly (readonly [string, string])[]): string {
   return `<dl>${entries.map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('')}</dl>`
 }
 
-function claimText(value: unknown): string {
+/** Dates on pages: one unambiguous form (the server does not know the reader's time zone). */
+const DATE_FORMAT = new Intl.DateTimeFormat('en-GB', { dateStyle: 'long', timeStyle: 'medium', timeZone: 'UTC' })
+
+/** A readable date and time (`7 December 2026 at 00:15:24 UTC`). */
+export function readableDate(date: Date): string {
+  return Number.isNaN(date.getTime()) ? 'unknown' : `${DATE_FORMAT.format(date)} UTC`
+}
+
+/** JWT/OIDC claims that hold seconds since the epoch (RFC 7519 4.1, OpenID Connect Core 2 and 5.1). */
+const EPOCH_CLAIMS = new Set(['exp', 'iat', 'nbf', 'auth_time', 'updated_at'])
+/** An ISO 8601 / RFC 3339 timestamp with a time and a zone, as some providers put in custom claims. */
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i
+/** Epoch seconds a person could mean: 1970 to 2100. */
+const MAX_EPOCH_S = 4_102_444_800
+
+function claimText(name: string, value: unknown): string {
+  if (EPOCH_CLAIMS.has(name) && typeof value === 'number' && Number.isFinite(value) && value >= 0 && value < MAX_EPOCH_S) {
+    return readableDate(new Date(value * 1000))
+  }
+  if (typeof value === 'string' && ISO_TIMESTAMP.test(value) && !Number.isNaN(Date.parse(value))) return readableDate(new Date(value))
   if (Array.isArray(value)) return value.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))).join(', ')
   return typeof value === 'string' ? value : JSON.stringify(value)
 }
@@ -91,7 +110,7 @@ export function userPage(d: UserPageData): RenderedPage {
   const claims = Object.entries(d.claims)
     .filter(([k]) => !HIDDEN_CLAIMS.has(k))
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, v]) => [k, claimText(v)] as const)
+    .map(([k, v]) => [k, claimText(k, v)] as const)
   return layout(
     'Your session',
     `<h1>Signed in as ${escapeHtml(d.name || d.email)}</h1>
@@ -99,8 +118,8 @@ export function userPage(d: UserPageData): RenderedPage {
       ['Email', d.email],
       ['User ID', d.userId],
       ['Groups', d.groups.join(', ') || '(none)'],
-      ['Signed in', d.issuedAt.toISOString()],
-      ['Session ends', d.expiresAt.toISOString()],
+      ['Signed in', readableDate(d.issuedAt)],
+      ['Session ends', readableDate(d.expiresAt)],
     ])}</div>
 ${d.routesUrl !== undefined ? `<p><a href="${escapeHtml(d.routesUrl)}">Your apps</a>: the routes you may open.</p>` : ''}
 <h2>Claims</h2><div class="card">${claims.length > 0 ? list(claims) : '<p class="muted">No claims.</p>'}</div>
@@ -164,8 +183,29 @@ export function routesPage(d: RoutesPageData): RenderedPage {
   )
 }
 
-export function signedOutPage(): RenderedPage {
-  return layout('Signed out', `<h1>You have been signed out</h1><p>Sign in again by opening any protected app.</p>`)
+export interface SignedOutPageData {
+  /**
+   * The identity provider's own sign-out (its end_session_endpoint), when it has one: signing
+   * out of Portcullis does not necessarily end the session there.
+   */
+  readonly providerSignOutUrl?: string | undefined
+}
+
+/**
+ * After sign-out. It says only what is certain: Portcullis' session has ended. Whether the
+ * provider's session has too depends on how the person answered the provider's own prompt,
+ * which Portcullis cannot see; while it lasts, the next app opened signs straight back in.
+ */
+export function signedOutPage(d: SignedOutPageData = {}): RenderedPage {
+  const provider =
+    d.providerSignOutUrl !== undefined
+      ? `<p><a class="button" href="${escapeHtml(d.providerSignOutUrl)}">Sign out of the identity provider too</a></p>`
+      : '<p>To end that session as well, sign out at your identity provider.</p>'
+  return layout(
+    'Signed out',
+    `<h1>You are signed out of Portcullis</h1><div class="card"><p>Your Portcullis session has ended: the apps behind this Portcullis need a new sign-in.</p>
+<p>You may still be signed in at your identity provider. If you are, the next app you open signs you straight back in without asking for your password.</p>${provider}</div>`,
+  )
 }
 
 export function signOutConfirmPage(action: string, csrfToken: string, formActions: readonly string[] = []): RenderedPage {

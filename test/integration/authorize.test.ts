@@ -43,6 +43,8 @@ before(async () => {
         allowed_users: ['bob@example.com'],
         set_request_headers: { 'X-Jwt': '${pomerium.jwt}', 'X-Agent': 'via ${pomerium.request.headers["User-Agent"]}', 'X-Plain': 'plain' },
       },
+      // No allow rule at all: what a mistyped allow key leaves behind.
+      { from: 'https://gcp.localhost', to: upstream, name: 'No allow rule' },
     ],
   })
   admin = `https://admin.localhost:${setup.port}`
@@ -84,7 +86,7 @@ describe('route policies', () => {
     assert.match(denied.body, /Admin console/)
     assert.match(denied.body, /bob@example\.com/)
     assert.match(denied.body, /Why:/)
-    assert.match(denied.body, /does not report an attribute this route requires/)
+    assert.match(denied.body, /does not report an attribute this route requires \(the claim groups including &#34;admins&#34;\)/)
     assert.match(denied.body, /Request ID/)
     assert.match(denied.body, /href="\/\.pomerium\/sign_out"/)
     assert.equal(denied.headers['x-request-id'] !== undefined, true)
@@ -93,6 +95,14 @@ describe('route policies', () => {
     const body = JSON.parse(json.body) as { error: string; reasons: string[]; request_id: string }
     assert.deepEqual(body.reasons, ['claim-unauthorized'])
     assert.ok(body.request_id)
+  })
+
+  test('a route without an allow rule says on its 403 page that it admits nobody', async () => {
+    for (const jar of [undefined, alice]) {
+      const page = await http(`https://gcp.localhost:${setup.port}/`, jar)
+      assert.equal(page.status, 403)
+      assert.match(page.body, /this route has no allow rule, so it admits nobody/)
+    }
   })
 
   test('the upstream gets a signed assertion that verifies against the JWKS, and our claim headers replace forged ones', async () => {
@@ -131,6 +141,7 @@ describe('route policies', () => {
     const secret = await http(`${api}/secret/x`, alice)
     assert.equal(secret.status, 403)
     // show_error_details: the evaluation is on the page.
+    assert.match(secret.body, /a deny rule of this route matches this request: http_path starts_with &#34;\/secret&#34;/)
     assert.match(secret.body, /Details/)
     assert.match(secret.body, /http_path/)
   })
