@@ -221,34 +221,40 @@ test('access_log_fields: unknown names are warned about and dropped; headers.<Na
   assert.deepEqual(warnings(issues).map((i) => [i.path, i.value]), [['access_log_fields[3]', 'bogus']])
 })
 
-test('security headers: defaults, HSTS only with TLS, overrides, disable', () => {
+test('security headers: defaults (HSTS only with TLS) when set_response_headers is unset', () => {
   const insecure = loadYaml('insecure_server: true\n').config
   assert.deepEqual(insecure?.setResponseHeaders, { 'X-Frame-Options': 'SAMEORIGIN', 'X-XSS-Protection': '1; mode=block' })
-  const overridden = loadYaml('set_response_headers:\n  x-frame-options: DENY\n  X-Extra: 1\n').config
-  assert.deepEqual(overridden?.setResponseHeaders, {
+  const unsetByEmptyKey = loadYaml('set_response_headers:\n').config
+  assert.equal(unsetByEmptyKey?.setResponseHeaders['Strict-Transport-Security'], HSTS)
+})
+
+test('set_response_headers replaces the defaults, as in Pomerium: only what it lists, {} for none, disable for none', () => {
+  const only = loadYaml('set_response_headers:\n  X-Frame-Options: DENY\n').config
+  assert.deepEqual(only?.setResponseHeaders, { 'X-Frame-Options': 'DENY' })
+  assert.deepEqual(loadYaml('set_response_headers: {}\n').config?.setResponseHeaders, {})
+  const disabled = loadYaml('set_response_headers:\n  disable: true\n  X-Only: yes\n').config
+  assert.deepEqual(disabled?.setResponseHeaders, {})
+  // The key's presence disables, whatever its value (Pomerium); a false value is warned about.
+  const disabledFalse = loadYaml('set_response_headers:\n  disable: false\n')
+  assert.deepEqual(disabledFalse.config?.setResponseHeaders, {})
+  assert.deepEqual(warnings(disabledFalse.issues).map((i) => i.path), ['set_response_headers.disable'])
+})
+
+test('route set_response_headers merge over the global ones; a route disable key sends none at all', () => {
+  const route = (headers: string): string => ['  - from: https://a.example.com', '    to: http://a', `    set_response_headers: ${headers}`].join('\n')
+  const defaults = loadYaml(['routes:', route('{X-Route: r, x-frame-options: DENY}')].join('\n')).config
+  assert.deepEqual(defaults?.routes[0]?.setResponseHeaders, {
     'X-XSS-Protection': '1; mode=block',
     'Strict-Transport-Security': HSTS,
+    'X-Route': 'r',
     'x-frame-options': 'DENY',
-    'X-Extra': '1',
   })
-  const disabled = loadYaml('set_response_headers:\n  disable: true\n  X-Only: yes\n').config
-  assert.deepEqual(disabled?.setResponseHeaders, { 'X-Only': 'yes' })
-  const routeLevel = loadYaml(
-    [
-      'set_response_headers: {X-Global: g}',
-      'routes:',
-      '  - from: https://a.example.com',
-      '    to: http://a',
-      '    set_response_headers: {X-Route: r, X-Global: override}',
-      '  - from: https://b.example.com',
-      '    to: http://b',
-      '    set_response_headers: {disable: true, X-Route: only}',
-    ].join('\n'),
-  ).config
-  assert.equal(routeLevel?.routes[0]?.setResponseHeaders['X-Global'], 'override')
-  assert.equal(routeLevel?.routes[0]?.setResponseHeaders['X-Route'], 'r')
-  assert.equal(routeLevel?.routes[0]?.setResponseHeaders['X-Frame-Options'], 'SAMEORIGIN')
-  assert.deepEqual(routeLevel?.routes[1]?.setResponseHeaders, { 'X-Route': 'only' })
+  const globalSet = loadYaml(['set_response_headers: {X-Global: g}', 'routes:', route('{X-Route: r}')].join('\n')).config
+  assert.deepEqual(globalSet?.routes[0]?.setResponseHeaders, { 'X-Global': 'g', 'X-Route': 'r' })
+  const globalDisabled = loadYaml(['set_response_headers: {disable: true}', 'routes:', route('{X-Route: r}')].join('\n')).config
+  assert.deepEqual(globalDisabled?.routes[0]?.setResponseHeaders, { 'X-Route': 'r' })
+  const routeDisabled = loadYaml(['routes:', route('{disable: true, X-Route: only}')].join('\n')).config
+  assert.deepEqual(routeDisabled?.routes[0]?.setResponseHeaders, {})
 })
 
 test('certificates: files, inline base64, certificates list; all referenced files recorded', () => {

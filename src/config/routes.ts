@@ -18,7 +18,7 @@ import type {
 import { HEALTH_CHECK_SETTINGS, REMOVED_ROUTE_KEYS, ROUTE_SETTINGS } from './schema.js'
 import { isRecord } from './coerce.js'
 import { indexPath, joinPath } from './issues.js'
-import { isHeaderName, mergeHeaders, readHeaderMap } from './headers.js'
+import { isHeaderName, readHeaderMap, routeResponseHeaders } from './headers.js'
 import { normaliseObject } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { certificateError, keyPairError } from './tls.js'
@@ -419,7 +419,7 @@ export function buildRoute(
     hostPathRegexRewriteSubstitution: raw['host_path_regex_rewrite_substitution'] as string | undefined,
     setRequestHeaders: setRequest.headers,
     removeRequestHeaders,
-    setResponseHeaders: mergeHeaders(defaults.setResponseHeaders, setResponse.headers, setResponse.disable),
+    setResponseHeaders: routeResponseHeaders(defaults.setResponseHeaders, setResponse),
     rewriteResponseHeaders,
     timeoutMs: (raw['timeout'] as number | undefined) ?? (streaming ? 0 : defaults.defaultUpstreamTimeoutMs),
     idleTimeoutMs: (raw['idle_timeout'] as number | undefined) ?? 0,
