@@ -102,7 +102,7 @@ export function renderConfigDocs(): string {
     '',
     '- Environment variables override the file. The name is the key upper-cased; nested keys join with `_` (`downstream_mtls.ca` → `DOWNSTREAM_MTLS_CA`).',
     '- Lists are comma-separated in the environment (`IDP_SCOPES=openid,email`); maps are JSON or `K1:V1,K2:V2`.',
-    '- `POLICY` is base64 of a YAML/JSON list of routes; `HEADERS` sets `set_response_headers`.',
+    '- `POLICY` and `ROUTES` are base64 of a YAML/JSON list of routes (for `policy` and `routes`; `policy` routes come first); `HEADERS` sets `set_response_headers`.',
     '- A `[_file]` setting also accepts `<key>_file` (env `<NAME>_FILE`) naming a file whose contents are the value; the file wins over the inline value. Relative paths are relative to the config file.',
     '- Durations are Go duration strings: `30s`, `1m30s`, `14h`, `500ms`, `0`.',
     '- The config file and every file it references are watched; `SIGHUP` also reloads. An invalid reload keeps the previous configuration.',

@@ -377,7 +377,7 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('builtin_idp_users_file', 'string', 'Portcullis only: users of the built-in OpenID provider (`idp_provider: builtin`): YAML with email, name, groups, claims, argon2id password_hash, optional totp_secret (see docs/builtin-idp.md).'),
   def('builtin_idp_address', 'string', 'Portcullis only: listen address of the built-in OpenID provider.', { default: '127.0.0.1:8081' }),
   def('workers', 'int', 'Portcullis only: number of data-plane worker processes (node:cluster); 0 = one per CPU core.', { default: 0, defaultText: '0 (one per CPU core)' }),
-  def('routes', 'list', 'Routes (see the route settings table).', { items: 'object', env: false }),
+  def('routes', 'list', 'Routes (see the route settings table); env `ROUTES` is base64 YAML/JSON of a route list.', { items: 'object', env: 'ROUTES' }),
   def('policy', 'list', 'Older alias of `routes`; env `POLICY` is base64 YAML/JSON of a route list.', { items: 'object', env: 'POLICY' }),
 ]
 
