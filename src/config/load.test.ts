@@ -132,6 +132,12 @@ test('unknown keys are warnings with a suggestion; the config still loads', () =
   assert.match(w[1]?.message ?? '', /did you mean prefix\?/)
 })
 
+test("ssh_host_key_files (Pomerium's spelling) and ssh_host_keys_files are both known keys", () => {
+  const { config, issues } = loadYaml('ssh_host_key_files: [/a]\nssh_host_keys_files: [/b]\n')
+  assert.deepEqual(config?.raw['ssh_host_key_files'], ['/a'])
+  assert.deepEqual(warnings(issues).filter((i) => /unknown setting/.test(i.message)), [])
+})
+
 test('removed keys are errors that name their replacement', () => {
   const yaml = [
     'client_ca: abc',

@@ -347,7 +347,8 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('google_cloud_serverless_authentication_service_account', 'string', 'Service account for Google Cloud serverless ID tokens.', { defaultText: 'metadata server' }),
   def('ssh_address', 'string', 'Native SSH listener address.', { defaultText: 'SSH off' }),
   def('ssh_host_keys', 'list', 'SSH host keys (PEM).'),
-  def('ssh_host_keys_files', 'list', 'SSH host key files.'),
+  def('ssh_host_key_files', 'list', 'SSH host key files.'),
+  def('ssh_host_keys_files', 'list', 'Also accepted spelling of `ssh_host_key_files`.'),
   def('ssh_user_ca_key', 'string', 'SSH user CA key.', { file: true }),
   def('ssh_rls_enabled', 'bool', 'Enable SSH route listing.', { default: false }),
   def('ssh_rls_additional_entries', 'any', 'Extra SSH route listing entries.'),
@@ -502,6 +503,8 @@ export const HEALTH_CHECK_SETTINGS: readonly SettingDescriptor[] = [
   route('initial_jitter', 'duration', 'Random delay before the first check.'),
   route('interval_jitter', 'duration', 'Random extra delay between checks.'),
   route('no_traffic_interval', 'duration', 'Interval while the upstream receives no traffic.'),
+  route('always_log_health_check_success', 'bool', 'Log every successful check, not only state changes.', { default: false }),
+  route('always_log_health_check_failures', 'bool', 'Log every failed check, not only state changes.', { default: false }),
   route('http_health_check', 'object', 'HTTP health check.', {
     children: [
       route('host', 'string', 'Host header of the check request.'),
