@@ -15,6 +15,7 @@ import { isRecord, splitList } from './coerce.js'
 import { decodePem, readReferencedFile } from './files.js'
 import { isHeaderName, readHeaderMap, securityHeaders } from './headers.js'
 import { indexPath, joinPath } from './issues.js'
+import { suggestion } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { keyPairError } from './tls.js'
 
@@ -164,7 +165,7 @@ export function checkRuntimeFlags(raw: Readonly<Record<string, unknown>>, ctx: L
       ctx.issues.error(p, value, 'expected true or false')
       continue
     }
-    if (!(name in DEFAULT_RUNTIME_FLAGS)) ctx.issues.warning(p, undefined, 'unknown runtime flag', 'key')
+    if (!(name in DEFAULT_RUNTIME_FLAGS)) ctx.issues.warning(p, undefined, `unknown runtime flag${suggestion(name, Object.keys(DEFAULT_RUNTIME_FLAGS))}`, 'key', 'unknown_key')
     out[name] = flag
   }
   return out

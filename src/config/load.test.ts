@@ -123,7 +123,7 @@ test('JSON config files load too', () => {
 test('unknown keys are warnings with a suggestion; the config still loads', () => {
   const { config, issues } = loadYaml('cookie_nmae: x\nroutes:\n  - from: https://a.example.com\n    to: http://b\n    prefx: /a\n')
   assert.ok(config)
-  const w = warnings(issues)
+  const w = warnings(issues).filter((i) => i.kind === 'unknown_key')
   assert.deepEqual(w.map((i) => [i.path, i.line, i.column]), [
     ['cookie_nmae', 1, 1],
     ['routes[0].prefx', 5, 5],
@@ -136,6 +136,23 @@ test("ssh_host_key_files (Pomerium's spelling) and ssh_host_keys_files are both 
   const { config, issues } = loadYaml('ssh_host_key_files: [/a]\nssh_host_keys_files: [/b]\n')
   assert.deepEqual(config?.raw['ssh_host_key_files'], ['/a'])
   assert.deepEqual(warnings(issues).filter((i) => /unknown setting/.test(i.message)), [])
+})
+
+test('a mistyped allow_public_unauthenticated_access is an unknown key that suggests the intended one', () => {
+  const { issues } = loadYaml('routes:\n  - from: https://a.example.com\n    to: http://b\n    allow_public_unauthenticated_acess: true\n')
+  const unknown = issues.filter((i) => i.kind === 'unknown_key')
+  assert.deepEqual(unknown.map((i) => i.path), ['routes[0].allow_public_unauthenticated_acess'])
+  assert.match(unknown[0]?.message ?? '', /did you mean allow_public_unauthenticated_access\?/)
+})
+
+test('a misspelt key is reported before the errors it causes', () => {
+  const yaml = ['idp_provider: oidc', 'idp_provider_url: https://idp.example.com', 'idp_client_id: x', 'authenticate_servce_url: https://authn.example.com', ''].join('\n')
+  const { config, issues } = loadYaml(yaml)
+  assert.equal(config, undefined)
+  assert.equal(issues[0]?.path, 'authenticate_servce_url')
+  assert.match(issues[0]?.message ?? '', /did you mean authenticate_service_url\?/)
+  assert.equal(issues[1]?.path, 'authenticate_service_url')
+  assert.equal(issues[1]?.value, undefined, 'the default is not quoted as if written')
 })
 
 test('removed keys are errors that name their replacement', () => {

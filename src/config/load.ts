@@ -22,7 +22,7 @@ import {
   checkServices,
   globalResponseHeaders,
 } from './global.js'
-import { checkSignIn } from './sign-in.js'
+import { applyBuiltinDefault, checkSignIn, checkSignInCoverage } from './sign-in.js'
 import { checkStorage } from './storage.js'
 import { identityConfigIssues } from '../authorize/identity/identity-headers.js'
 import { compileRoutePolicy } from '../policy/index.js'
@@ -97,7 +97,8 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const { address, httpRedirectAddr } = checkAddresses(raw, ctx)
   const certificates = checkCertificates(raw, ctx)
   checkSecrets(raw, ctx)
-  checkSignIn(raw, ctx)
+  applyBuiltinDefault(raw, ctx)
+  checkSignIn(raw, ctx, new Set(Object.keys(applied.raw)))
   checkStorage(raw, ctx)
   checkNonEmptyLists(raw, ctx)
   if (raw['codec_type'] === 'http3') {
@@ -137,14 +138,24 @@ export function loadConfig(options: LoadOptions): LoadResult {
     })
   }
   for (const issue of identityConfigIssues({ raw, routes } as unknown as Config)) ctx.issues.error(issue.path, undefined, issue.message)
+  checkSignInCoverage(raw, routes, ctx)
   // Routes are exposed normalised in `routes`; keeping the written form too would invite misuse.
   delete raw['policy']
   delete raw['routes']
 
-  // Report in reading order: environment issues first, then the file from top to bottom.
+  // Unknown keys first: a misspelt key is often the cause of the problems after it (a default
+  // applies where the user meant to set a value). Then reading order: environment issues first,
+  // then the file from top to bottom; the summaries about the whole config last.
+  const rank = (i: ConfigIssue): number => (i.kind === 'unknown_key' ? 0 : i.kind === 'no_sign_in' || i.kind === 'not_in_effect' ? 2 : 1)
   const sorted = issues.issues
     .map((issue, n) => ({ issue, n }))
-    .sort((a, b) => (a.issue.line ?? 0) - (b.issue.line ?? 0) || (a.issue.column ?? 0) - (b.issue.column ?? 0) || a.n - b.n)
+    .sort(
+      (a, b) =>
+        rank(a.issue) - rank(b.issue) ||
+        (a.issue.line ?? 0) - (b.issue.line ?? 0) ||
+        (a.issue.column ?? 0) - (b.issue.column ?? 0) ||
+        a.n - b.n,
+    )
     .map((x) => x.issue)
   if (issues.hasErrors) return { config: undefined, issues: sorted }
 
