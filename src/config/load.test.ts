@@ -383,8 +383,12 @@ routes:
     allow_public_unauthenticated_access: true
 `
   const { config, issues } = loadYaml(yaml)
-  // The YAML anchor key is unknown to Pomerium too; it is the only expected issue.
-  assert.deepEqual(issues.map((i) => [i.severity, i.path]), [['warning', 'x-anchors']])
+  // The YAML anchor key is unknown to Pomerium too; the other warning lists what is accepted but inactive.
+  assert.deepEqual(issues.map((i) => [i.severity, i.path, i.kind]), [
+    ['warning', 'x-anchors', 'unknown_key'],
+    ['warning', '', 'not_in_effect'],
+  ])
+  assert.match(issues[1]?.message ?? '', /not in effect yet.*: mcp_allowed_client_id_domains, runtime_flags\.pomerium_jwt_endpoint, routes\[1\]\.mcp$/)
   assert.ok(config)
   assert.equal(config.routes.length, 4)
   assert.equal(config.routes[0]?.to[0]?.url.port, '8080')
