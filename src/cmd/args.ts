@@ -39,7 +39,7 @@ export function parseArgs(argv: readonly string[]): Args {
     else errors.push(`unknown argument ${JSON.stringify(arg)}`)
   }
   if (allowUnknown && command !== 'validate') errors.push('--allow-unknown applies to validate only')
-  return { command, configFile, errors, rest: [], allowUnknown }
+  return { command, configFile, errors, rest: [], ...(allowUnknown ? { allowUnknown } : {}) }
 }
 
 export const USAGE = `Usage:

@@ -39,6 +39,6 @@ test('validate --allow-unknown reports unknown keys as warnings and exits 0', ()
 
 test('--allow-unknown is a validate flag', () => {
   assert.equal(parseArgs(['validate', '--allow-unknown', '--config', 'c.yaml']).allowUnknown, true)
-  assert.equal(parseArgs(['validate', '--config', 'c.yaml']).allowUnknown, false)
+  assert.equal(parseArgs(['validate', '--config', 'c.yaml']).allowUnknown, undefined)
   assert.deepEqual(parseArgs(['serve', '--allow-unknown']).errors, ['--allow-unknown applies to validate only'])
 })
