@@ -85,6 +85,8 @@ test('protected routes with no sign-in configured: one warning with the route co
     assert.match(w[0]?.message ?? '', /idp_provider: builtin with builtin_idp_users_file/)
     assert.match(w[0]?.message ?? '', /authenticate_service_url/)
   }
+  const hosted = warnings(loadYaml(`idp_provider: hosted\n${protectedRoutes}`).issues).filter((i) => i.kind === 'no_sign_in')
+  assert.match(hosted[0]?.message ?? '', /^hosted \(Pomerium's hosted authenticate, which Portcullis does not support\), so nobody can sign in: 2 of 4/)
   // Only public routes, or sign-in configured: nothing to say.
   assert.deepEqual(warnings(loadYaml('routes:\n  - from: https://p.example.com\n    to: http://a\n    allow_public_unauthenticated_access: true\n').issues), [])
   assert.deepEqual(warnings(loadYaml(base + protectedRoutes).issues), [])

@@ -131,8 +131,8 @@ export function checkSignInCoverage(raw: Readonly<Record<string, unknown>>, rout
   const n = protectedRoutes.length
   ctx.issues.warning(
     'idp_provider',
-    undefined,
-    `not set, so nobody can sign in: ${n} of ${routes.length} route${routes.length === 1 ? '' : 's'} ` +
+    raw['idp_provider'],
+    `${raw['idp_provider'] === 'hosted' ? "hosted (Pomerium's hosted authenticate, which Portcullis does not support)" : 'not set'}, so nobody can sign in: ${n} of ${routes.length} route${routes.length === 1 ? '' : 's'} ` +
       `(those that proxy without allow_public_unauthenticated_access) will answer 403 to everyone. Add either ` +
       'idp_provider (oidc, google, okta, ...) with idp_provider_url, idp_client_id and idp_client_secret, ' +
       'or idp_provider: builtin with builtin_idp_users_file (users kept by Portcullis; see docs/builtin-idp.md); ' +
