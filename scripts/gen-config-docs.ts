@@ -106,7 +106,7 @@ export function renderConfigDocs(): string {
     '- A `[_file]` setting also accepts `<key>_file` (env `<NAME>_FILE`) naming a file whose contents are the value; the file wins over the inline value. Relative paths are relative to the config file.',
     '- Durations are Go duration strings: `30s`, `1m30s`, `14h`, `500ms`, `0`.',
     '- The config file and every file it references are watched; `SIGHUP` also reloads. An invalid reload keeps the previous configuration.',
-    '- Unknown keys are warnings; removed keys are errors. Every problem is reported at once, with file, line and column.',
+    '- Unknown keys are warnings at start (as in Pomerium) and errors for `portcullis validate` unless `--allow-unknown`; each suggests the closest known key and is reported first. Removed keys are errors. Every problem is reported at once, with file, line and column.',
     '- **In effect**: `yes` when the setting changes what Portcullis does today; `accepted` when it is parsed and validated (so an existing Pomerium config loads) but acted on by a feature still to come (ACME, tunnels, SSH, MCP, ...). Start-up, reloads and `portcullis validate` list, in one warning, every `accepted` setting a config sets to something other than its default.',
     '',
     '## Global settings',
