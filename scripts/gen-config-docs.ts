@@ -16,7 +16,7 @@ import {
   ROUTE_SETTINGS,
 } from '../src/config/schema.js'
 import type { SettingDescriptor } from '../src/config/schema.js'
-import { isInEffect } from '../src/config/status.js'
+import { isInEffect, runtimeFlagsInEffect } from '../src/config/status.js'
 import type { SettingScope } from '../src/config/status.js'
 import { PortcullisMetrics } from '../src/observability/metrics.js'
 
@@ -102,12 +102,12 @@ export function renderConfigDocs(): string {
     '',
     '- Environment variables override the file. The name is the key upper-cased; nested keys join with `_` (`downstream_mtls.ca` → `DOWNSTREAM_MTLS_CA`).',
     '- Lists are comma-separated in the environment (`IDP_SCOPES=openid,email`); maps are JSON or `K1:V1,K2:V2`.',
-    '- `POLICY` is base64 of a YAML/JSON list of routes; `HEADERS` sets `set_response_headers`.',
+    '- `POLICY` and `ROUTES` are base64 of a YAML/JSON list of routes (for `policy` and `routes`; `policy` routes come first); `HEADERS` sets `set_response_headers`.',
     '- A `[_file]` setting also accepts `<key>_file` (env `<NAME>_FILE`) naming a file whose contents are the value; the file wins over the inline value. Relative paths are relative to the config file.',
     '- Durations are Go duration strings: `30s`, `1m30s`, `14h`, `500ms`, `0`.',
     '- The config file and every file it references are watched; `SIGHUP` also reloads. An invalid reload keeps the previous configuration.',
-    '- Unknown keys are warnings; removed keys are errors. Every problem is reported at once, with file, line and column.',
-    '- **In effect**: `yes` when the setting changes what Portcullis does today; `accepted` when it is parsed and validated (so an existing Pomerium config loads) but acted on by a feature still to come (sign-in, policy, storage, observability, tunnels, SSH, MCP).',
+    '- Unknown keys are warnings at start (as in Pomerium) and errors for `portcullis validate` unless `--allow-unknown`; each suggests the closest known key and is reported first. Removed keys are errors. Every problem is reported at once, with file, line and column.',
+    '- **In effect**: `yes` when the setting changes what Portcullis does today; `accepted` when it is parsed and validated (so an existing Pomerium config loads) but acted on by a feature still to come (ACME, tunnels, SSH, MCP, ...). Start-up, reloads and `portcullis validate` list, in one warning, every `accepted` setting a config sets to something other than its default.',
     '',
     '## Global settings',
     '',
@@ -131,9 +131,11 @@ export function renderConfigDocs(): string {
     '',
     '## Runtime flags',
     '',
-    '| Flag | Default |',
-    '|---|---|',
-    ...Object.entries(DEFAULT_RUNTIME_FLAGS).map(([k, v]) => `| ${code(k)} | ${code(String(v))} |`),
+    'Flags marked `accepted` keep their default behaviour whatever their value; setting one to the other value is listed among the settings not in effect.',
+    '',
+    '| Flag | Default | In effect |',
+    '|---|---|---|',
+    ...Object.entries(DEFAULT_RUNTIME_FLAGS).map(([k, v]) => `| ${code(k)} | ${code(String(v))} | ${runtimeFlagsInEffect().includes(k) ? 'yes' : 'accepted'} |`),
     '',
     '## Removed settings',
     '',

@@ -12,6 +12,8 @@ export interface Args {
   readonly errors: readonly string[]
   /** For `users`: the arguments after it. Empty for every other command. */
   readonly rest: readonly string[]
+  /** `validate --allow-unknown`: unknown keys are warnings, as at start-up. */
+  readonly allowUnknown?: boolean
 }
 
 const COMMANDS = new Set<Command>(['serve', 'validate', 'demo', 'help', 'version'])
@@ -21,6 +23,7 @@ export function parseArgs(argv: readonly string[]): Args {
   if (argv[0] === 'policy') return { command: 'policy', configFile: undefined, errors: [], rest: argv.slice(1) }
   let command: Command = 'serve'
   let configFile: string | undefined
+  let allowUnknown = false
   const errors: string[] = []
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string
@@ -29,17 +32,21 @@ export function parseArgs(argv: readonly string[]): Args {
       const value = m[2] ?? argv[++i]
       if (value === undefined || value === '') errors.push(`${arg} needs a file name`)
       else configFile = value
-    } else if (arg === '--help' || arg === '-h' || arg === '-help') command = 'help'
+    } else if (arg === '--allow-unknown') allowUnknown = true
+    else if (arg === '--help' || arg === '-h' || arg === '-help') command = 'help'
     else if (arg === '--version' || arg === '-version') command = 'version'
     else if (i === 0 && COMMANDS.has(arg as Command)) command = arg as Command
     else errors.push(`unknown argument ${JSON.stringify(arg)}`)
   }
-  return { command, configFile, errors, rest: [] }
+  if (allowUnknown && command !== 'validate') errors.push('--allow-unknown applies to validate only')
+  return { command, configFile, errors, rest: [], ...(allowUnknown ? { allowUnknown } : {}) }
 }
 
 export const USAGE = `Usage:
   portcullis [serve] --config FILE   run Portcullis (Pomerium-compatible YAML or JSON config)
-  portcullis validate --config FILE  check a config: print every problem and exit 1, or a route summary
+  portcullis validate --config FILE [--allow-unknown]
+                                     check a config: print every problem and exit 1 (unknown keys
+                                     too, unless --allow-unknown), or a route summary
   portcullis demo                    run the built-in demo on http://localhost:8080
   portcullis users hash-password     hash a password for the built-in identity provider's users file
   portcullis users add --file FILE --email EMAIL ...  add a user to that file (portcullis users --help)

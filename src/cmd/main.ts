@@ -31,7 +31,7 @@ async function main(argv: readonly string[]): Promise<number> {
       process.stdout.write(`portcullis ${version()}\n`)
       return 0
     case 'validate':
-      return validate(args.configFile)
+      return validate(args.configFile, undefined, { allowUnknown: args.allowUnknown === true })
     case 'demo':
       return await demo()
     case 'serve':

@@ -1,9 +1,17 @@
 /**
  * `portcullis validate`: prints every problem of a config (exit 1), or a summary of its routes
- * (exit 0). Warnings are printed in both cases.
+ * (exit 0). Warnings are printed in both cases. Unknown keys fail validation unless
+ * `--allow-unknown`: a misspelt key is ignored at start-up (as Pomerium ignores it), and a
+ * misspelt `allow_public_unauthenticated_access` turns a public route into one nobody can use.
  */
 import { formatIssue, loadConfig } from '../config/index.js'
+import type { ConfigIssue } from '../config/index.js'
 import type { RouteConfig } from '../config/types.js'
+
+export interface ValidateOptions {
+  /** Report unknown keys as warnings and still exit 0 (start-up's behaviour). */
+  readonly allowUnknown?: boolean
+}
 
 export function describeRoute(route: RouteConfig): string {
   const match = route.regex !== undefined ? ` regex ${route.regex}` : route.path !== undefined ? ` path ${route.path}` : route.prefix !== undefined ? ` prefix ${route.prefix}` : ''
@@ -12,15 +20,24 @@ export function describeRoute(route: RouteConfig): string {
   return `  routes[${route.index}] ${route.fromUrl}${match} -> ${target} (${access})`
 }
 
-export function validate(configFile: string | undefined, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): number {
-  const { config, issues } = loadConfig({ ...(configFile !== undefined ? { file: configFile } : {}), env: process.env })
+export function validate(
+  configFile: string | undefined,
+  out: (line: string) => void = (l) => process.stdout.write(`${l}\n`),
+  options: ValidateOptions = {},
+): number {
+  const loaded = loadConfig({ ...(configFile !== undefined ? { file: configFile } : {}), env: process.env })
+  const issues: ConfigIssue[] = loaded.issues.map((i) => (i.kind === 'unknown_key' && options.allowUnknown !== true ? { ...i, severity: 'error' } : i))
   for (const issue of issues) out(formatIssue(issue))
-  if (!config) {
-    const errors = issues.filter((i) => i.severity === 'error').length
-    out(`${configFile ?? 'configuration'}: ${errors} error${errors === 1 ? '' : 's'}; the configuration is not valid`)
+  const name = configFile ?? 'configuration'
+  const errors = issues.filter((i) => i.severity === 'error').length
+  if (!loaded.config || errors > 0) {
+    const unknown = issues.filter((i) => i.kind === 'unknown_key' && i.severity === 'error').length
+    const hint = unknown > 0 ? ` (${unknown} unknown key${unknown === 1 ? '' : 's'}: correct ${unknown === 1 ? 'it' : 'them'}, or pass --allow-unknown to accept unknown keys as start-up does)` : ''
+    out(`${name}: ${errors} error${errors === 1 ? '' : 's'}; the configuration is not valid${hint}`)
     return 1
   }
-  out(`${configFile ?? 'configuration'}: valid, ${config.routes.length} route${config.routes.length === 1 ? '' : 's'}`)
+  const config = loaded.config
+  out(`${name}: valid, ${config.routes.length} route${config.routes.length === 1 ? '' : 's'}`)
   for (const route of config.routes) out(describeRoute(route))
   return 0
 }

@@ -63,11 +63,26 @@ test('POLICY is base64 YAML or JSON of routes; its errors name POLICY', () => {
   assert.equal(errors(loadConfig({ env: { POLICY: b64('from: not-a-list') } }).issues)[0]?.path, 'POLICY')
 })
 
-test('HEADERS sets set_response_headers, as JSON or K:V pairs', () => {
+test('ROUTES is base64 YAML or JSON of routes, like POLICY; it replaces the file routes; POLICY routes come first', () => {
+  const fromEnv = loadYaml('routes:\n  - from: https://file.example.com\n    to: http://f\n', {
+    ROUTES: b64('- from: https://r.example.com\n  to: http://r\n'),
+    POLICY: b64(JSON.stringify([{ from: 'https://p.example.com', to: 'http://p' }])),
+  }).config
+  assert.deepEqual(fromEnv?.routes.map((r) => r.from.host), ['p.example.com', 'r.example.com'])
+
+  const bad = loadConfig({ env: { ROUTES: b64(JSON.stringify([{ from: 'https://x.example.com' }])) } })
+  assert.equal(bad.config, undefined)
+  assert.equal(errors(bad.issues)[0]?.path, 'ROUTES[0]')
+  assert.equal(errors(loadConfig({ env: { ROUTES: b64('not: a list') } }).issues)[0]?.path, 'ROUTES')
+})
+
+test('HEADERS sets set_response_headers (replacing the defaults, as in Pomerium), as JSON or K:V pairs', () => {
   const kv = loadConfig({ env: { HEADERS: 'X-A:1,X-B: two', INSECURE_SERVER: 'true' } }).config
-  assert.deepEqual(kv?.setResponseHeaders, { 'X-Frame-Options': 'SAMEORIGIN', 'X-XSS-Protection': '1; mode=block', 'X-A': '1', 'X-B': 'two' })
-  const json = loadConfig({ env: { HEADERS: '{"disable":"true","X-C":"3"}' } }).config
-  assert.deepEqual(json?.setResponseHeaders, { 'X-C': '3' })
+  assert.deepEqual(kv?.setResponseHeaders, { 'X-A': '1', 'X-B': 'two' })
+  const json = loadConfig({ env: { HEADERS: '{"X-Frame-Options":"DENY"}' } }).config
+  assert.deepEqual(json?.setResponseHeaders, { 'X-Frame-Options': 'DENY' })
+  const disabled = loadConfig({ env: { HEADERS: '{"disable":"true","X-C":"3"}' } }).config
+  assert.deepEqual(disabled?.setResponseHeaders, {})
   assert.equal(errors(loadConfig({ env: { HEADERS: 'garbage' } }).issues)[0]?.path, 'HEADERS')
 })
 

@@ -1,6 +1,6 @@
 /**
  * Environment overrides (reference §2.1): upper-cased key names, nested keys joined with `_`,
- * comma lists, `POLICY` as base64 YAML/JSON routes, `HEADERS` as response headers, and
+ * comma lists, `POLICY` and `ROUTES` as base64 YAML/JSON routes, `HEADERS` as response headers, and
  * `<NAME>_FILE` variants. Env wins over the file: an inline env value also hides a `_file`
  * variant written in the file, otherwise the file's `_file` would silently beat the env.
  */
@@ -62,7 +62,7 @@ function applyOne(
   }
 }
 
-/** Decodes `POLICY`: base64 of a YAML or JSON list of routes. */
+/** Decodes `POLICY` or `ROUTES`: base64 of a YAML or JSON list of routes. */
 function decodePolicy(text: string): { routes: unknown[] } | { error: string } {
   const decoded = Buffer.from(text.trim(), 'base64').toString('utf8')
   let parsed: unknown
@@ -93,15 +93,17 @@ export function applyEnv(fileRaw: Record<string, unknown>, env: Readonly<Record<
   }
 
   for (const d of GLOBAL_SETTINGS) {
-    if (d.key === 'policy') {
-      const text = env['POLICY']
-      if (text === undefined || text === '') continue
+    // Pomerium binds an env var to both route lists (`POLICY`, `ROUTES`); each replaces its key.
+    if (d.key === 'policy' || d.key === 'routes') {
+      const name = d.env
+      const text = name === undefined ? undefined : env[name]
+      if (name === undefined || text === undefined || text === '') continue
       const decoded = decodePolicy(text)
       if ('error' in decoded) {
-        result.issues.push(envIssue('POLICY', decoded.error))
+        result.issues.push(envIssue(name, decoded.error))
       } else {
-        raw['policy'] = decoded.routes
-        result.origins.set('policy', 'POLICY')
+        raw[d.key] = decoded.routes
+        result.origins.set(d.key, name)
       }
       continue
     }

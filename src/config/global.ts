@@ -13,8 +13,9 @@ import { parseAddress } from './address.js'
 import type { ListenAddress } from './address.js'
 import { isRecord, splitList } from './coerce.js'
 import { decodePem, readReferencedFile } from './files.js'
-import { isHeaderName, mergeHeaders, readHeaderMap, securityHeaders } from './headers.js'
+import { isHeaderName, readHeaderMap, securityHeaders } from './headers.js'
 import { indexPath, joinPath } from './issues.js'
+import { suggestion } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { keyPairError } from './tls.js'
 
@@ -139,11 +140,17 @@ export function checkLogFields(
   })
 }
 
-/** Global response headers: security defaults (HSTS only with TLS), overridden or disabled. */
+/**
+ * Global response headers, as Pomerium: the security defaults (HSTS only with TLS) when
+ * `set_response_headers` (or `HEADERS`) is not set; otherwise exactly what it lists, so that
+ * `{X-Frame-Options: DENY}` sends only that and `{}` sends none; a `disable` key sends none.
+ */
 export function globalResponseHeaders(raw: Readonly<Record<string, unknown>>, ctx: LoadContext): Record<string, string> {
-  const withHsts = raw['insecure_server'] !== true && raw['autocert_use_staging'] !== true
+  if (raw['set_response_headers'] === undefined) {
+    return securityHeaders(raw['insecure_server'] !== true && raw['autocert_use_staging'] !== true)
+  }
   const set = readHeaderMap(raw['set_response_headers'], 'set_response_headers', ctx.issues, true)
-  return mergeHeaders(securityHeaders(withHsts), set.headers, set.disable)
+  return set.disable ? {} : set.headers
 }
 
 /** Runtime flags merged over their defaults; unknown flags are warned about but kept. */
@@ -158,7 +165,7 @@ export function checkRuntimeFlags(raw: Readonly<Record<string, unknown>>, ctx: L
       ctx.issues.error(p, value, 'expected true or false')
       continue
     }
-    if (!(name in DEFAULT_RUNTIME_FLAGS)) ctx.issues.warning(p, undefined, 'unknown runtime flag', 'key')
+    if (!(name in DEFAULT_RUNTIME_FLAGS)) ctx.issues.warning(p, undefined, `unknown runtime flag${suggestion(name, Object.keys(DEFAULT_RUNTIME_FLAGS))}`, 'key', 'unknown_key')
     out[name] = flag
   }
   return out

@@ -34,7 +34,8 @@ function setHeader(target: Record<string, string>, name: string, value: string):
 
 /**
  * Validates a header map (`name: value`) and returns it with string values; invalid entries are
- * reported and skipped. `disable` is returned as a flag when `allowDisable` is set.
+ * reported and skipped. With `allowDisable`, a `disable` key is reported as a flag: as in
+ * Pomerium, its presence is what counts, whatever its value.
  */
 export function readHeaderMap(
   value: unknown,
@@ -48,7 +49,10 @@ export function readHeaderMap(
   for (const [name, v] of Object.entries(value)) {
     const p = joinPath(path, name)
     if (allowDisable && name === DISABLE_KEY) {
-      disable = v !== false && v !== 'false'
+      disable = true
+      if (v === false || v === 'false') {
+        issues.warning(p, v, 'a disable key removes every response header whatever its value (as in Pomerium); delete the key to keep them', 'key')
+      }
       continue
     }
     if (!isHeaderName(name)) {
@@ -64,13 +68,24 @@ export function readHeaderMap(
   return { headers, disable }
 }
 
-/** Merges `overrides` over `base`; `disable` drops `base` entirely. */
+/** `overrides` merged over `base` (names compared case-insensitively). */
 export function mergeHeaders(
   base: Readonly<Record<string, string>>,
   overrides: Readonly<Record<string, string>>,
-  disable: boolean,
 ): Record<string, string> {
-  const out: Record<string, string> = disable ? {} : { ...base }
+  const out: Record<string, string> = { ...base }
   for (const [name, v] of Object.entries(overrides)) setHeader(out, name, v)
   return out
+}
+
+/**
+ * The response headers of a route, as Pomerium computes them (reference §0.15, §3.4): the global
+ * headers, the route's merged over them, and nothing at all when the route has a `disable` key.
+ * A route without `set_response_headers` keeps the global headers.
+ */
+export function routeResponseHeaders(
+  global: Readonly<Record<string, string>>,
+  route: { readonly headers: Readonly<Record<string, string>>; readonly disable: boolean },
+): Record<string, string> {
+  return route.disable ? {} : mergeHeaders(global, route.headers)
 }

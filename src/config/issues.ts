@@ -58,8 +58,8 @@ export class IssueCollector {
   }
 
   /** Records a warning; warnings never stop a config from loading. */
-  warning(path: string, value: unknown, message: string, at: 'key' | 'value' = 'value'): void {
-    this.#add('warning', path, value, message, at)
+  warning(path: string, value: unknown, message: string, at: 'key' | 'value' = 'value', kind?: ConfigIssue['kind']): void {
+    this.#add('warning', path, value, message, at, kind)
   }
 
   /** Adds an issue that already carries its own location (YAML syntax errors, file errors). */
@@ -77,11 +77,12 @@ export class IssueCollector {
     value: unknown,
     message: string,
     at: 'key' | 'value',
+    kind?: ConfigIssue['kind'],
   ): void {
     const shown = value === undefined ? undefined : isSecretPath(path) ? '[redacted]' : value
     const env = this.#envOrigin(path)
     if (env) {
-      this.issues.push({ severity, file: undefined, line: undefined, column: undefined, path: env, value: shown, message })
+      this.issues.push({ severity, file: undefined, line: undefined, column: undefined, path: env, value: shown, message, ...(kind ? { kind } : {}) })
       return
     }
     const pos = this.#position(path, at)
@@ -93,6 +94,7 @@ export class IssueCollector {
       path,
       value: shown,
       message,
+      ...(kind ? { kind } : {}),
     })
   }
 

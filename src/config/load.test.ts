@@ -123,13 +123,36 @@ test('JSON config files load too', () => {
 test('unknown keys are warnings with a suggestion; the config still loads', () => {
   const { config, issues } = loadYaml('cookie_nmae: x\nroutes:\n  - from: https://a.example.com\n    to: http://b\n    prefx: /a\n')
   assert.ok(config)
-  const w = warnings(issues)
+  const w = warnings(issues).filter((i) => i.kind === 'unknown_key')
   assert.deepEqual(w.map((i) => [i.path, i.line, i.column]), [
     ['cookie_nmae', 1, 1],
     ['routes[0].prefx', 5, 5],
   ])
   assert.match(w[0]?.message ?? '', /did you mean cookie_name\?/)
   assert.match(w[1]?.message ?? '', /did you mean prefix\?/)
+})
+
+test("ssh_host_key_files (Pomerium's spelling) and ssh_host_keys_files are both known keys", () => {
+  const { config, issues } = loadYaml('ssh_host_key_files: [/a]\nssh_host_keys_files: [/b]\n')
+  assert.deepEqual(config?.raw['ssh_host_key_files'], ['/a'])
+  assert.deepEqual(warnings(issues).filter((i) => /unknown setting/.test(i.message)), [])
+})
+
+test('a mistyped allow_public_unauthenticated_access is an unknown key that suggests the intended one', () => {
+  const { issues } = loadYaml('routes:\n  - from: https://a.example.com\n    to: http://b\n    allow_public_unauthenticated_acess: true\n')
+  const unknown = issues.filter((i) => i.kind === 'unknown_key')
+  assert.deepEqual(unknown.map((i) => i.path), ['routes[0].allow_public_unauthenticated_acess'])
+  assert.match(unknown[0]?.message ?? '', /did you mean allow_public_unauthenticated_access\?/)
+})
+
+test('a misspelt key is reported before the errors it causes', () => {
+  const yaml = ['idp_provider: oidc', 'idp_provider_url: https://idp.example.com', 'idp_client_id: x', 'authenticate_servce_url: https://authn.example.com', ''].join('\n')
+  const { config, issues } = loadYaml(yaml)
+  assert.equal(config, undefined)
+  assert.equal(issues[0]?.path, 'authenticate_servce_url')
+  assert.match(issues[0]?.message ?? '', /did you mean authenticate_service_url\?/)
+  assert.equal(issues[1]?.path, 'authenticate_service_url')
+  assert.equal(issues[1]?.value, undefined, 'the default is not quoted as if written')
 })
 
 test('removed keys are errors that name their replacement', () => {
@@ -221,34 +244,40 @@ test('access_log_fields: unknown names are warned about and dropped; headers.<Na
   assert.deepEqual(warnings(issues).map((i) => [i.path, i.value]), [['access_log_fields[3]', 'bogus']])
 })
 
-test('security headers: defaults, HSTS only with TLS, overrides, disable', () => {
+test('security headers: defaults (HSTS only with TLS) when set_response_headers is unset', () => {
   const insecure = loadYaml('insecure_server: true\n').config
   assert.deepEqual(insecure?.setResponseHeaders, { 'X-Frame-Options': 'SAMEORIGIN', 'X-XSS-Protection': '1; mode=block' })
-  const overridden = loadYaml('set_response_headers:\n  x-frame-options: DENY\n  X-Extra: 1\n').config
-  assert.deepEqual(overridden?.setResponseHeaders, {
+  const unsetByEmptyKey = loadYaml('set_response_headers:\n').config
+  assert.equal(unsetByEmptyKey?.setResponseHeaders['Strict-Transport-Security'], HSTS)
+})
+
+test('set_response_headers replaces the defaults, as in Pomerium: only what it lists, {} for none, disable for none', () => {
+  const only = loadYaml('set_response_headers:\n  X-Frame-Options: DENY\n').config
+  assert.deepEqual(only?.setResponseHeaders, { 'X-Frame-Options': 'DENY' })
+  assert.deepEqual(loadYaml('set_response_headers: {}\n').config?.setResponseHeaders, {})
+  const disabled = loadYaml('set_response_headers:\n  disable: true\n  X-Only: yes\n').config
+  assert.deepEqual(disabled?.setResponseHeaders, {})
+  // The key's presence disables, whatever its value (Pomerium); a false value is warned about.
+  const disabledFalse = loadYaml('set_response_headers:\n  disable: false\n')
+  assert.deepEqual(disabledFalse.config?.setResponseHeaders, {})
+  assert.deepEqual(warnings(disabledFalse.issues).map((i) => i.path), ['set_response_headers.disable'])
+})
+
+test('route set_response_headers merge over the global ones; a route disable key sends none at all', () => {
+  const route = (headers: string): string => ['  - from: https://a.example.com', '    to: http://a', `    set_response_headers: ${headers}`].join('\n')
+  const defaults = loadYaml(['routes:', route('{X-Route: r, x-frame-options: DENY}')].join('\n')).config
+  assert.deepEqual(defaults?.routes[0]?.setResponseHeaders, {
     'X-XSS-Protection': '1; mode=block',
     'Strict-Transport-Security': HSTS,
+    'X-Route': 'r',
     'x-frame-options': 'DENY',
-    'X-Extra': '1',
   })
-  const disabled = loadYaml('set_response_headers:\n  disable: true\n  X-Only: yes\n').config
-  assert.deepEqual(disabled?.setResponseHeaders, { 'X-Only': 'yes' })
-  const routeLevel = loadYaml(
-    [
-      'set_response_headers: {X-Global: g}',
-      'routes:',
-      '  - from: https://a.example.com',
-      '    to: http://a',
-      '    set_response_headers: {X-Route: r, X-Global: override}',
-      '  - from: https://b.example.com',
-      '    to: http://b',
-      '    set_response_headers: {disable: true, X-Route: only}',
-    ].join('\n'),
-  ).config
-  assert.equal(routeLevel?.routes[0]?.setResponseHeaders['X-Global'], 'override')
-  assert.equal(routeLevel?.routes[0]?.setResponseHeaders['X-Route'], 'r')
-  assert.equal(routeLevel?.routes[0]?.setResponseHeaders['X-Frame-Options'], 'SAMEORIGIN')
-  assert.deepEqual(routeLevel?.routes[1]?.setResponseHeaders, { 'X-Route': 'only' })
+  const globalSet = loadYaml(['set_response_headers: {X-Global: g}', 'routes:', route('{X-Route: r}')].join('\n')).config
+  assert.deepEqual(globalSet?.routes[0]?.setResponseHeaders, { 'X-Global': 'g', 'X-Route': 'r' })
+  const globalDisabled = loadYaml(['set_response_headers: {disable: true}', 'routes:', route('{X-Route: r}')].join('\n')).config
+  assert.deepEqual(globalDisabled?.routes[0]?.setResponseHeaders, { 'X-Route': 'r' })
+  const routeDisabled = loadYaml(['routes:', route('{disable: true, X-Route: only}')].join('\n')).config
+  assert.deepEqual(routeDisabled?.routes[0]?.setResponseHeaders, {})
 })
 
 test('certificates: files, inline base64, certificates list; all referenced files recorded', () => {
@@ -354,8 +383,12 @@ routes:
     allow_public_unauthenticated_access: true
 `
   const { config, issues } = loadYaml(yaml)
-  // The YAML anchor key is unknown to Pomerium too; it is the only expected issue.
-  assert.deepEqual(issues.map((i) => [i.severity, i.path]), [['warning', 'x-anchors']])
+  // The YAML anchor key is unknown to Pomerium too; the other warning lists what is accepted but inactive.
+  assert.deepEqual(issues.map((i) => [i.severity, i.path, i.kind]), [
+    ['warning', 'x-anchors', 'unknown_key'],
+    ['warning', '', 'not_in_effect'],
+  ])
+  assert.match(issues[1]?.message ?? '', /not in effect yet.*: mcp_allowed_client_id_domains, runtime_flags\.pomerium_jwt_endpoint, routes\[1\]\.mcp$/)
   assert.ok(config)
   assert.equal(config.routes.length, 4)
   assert.equal(config.routes[0]?.to[0]?.url.port, '8080')

@@ -22,7 +22,7 @@ import {
   checkServices,
   globalResponseHeaders,
 } from './global.js'
-import { checkSignIn } from './sign-in.js'
+import { applyBuiltinDefault, checkSignIn, checkSignInCoverage } from './sign-in.js'
 import { checkStorage } from './storage.js'
 import { identityConfigIssues } from '../authorize/identity/identity-headers.js'
 import { compileRoutePolicy } from '../policy/index.js'
@@ -32,6 +32,7 @@ import type { NodePositions } from './issues.js'
 import { normaliseObject } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { buildRoute, circuitBreakerMaxConnections } from './routes.js'
+import { inactiveGlobalSettings, inactiveRouteSettings, inactiveSettingsMessage } from './status.js'
 
 /** Inputs of {@link loadConfig}. */
 export interface LoadOptions {
@@ -51,6 +52,15 @@ export interface LoadResult {
 
 function fileIssue(file: string, message: string): ConfigIssue {
   return { severity: 'error', file, line: undefined, column: undefined, path: '', value: undefined, message }
+}
+
+/** The environment variable that supplied `path` (or the list or object it is in). */
+function envOrigin(origins: ReadonlyMap<string, string>, path: string): string | undefined {
+  for (let p = path; p !== ''; p = p.slice(0, Math.max(0, p.lastIndexOf('.'), p.lastIndexOf('[')))) {
+    const env = origins.get(p)
+    if (env !== undefined) return env
+  }
+  return undefined
 }
 
 /**
@@ -97,7 +107,8 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const { address, httpRedirectAddr } = checkAddresses(raw, ctx)
   const certificates = checkCertificates(raw, ctx)
   checkSecrets(raw, ctx)
-  checkSignIn(raw, ctx)
+  applyBuiltinDefault(raw, ctx)
+  checkSignIn(raw, ctx, new Set(Object.keys(applied.raw)))
   checkStorage(raw, ctx)
   checkNonEmptyLists(raw, ctx)
   if (raw['codec_type'] === 'http3') {
@@ -116,6 +127,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const mtls = mtlsEnforcementOf(raw)
   // `policy` (older name, and the POLICY env var) comes first, then `routes`, as in Pomerium.
   const routes: RouteConfig[] = []
+  const inactive = inactiveGlobalSettings(raw)
   let index = 0
   for (const key of ['policy', 'routes']) {
     const list = raw[key]
@@ -131,20 +143,35 @@ export function loadConfig(options: LoadOptions): LoadResult {
       })
       if (route) {
         routes.push(route)
+        inactive.push(...inactiveRouteSettings(route.raw, routePath))
         // Policies compile here once so that a bad one is a config error with its key path.
         for (const e of compileRoutePolicy(route, { path: routePath, ...(mtls ? { mtls } : {}) }).errors) ctx.issues.error(e.path, undefined, e.message)
       }
     })
   }
   for (const issue of identityConfigIssues({ raw, routes } as unknown as Config)) ctx.issues.error(issue.path, undefined, issue.message)
+  checkSignInCoverage(raw, routes, ctx)
+  const inactiveMessage = inactiveSettingsMessage(inactive.map((path) => ({ path, env: envOrigin(applied.origins, path) })))
+  if (inactiveMessage !== undefined) {
+    issues.push({ severity: 'warning', file, line: undefined, column: undefined, path: '', value: undefined, message: inactiveMessage, kind: 'not_in_effect' })
+  }
   // Routes are exposed normalised in `routes`; keeping the written form too would invite misuse.
   delete raw['policy']
   delete raw['routes']
 
-  // Report in reading order: environment issues first, then the file from top to bottom.
+  // Unknown keys first: a misspelt key is often the cause of the problems after it (a default
+  // applies where the user meant to set a value). Then reading order: environment issues first,
+  // then the file from top to bottom; the summaries about the whole config last.
+  const rank = (i: ConfigIssue): number => (i.kind === 'unknown_key' ? 0 : i.kind === 'no_sign_in' || i.kind === 'not_in_effect' ? 2 : 1)
   const sorted = issues.issues
     .map((issue, n) => ({ issue, n }))
-    .sort((a, b) => (a.issue.line ?? 0) - (b.issue.line ?? 0) || (a.issue.column ?? 0) - (b.issue.column ?? 0) || a.n - b.n)
+    .sort(
+      (a, b) =>
+        rank(a.issue) - rank(b.issue) ||
+        (a.issue.line ?? 0) - (b.issue.line ?? 0) ||
+        (a.issue.column ?? 0) - (b.issue.column ?? 0) ||
+        a.n - b.n,
+    )
     .map((x) => x.issue)
   if (issues.hasErrors) return { config: undefined, issues: sorted }
 

@@ -41,7 +41,8 @@ function distance(a: string, b: string): number {
   return row[b.length] ?? 0
 }
 
-function suggestion(key: string, known: readonly string[]): string {
+/** ` (did you mean <key>?)` for the closest known key within a few edits, else ''. */
+export function suggestion(key: string, known: readonly string[]): string {
   let best: string | undefined
   let bestScore = Infinity
   for (const k of known) {
@@ -81,7 +82,7 @@ export function normaliseObject(
     }
     const d = byKey.get(key)
     if (!d) {
-      ctx.issues.warning(keyPath, undefined, `unknown setting, ignored${suggestion(key, [...byKey.keys()])}`, 'key')
+      ctx.issues.warning(keyPath, undefined, `unknown setting, ignored${suggestion(key, [...byKey.keys()])}`, 'key', 'unknown_key')
       continue
     }
     // YAML `key:` with no value means "unset", as it does for Pomerium.

@@ -37,11 +37,16 @@ test('from: scheme, lower-cased host, trailing dot, explicit port, wildcards', (
 })
 
 test('to: single URL, list, weights, schemes, mixing', () => {
-  const r = route(['from: https://a.example.com', 'to: ["http://a:1,3", "https://b:2", h2c://c:3]'])
+  const r = route(['from: https://a.example.com', 'to: ["http://a:1,3", "https://b:2, 1", "h2c://c:3,2"]'])
   assert.deepEqual(r.to.map((t) => [t.url.href, t.weight]), [
     ['http://a:1/', 3],
     ['https://b:2/', 1],
-    ['h2c://c:3', 1],
+    ['h2c://c:3', 2],
+  ])
+  assert.deepEqual(route(['from: https://a.example.com', 'to: [http://a, http://b]']).to.map((t) => t.weight), [1, 1])
+  // As Pomerium: weights are all or none.
+  assert.deepEqual(routeErrors(['from: https://a.example.com', 'to: ["http://a,3", http://b]']), [
+    ['routes[0].to', 'either every upstream URL has a weight ("url,weight") or none has'],
   ])
   assert.equal(route(['from: https://a.example.com', 'to: http://a']).to.length, 1)
   assert.deepEqual(routeErrors(['from: https://a.example.com', 'to: gopher://x'])[0]?.[0], 'routes[0].to')
@@ -109,6 +114,9 @@ test('load_balancing_policy and health_checks', () => {
     http: { host: 'h.example.com', path: '/healthz', expectedStatuses: [[200, 300]] },
   })
   assert.equal(r.healthChecks[1]?.http, undefined)
+  // Envoy's logging switches are known keys (no unknown-setting warning).
+  const logged = loadYaml('routes:\n  - from: https://a.example.com\n    to: http://a\n    health_checks:\n      - http_health_check: {}\n        always_log_health_check_success: true\n        always_log_health_check_failures: true\n')
+  assert.deepEqual(warnings(logged.issues).filter((i) => /unknown setting/.test(i.message)), [])
   const { issues } = loadYaml('routes:\n  - from: https://a.example.com\n    to: http://a\n    health_checks:\n      - grpc_health_check: {}\n')
   assert.match(warnings(issues)[0]?.message ?? '', /not supported yet/)
   assert.equal(

@@ -18,7 +18,7 @@ import type {
 import { HEALTH_CHECK_SETTINGS, REMOVED_ROUTE_KEYS, ROUTE_SETTINGS } from './schema.js'
 import { isRecord } from './coerce.js'
 import { indexPath, joinPath } from './issues.js'
-import { isHeaderName, mergeHeaders, readHeaderMap } from './headers.js'
+import { isHeaderName, readHeaderMap, routeResponseHeaders } from './headers.js'
 import { normaliseObject } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { certificateError, keyPairError } from './tls.js'
@@ -89,6 +89,7 @@ function parseTo(value: unknown, path: string, ctx: LoadContext): UpstreamTarget
   }
   const targets: UpstreamTarget[] = []
   const families = new Set<string>()
+  let weighted = 0
   list.forEach((entry, i) => {
     const p = typeof value === 'string' ? path : indexPath(path, i)
     if (typeof entry !== 'string') {
@@ -97,10 +98,11 @@ function parseTo(value: unknown, path: string, ctx: LoadContext): UpstreamTarget
     }
     let text = entry.trim()
     let weight = 1
-    const weighted = /^(.*),\s*([^,]*)$/.exec(text)
-    if (weighted) {
-      text = (weighted[1] ?? '').trim()
-      weight = /^\d+$/.test(weighted[2] ?? '') ? Number(weighted[2]) : 0
+    const withWeight = /^(.*),\s*([^,]*)$/.exec(text)
+    if (withWeight) {
+      weighted++
+      text = (withWeight[1] ?? '').trim()
+      weight = /^\d+$/.test(withWeight[2] ?? '') ? Number(withWeight[2]) : 0
       if (weight < 1) {
         ctx.issues.error(p, entry, 'expected "url,weight" with a positive integer weight')
         return
@@ -130,6 +132,10 @@ function parseTo(value: unknown, path: string, ctx: LoadContext): UpstreamTarget
     families.add(upstreamFamily(scheme))
     targets.push({ url, weight })
   })
+  // As Pomerium: weights are all-or-none, since an unweighted entry's share would be a guess.
+  if (targets.length === list.length && weighted > 0 && weighted < list.length) {
+    ctx.issues.error(path, value, 'either every upstream URL has a weight ("url,weight") or none has')
+  }
   if (families.size > 1) {
     ctx.issues.error(path, value, `cannot mix upstream kinds (${[...families].join(', ')}): tcp, udp, unix and http upstreams must not share a route`)
   }
@@ -419,7 +425,7 @@ export function buildRoute(
     hostPathRegexRewriteSubstitution: raw['host_path_regex_rewrite_substitution'] as string | undefined,
     setRequestHeaders: setRequest.headers,
     removeRequestHeaders,
-    setResponseHeaders: mergeHeaders(defaults.setResponseHeaders, setResponse.headers, setResponse.disable),
+    setResponseHeaders: routeResponseHeaders(defaults.setResponseHeaders, setResponse),
     rewriteResponseHeaders,
     timeoutMs: (raw['timeout'] as number | undefined) ?? (streaming ? 0 : defaults.defaultUpstreamTimeoutMs),
     idleTimeoutMs: (raw['idle_timeout'] as number | undefined) ?? 0,

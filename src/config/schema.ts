@@ -280,7 +280,7 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('jwt_groups_filter', 'list', 'Only these groups appear in the `groups` claim.'),
   def('jwt_issuer_format', 'string', 'Format of the `iss` claim: host only (default) or `uri`.'),
   def('pass_identity_headers', 'bool', 'Default for routes: send identity headers upstream.', { default: false }),
-  def('set_response_headers', 'map', 'Response headers for all routes; a `disable` key removes the defaults (env `HEADERS` also sets it).', { defaultText: 'security headers (X-Frame-Options, X-XSS-Protection, HSTS)' }),
+  def('set_response_headers', 'map', 'Response headers for all routes. Setting it replaces the defaults (`{}` sends none; name a default to keep it); a `disable` key sends none. Env `HEADERS` sets it too.', { defaultText: 'security headers (X-Frame-Options, X-XSS-Protection, HSTS with TLS)' }),
   def('default_upstream_timeout', 'duration', 'Route timeout when a route sets no `timeout`.', { default: '30s' }),
   def('timeout_read', 'duration', 'Time allowed to receive the whole request.', { default: '30s' }),
   def('timeout_write', 'duration', 'Maximum stream duration (0 = none).', { default: '0' }),
@@ -347,7 +347,8 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('google_cloud_serverless_authentication_service_account', 'string', 'Service account for Google Cloud serverless ID tokens.', { defaultText: 'metadata server' }),
   def('ssh_address', 'string', 'Native SSH listener address.', { defaultText: 'SSH off' }),
   def('ssh_host_keys', 'list', 'SSH host keys (PEM).'),
-  def('ssh_host_keys_files', 'list', 'SSH host key files.'),
+  def('ssh_host_key_files', 'list', 'SSH host key files.'),
+  def('ssh_host_keys_files', 'list', 'Also accepted spelling of `ssh_host_key_files`.'),
   def('ssh_user_ca_key', 'string', 'SSH user CA key.', { file: true }),
   def('ssh_rls_enabled', 'bool', 'Enable SSH route listing.', { default: false }),
   def('ssh_rls_additional_entries', 'any', 'Extra SSH route listing entries.'),
@@ -377,7 +378,7 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('builtin_idp_users_file', 'string', 'Portcullis only: users of the built-in OpenID provider (`idp_provider: builtin`): YAML with email, name, groups, claims, argon2id password_hash, optional totp_secret (see docs/builtin-idp.md).'),
   def('builtin_idp_address', 'string', 'Portcullis only: listen address of the built-in OpenID provider.', { default: '127.0.0.1:8081' }),
   def('workers', 'int', 'Portcullis only: number of data-plane worker processes (node:cluster); 0 = one per CPU core.', { default: 0, defaultText: '0 (one per CPU core)' }),
-  def('routes', 'list', 'Routes (see the route settings table).', { items: 'object', env: false }),
+  def('routes', 'list', 'Routes (see the route settings table); env `ROUTES` is base64 YAML/JSON of a route list.', { items: 'object', env: 'ROUTES' }),
   def('policy', 'list', 'Older alias of `routes`; env `POLICY` is base64 YAML/JSON of a route list.', { items: 'object', env: 'POLICY' }),
 ]
 
@@ -422,7 +423,7 @@ export const ROUTE_SETTINGS: readonly SettingDescriptor[] = [
   route('host_path_regex_rewrite_substitution', 'string', 'Replacement for host_path_regex_rewrite_pattern.'),
   route('set_request_headers', 'map', 'Request headers to set (templates allowed).'),
   route('remove_request_headers', 'list', 'Request headers to remove.'),
-  route('set_response_headers', 'map', 'Response headers merged over the global ones; `disable` clears all.'),
+  route('set_response_headers', 'map', 'Response headers merged over the global ones; a `disable` key sends none at all on this route.'),
   route('rewrite_response_headers', 'list', 'Response header prefix rewrites `{header, prefix, value}`.', { items: 'object' }),
   route('pass_identity_headers', 'bool', 'Send identity headers upstream.', { defaultText: '= global pass_identity_headers' }),
   route('jwt_groups_filter', 'list', 'Per-route groups allowlist for the `groups` claim.'),
@@ -502,6 +503,8 @@ export const HEALTH_CHECK_SETTINGS: readonly SettingDescriptor[] = [
   route('initial_jitter', 'duration', 'Random delay before the first check.'),
   route('interval_jitter', 'duration', 'Random extra delay between checks.'),
   route('no_traffic_interval', 'duration', 'Interval while the upstream receives no traffic.'),
+  route('always_log_health_check_success', 'bool', 'Log every successful check, not only state changes.', { default: false }),
+  route('always_log_health_check_failures', 'bool', 'Log every failed check, not only state changes.', { default: false }),
   route('http_health_check', 'object', 'HTTP health check.', {
     children: [
       route('host', 'string', 'Host header of the check request.'),

@@ -1,8 +1,14 @@
 /**
  * Which settings the running code acts on today. Every setting of Pomerium is accepted so that
- * an existing config loads; the generated reference marks the ones that already take effect,
- * so that nobody mistakes "accepted" for "honoured".
+ * an existing config loads; this table is the one source for the "In effect" column of the
+ * generated reference, and for the list of accepted-but-inactive settings that start-up and
+ * `validate` print, so that nobody mistakes "accepted" for "honoured".
  */
+import { isDeepStrictEqual } from 'node:util'
+import { coerceValue, isRecord } from './coerce.js'
+import { indexPath, joinPath } from './issues.js'
+import { DEFAULT_RUNTIME_FLAGS, GLOBAL_SETTINGS, HEALTH_CHECK_SETTINGS, ROUTE_SETTINGS } from './schema.js'
+import type { SettingDescriptor } from './schema.js'
 
 const GLOBAL_IN_EFFECT = new Set([
   'address',
@@ -100,6 +106,8 @@ const GLOBAL_IN_EFFECT = new Set([
   'otel_attribute_value_length_limit',
   'routes',
   'policy',
+  // Partly: only some flags are honoured (see RUNTIME_FLAGS_IN_EFFECT); the others are listed by name.
+  'runtime_flags',
 ])
 
 const ROUTE_IN_EFFECT = new Set([
@@ -111,6 +119,8 @@ const ROUTE_IN_EFFECT = new Set([
   'redirect',
   ...['https_redirect', 'scheme_redirect', 'host_redirect', 'port_redirect', 'path_redirect', 'prefix_rewrite', 'response_code', 'strip_query'].map((k) => `redirect.${k}`),
   'response',
+  'response.status',
+  'response.body',
   'load_balancing_policy',
   'health_checks',
   'outlier_detection',
@@ -118,6 +128,8 @@ const ROUTE_IN_EFFECT = new Set([
   'circuit_breaker_thresholds',
   'circuit_breaker_thresholds.max_connections',
   'name',
+  'description',
+  'logo_url',
   'prefix_rewrite',
   'regex_rewrite_pattern',
   'regex_rewrite_substitution',
@@ -160,7 +172,25 @@ const ROUTE_IN_EFFECT = new Set([
   'enable_google_cloud_serverless_authentication',
 ])
 
-const HEALTH_CHECK_IN_EFFECT = new Set(['timeout', 'interval', 'unhealthy_threshold', 'healthy_threshold', 'http_health_check'])
+const HEALTH_CHECK_IN_EFFECT = new Set([
+  'timeout',
+  'interval',
+  'unhealthy_threshold',
+  'healthy_threshold',
+  'http_health_check',
+  'http_health_check.host',
+  'http_health_check.path',
+  'http_health_check.expected_statuses',
+])
+
+/** Runtime flags whose value changes what Portcullis does; the others keep their default behaviour. */
+const RUNTIME_FLAGS_IN_EFFECT = new Set(['routes_portal'])
+
+/** What a user sees instead, where that is worth saying. */
+const INSTEAD: Readonly<Record<string, string>> = {
+  autocert: 'no ACME certificates: without certificate files, a self-signed fallback certificate is served',
+  ssh_address: 'no SSH listener',
+}
 
 export type SettingScope = 'global' | 'route' | 'health_check'
 
@@ -168,6 +198,82 @@ export type SettingScope = 'global' | 'route' | 'health_check'
 export function isInEffect(scope: SettingScope, key: string): boolean {
   const set = scope === 'global' ? GLOBAL_IN_EFFECT : scope === 'route' ? ROUTE_IN_EFFECT : HEALTH_CHECK_IN_EFFECT
   return set.has(key)
+}
+
+/** Every runtime flag marked in effect (its value is honoured). */
+export function runtimeFlagsInEffect(): readonly string[] {
+  return [...RUNTIME_FLAGS_IN_EFFECT]
+}
+
+/** True when `value` is what the setting's default means (durations compared in milliseconds). */
+function isDefaultValue(d: SettingDescriptor, value: unknown): boolean {
+  if (d.default === undefined) return false
+  const def = coerceValue(d, d.default)
+  const v = coerceValue(d, value)
+  return def.ok && isDeepStrictEqual(v.ok ? v.value : value, def.value)
+}
+
+/**
+ * Appends to `out` the key path of each setting in `values` that is written with a non-default
+ * value but not in effect; recurses into nested settings of those that are in effect.
+ */
+function collect(
+  values: Readonly<Record<string, unknown>>,
+  descriptors: readonly SettingDescriptor[],
+  scope: SettingScope,
+  statusPrefix: string,
+  path: string,
+  out: string[],
+): void {
+  for (const d of descriptors) {
+    const value = values[d.key]
+    if (value === undefined || value === null) continue
+    const key = `${statusPrefix}${d.key}`
+    if (!isInEffect(scope, key)) {
+      if (!isDefaultValue(d, value)) out.push(joinPath(path, d.key))
+      continue
+    }
+    if (d.children && isRecord(value)) collect(value, d.children, scope, `${key}.`, joinPath(path, d.key), out)
+  }
+}
+
+/** Key paths of the global settings written but not in effect (`raw`: the normalised globals). */
+export function inactiveGlobalSettings(raw: Readonly<Record<string, unknown>>): string[] {
+  const out: string[] = []
+  collect(raw, GLOBAL_SETTINGS, 'global', '', '', out)
+  const flags = raw['runtime_flags']
+  if (isRecord(flags)) {
+    for (const [name, value] of Object.entries(flags)) {
+      const known = DEFAULT_RUNTIME_FLAGS[name]
+      // Unknown flags are reported as unknown keys; flags at their default behave as the default.
+      if (known === undefined || value === known || RUNTIME_FLAGS_IN_EFFECT.has(name)) continue
+      out.push(joinPath('runtime_flags', name))
+    }
+  }
+  return out
+}
+
+/** Key paths of one route's settings written but not in effect (`raw`: the normalised route). */
+export function inactiveRouteSettings(raw: Readonly<Record<string, unknown>>, path: string): string[] {
+  const out: string[] = []
+  collect(raw, ROUTE_SETTINGS, 'route', '', path, out)
+  const checks = raw['health_checks']
+  if (Array.isArray(checks)) {
+    checks.forEach((entry, i) => {
+      if (isRecord(entry)) collect(entry, HEALTH_CHECK_SETTINGS, 'health_check', '', indexPath(joinPath(path, 'health_checks'), i), out)
+    })
+  }
+  return out
+}
+
+/** The one warning that lists every accepted setting not in effect; undefined when there is none. */
+export function inactiveSettingsMessage(paths: readonly { readonly path: string; readonly env?: string | undefined }[]): string | undefined {
+  if (paths.length === 0) return undefined
+  const items = paths.map(({ path, env }) => {
+    const instead = INSTEAD[path]
+    return `${path}${env !== undefined ? ` (from ${env})` : ''}${instead !== undefined ? ` (${instead})` : ''}`
+  })
+  return `accepted but not in effect yet, Portcullis does not act on ${paths.length === 1 ? 'this setting' : `these ${paths.length} settings`} (see the In effect column of docs/reference/config.md): ${items.join(', ')}`
 }
 
 /** Every key marked in effect, for the test that checks each one names a real setting. */

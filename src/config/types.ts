@@ -221,4 +221,10 @@ export interface ConfigIssue {
   readonly path: string
   readonly value: unknown
   readonly message: string
+  /**
+   * What kind of problem this is, where a command treats it specially: `unknown_key` (a key
+   * nobody reads: `validate` fails on it unless `--allow-unknown`), `not_in_effect` (accepted
+   * settings that do nothing yet), `no_sign_in` (protected routes that nobody can sign in to).
+   */
+  readonly kind?: 'unknown_key' | 'not_in_effect' | 'no_sign_in' | undefined
 }

@@ -388,6 +388,41 @@ void describe('command line', () => {
     }
   })
 
+  void it('a typo, inactive settings and no sign-in: start-up warns and serves; validate fails unless --allow-unknown', async () => {
+    const yaml = [
+      'address: 127.0.0.1:0',
+      'insecure_server: true',
+      'proxy_log_level: debug',
+      'routes:',
+      '  - from: https://public.localhost',
+      '    to: http://127.0.0.1:9',
+      '    allow_public_unauthenticated_acess: true',
+      '',
+    ].join('\n')
+    const file = join(dir ?? '', 'typo.yaml')
+    writeFileSync(file, yaml)
+    const strict = await cli(['validate', '--config', file])
+    assert.equal(strict.code, 1, strict.stdout + strict.stderr)
+    assert.match(strict.stdout, /error: routes\[0\]\.allow_public_unauthenticated_acess: unknown setting, ignored \(did you mean allow_public_unauthenticated_access\?\)/)
+    assert.match(strict.stdout, /--allow-unknown/)
+    const lenient = await cli(['validate', '--allow-unknown', '--config', file])
+    assert.equal(lenient.code, 0, lenient.stdout + lenient.stderr)
+    for (const out of [strict.stdout, lenient.stdout]) {
+      assert.match(out, /warning: accepted but not in effect yet.*: proxy_log_level/)
+      assert.match(out, /warning: idp_provider: not set, so nobody can sign in: 1 of 1 route .* will answer 403 to everyone/)
+    }
+    const px = await startPortcullis(yaml)
+    try {
+      const stderr = px.stderr.join('\n')
+      assert.match(stderr, /warning: routes\[0\]\.allow_public_unauthenticated_acess: unknown setting/)
+      assert.match(stderr, /accepted but not in effect yet.*: proxy_log_level/)
+      assert.match(stderr, /will answer 403 to everyone/)
+      assert.equal((await request(`${px.url}/`, { host: 'public.localhost' })).status, 403)
+    } finally {
+      await px.stop()
+    }
+  })
+
   void it('an invalid config at startup exits 1 with the problems on stderr and listens nowhere', async () => {
     const r = await cli(['--config', bad])
     assert.equal(r.code, 1)

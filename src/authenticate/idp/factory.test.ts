@@ -286,12 +286,12 @@ void describe('provider settings: validation, ids, effective values', () => {
     assert.throws(() => createIdentityProvider({ ...settingsFor('google'), id: '' }), TypeError)
   })
 
-  void it('refuses plain HTTP except to loopback hosts', () => {
-    for (const url of ['http://idp.example.com', 'http://10.0.0.1:8080', 'http://128.0.0.1', 'http://[::2]', 'http://localhost.example.com']) {
-      const errors = validateProviderSettings(settingsFor('oidc', { url }))
-      assert.equal(errors.length, 1, url)
-      assert.match(errors[0] ?? '', /uses plain HTTP; only loopback hosts/, url)
-      assert.throws(() => createIdentityProvider(settingsFor('oidc', { url })), TypeError, url)
+  void it('accepts a plain-HTTP provider URL on any host, as Pomerium does (config loading warns off loopback)', () => {
+    for (const url of ['http://idp.example.com', 'http://10.0.0.1:8080', 'http://keycloak:8080/realms/pomerium']) {
+      assert.deepEqual(validateProviderSettings(settingsFor('oidc', { url })), [], url)
+    }
+    for (const url of ['ftp://idp.example.com', 'http://u:p@idp.example.com', 'http://idp.example.com/?q=1']) {
+      assert.equal(validateProviderSettings(settingsFor('oidc', { url })).length, 1, url)
     }
     for (const url of ['http://127.0.0.1:8080', 'http://127.1.2.3', 'http://localhost:5556', 'http://[::1]:5556', 'http://LOCALHOST./']) {
       assert.deepEqual(validateProviderSettings(settingsFor('oidc', { url })), [], url)
@@ -498,6 +498,25 @@ void describe('named providers through the factory', { timeout: 30_000 }, () => 
     const g = params(await authUrl(gitlab))
     assert.equal(g.scope, 'openid profile email')
     assert.equal(await gitlab.endSessionUrl({ postLogoutRedirectUri: POST_LOGOUT }), undefined)
+  })
+
+  void it('a plain-HTTP provider URL allows plain HTTP to that origin only', async () => {
+    const net = new FakeInternet()
+    const issuer = 'http://keycloak.internal:8080/realms/corp'
+    const endpoints: OpEndpoints = {
+      authorization: `${issuer}/auth`,
+      token: 'http://other.internal:8080/token',
+      jwks: `${issuer}/jwks`,
+    }
+    net.discovery(issuer, opDocument(issuer, endpoints))
+    serveTokens(net, endpoints, () => ({ iss: issuer, aud: CLIENT_ID, sub: 'u' }))
+    const provider = createIdentityProvider(settingsFor('oidc', { url: issuer }), { fetch: net.fetch })
+    assert.equal((await authUrl(provider)).origin, 'http://keycloak.internal:8080', 'discovery over plain HTTP to the configured origin')
+    await assert.rejects(
+      provider.redeem({ callbackUrl: new URL(`${REDIRECT}?code=c&state=st`), redirectUri: REDIRECT, expectedState: 'st', expectedNonce: 'n' }),
+      idpError('ERR_IDP_EXCHANGE_FAILED', (err) => assert.match(err.message, /refusing a plain-HTTP request to other\.internal:8080/)),
+    )
+    assert.equal(net.requestsTo('http://other.internal:8080').length, 0, 'never sent')
   })
 
   void it('a loopback provider may not send tokens to a non-loopback plain-HTTP endpoint', async () => {

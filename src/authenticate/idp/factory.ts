@@ -68,8 +68,9 @@ function defaultsFor(kind: string): ProviderDefaults | undefined {
 
 /**
  * Every problem with the settings, as messages naming the config keys (empty when usable):
- * unknown provider, missing client id, missing URL where there is no default, URLs that are not
- * HTTPS (plain HTTP only to loopback), missing secret for github/apple, protocol parameters in
+ * unknown provider, missing client id, missing URL where there is no default, URLs that are
+ * neither HTTPS nor HTTP (plain HTTP is accepted, as Pomerium does; config loading warns off
+ * loopback), missing secret for github/apple, protocol parameters in
  * `idp_request_params`, and provider-specific URL shapes (GitHub root URL, Azure multi-tenant host).
  */
 export function validateProviderSettings(settings: ProviderSettingsInput): string[] {
@@ -89,7 +90,7 @@ export function validateProviderSettings(settings: ProviderSettingsInput): strin
   if (url === undefined) {
     if (defaults.issuerUrl === undefined) errors.push(`idp_provider_url is required for idp_provider ${kind}`)
   } else {
-    const problem = providerUrlProblem(url)
+    const problem = providerUrlProblem(url, { allowPlainHttp: true })
     if (problem) errors.push(`idp_provider_url: ${problem}`)
     else {
       const parsed = new URL(url)
@@ -158,7 +159,10 @@ export function createIdentityProvider(
   const defaults = defaultsFor(kind)
   if (!defaults || (kind !== 'builtin' && !isProviderName(kind))) throw new TypeError(`unsupported idp_provider ${kind}`)
   const effective = effectiveProviderSettings(settings)
-  const fetch = guardedFetch(options.fetch)
+  const configured = new URL(effective.url)
+  // A plain-HTTP provider URL the operator wrote allows plain HTTP to that origin only.
+  const plainHttp = configured.protocol === 'http:'
+  const fetch = guardedFetch(options.fetch, plainHttp && !isLoopbackHost(configured.hostname) ? configured.origin : undefined)
 
   if (defaults.protocol === 'oauth2') {
     return createGitHubProvider({
@@ -182,8 +186,9 @@ export function createIdentityProvider(
     scopes: effective.scopes,
     requestParams: effective.requestParams,
     fetch,
-    // openid-client refuses http: unless told; the guarded fetch still limits it to loopback hosts.
-    allowInsecureRequests: isLoopbackHost(new URL(effective.url).hostname),
+    // openid-client refuses http: unless told; the guarded fetch still limits it to loopback hosts
+    // and the configured origin.
+    allowInsecureRequests: plainHttp || isLoopbackHost(configured.hostname),
     providerName: kind,
     userIdClaim: defaults.userIdClaim,
     callbackMethod: defaults.formPostCallback ? 'POST' : 'GET',
