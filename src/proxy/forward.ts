@@ -9,6 +9,8 @@ import type { ClientHttp2Stream, Http2ServerRequest, IncomingHttpHeaders, Outgoi
 import { constants as h2constants } from 'node:http2'
 import type { Dispatcher } from 'undici'
 import type { HeaderPlan } from './headers.js'
+import { OVERFLOW_DETAILS } from './circuit-breaker.js'
+import type { UpstreamLoad } from './circuit-breaker.js'
 import { buildResponseHeaders, sanitiseTrailers } from './headers.js'
 import type { AnyResponse } from './respond.js'
 import { sendError } from './respond.js'
@@ -108,10 +110,18 @@ abstract class Exchange {
   #timer: NodeJS.Timeout | undefined
   #finished = false
   readonly #startedAt = performance.now()
+  readonly #load: UpstreamLoad
+  /** Not yet written to an upstream connection (counted in `waiting` of a pool's load). */
+  #waiting: boolean
 
   constructor(f: ForwardRequest) {
     this.f = f
     f.endpoint.active++
+    const load = f.endpoint.transport.load
+    this.#load = load
+    load.inFlight++
+    this.#waiting = f.endpoint.transport.kind === 'pool'
+    if (this.#waiting) load.waiting++
     if (f.timeoutMs > 0) {
       // As in Envoy, the route timeout starts once the whole request has arrived, so an upload
       // that takes longer than the timeout is not cut off.
@@ -129,6 +139,13 @@ abstract class Exchange {
   }
 
   protected abstract abortUpstream(reason: Error): void
+
+  /** The request has a connection: it no longer counts as waiting for one. */
+  protected connected(): void {
+    if (!this.#waiting) return
+    this.#waiting = false
+    this.#load.waiting--
+  }
 
   /**
    * Sends the upstream's status and headers. Node refuses some values an upstream can send
@@ -184,6 +201,8 @@ abstract class Exchange {
     this.#finished = true
     if (this.#timer) clearTimeout(this.#timer)
     this.f.endpoint.active--
+    this.connected()
+    this.#load.inFlight--
     if (upstreamStatus !== null) {
       this.f.endpoint.recordOutcome(upstreamStatus)
       this.f.upstreamDone?.(upstreamStatus, performance.now() - this.#startedAt)
@@ -196,8 +215,10 @@ class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined
   #pendingAbort: Error | undefined
 
+  /** undici calls this when the request is about to be written on a connection. */
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller
+    this.connected()
     if (this.#pendingAbort) controller.abort(this.#pendingAbort)
   }
 
@@ -307,9 +328,18 @@ class H2cExchange extends Exchange {
   }
 }
 
-/** Sends the request to the endpoint and streams the answer back; never throws. */
+/**
+ * Sends the request to the endpoint and streams the answer back; never throws. Over the
+ * upstream's circuit-breaker limits it answers `503` at once, as Envoy does, and the upstream
+ * is not blamed for it (no passive ejection).
+ */
 export function forward(f: ForwardRequest): void {
   const transport = f.endpoint.transport
+  if (!transport.load.admits()) {
+    const bytes = sendError(f.res, 503, 'The upstream service is busy: too many requests are waiting for it. Try again shortly.', f.requestId, f.json, f.errorHeaders, f.method === 'HEAD')
+    f.done(503, bytes, OVERFLOW_DETAILS)
+    return
+  }
   if (transport.kind === 'h2c') {
     new H2cExchange(f).start()
     return
