@@ -15,6 +15,8 @@ import type { AddressInfo, Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { request, startPortcullis } from '../fixtures/portcullis.js'
 import type { PortcullisProcess } from '../fixtures/portcullis.js'
+import { startRawUpgradeUpstream } from './forwarding-helpers.js'
+import type { RawUpgradeUpstream } from './forwarding-helpers.js'
 
 const HOST = 'app.localhost'
 
@@ -97,6 +99,20 @@ function openStream(session: http2.ClientHttp2Session, path = '/hold'): OpenStre
   stream.resume()
   stream.write('started')
   return s
+}
+
+/** Sends a WebSocket upgrade request and resolves with the socket and the answer's status line. */
+function upgrade(port: number, path: string): Promise<{ socket: Socket; statusLine: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1')
+    let received = ''
+    socket.on('error', reject)
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.toString('latin1')
+      if (received.includes('\r\n\r\n')) resolve({ socket, statusLine: received.split('\r\n')[0] ?? '' })
+    })
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`)
+  })
 }
 
 function count(streams: readonly OpenStream[], status: number): number {
@@ -235,22 +251,25 @@ describe('one client cannot starve another', () => {
 describe('circuit_breaker_thresholds', () => {
   let upstream: HoldingUpstream
   let h2c: HoldingUpstream
+  let tunnels: RawUpgradeUpstream
   let proxy: PortcullisProcess
   before(async () => {
     upstream = await startHoldingUpstream('http1')
     h2c = await startHoldingUpstream('h2c')
+    tunnels = await startRawUpgradeUpstream()
     proxy = await startPortcullis({
       address: '127.0.0.1:0',
       insecure_server: true,
       routes: [
         route(upstream.url, { prefix: '/pooled', circuit_breaker_thresholds: { max_connections: 2, max_pending_requests: 2 } }),
         route(h2c.url, { prefix: '/multiplexed', circuit_breaker_thresholds: { max_requests: 2 } }),
+        route(tunnels.url, { prefix: '/tunnel', allow_websockets: true, circuit_breaker_thresholds: { max_requests: 1 } }),
       ],
     })
   })
   after(async () => {
     await proxy.stop()
-    await Promise.all([upstream.close(), h2c.close()])
+    await Promise.all([upstream.close(), h2c.close(), tunnels.close()])
   })
 
   it('max_connections and max_pending_requests: the upstream sees 2 connections, 2 requests wait, the rest get 503 at once', async () => {
@@ -290,5 +309,22 @@ describe('circuit_breaker_thresholds', () => {
     } finally {
       client.destroy()
     }
+  })
+
+  it('max_requests counts upgraded tunnels: a second WebSocket gets 503 until the first one closes', async () => {
+    const first = await upgrade(proxy.port, '/tunnel/one')
+    try {
+      assert.match(first.statusLine, /^HTTP\/1\.1 101 /)
+      const second = await upgrade(proxy.port, '/tunnel/two')
+      second.socket.destroy()
+      assert.match(second.statusLine, /^HTTP\/1\.1 503 /)
+      assert.deepEqual(tunnels.upgrades, ['websocket'])
+    } finally {
+      first.socket.destroy()
+    }
+    await proxy.waitForLog((e) => e['response-code'] === 101)
+    const third = await upgrade(proxy.port, '/tunnel/three')
+    third.socket.destroy()
+    assert.match(third.statusLine, /^HTTP\/1\.1 101 /)
   })
 })
