@@ -9,10 +9,12 @@
 import type { CircuitBreakers } from '../config/types.js'
 
 export class UpstreamLoad {
-  /** Requests (and upgraded tunnels) admitted and not finished. */
+  /** Requests (and upgraded tunnels) admitted and not yet answered in full. */
   inFlight = 0
-  /** Of those, requests not yet written to a connection (connection pools only). */
+  /** Requests in the pool's queue, not yet written to a connection (connection pools only). */
   waiting = 0
+  /** Pool connections carrying a request. */
+  busy = 0
   readonly #maxRequests: number
   readonly #maxPending: number
   readonly #maxConnections: number
@@ -32,7 +34,7 @@ export class UpstreamLoad {
     if (!this.#pooled || this.waiting < this.#maxPending) return true
     // The queue is full, but a new request waits only when every connection the pool may open is
     // busy; otherwise the waiting ones are only connecting and one more may join them.
-    return this.inFlight - this.waiting < this.#maxConnections
+    return this.busy < this.#maxConnections
   }
 }
 

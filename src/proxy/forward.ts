@@ -110,18 +110,15 @@ abstract class Exchange {
   #timer: NodeJS.Timeout | undefined
   #finished = false
   readonly #startedAt = performance.now()
-  readonly #load: UpstreamLoad
-  /** Not yet written to an upstream connection (counted in `waiting` of a pool's load). */
-  #waiting: boolean
+  protected readonly load: UpstreamLoad
+  /** False when the exchange ended before reaching the upstream: not the upstream's doing. */
+  protected judgeUpstream = true
 
   constructor(f: ForwardRequest) {
     this.f = f
     f.endpoint.active++
-    const load = f.endpoint.transport.load
-    this.#load = load
-    load.inFlight++
-    this.#waiting = f.endpoint.transport.kind === 'pool'
-    if (this.#waiting) load.waiting++
+    this.load = f.endpoint.transport.load
+    this.load.inFlight++
     if (f.timeoutMs > 0) {
       // As in Envoy, the route timeout starts once the whole request has arrived, so an upload
       // that takes longer than the timeout is not cut off.
@@ -139,13 +136,6 @@ abstract class Exchange {
   }
 
   protected abstract abortUpstream(reason: Error): void
-
-  /** The request has a connection: it no longer counts as waiting for one. */
-  protected connected(): void {
-    if (!this.#waiting) return
-    this.#waiting = false
-    this.#load.waiting--
-  }
 
   /**
    * Sends the upstream's status and headers. Node refuses some values an upstream can send
@@ -201,25 +191,58 @@ abstract class Exchange {
     this.#finished = true
     if (this.#timer) clearTimeout(this.#timer)
     this.f.endpoint.active--
-    this.connected()
-    this.#load.inFlight--
-    if (upstreamStatus !== null) {
+    this.load.inFlight--
+    this.released()
+    if (upstreamStatus !== null && this.judgeUpstream) {
       this.f.endpoint.recordOutcome(upstreamStatus)
       this.f.upstreamDone?.(upstreamStatus, performance.now() - this.#startedAt)
     }
     this.f.done(status, bytes, details)
   }
+
+  /** The exchange is over for the client; a transport frees what it held for it. */
+  protected released(): void {}
 }
 
+/**
+ * A request through an undici pool. Until the pool writes it on a connection it waits in the
+ * pool's queue; it counts as `waiting` until the pool lets it go (even when the client already
+ * has its answer), and as `busy` while it holds a connection.
+ */
 class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined
   #pendingAbort: Error | undefined
+  #queued: boolean
+  #onConnection = false
+
+  constructor(f: ForwardRequest) {
+    super(f)
+    this.#queued = true
+    this.load.waiting++
+  }
 
   /** undici calls this when the request is about to be written on a connection. */
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller
-    this.connected()
-    if (this.#pendingAbort) controller.abort(this.#pendingAbort)
+    this.#leaveQueue()
+    if (this.#pendingAbort) {
+      controller.abort(this.#pendingAbort)
+      return
+    }
+    this.#onConnection = true
+    this.load.busy++
+  }
+
+  #leaveQueue(): void {
+    if (!this.#queued) return
+    this.#queued = false
+    this.load.waiting--
+  }
+
+  protected override released(): void {
+    if (!this.#onConnection) return
+    this.#onConnection = false
+    this.load.busy--
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -249,12 +272,21 @@ class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    // Also how a queued request leaves the queue when it could not be sent (connect failure).
+    this.#leaveQueue()
     this.fail(err)
   }
 
   protected abortUpstream(reason: Error): void {
-    if (this.#controller) this.#controller.abort(reason)
-    else this.#pendingAbort = reason
+    if (this.#controller) {
+      this.#controller.abort(reason)
+      return
+    }
+    // Still queued: undici cannot take it out of its queue, so it is aborted when the pool
+    // reaches it; the client is answered now (504 at the route timeout) rather than then.
+    this.#pendingAbort = reason
+    this.judgeUpstream = false
+    this.fail(reason)
   }
 }
 

@@ -252,9 +252,11 @@ describe('circuit_breaker_thresholds', () => {
   let upstream: HoldingUpstream
   let h2c: HoldingUpstream
   let tunnels: RawUpgradeUpstream
+  let queued: HoldingUpstream
   let proxy: PortcullisProcess
   before(async () => {
     upstream = await startHoldingUpstream('http1')
+    queued = await startHoldingUpstream('http1')
     h2c = await startHoldingUpstream('h2c')
     tunnels = await startRawUpgradeUpstream()
     proxy = await startPortcullis({
@@ -264,12 +266,13 @@ describe('circuit_breaker_thresholds', () => {
         route(upstream.url, { prefix: '/pooled', circuit_breaker_thresholds: { max_connections: 2, max_pending_requests: 2 } }),
         route(h2c.url, { prefix: '/multiplexed', circuit_breaker_thresholds: { max_requests: 2 } }),
         route(tunnels.url, { prefix: '/tunnel', allow_websockets: true, circuit_breaker_thresholds: { max_requests: 1 } }),
+        route(queued.url, { prefix: '/queued', timeout: '1s', circuit_breaker_thresholds: { max_connections: 1, max_pending_requests: 1 } }),
       ],
     })
   })
   after(async () => {
     await proxy.stop()
-    await Promise.all([upstream.close(), h2c.close(), tunnels.close()])
+    await Promise.all([upstream.close(), h2c.close(), tunnels.close(), queued.close()])
   })
 
   it('max_connections and max_pending_requests: the upstream sees 2 connections, 2 requests wait, the rest get 503 at once', async () => {
@@ -326,5 +329,42 @@ describe('circuit_breaker_thresholds', () => {
     const third = await upgrade(proxy.port, '/tunnel/three')
     third.socket.destroy()
     assert.match(third.statusLine, /^HTTP\/1\.1 101 /)
+  })
+
+  it('a request waiting for a connection gets 504 at the route timeout, and still holds its place until the pool lets it go', async () => {
+    const client = http2.connect(`http://127.0.0.1:${proxy.port}`)
+    client.on('error', () => undefined)
+    try {
+      // GETs end their requests at once, so the route timeout runs from the start.
+      const get = (path: string): OpenStream => {
+        const stream = client.request({ ':path': path, ':authority': HOST })
+        const s: OpenStream = { status: undefined, end: () => undefined }
+        stream.on('response', (h) => {
+          s.status = Number(h[':status'])
+        })
+        stream.on('error', () => undefined)
+        stream.resume()
+        return s
+      }
+      const holder = openStream(client, '/queued/holder')
+      await waitUntil(() => queued.inFlight === 1, () => `upstream holds ${queued.inFlight} requests`)
+      const waiting = get('/queued/waiting')
+      await waitUntil(() => waiting.status !== undefined, () => 'the waiting request got no answer')
+      assert.equal(waiting.status, 504)
+      // Its place in the pool's queue is only given back when the pool reaches it.
+      const refused = get('/queued/refused')
+      await waitUntil(() => refused.status !== undefined, () => 'no answer')
+      assert.equal(refused.status, 503)
+      holder.end()
+      await waitUntil(() => holder.status !== undefined, () => 'the holder got no answer')
+      assert.equal(holder.status, 200)
+      // The pool drops the timed-out request without sending it, and the queue is free again.
+      const after = get('/queued/after')
+      await waitUntil(() => after.status !== undefined, () => 'no answer')
+      assert.equal(after.status, 200)
+      assert.equal(queued.requests, 2, 'the timed-out request never reached the upstream')
+    } finally {
+      client.destroy()
+    }
   })
 })
