@@ -142,8 +142,8 @@ export class ProxyServer {
     this.#h2 = createHttp2Server({
       settings: {
         maxHeaderListSize: MAX_HEADER_BYTES,
-        // Pomerium's HTTP/2 settings (Envoy's edge recommendations). Without a stream cap Node
-        // advertises 2^32-1, and one connection could hold thousands of upstream requests.
+        // Pomerium's HTTP/2 settings (Envoy's edge recommendations). Node sends no stream cap by
+        // default (unlimited), and one connection could hold thousands of upstream requests.
         maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS,
         // What a client may send on a stream before the proxy has read it, so one connection
         // buffers at most 100 x 64 KiB of request bodies.
