@@ -31,7 +31,7 @@ import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
 import { normaliseObject } from './normalise.js'
 import type { LoadContext } from './normalise.js'
-import { buildRoute, circuitBreakerMaxConnections } from './routes.js'
+import { buildRoute, circuitBreakersOf, DEFAULT_CIRCUIT_BREAKERS } from './routes.js'
 import { inactiveGlobalSettings, inactiveRouteSettings, inactiveSettingsMessage } from './status.js'
 
 /** Inputs of {@link loadConfig}. */
@@ -128,6 +128,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   // `policy` (older name, and the POLICY env var) comes first, then `routes`, as in Pomerium.
   const routes: RouteConfig[] = []
   const inactive = inactiveGlobalSettings(raw)
+  const circuitBreakers = circuitBreakersOf(raw, DEFAULT_CIRCUIT_BREAKERS)
   let index = 0
   for (const key of ['policy', 'routes']) {
     const list = raw[key]
@@ -139,7 +140,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
         setResponseHeaders,
         allowUpgrades,
         passIdentityHeaders,
-        maxConnections: circuitBreakerMaxConnections(raw),
+        circuitBreakers,
       })
       if (route) {
         routes.push(route)

@@ -148,6 +148,24 @@ test('allowedUpgrades: route list else global, lower-cased, plus websocket/spdy'
   )
 })
 
+test('circuit_breaker_thresholds: Envoy defaults, global values, route values field by field', () => {
+  const base = ['from: https://a.example.com', 'to: http://b']
+  assert.deepEqual(route(base).circuitBreakers, { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024 })
+  const globals = 'circuit_breaker_thresholds: {max_connections: 10, max_requests: 50}\n'
+  assert.deepEqual(route(base, globals).circuitBreakers, { maxConnections: 10, maxPendingRequests: 1024, maxRequests: 50 })
+  assert.deepEqual(route([...base, 'circuit_breaker_thresholds: {max_pending_requests: 0, max_requests: 7}'], globals).circuitBreakers, {
+    maxConnections: 10,
+    maxPendingRequests: 0,
+    maxRequests: 7,
+  })
+  // No connection at all would leave every request waiting: one is always allowed.
+  assert.equal(route([...base, 'circuit_breaker_thresholds: {max_connections: 0}']).circuitBreakers.maxConnections, 1)
+  assert.deepEqual(
+    routeErrors(['from: https://a.example.com', 'to: http://b', 'circuit_breaker_thresholds: {max_requests: -1}']).map((e) => e[0]),
+    ['routes[0].circuit_breaker_thresholds.max_requests'],
+  )
+})
+
 test('upstream TLS: server name alias, client cert pairs, custom CA', () => {
   const b64 = (name: string) => Buffer.from(testPem(name)).toString('base64')
   const r = route(['from: https://a.example.com', 'to: https://a', 'tls_upstream_server_name: up.example.com', `tls_custom_ca: ${b64('a.cert.pem')}`, `tls_client_cert: ${b64('b.cert.pem')}`, `tls_client_key: ${b64('b.key.pem')}`, 'tls_skip_verify: true'])

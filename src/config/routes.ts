@@ -6,6 +6,7 @@
 import { Pattern } from '../shared/pattern.js'
 import { createHash } from 'node:crypto'
 import type {
+  CircuitBreakers,
   DirectResponse,
   HealthCheckConfig,
   LoadBalancingPolicy,
@@ -29,19 +30,31 @@ export interface RouteDefaults {
   readonly setResponseHeaders: Readonly<Record<string, string>>
   readonly allowUpgrades: readonly string[]
   readonly passIdentityHeaders: boolean
-  /** Global `circuit_breaker_thresholds.max_connections`. */
-  readonly maxConnections: number | undefined
+  /** Global `circuit_breaker_thresholds`, over Envoy's defaults. */
+  readonly circuitBreakers: CircuitBreakers
 }
 
-function maxConnectionsOf(value: unknown): number | undefined {
-  if (!isRecord(value)) return undefined
-  const n = value['max_connections']
-  return typeof n === 'number' && n > 0 ? n : undefined
-}
+/** Envoy's circuit-breaker defaults (max_connections, max_pending_requests, max_requests: 1024). */
+export const DEFAULT_CIRCUIT_BREAKERS: CircuitBreakers = { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024 }
 
-/** Reads `circuit_breaker_thresholds.max_connections` from a route or global raw config. */
-export function circuitBreakerMaxConnections(raw: Readonly<Record<string, unknown>>): number | undefined {
-  return maxConnectionsOf(raw['circuit_breaker_thresholds'])
+/**
+ * `circuit_breaker_thresholds` of a route or of the global config, each field over `base`.
+ * `max_retries` and `max_connection_pools` are accepted only: Portcullis never retries and keeps
+ * one pool per upstream.
+ */
+export function circuitBreakersOf(raw: Readonly<Record<string, unknown>>, base: CircuitBreakers): CircuitBreakers {
+  const value = raw['circuit_breaker_thresholds']
+  if (!isRecord(value)) return base
+  const field = (name: string, fallback: number): number => {
+    const n = value[name]
+    return typeof n === 'number' && Number.isSafeInteger(n) && n >= 0 ? n : fallback
+  }
+  return {
+    // No connection at all would leave every request waiting: one is always allowed.
+    maxConnections: Math.max(1, field('max_connections', base.maxConnections)),
+    maxPendingRequests: field('max_pending_requests', base.maxPendingRequests),
+    maxRequests: field('max_requests', base.maxRequests),
+  }
 }
 
 const FROM_SCHEMES = ['https', 'http', 'tcp+https', 'udp+https', 'ssh']
@@ -439,7 +452,7 @@ export function buildRoute(
       clientCert,
       clientKey,
     },
-    maxConnections: circuitBreakerMaxConnections(raw) ?? defaults.maxConnections,
+    circuitBreakers: circuitBreakersOf(raw, defaults.circuitBreakers),
     allowPublicUnauthenticatedAccess: bool('allow_public_unauthenticated_access'),
     allowAnyAuthenticatedUser: bool('allow_any_authenticated_user'),
     corsAllowPreflight: bool('cors_allow_preflight'),

@@ -214,11 +214,12 @@ export const SERVICE_NAMES: readonly string[] = [
 const IDP_PROVIDERS = [...PROVIDER_NAMES, 'hosted', 'builtin']
 
 const CIRCUIT_BREAKER_FIELDS = [
-  def('max_connections', 'int', 'Maximum upstream connections.'),
-  def('max_pending_requests', 'int', 'Maximum requests waiting for a connection.'),
-  def('max_requests', 'int', 'Maximum parallel requests.'),
-  def('max_retries', 'int', 'Maximum parallel retries.'),
-  def('max_connection_pools', 'int', 'Maximum connection pools.'),
+  // defaultText only: a default value would be filled into every route and hide the global one.
+  def('max_connections', 'int', 'Maximum connections to each upstream (at least 1).', { defaultText: '1024' }),
+  def('max_pending_requests', 'int', 'Maximum requests waiting for a connection to each upstream; more get 503.', { defaultText: '1024' }),
+  def('max_requests', 'int', 'Maximum requests in flight to each upstream; more get 503.', { defaultText: '1024' }),
+  def('max_retries', 'int', 'Maximum parallel retries (Portcullis does not retry).', { defaultText: '3' }),
+  def('max_connection_pools', 'int', 'Maximum connection pools (Portcullis keeps one per upstream).', { defaultText: 'unlimited' }),
 ]
 
 const BEARER_TOKEN_FORMATS = ['default', 'idp_access_token', 'idp_identity_token', 'jwt']

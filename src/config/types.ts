@@ -83,6 +83,19 @@ export interface RouteFrom {
   readonly port: number | undefined
 }
 
+/**
+ * The `circuit_breaker_thresholds` Portcullis applies, per upstream (`to` origin). Over a limit a
+ * request is answered `503` at once instead of waiting.
+ */
+export interface CircuitBreakers {
+  /** Connections to the upstream (HTTP/1.1 pools; an h2c upstream always uses one). At least 1. */
+  readonly maxConnections: number
+  /** Requests waiting for one of those connections to be free. */
+  readonly maxPendingRequests: number
+  /** Requests (and upgraded tunnels) in flight to the upstream. */
+  readonly maxRequests: number
+}
+
 export interface RouteConfig {
   /** Position in the config's route list (0-based); also used in key paths (`routes[3]`). */
   readonly index: number
@@ -130,8 +143,8 @@ export interface RouteConfig {
   readonly allowedUpgrades: readonly string[]
 
   readonly tls: UpstreamTlsConfig
-  /** `circuit_breaker_thresholds.max_connections` (route, else global): connections per upstream endpoint; undefined = unlimited. */
-  readonly maxConnections: number | undefined
+  /** `circuit_breaker_thresholds` (each field: route, else global, else Envoy's default). */
+  readonly circuitBreakers: CircuitBreakers
 
   // Access control: consumed by the authorize service.
   readonly allowPublicUnauthenticatedAccess: boolean

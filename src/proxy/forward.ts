@@ -9,6 +9,8 @@ import type { ClientHttp2Stream, Http2ServerRequest, IncomingHttpHeaders, Outgoi
 import { constants as h2constants } from 'node:http2'
 import type { Dispatcher } from 'undici'
 import type { HeaderPlan } from './headers.js'
+import { OVERFLOW_DETAILS } from './circuit-breaker.js'
+import type { UpstreamLoad } from './circuit-breaker.js'
 import { buildResponseHeaders, sanitiseTrailers } from './headers.js'
 import type { AnyResponse } from './respond.js'
 import { sendError } from './respond.js'
@@ -108,10 +110,15 @@ abstract class Exchange {
   #timer: NodeJS.Timeout | undefined
   #finished = false
   readonly #startedAt = performance.now()
+  protected readonly load: UpstreamLoad
+  /** False when the exchange ended before reaching the upstream: not the upstream's doing. */
+  protected judgeUpstream = true
 
   constructor(f: ForwardRequest) {
     this.f = f
     f.endpoint.active++
+    this.load = f.endpoint.transport.load
+    this.load.inFlight++
     if (f.timeoutMs > 0) {
       // As in Envoy, the route timeout starts once the whole request has arrived, so an upload
       // that takes longer than the timeout is not cut off.
@@ -184,21 +191,58 @@ abstract class Exchange {
     this.#finished = true
     if (this.#timer) clearTimeout(this.#timer)
     this.f.endpoint.active--
-    if (upstreamStatus !== null) {
+    this.load.inFlight--
+    this.released()
+    if (upstreamStatus !== null && this.judgeUpstream) {
       this.f.endpoint.recordOutcome(upstreamStatus)
       this.f.upstreamDone?.(upstreamStatus, performance.now() - this.#startedAt)
     }
     this.f.done(status, bytes, details)
   }
+
+  /** The exchange is over for the client; a transport frees what it held for it. */
+  protected released(): void {}
 }
 
+/**
+ * A request through an undici pool. Until the pool writes it on a connection it waits in the
+ * pool's queue; it counts as `waiting` until the pool lets it go (even when the client already
+ * has its answer), and as `busy` while it holds a connection.
+ */
 class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined
   #pendingAbort: Error | undefined
+  #queued: boolean
+  #onConnection = false
 
+  constructor(f: ForwardRequest) {
+    super(f)
+    this.#queued = true
+    this.load.waiting++
+  }
+
+  /** undici calls this when the request is about to be written on a connection. */
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller
-    if (this.#pendingAbort) controller.abort(this.#pendingAbort)
+    this.#leaveQueue()
+    if (this.#pendingAbort) {
+      controller.abort(this.#pendingAbort)
+      return
+    }
+    this.#onConnection = true
+    this.load.busy++
+  }
+
+  #leaveQueue(): void {
+    if (!this.#queued) return
+    this.#queued = false
+    this.load.waiting--
+  }
+
+  protected override released(): void {
+    if (!this.#onConnection) return
+    this.#onConnection = false
+    this.load.busy--
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
@@ -228,12 +272,21 @@ class UndiciExchange extends Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    // Also how a queued request leaves the queue when it could not be sent (connect failure).
+    this.#leaveQueue()
     this.fail(err)
   }
 
   protected abortUpstream(reason: Error): void {
-    if (this.#controller) this.#controller.abort(reason)
-    else this.#pendingAbort = reason
+    if (this.#controller) {
+      this.#controller.abort(reason)
+      return
+    }
+    // Still queued: undici cannot take it out of its queue, so it is aborted when the pool
+    // reaches it; the client is answered now (504 at the route timeout) rather than then.
+    this.#pendingAbort = reason
+    this.judgeUpstream = false
+    this.fail(reason)
   }
 }
 
@@ -307,9 +360,18 @@ class H2cExchange extends Exchange {
   }
 }
 
-/** Sends the request to the endpoint and streams the answer back; never throws. */
+/**
+ * Sends the request to the endpoint and streams the answer back; never throws. Over the
+ * upstream's circuit-breaker limits it answers `503` at once, as Envoy does, and the upstream
+ * is not blamed for it (no passive ejection).
+ */
 export function forward(f: ForwardRequest): void {
   const transport = f.endpoint.transport
+  if (!transport.load.admits()) {
+    const bytes = sendError(f.res, 503, 'The upstream service is busy: too many requests are waiting for it. Try again shortly.', f.requestId, f.json, f.errorHeaders, f.method === 'HEAD')
+    f.done(503, bytes, OVERFLOW_DETAILS)
+    return
+  }
   if (transport.kind === 'h2c') {
     new H2cExchange(f).start()
     return

@@ -39,6 +39,9 @@ import { TransportRegistry } from './upstreams.js'
 import type { Endpoint } from './upstreams.js'
 
 export const MAX_HEADER_BYTES = 128 * 1024
+/** HTTP/2 listener limits per connection, as Pomerium sets them (see docs/proxy.md). */
+const H2_MAX_CONCURRENT_STREAMS = 100
+const H2_INITIAL_STREAM_WINDOW = 64 * 1024
 /** Slow-header protection: the whole request head must arrive within this time. */
 const HEADERS_TIMEOUT_MS = 10_000
 
@@ -136,7 +139,20 @@ export class ProxyServer {
     // tracking behind headersTimeout/requestTimeout and closeIdleConnections() on 'listening'.
     // Without it, slow headers are never cut off and idle keep-alives stall shutdown.
     this.#h1.emit('listening')
-    this.#h2 = createHttp2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } })
+    this.#h2 = createHttp2Server({
+      settings: {
+        maxHeaderListSize: MAX_HEADER_BYTES,
+        // Pomerium's HTTP/2 settings (Envoy's edge recommendations). Node sends no stream cap by
+        // default (unlimited), and one connection could hold thousands of upstream requests.
+        maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS,
+        // What a client may send on a stream before the proxy has read it, so one connection
+        // buffers at most 100 x 64 KiB of request bodies.
+        initialWindowSize: H2_INITIAL_STREAM_WINDOW,
+      },
+      // nghttp2's own memory per session (headers, frames waiting to be sent), in MB: past it new
+      // streams are refused. Node's default, stated here because the bound matters.
+      maxSessionMemory: 10,
+    })
     this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#onRequest(req, res))
     this.#h2.on('session', (session: Http2Session) => {
       this.#sessions.add(session)

@@ -9,6 +9,7 @@ import { connect as netConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 import type { UpstreamTlsConfig } from '../config/types.js'
+import { OVERFLOW_DETAILS } from './circuit-breaker.js'
 import { isUnixTarget } from './upstreams.js'
 import type { Endpoint } from './upstreams.js'
 
@@ -47,6 +48,14 @@ export function rejectUpgrade(socket: Duplex, status: number, title: string, mes
 }
 
 export function tunnelUpgrade(u: UpgradeRequest): void {
+  // A tunnel holds an upstream connection of its own for as long as it lasts: it counts as a
+  // request in flight (circuit_breaker_thresholds.max_requests), so tunnels are bounded too.
+  const load = u.endpoint.transport.load
+  if (!load.admits()) {
+    rejectUpgrade(u.socket, 503, 'Service Unavailable', 'The upstream service is busy: too many requests are waiting for it.', u.requestId)
+    u.done(503, 0, OVERFLOW_DETAILS)
+    return
+  }
   const url = u.endpoint.target.url
   const secure = url.protocol === 'https:' || url.protocol === 'https+unix:'
   const socketPath = isUnixTarget(url) ? decodeURIComponent(url.pathname) : undefined
@@ -77,9 +86,11 @@ export function tunnelUpgrade(u: UpgradeRequest): void {
     if (finished) return
     finished = true
     u.endpoint.active--
+    load.inFlight--
     u.done(s, bytes, details)
   }
   u.endpoint.active++
+  load.inFlight++
   const connectTimer = setTimeout(() => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })), CONNECT_TIMEOUT_MS)
   let headTimer: NodeJS.Timeout | undefined
   upstream.once(connectEvent, () => {

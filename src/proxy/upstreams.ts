@@ -12,10 +12,11 @@ import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { lookup as dnsLookup } from 'node:dns'
 import type { LookupAddress, LookupOptions } from 'node:dns'
-import type { Config, HealthCheckConfig, RouteConfig, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
+import type { CircuitBreakers, Config, HealthCheckConfig, RouteConfig, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
 import { createBalancer, DEFAULT_PANIC_THRESHOLD_PERCENT } from './balancer.js'
 import type { Balanced, Balancer } from './balancer.js'
+import { UpstreamLoad } from './circuit-breaker.js'
 
 /** Passive ejection ("outlier detection"): Envoy's defaults, counting gateway failures only. */
 export interface OutlierSettings {
@@ -63,16 +64,18 @@ export class H2cConnection {
   }
 }
 
+/** How requests reach one upstream, and its circuit-breaker counters. */
 export type Transport =
-  | { readonly kind: 'pool'; readonly pool: Dispatcher }
-  | { readonly kind: 'h2c'; readonly connection: H2cConnection }
+  | { readonly kind: 'pool'; readonly pool: Dispatcher; readonly load: UpstreamLoad }
+  | { readonly kind: 'h2c'; readonly connection: H2cConnection; readonly load: UpstreamLoad }
 
 /** Keeps one transport per origin + TLS setting across config generations. */
 export class TransportRegistry {
   readonly #transports = new Map<string, Transport>()
 
   get(target: UpstreamTarget, tls: UpstreamTlsConfig, options: ConnectOptions): { key: string; transport: Transport } {
-    const key = `${transportKey(target, tls)}|${options.maxConnections ?? '-'}|${options.dnsLookupFamily}`
+    const limits = options.limits
+    const key = `${transportKey(target, tls)}|${limits.maxConnections}/${limits.maxPendingRequests}/${limits.maxRequests}|${options.dnsLookupFamily}`
     let transport = this.#transports.get(key)
     if (!transport) {
       transport = createTransport(target, tls, options)
@@ -122,8 +125,8 @@ function tlsDigest(tls: UpstreamTlsConfig): string {
 
 /** Connection settings that are not about TLS. */
 export interface ConnectOptions {
-  /** Maximum connections to one endpoint (`circuit_breaker_thresholds.max_connections`). */
-  readonly maxConnections: number | undefined
+  /** `circuit_breaker_thresholds`: connections, waiting and in-flight requests to one upstream. */
+  readonly limits: CircuitBreakers
   readonly dnsLookupFamily: Config['dnsLookupFamily']
 }
 
@@ -149,7 +152,7 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | Look
 function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig, options: ConnectOptions): Transport {
   const url = target.url
   if (url.protocol === 'h2c:') {
-    return { kind: 'h2c', connection: new H2cConnection(`http://${url.host}`) }
+    return { kind: 'h2c', connection: new H2cConnection(`http://${url.host}`), load: new UpstreamLoad(options.limits, false) }
   }
   const unix = isUnixTarget(url)
   const tlsUpstream = url.protocol === 'https:' || url.protocol === 'https+unix:'
@@ -170,7 +173,7 @@ function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig, options
   const pool = new Pool(origin, {
     connect,
     ...(unix ? { socketPath: decodeURIComponent(url.pathname) } : {}),
-    connections: options.maxConnections ?? null,
+    connections: options.limits.maxConnections,
     pipelining: 1,
     keepAliveTimeout: 30_000,
     keepAliveMaxTimeout: 300_000,
@@ -179,7 +182,7 @@ function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig, options
     // Node's own parser limit on the client side matches the 128 KiB header limit downstream.
     maxHeaderSize: 128 * 1024,
   })
-  return { kind: 'pool', pool }
+  return { kind: 'pool', pool, load: new UpstreamLoad(options.limits, true) }
 }
 
 /** `http+unix:///run/app.sock`: the URL path is the socket path. */
@@ -248,7 +251,7 @@ export class Cluster {
     // Envoy-shaped settings (outlier_detection, healthy_panic_threshold) are read from the route's
     // validated raw values: they are data-plane details no other service needs typed.
     const outlier = outlierFromRoute(route)
-    const connect: ConnectOptions = { maxConnections: route.maxConnections, dnsLookupFamily }
+    const connect: ConnectOptions = { limits: route.circuitBreakers, dnsLookupFamily }
     this.endpoints = route.to.map((t, i) => new Endpoint(t, i, registry.get(t, route.tls, connect), outlier))
     const panic = typeof route.raw['healthy_panic_threshold'] === 'number' ? route.raw['healthy_panic_threshold'] : DEFAULT_PANIC_THRESHOLD_PERCENT
     this.balancer = createBalancer(route.loadBalancingPolicy, this.endpoints, panic)
