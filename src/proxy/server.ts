@@ -28,7 +28,7 @@ import type { Front } from './front.js'
 import type { AnyRequest } from './forward.js'
 import { buildUpstreamHeaders } from './headers.js'
 import { normaliseRemote, parseAuthority, screenHeaders, trustedClientIp } from './request-checks.js'
-import { normaliseTarget } from './request-target.js'
+import { normaliseTarget, pathAmbiguity } from './request-target.js'
 import type { AnyResponse } from './respond.js'
 import { sendBody, sendError } from './respond.js'
 import { upstreamHost, upstreamPath } from './rewrite.js'
@@ -291,6 +291,10 @@ export class ProxyServer {
     const port = auth.port ?? (state.scheme === 'https' ? 443 : 80)
     const route = state.table.match(auth.host, port, path)
     if (!route) return { kind: 'reply', status: 404, message: `No route is configured for ${auth.host}${path}.`, log: true }
+    // Only the matched route knows whether its upstream needs such paths; the answer still comes
+    // before authorisation, so a policy never judges a path the upstream would read differently.
+    const ambiguity = route.allowAmbiguousPaths ? undefined : pathAmbiguity(path)
+    if (ambiguity) return { kind: 'reply', status: 400, message: `Bad request: the path contains ${ambiguity}.`, log: true }
     const plan = state.plans.get(route) as RoutePlan
     const remote = clientAddressOf(req)
     const clientIp = trustedClientIp(remote, req.headers['x-forwarded-for'], config.xffNumTrustedHops)
