@@ -129,7 +129,10 @@ export class ProxyServer {
       connectionsCheckingInterval: 1000,
       noDelay: true,
     })
-    this.#h1.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res))
+    this.#h1.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res, false))
+    // With a listener here Node no longer answers `Expect: 100-continue` by itself: the proxy
+    // sends `100 Continue` only once the request is allowed (a refusal closes the connection).
+    this.#h1.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res, true))
     this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head))
     this.#h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket))
     // #h1 never listens itself (connections are handed to it), but Node starts the connection
@@ -137,7 +140,8 @@ export class ProxyServer {
     // Without it, slow headers are never cut off and idle keep-alives stall shutdown.
     this.#h1.emit('listening')
     this.#h2 = createHttp2Server({ settings: { maxHeaderListSize: MAX_HEADER_BYTES } })
-    this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#onRequest(req, res))
+    this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#onRequest(req, res, false))
+    this.#h2.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#onRequest(req, res, true))
     this.#h2.on('session', (session: Http2Session) => {
       this.#sessions.add(session)
       session.once('close', () => this.#sessions.delete(session))
@@ -276,6 +280,9 @@ export class ProxyServer {
     if (target.kind === 'bad') return { kind: 'reply', status: 400, message: `Bad request: ${target.reason}.`, log: true }
     if (target.kind === 'redirect') return { kind: 'reply', status: 307, message: 'Redirecting to the unescaped path.', location: target.location, log: true }
     const path = target.path
+    // TRACE echoes the request, credentials included, back to whoever can read the answer (a
+    // cross-site tracing aid); Envoy refuses it, and so do we, without asking any upstream.
+    if (req.method === 'TRACE') return { kind: 'reply', status: 405, message: 'Method not allowed: TRACE is not accepted.', log: true }
     if (path === '/ping' || path === '/healthz') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return { kind: 'reply', status: 405, message: 'Method not allowed.', log: false }
       return { kind: 'reply', status: 200, message: 'OK', text: 'OK\n', log: false }
@@ -384,7 +391,8 @@ export class ProxyServer {
     return { endpoint, host: host.host, path, headers }
   }
 
-  #onRequest(req: AnyRequest, res: AnyResponse): void {
+  /** `expectsContinue`: the client sent `Expect: 100-continue` and waits for `100 Continue`. */
+  #onRequest(req: AnyRequest, res: AnyResponse, expectsContinue: boolean): void {
     const state = this.#state
     const requestId = randomUUID()
     const method = req.method ?? 'GET'
@@ -401,8 +409,8 @@ export class ProxyServer {
     const rt = this.#deps.tracing?.startRequest(method, prepared.host, prepared.path, req.headers, prepared.query)
     const log = rt ? this.#tracedLog(rt, logged, prepared) : logged
     if (prepared.kind === 'endpoint') {
-      if (rt) rt.run(() => this.#endpoint(req, res, prepared, requestId, state, log))
-      else this.#endpoint(req, res, prepared, requestId, state, log)
+      if (rt) rt.run(() => this.#endpoint(req, res, prepared, requestId, state, log, expectsContinue))
+      else this.#endpoint(req, res, prepared, requestId, state, log, expectsContinue)
       return
     }
     const { plan } = prepared
@@ -443,6 +451,8 @@ export class ProxyServer {
       }
       const upstreamSpan = rt?.child('upstream request', SpanKind.CLIENT, { 'server.address': upstream.endpoint.target.url.host })
       const metricsDone = this.#upstreamMetrics(route)
+      // Only now may the client send its body: it is allowed and has somewhere to go.
+      if (expectsContinue) res.writeContinue()
       forward({
         req,
         res,
@@ -494,6 +504,7 @@ export class ProxyServer {
     requestId: string,
     state: ProxyState,
     log: (status: number, bytes: number, details: string) => void,
+    expectsContinue: boolean,
   ): void {
     const endpoints = this.#deps.endpoints as Endpoints
     const method = req.method ?? 'GET'
@@ -503,6 +514,8 @@ export class ProxyServer {
       const bytes = sendError(res, status, message, requestId, json, state.localHeaders, headOnly)
       log(status, bytes, 'local_reply')
     }
+    // Portcullis' own endpoints judge the request themselves, from its body among others.
+    if (expectsContinue) res.writeContinue()
     readSmallBody(req, method === 'POST' ? MAX_ENDPOINT_BODY : 0).then(
       (body) => {
         if (body === undefined) {
@@ -605,7 +618,7 @@ export class ProxyServer {
       res.assignSocket(socket as Socket)
       res.shouldKeepAlive = false
       res.once('finish', () => socket.end())
-      this.#onRequest(req, res)
+      this.#onRequest(req, res, false)
       return
     }
     const state = this.#state

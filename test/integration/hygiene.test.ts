@@ -299,6 +299,20 @@ void describe('hostile requests against a public and a protected route (security
     assert.equal(s.pub.requests.length, before)
   })
 
+  void it('hygiene: TRACE is 405 on every route and never reaches an upstream', async () => {
+    assert.ok(s)
+    const before = s.pub.requests.length
+    for (const target of ['/public/x', '/admin', '/other']) {
+      const res = await raw(s.px.port, `TRACE ${target} HTTP/1.1`, [`Host: ${PUB}`, 'Cookie: secret=1'])
+      assert.equal(res[0]?.status, 405, target)
+      assert.doesNotMatch(res[0]?.body ?? '', /secret=1/)
+    }
+    assert.equal(s.pub.requests.length, before)
+    assertAdminNeverReached(s)
+    // The control: the same request with GET is forwarded.
+    assert.equal(await status(s.px.port, '/public/x'), 200)
+  })
+
   void it('hygiene: %2F and %5C in the path are 400 by default', async () => {
     assert.ok(s)
     const before = s.pub.requests.length
