@@ -615,6 +615,12 @@ void describe('paths a lenient upstream would resolve differently', () => {
       '/public/%e0%80%ae%e0%80%ae/admin',
       '/public/%25c0%25ae%25c0%25ae/admin',
     ])
+    // An upgrade request takes the same path through the checks.
+    assert.ok(s)
+    const upgrade = parseRawResponses(
+      await rawHttp(s.px.port, `GET /public/..;/admin HTTP/1.1\r\nHost: ${PUB}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
+    )
+    assert.equal(upgrade[0]?.status, 400, upgrade[0]?.statusLine)
   })
 
   void it('path route: /admin reached through the public catch-all by ";" or double encoding is 400', async () => {
