@@ -29,6 +29,7 @@ import type { PortcullisMetrics } from '../observability/metrics.js'
 import { createProviderFactory } from '../authenticate/provider-factory.js'
 import { ConfigSource, formatIssue } from '../config/index.js'
 import type { Config } from '../config/types.js'
+import { faultInjectorFromEnv } from '../proxy/fault.js'
 import { ProxyServer } from '../proxy/server.js'
 import type { ListenerInfo } from '../proxy/server.js'
 import { createLogger, flushLogs, toPinoLevel } from '../shared/log.js'
@@ -147,7 +148,9 @@ export async function startServices(source: ConfigSource, logger: Logger, option
       authenticateHost: plan.authenticate ? 'local' : forwarder ? (request) => (forwarder as AuthenticateForwarder).handle(request) : 'none',
       routeHosts: plan.proxy,
     })
-    proxy = new ProxyServer(proxyConfig(config), { authorizer: remoteAuthorizer ?? auth.authorizer, endpoints, logger, metrics, tracing })
+    // Read once here; only tests set it (src/proxy/fault.ts).
+    const faults = faultInjectorFromEnv(process.env, logger)
+    proxy = new ProxyServer(proxyConfig(config), { authorizer: remoteAuthorizer ?? auth.authorizer, endpoints, logger, metrics, tracing, faults })
   }
   const listeners = [...((await proxy?.listen()) ?? []), ...grpcListener]
   source.onChange((next) => {

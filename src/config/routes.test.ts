@@ -237,3 +237,9 @@ test('policy: alias and routes are concatenated; index counts across both', () =
   ])
   assert.equal(config?.raw['routes'], undefined)
 })
+
+test('allow_ambiguous_paths: false unless set to true; a non-boolean is an error naming the key', () => {
+  assert.equal(route(['from: https://a.example.com', 'to: http://b']).allowAmbiguousPaths, false)
+  assert.equal(route(['from: https://a.example.com', 'to: http://b', 'allow_ambiguous_paths: true']).allowAmbiguousPaths, true)
+  assert.deepEqual(routeErrors(['from: https://a.example.com', 'to: http://b', 'allow_ambiguous_paths: sometimes']).map((e) => e[0]), ['routes[0].allow_ambiguous_paths'])
+})

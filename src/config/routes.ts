@@ -445,6 +445,7 @@ export function buildRoute(
     allowWebsockets,
     allowSpdy,
     allowedUpgrades: [...new Set(upgrades)],
+    allowAmbiguousPaths: bool('allow_ambiguous_paths'),
     tls: {
       skipVerify: bool('tls_skip_verify'),
       serverName,

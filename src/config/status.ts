@@ -152,6 +152,7 @@ const ROUTE_IN_EFFECT = new Set([
   'allow_websockets',
   'allow_spdy',
   'allow_upgrades',
+  'allow_ambiguous_paths',
   'tls_skip_verify',
   'tls_server_name',
   'tls_upstream_server_name',

@@ -141,6 +141,8 @@ export interface RouteConfig {
   readonly allowSpdy: boolean
   /** Lower-cased upgrade tokens allowed on this route (websocket / spdy/3.1 folded in). */
   readonly allowedUpgrades: readonly string[]
+  /** `allow_ambiguous_paths` (Portcullis only): forward paths a lenient upstream could read as another path. */
+  readonly allowAmbiguousPaths: boolean
 
   readonly tls: UpstreamTlsConfig
   /** `circuit_breaker_thresholds` (each field: route, else global, else Envoy's default). */

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { normaliseTarget, removeDotSegments } from './request-target.js'
+import { normaliseTarget, pathAmbiguity, removeDotSegments } from './request-target.js'
+import type { TargetOptions } from './request-target.js'
 
 const opts = { normalizePath: true, mergeSlashes: true, escapedSlashes: 'reject' as const }
 
@@ -69,4 +70,39 @@ test('removeDotSegments follows RFC 3986 5.2.4', () => {
 
 test('a fragment after the query is refused too', () => {
   bad('/pub/x?a#/../admin')
+})
+
+/** The path as the proxy matches it, then whether a lenient upstream could read it as another. */
+function ambiguity(raw: string, o: TargetOptions = opts): string | undefined {
+  const r = normaliseTarget(raw, o)
+  assert.equal(r.kind, 'ok', `${raw} should pass normalisation`)
+  return r.kind === 'ok' ? pathAmbiguity(r.path) : undefined
+}
+
+test('dot segments with ";" parameters are ambiguous (Tomcat and Spring strip the parameters)', () => {
+  for (const raw of ['/public/..;/admin', '/.;/admin', '/public/..;x=1/admin', '/public/%2e%2e;/admin', '/public/.%2e;jsessionid=a/admin', '/public/..;', '/;x/admin', '/public/..%3b/admin']) {
+    assert.match(ambiguity(raw) ?? '', /dot segment/, raw)
+  }
+})
+
+test('an encoded "%" that a second decoding makes a dot segment, slash, backslash or NUL is ambiguous', () => {
+  for (const raw of ['/public/%252e%252e/admin', '/public/%252E%252E/admin', '/public/%25%32%65%25%32%65/admin', '/%252e/admin', '/public/..%252fadmin', '/public/%255cadmin', '/public%252F..%252Fadmin', '/public/a%2500', '/public/%25252e%25252e/admin', '/public/%252e%252e;x/admin']) {
+    assert.ok(ambiguity(raw) !== undefined, raw)
+  }
+  assert.equal(ambiguity('/public/%2525252525252e'), 'too many levels of percent-encoding')
+})
+
+test('overlong UTF-8 sequences are ambiguous, also double-encoded', () => {
+  for (const raw of ['/public/%c0%ae%c0%ae/admin', '/public/%C0%AE', '/public/%c1%9c', '/public/%e0%80%ae%e0%80%ae/admin', '/public/%f0%80%80%ae', '/public/%25c0%25ae%25c0%25ae/admin']) {
+    assert.equal(ambiguity(raw), 'an overlong UTF-8 sequence', raw)
+  }
+})
+
+test('ordinary ";", "%25" and UTF-8 in paths are not ambiguous', () => {
+  for (const raw of ['/public/x', '/admin;jsessionid=abc', '/public/a;b/c', '/public/;jsessionid=abc', '/public/100%25', '/public/100%25off', '/public/report%252ecsv', '/public/%2541', '/public/caf%c3%a9', '/public/%e2%82%ac', '/public/%f0%9f%98%80', '/public/a%20b', '/public/..%2e;x']) {
+    assert.equal(ambiguity(raw), undefined, raw)
+  }
+  // Kept escaped slashes are the business of path_with_escaped_slashes_action, not of this check.
+  assert.equal(ambiguity('/public/a%2Fb%2541', { ...opts, escapedSlashes: 'keep' }), undefined)
+  assert.notEqual(ambiguity('/public/a%2Fb%252F', { ...opts, escapedSlashes: 'keep' }), undefined)
 })

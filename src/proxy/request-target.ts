@@ -109,3 +109,73 @@ export function removeDotSegments(path: string): string {
   }
   return '/' + output.join('/')
 }
+
+/**
+ * How many further decodings of an encoded `%` are followed; a path encoded deeper than this is
+ * refused rather than followed further (fail closed).
+ */
+const MAX_DECODE_DEPTH = 4
+
+/**
+ * Why a normalised path (the output of `normaliseTarget`) could mean another path to a lenient
+ * upstream, or undefined when it cannot. Such paths are matched and authorised as one path here
+ * but served as another upstream, so they are refused unless the route sets
+ * `allow_ambiguous_paths` (see docs/proxy.md, "Request target"):
+ * - a segment that is `.`, `..` or (not last) empty once its `;` parameters are stripped, as
+ *   Tomcat and Spring strip them (`/public/..;/admin` is `/admin` to them);
+ * - an encoded `%` that a second decoding turns into a dot segment, a slash, a backslash or a NUL
+ *   (`%252e%252e`, `%252f`);
+ * - an overlong UTF-8 sequence (`%c0%ae` is `.` to a decoder that does not check), at any level.
+ */
+export function pathAmbiguity(path: string): string | undefined {
+  // Every case needs a `;` or a `%`: the common path costs two scans.
+  if (!path.includes(';') && !path.includes('%')) return undefined
+  const segments = path.split('/')
+  for (let i = 1; i < segments.length; i++) {
+    const last = i === segments.length - 1
+    let seg = segments[i] as string
+    if (isDotSegmentWithParameters(seg, last)) return 'a dot segment with ";" parameters'
+    if (!seg.includes('%')) continue
+    // Escaped slashes still here were kept on purpose (path_with_escaped_slashes_action: keep):
+    // their first decoding is that setting's business, so they decode to a neutral byte here.
+    seg = percentDecode(seg.replace(/%(2f|5c)/gi, '%01'))
+    for (let depth = 0; ; depth++) {
+      if (hasOverlongUtf8(seg)) return 'an overlong UTF-8 sequence'
+      if (/[/\\\0]/.test(seg)) return 'a double-encoded slash, backslash or NUL'
+      if (seg === '.' || seg === '..' || isDotSegmentWithParameters(seg, last)) return 'a dot segment hidden by percent-encoding'
+      if (!HAS_ESCAPE.test(seg)) break
+      // An escape that survives a decoding came from an encoded "%": a second decoding sees it.
+      if (depth === MAX_DECODE_DEPTH) return 'too many levels of percent-encoding'
+      seg = percentDecode(seg)
+    }
+  }
+  return undefined
+}
+
+const HAS_ESCAPE = /%[0-9A-Fa-f]{2}/
+
+/** `..;x`, `.;x` and, except at the end, `;x`: what a servlet container reads as `..`, `.` or `//`. */
+function isDotSegmentWithParameters(segment: string, last: boolean): boolean {
+  const semi = segment.indexOf(';')
+  if (semi === -1) return false
+  const name = segment.slice(0, semi)
+  return name === '.' || name === '..' || (name === '' && !last)
+}
+
+/** One percent-decoding into a byte string (one char per byte); invalid escapes stay as they are. */
+function percentDecode(text: string): string {
+  return text.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
+}
+
+/** C0/C1 lead bytes, E0 followed by 80-9F and F0 followed by 80-8F encode code points in too many bytes. */
+function hasOverlongUtf8(bytes: string): boolean {
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes.charCodeAt(i)
+    if (b < 0xc0) continue
+    if (b === 0xc0 || b === 0xc1) return true
+    const next = bytes.charCodeAt(i + 1)
+    if (b === 0xe0 && next >= 0x80 && next <= 0x9f) return true
+    if (b === 0xf0 && next >= 0x80 && next <= 0x8f) return true
+  }
+  return false
+}

@@ -22,13 +22,16 @@ import type { HttpService, PortcullisMetrics } from '../observability/metrics.js
 import { SpanKind } from '../observability/tracing.js'
 import type { RequestTrace, Tracing } from '../observability/tracing.js'
 import { statusTitle, prefersJson } from './error-page.js'
+import { runGuarded } from './boundary.js'
+import type { HandlerOutcome } from './boundary.js'
+import type { FaultInjector } from './fault.js'
 import { forward } from './forward.js'
 import { createFront, kClientAddress } from './front.js'
 import type { Front } from './front.js'
 import type { AnyRequest } from './forward.js'
 import { buildUpstreamHeaders } from './headers.js'
 import { normaliseRemote, parseAuthority, screenHeaders, trustedClientIp } from './request-checks.js'
-import { normaliseTarget } from './request-target.js'
+import { normaliseTarget, pathAmbiguity } from './request-target.js'
 import type { AnyResponse } from './respond.js'
 import { sendBody, sendError } from './respond.js'
 import { upstreamHost, upstreamPath } from './rewrite.js'
@@ -62,6 +65,8 @@ export interface ProxyDeps {
   readonly metrics?: PortcullisMetrics | undefined
   /** Tracing; absent when off, and then the request path has no tracing code at all. */
   readonly tracing?: Tracing | undefined
+  /** For tests only (src/proxy/fault.ts): makes chosen paths fail inside the handlers. */
+  readonly faults?: FaultInjector | undefined
 }
 
 /** The upstream headers with the client's trace context replaced by ours (the upstream span). */
@@ -121,6 +126,8 @@ export class ProxyServer {
   readonly #sockets = new Set<Socket>()
   readonly #sessions = new Set<Http2Session>()
   #draining = false
+  /** Upgrade sockets handed to a tunnel: the error boundary must not write an answer on them. */
+  readonly #tunnelled = new WeakSet<Duplex>()
 
   constructor(config: Config, deps: ProxyDeps) {
     this.#deps = deps
@@ -132,8 +139,11 @@ export class ProxyServer {
       connectionsCheckingInterval: 1000,
       noDelay: true,
     })
-    this.#h1.on('request', (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req, res))
-    this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head))
+    this.#h1.on('request', (req: IncomingMessage, res: ServerResponse) => this.#handleRequest(req, res, false))
+    // With a listener here Node no longer answers `Expect: 100-continue` by itself: the proxy
+    // sends `100 Continue` only once the request is allowed (a refusal closes the connection).
+    this.#h1.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handleRequest(req, res, true))
+    this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#handleUpgrade(req, socket, head))
     this.#h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket))
     // #h1 never listens itself (connections are handed to it), but Node starts the connection
     // tracking behind headersTimeout/requestTimeout and closeIdleConnections() on 'listening'.
@@ -153,7 +163,8 @@ export class ProxyServer {
       // streams are refused. Node's default, stated here because the bound matters.
       maxSessionMemory: 10,
     })
-    this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#onRequest(req, res))
+    this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#handleRequest(req, res, false))
+    this.#h2.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#handleRequest(req, res, true))
     this.#h2.on('session', (session: Http2Session) => {
       this.#sessions.add(session)
       session.once('close', () => this.#sessions.delete(session))
@@ -292,6 +303,9 @@ export class ProxyServer {
     if (target.kind === 'bad') return { kind: 'reply', status: 400, message: `Bad request: ${target.reason}.`, log: true }
     if (target.kind === 'redirect') return { kind: 'reply', status: 307, message: 'Redirecting to the unescaped path.', location: target.location, log: true }
     const path = target.path
+    // TRACE echoes the request, credentials included, back to whoever can read the answer (a
+    // cross-site tracing aid); Envoy refuses it, and so do we, without asking any upstream.
+    if (req.method === 'TRACE') return { kind: 'reply', status: 405, message: 'Method not allowed: TRACE is not accepted.', log: true }
     if (path === '/ping' || path === '/healthz') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return { kind: 'reply', status: 405, message: 'Method not allowed.', log: false }
       return { kind: 'reply', status: 200, message: 'OK', text: 'OK\n', log: false }
@@ -307,6 +321,10 @@ export class ProxyServer {
     const port = auth.port ?? (state.scheme === 'https' ? 443 : 80)
     const route = state.table.match(auth.host, port, path)
     if (!route) return { kind: 'reply', status: 404, message: `No route is configured for ${auth.host}${path}.`, log: true }
+    // Only the matched route knows whether its upstream needs such paths; the answer still comes
+    // before authorisation, so a policy never judges a path the upstream would read differently.
+    const ambiguity = route.allowAmbiguousPaths ? undefined : pathAmbiguity(path)
+    if (ambiguity) return { kind: 'reply', status: 400, message: `Bad request: the path contains ${ambiguity}.`, log: true }
     const plan = state.plans.get(route) as RoutePlan
     const remote = clientAddressOf(req)
     const clientIp = trustedClientIp(remote, req.headers['x-forwarded-for'], config.xffNumTrustedHops)
@@ -396,9 +414,33 @@ export class ProxyServer {
     return { endpoint, host: host.host, path, headers }
   }
 
-  #onRequest(req: AnyRequest, res: AnyResponse): void {
-    const state = this.#state
+  /**
+   * The error boundary of every request (src/proxy/boundary.ts): whatever fails inside the
+   * handler costs this request a `500` with its request id, never the process.
+   */
+  #handleRequest(req: AnyRequest, res: AnyResponse, expectsContinue: boolean): void {
     const requestId = randomUUID()
+    runGuarded(
+      () => this.#onRequest(req, res, requestId, expectsContinue),
+      (err) => {
+        this.#deps.logger.error({ err, requestId }, 'request handling failed')
+        if (res.writableEnded) return
+        if (res.headersSent) {
+          res.destroy()
+          return
+        }
+        const json = prefersJson(req.headers.accept)
+        sendError(res, 500, 'The request could not be completed.', requestId, json, this.#state.localHeaders, req.method === 'HEAD')
+      },
+    )
+  }
+
+  /**
+   * `expectsContinue`: the client sent `Expect: 100-continue` and waits for `100 Continue`.
+   * Returns the promise of the work left running, for the error boundary.
+   */
+  #onRequest(req: AnyRequest, res: AnyResponse, requestId: string, expectsContinue: boolean): HandlerOutcome {
+    const state = this.#state
     const method = req.method ?? 'GET'
     const json = prefersJson(req.headers.accept)
     const headOnly = method === 'HEAD'
@@ -413,9 +455,8 @@ export class ProxyServer {
     const rt = this.#deps.tracing?.startRequest(method, prepared.host, prepared.path, req.headers, prepared.query)
     const log = rt ? this.#tracedLog(rt, logged, prepared) : logged
     if (prepared.kind === 'endpoint') {
-      if (rt) rt.run(() => this.#endpoint(req, res, prepared, requestId, state, log))
-      else this.#endpoint(req, res, prepared, requestId, state, log)
-      return
+      if (rt) return rt.run(() => this.#endpoint(req, res, prepared, requestId, state, log, expectsContinue))
+      return this.#endpoint(req, res, prepared, requestId, state, log, expectsContinue)
     }
     const { plan } = prepared
     const route = plan.route
@@ -430,8 +471,11 @@ export class ProxyServer {
       return
     }
     const authorizeSpan = rt?.child('authorize check', SpanKind.INTERNAL)
-    const then = (result: CheckResult): void => {
+    const then = (result: CheckResult): HandlerOutcome => {
       authorizeSpan?.end({ 'portcullis.allow': result.allow, ...(result.allow ? {} : { 'portcullis.status': result.status }) })
+      // After the decision, so that an injected fault travels the way a real one would.
+      const fault = this.#deps.faults?.(prepared.path)
+      if (fault) return fault
       if (!result.allow) {
         const headers: Record<string, string> = { ...state.localHeaders, ...result.headers }
         if (result.location !== undefined) headers['location'] = result.location
@@ -455,6 +499,8 @@ export class ProxyServer {
       }
       const upstreamSpan = rt?.child('upstream request', SpanKind.CLIENT, { 'server.address': upstream.endpoint.target.url.host })
       const metricsDone = this.#upstreamMetrics(route)
+      // Only now may the client send its body: it is allowed and has somewhere to go.
+      if (expectsContinue) res.writeContinue()
       forward({
         req,
         res,
@@ -485,8 +531,8 @@ export class ProxyServer {
       log(500, bytes, 'ext_authz_error')
     }
     const check = this.#checkRequest(req, prepared, requestId, state)
-    if (authorizeSpan) authorizeSpan.run(() => this.#authorize(check, then, fail))
-    else this.#authorize(check, then, fail)
+    if (authorizeSpan) return authorizeSpan.run(() => this.#authorize(check, then, fail))
+    return this.#authorize(check, then, fail)
   }
 
   /** Ends the request span with the access log line. */
@@ -506,7 +552,8 @@ export class ProxyServer {
     requestId: string,
     state: ProxyState,
     log: (status: number, bytes: number, details: string) => void,
-  ): void {
+    expectsContinue: boolean,
+  ): Promise<void> {
     const endpoints = this.#deps.endpoints as Endpoints
     const method = req.method ?? 'GET'
     const headOnly = method === 'HEAD'
@@ -515,13 +562,15 @@ export class ProxyServer {
       const bytes = sendError(res, status, message, requestId, json, state.localHeaders, headOnly)
       log(status, bytes, 'local_reply')
     }
-    readSmallBody(req, method === 'POST' ? MAX_ENDPOINT_BODY : 0).then(
+    // Portcullis' own endpoints judge the request themselves, from its body among others.
+    if (expectsContinue) res.writeContinue()
+    return readSmallBody(req, method === 'POST' ? MAX_ENDPOINT_BODY : 0).then(
       (body) => {
         if (body === undefined) {
           fail(413, 'The request body is too large.')
           return
         }
-        endpoints
+        return endpoints
           .handle({ requestId, method, host: p.host, authority: p.authority, path: p.path, query: p.query, headers: req.headers, body, clientIp: p.clientIp, scheme: state.scheme, clientCertificate: state.clientCertificateFor(req) })
           .then(
             (answer) => {
@@ -540,16 +589,17 @@ export class ProxyServer {
     )
   }
 
-  #authorize(check: CheckRequest, then: (r: CheckResult) => void, fail: (err: unknown) => void): void {
+  /** Returns what `then` returned, or the promise of `then`/`fail` when the decision is asynchronous, for the error boundary. */
+  #authorize(check: CheckRequest, then: (r: CheckResult) => HandlerOutcome, fail: (err: unknown) => void): HandlerOutcome {
     let result: CheckResult | Promise<CheckResult>
     try {
       result = this.#deps.authorizer.check(check)
     } catch (err) {
       fail(err)
-      return
+      return undefined
     }
-    if (result instanceof Promise) result.then(then, fail)
-    else then(result)
+    if (result instanceof Promise) return result.then(then, fail)
+    return then(result)
   }
 
   #checkRequest(req: AnyRequest, p: Extract<Prepared, { kind: 'route' }>, requestId: string, state: ProxyState): CheckRequest {
@@ -601,13 +651,27 @@ export class ProxyServer {
     return sendBody(res, r.responseCode, headers, '', headOnly)
   }
 
-  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  /** The error boundary of every upgrade request, as `#handleRequest` is for the others. */
+  #handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const requestId = randomUUID()
+    runGuarded(
+      () => this.#onUpgrade(req, socket, head, requestId),
+      (err) => {
+        this.#deps.logger.error({ err, requestId }, 'upgrade handling failed')
+        // Once a tunnel owns the socket, no HTTP answer can be written on it any more.
+        if (this.#tunnelled.has(socket)) socket.destroy()
+        else if (!socket.destroyed && !socket.writableEnded) rejectUpgrade(socket, 500, 'Internal Server Error', 'The request could not be completed.', requestId)
+      },
+    )
+  }
+
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string): HandlerOutcome {
     const token = (req.headers.upgrade ?? '').trim().toLowerCase()
     if (token === 'h2c') {
       if ((req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined) {
         // Node has already taken such a request's body off the HTTP parser; rather than forward
         // it without its body, refuse it (clients retry h2c offers without the Upgrade header).
-        rejectUpgrade(socket, 400, 'Bad Request', 'An h2c upgrade offer with a request body is not supported.', randomUUID())
+        rejectUpgrade(socket, 400, 'Bad Request', 'An h2c upgrade offer with a request body is not supported.', requestId)
         return
       }
       // Clients such as curl offer h2c opportunistically. Node hands every Upgrade request to
@@ -617,11 +681,11 @@ export class ProxyServer {
       res.assignSocket(socket as Socket)
       res.shouldKeepAlive = false
       res.once('finish', () => socket.end())
-      this.#onRequest(req, res)
+      // A request of its own from here on, with the request boundary (and its 500 page).
+      this.#handleRequest(req, res, false)
       return
     }
     const state = this.#state
-    const requestId = randomUUID()
     const prepared = this.#prepare(req, state)
     const logged = this.#accessLogFor(req, state, requestId, prepared)
     if (prepared.kind === 'reply') {
@@ -643,14 +707,16 @@ export class ProxyServer {
       return
     }
     const authorizeSpan = rt?.child('authorize check', SpanKind.INTERNAL)
-    const authorize = (then: (result: CheckResult) => void, fail: (err: unknown) => void): void => {
+    const authorize = (then: (result: CheckResult) => HandlerOutcome, fail: (err: unknown) => void): HandlerOutcome => {
       const check = this.#checkRequest(req, prepared, requestId, state)
-      if (authorizeSpan) authorizeSpan.run(() => this.#authorize(check, then, fail))
-      else this.#authorize(check, then, fail)
+      if (authorizeSpan) return authorizeSpan.run(() => this.#authorize(check, then, fail))
+      return this.#authorize(check, then, fail)
     }
-    authorize(
-      (result) => {
+    return authorize(
+      (result): HandlerOutcome => {
         authorizeSpan?.end({ 'portcullis.allow': result.allow, ...(result.allow ? {} : { 'portcullis.status': result.status }) })
+        const fault = this.#deps.faults?.(prepared.path)
+        if (fault) return fault
         if (!result.allow) {
           rejectUpgrade(socket, result.status, statusTitle(result.status), result.reason, requestId)
           log(result.status, 0, 'ext_authz_denied')
@@ -669,6 +735,7 @@ export class ProxyServer {
         }
         // The tunnel's span lasts as long as the tunnel.
         const upstreamSpan = rt?.child('upstream request', SpanKind.CLIENT, { 'server.address': upstream.endpoint.target.url.host, 'portcullis.upgrade': token })
+        this.#tunnelled.add(socket)
         tunnelUpgrade({
           requestId,
           token,

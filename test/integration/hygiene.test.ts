@@ -299,6 +299,20 @@ void describe('hostile requests against a public and a protected route (security
     assert.equal(s.pub.requests.length, before)
   })
 
+  void it('hygiene: TRACE is 405 on every route and never reaches an upstream', async () => {
+    assert.ok(s)
+    const before = s.pub.requests.length
+    for (const target of ['/public/x', '/admin', '/other']) {
+      const res = await raw(s.px.port, `TRACE ${target} HTTP/1.1`, [`Host: ${PUB}`, 'Cookie: secret=1'])
+      assert.equal(res[0]?.status, 405, target)
+      assert.doesNotMatch(res[0]?.body ?? '', /secret=1/)
+    }
+    assert.equal(s.pub.requests.length, before)
+    assertAdminNeverReached(s)
+    // The control: the same request with GET is forwarded.
+    assert.equal(await status(s.px.port, '/public/x'), 200)
+  })
+
   void it('hygiene: %2F and %5C in the path are 400 by default', async () => {
     assert.ok(s)
     const before = s.pub.requests.length
@@ -515,5 +529,120 @@ void describe('host and route confusion (security-tests 17-19)', () => {
       assert.equal(code, 400, host)
     }
     assert.equal(ups['a']?.requests.length, 0)
+  })
+})
+
+/**
+ * Paths that Portcullis matches and authorises as one path but a lenient upstream serves as
+ * another: Tomcat and Spring strip `;` parameters (`/public/..;/admin` is `/admin` to them), some
+ * servers decode twice (`%252e%252e` is `..`) or accept overlong UTF-8 (`%c0%ae` is `.`).
+ * Each is 400 by default, before authorisation, whatever kind of route it matched.
+ */
+void describe('paths a lenient upstream would resolve differently', () => {
+  const JAVA = 'java.localhost'
+  const LEGACY = 'legacy.localhost'
+  let s: Stack | undefined
+  let legacy: Upstream | undefined
+  before(async () => {
+    const pub = await startHttpEcho()
+    const admin = await startHttpEcho()
+    legacy = await startHttpEcho()
+    const px = await startPortcullis({
+      address: '127.0.0.1:0',
+      insecure_server: true,
+      log_level: 'warn',
+      routes: [
+        // prefix routes: a public prefix next to a protected one.
+        { from: `https://${PUB}`, prefix: '/public', to: pub.url, allow_public_unauthenticated_access: true },
+        { from: `https://${PUB}`, prefix: '/admin', to: admin.url },
+        // path and regex routes protect /admin and /manage/*; everything else is public, except
+        // /secret, which the policy denies by http_path.
+        { from: `https://${JAVA}`, path: '/admin', to: admin.url },
+        { from: `https://${JAVA}`, regex: '^/manage/.*$', to: admin.url },
+        {
+          from: `https://${JAVA}`,
+          prefix: '/',
+          to: pub.url,
+          policy: [{ allow: { or: [{ accept: true }] } }, { deny: { or: [{ http_path: { starts_with: '/secret' } }] } }],
+        },
+        // An upstream that needs literal ";" and "%25": the route allows what would be refused.
+        { from: `https://${LEGACY}`, prefix: '/', to: legacy.url, allow_public_unauthenticated_access: true, allow_ambiguous_paths: true },
+      ],
+    })
+    s = { px, pub, admin }
+  })
+  after(async () => {
+    await stopStack(s)
+    await legacy?.close()
+  })
+
+  /** Sends each target to `host`; every one must be 400 and nothing may reach an upstream. */
+  async function refused(host: string, targets: readonly string[]): Promise<void> {
+    assert.ok(s)
+    const before = s.pub.requests.length
+    for (const target of targets) {
+      const res = await raw(s.px.port, `GET ${target} HTTP/1.1`, [`Host: ${host}`])
+      assert.equal(res[0]?.status, 400, `${host}${target}: ${res[0]?.statusLine}`)
+      assert.match(res[0]?.body ?? '', /Bad request: the path contains/, target)
+    }
+    assert.deepEqual(s.pub.requests.slice(before).map((r) => r.url), [], 'nothing reaches the public upstream')
+    assert.deepEqual(s.admin.requests.map((r) => r.url), [], 'nothing reaches the protected upstream')
+  }
+
+  void it('control: ordinary ";", "%25" and UTF-8 still pass, and the protected routes are protected', async () => {
+    assert.ok(s)
+    for (const target of ['/public/a;jsessionid=x', '/public/;jsessionid=x', '/public/100%25', '/public/report%252ecsv', '/public/caf%C3%A9']) {
+      assert.equal(await status(s.px.port, target), 200, target)
+      assert.equal(s.pub.requests.at(-1)?.url, target)
+    }
+    assert.equal(await status(s.px.port, '/admin', [`Host: ${JAVA}`]), 403)
+    assert.equal(await status(s.px.port, '/manage/x', [`Host: ${JAVA}`]), 403)
+    assert.equal(await status(s.px.port, '/secret', [`Host: ${JAVA}`]), 403)
+    assert.equal(await status(s.px.port, '/static/x', [`Host: ${JAVA}`]), 200)
+    assert.deepEqual(s.admin.requests, [])
+  })
+
+  void it('prefix route: ";" dot segments, double encoding and overlong UTF-8 under /public are 400', async () => {
+    await refused(PUB, [
+      '/public/..;/admin',
+      '/public/..;jsessionid=x/admin',
+      '/public/%2e%2e;/admin',
+      '/public/%252e%252e/admin',
+      '/public/%252E%252E/admin',
+      '/public/..%252fadmin',
+      '/public/%255c..%255cadmin',
+      '/public/%c0%ae%c0%ae/admin',
+      '/public/%e0%80%ae%e0%80%ae/admin',
+      '/public/%25c0%25ae%25c0%25ae/admin',
+    ])
+    // An upgrade request takes the same path through the checks.
+    assert.ok(s)
+    const upgrade = parseRawResponses(
+      await rawHttp(s.px.port, `GET /public/..;/admin HTTP/1.1\r\nHost: ${PUB}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`),
+    )
+    assert.equal(upgrade[0]?.status, 400, upgrade[0]?.statusLine)
+  })
+
+  void it('path route: /admin reached through the public catch-all by ";" or double encoding is 400', async () => {
+    await refused(JAVA, ['/.;/admin', '/;x/admin', '/static/..;/admin', '/%252e/admin', '/static/%252e%252e/admin'])
+  })
+
+  void it('regex route: /manage/* reached through the public catch-all is 400', async () => {
+    await refused(JAVA, ['/static/..;/manage/x', '/.;/manage/x', '/static/%252e%252e/manage/x', '/static/%c0%ae%c0%ae/manage/x'])
+  })
+
+  void it('http_path deny: /secret reached by ";" or double encoding is 400, not forwarded past the policy', async () => {
+    await refused(JAVA, ['/.;/secret', '/static/..;/secret', '/static/%252e%252e/secret', '/%252e/secret'])
+  })
+
+  void it('allow_ambiguous_paths: true forwards such paths unchanged on that route only', async () => {
+    assert.ok(s && legacy)
+    for (const target of ['/a/..;/b', '/.;/b', '/x/%252e%252e/y', '/x/%c0%ae']) {
+      const res = await raw(s.px.port, `GET ${target} HTTP/1.1`, [`Host: ${LEGACY}`])
+      assert.equal(res[0]?.status, 200, target)
+      assert.equal(legacy.requests.at(-1)?.url, target.replace('%c0%ae', '%C0%AE'))
+    }
+    // The same targets on a route without the setting stay refused.
+    await refused(JAVA, ['/a/..;/b', '/x/%252e%252e/y'])
   })
 })
