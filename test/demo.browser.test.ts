@@ -3,40 +3,64 @@
  * runs after building), driven in real Chromium over plain http on `*.localhost`. Sign in at the
  * built-in provider with the printed password, open the team app, see the session page, sign out,
  * be refused by the admin console with a 403 page that says why, and be asked to sign in again.
+ * Also: the sign-in details are the last thing printed and come back on Enter (no access log
+ * pushes them away), the headers table reads well on a desktop, the portal names both apps, and
+ * the demo's temporary folder is private and gone once it stops.
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
+import { existsSync, statSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { Page } from 'playwright-core'
 import { browserTestOptions, launchBrowser, screenshot } from './fixtures/browser.js'
 import type { TestBrowser } from './fixtures/browser.js'
-import { MAIN_SCRIPT, REPO_ROOT } from './fixtures/portcullis.js'
-import { freePortPair } from './fixtures/sign-in.js'
+import { MAIN_SCRIPT, parseLogLine, REPO_ROOT } from './fixtures/portcullis.js'
+import { freePortRun } from './fixtures/sign-in.js'
+
+interface Layout {
+  count: number
+  wrapped: string[]
+  pageHeight: number
+  pageWidth: number
+  jwt: string | undefined
+}
+
+/** The last line of the demo's sign-in details. */
+const BANNER_END = 'Enter prints this again'
+
+/** Waits until `read()` includes `text` `times` times (the demo prints as it goes). */
+async function waitForOutput(read: () => string, text: string, times = 1): Promise<void> {
+  const deadline = Date.now() + 20_000
+  while (read().split(text).length - 1 < times) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${JSON.stringify(text)} x${times} in:\n${read()}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
 
 describe('the demo in Chromium', browserTestOptions(), () => {
-  let child: ChildProcess
+  let child: ChildProcessWithoutNullStreams
+  let exited: Promise<number | null>
   let browser: TestBrowser
   let page: Page
   let port = 0
+  let out = ''
   const passwords: Record<string, string> = {}
   const cspViolations: string[] = []
 
   before(async () => {
-    port = await freePortPair() // the provider takes PORT+1
-    child = spawn(process.execPath, [MAIN_SCRIPT, 'demo'], { cwd: REPO_ROOT, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
-    let out = ''
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the demo did not start:\n${out}`)), 20_000)
-      child.stdout?.on('data', (c: Buffer) => {
-        out += c.toString()
-        if (out.includes('"msg":"listening"')) {
-          clearTimeout(timer)
-          resolve()
-        }
-      })
-      child.once('exit', () => reject(new Error(`the demo exited:\n${out}`)))
-    })
+    port = await freePortRun(3) // the provider takes PORT+1, health checks PORT+2
+    child = spawn(process.execPath, [MAIN_SCRIPT, 'demo'], { cwd: REPO_ROOT, env: { ...process.env, PORT: String(port) }, stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+    exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+    await Promise.race([
+      waitForOutput(() => out, BANNER_END),
+      exited.then(() => {
+        throw new Error(`the demo exited:\n${out}`)
+      }),
+    ])
     for (const m of out.matchAll(/sign in as\s+(\S+)\s+password (\S+)/g)) passwords[m[1] as string] = m[2] as string
     browser = await launchBrowser()
     const context = await browser.newContext({ viewport: { width: 390, height: 844 } })
@@ -47,14 +71,32 @@ describe('the demo in Chromium', browserTestOptions(), () => {
   })
   after(async () => {
     await browser?.close()
-    if (child?.pid !== undefined) {
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       process.kill(-child.pid, 'SIGTERM')
-      await new Promise((r) => child.once('exit', r))
+      await exited
     }
   })
 
-  it('prints the two users and their passwords', () => {
+  it('prints the two users and their passwords after the listening lines, and again on Enter', async () => {
     assert.deepEqual(Object.keys(passwords).sort(), ['admin@example.com', 'user@example.com'])
+    const lines = out.trimEnd().split('\n')
+    const lastJson = lines.findLastIndex((l) => l.startsWith('{'))
+    assert.ok(lastJson < lines.findIndex((l) => l.includes('sign in as')), `the sign-in details come last:\n${out}`)
+    child.stdin.write('\n')
+    await waitForOutput(() => out, BANNER_END, 2)
+  })
+
+  it('PORT moves the health checks to PORT+2', () => {
+    const health = out.split('\n').map(parseLogLine).find((e) => e['msg'] === 'listening' && e['listener'] === 'health')
+    assert.equal(health?.['url'], `http://127.0.0.1:${port + 2}`, out)
+  })
+
+  it('keeps its config private in a private temporary folder', () => {
+    const config = /config\s+(\S+config\.yaml)/.exec(out)?.[1] as string
+    assert.ok(config, out)
+    assert.equal((statSync(config).mode & 0o777).toString(8), '600')
+    assert.equal((statSync(dirname(config)).mode & 0o777).toString(8), '700')
+    for (const file of ['users.yaml']) assert.equal((statSync(`${dirname(config)}/${file}`).mode & 0o777).toString(8), '600')
   })
 
   it('signs a user in at the built-in provider and opens the team app', async () => {
@@ -70,6 +112,45 @@ describe('the demo in Chromium', browserTestOptions(), () => {
     assert.equal(new URL(page.url()).host, `app.localhost:${port}`)
     assert.match((await page.textContent('h1')) ?? '', /Team app/)
     await screenshot(page, 'demo-team-app')
+  })
+
+  it('the headers table reads well on a desktop: names on one line, the long JWT folded but all there', async () => {
+    for (const viewport of [{ width: 1280, height: 800 }, { width: 390, height: 844 }]) {
+      await page.setViewportSize(viewport)
+      await page.goto(`http://app.localhost:${port}/`)
+      await screenshot(page, `demo-team-app-headers-${viewport.width}`)
+      // A string: the test project has no DOM types; this runs in the page.
+      const layout = await page.evaluate<Layout>(`(() => {
+        const names = [...document.querySelectorAll('#headers td.name')]
+        // One client rect per line box the name's text occupies (the cell is as tall as its row).
+        const lines = (n) => {
+          const range = document.createRange()
+          range.selectNodeContents(n)
+          return range.getClientRects().length
+        }
+        const jwtRow = [...document.querySelectorAll('#headers tr')].find((r) => r.querySelector('td.name').textContent === 'x-pomerium-jwt-assertion')
+        return {
+          count: names.length,
+          wrapped: names.filter((n) => lines(n) > 1).map((n) => n.textContent),
+          pageHeight: document.documentElement.scrollHeight,
+          pageWidth: document.documentElement.scrollWidth,
+          jwt: jwtRow?.querySelector('details')?.lastChild?.textContent,
+        }
+      })()`)
+      assert.ok(layout.count > 5, 'the table lists the headers')
+      assert.deepEqual(layout.wrapped, [], `header names on one line at ${viewport.width} px`)
+      assert.ok(layout.pageWidth <= viewport.width, `no sideways scrolling at ${viewport.width} px (${layout.pageWidth})`)
+      if (viewport.width >= 1280) assert.ok(layout.pageHeight < 1200, `the page fits about a screen and a half on a desktop (${layout.pageHeight} px)`)
+      assert.match(layout.jwt ?? '', /^[\w-]+\.[\w-]+\.[\w-]+$/, 'the whole identity JWT is one click away')
+    }
+    await page.setViewportSize({ width: 390, height: 844 })
+  })
+
+  it('the routes portal names both apps', async () => {
+    await page.goto(`http://app.localhost:${port}/.pomerium/routes`)
+    await screenshot(page, 'demo-routes-portal')
+    const titles = await page.$$eval('li.app h2 a', (as) => as.map((a) => (a as { textContent: string | null }).textContent?.trim()))
+    assert.deepEqual(titles.sort(), ['Team app', 'Welcome page'], 'apps by name, not by URL (the admin console is not for this user)')
   })
 
   it('the regular user is refused by the admin console with a 403 page that says why', async () => {
@@ -113,5 +194,13 @@ describe('the demo in Chromium', browserTestOptions(), () => {
 
   it('reported no Content-Security-Policy violation', () => {
     assert.deepEqual(cspViolations, [])
+  })
+
+  it('logged no access log line (the log is quiet) and removes its temporary folder when stopped', async () => {
+    assert.doesNotMatch(out, /"msg":"http-request"/)
+    const config = /config\s+(\S+config\.yaml)/.exec(out)?.[1] as string
+    process.kill(-(child.pid as number), 'SIGTERM')
+    assert.equal(await exited, 0, out)
+    assert.equal(existsSync(dirname(config)), false, `${dirname(config)} is removed`)
   })
 })

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { flushLogs } from '../shared/log.js'
-import { parseArgs, USAGE } from './args.js'
+import { COMMAND_HELP, environmentConfigures, needsConfig, parseArgs, USAGE } from './args.js'
 import { demo } from './demo.js'
 import { serve } from './serve.js'
 import { policyCommand } from './policy-explain.js'
@@ -21,6 +21,14 @@ async function main(argv: readonly string[]): Promise<number> {
   if (args.errors.length > 0) {
     for (const e of args.errors) process.stderr.write(`portcullis: ${e}\n`)
     process.stderr.write(`${USAGE}\n`)
+    return 2
+  }
+  if (args.help && args.command !== 'users' && args.command !== 'policy') {
+    process.stdout.write(`${COMMAND_HELP[args.command]}\n`)
+    return 0
+  }
+  if ((args.command === 'serve' || args.command === 'validate') && args.configFile === undefined && !environmentConfigures(process.env)) {
+    process.stderr.write(`${needsConfig(args.command)}\n`)
     return 2
   }
   switch (args.command) {

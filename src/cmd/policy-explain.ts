@@ -11,6 +11,7 @@ import { explainEvaluation } from '../authorize/policy-authorizer.js'
 import { compileRoutePolicy, decide, describeDenial, describeReason } from '../policy/index.js'
 import type { PolicySession } from '../policy/index.js'
 import { RouteTable } from '../proxy/route-table.js'
+import { environmentConfigures } from './args.js'
 import { createLogger } from '../shared/log.js'
 
 export const POLICY_USAGE = `Usage:
@@ -23,7 +24,11 @@ Prints the route the URL matches, each policy rule with its result, and the deci
 export function policyCommand(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
   if (argv[0] !== 'explain') {
     out(`${POLICY_USAGE}\n`)
-    return argv[0] === '--help' || argv[0] === undefined ? 0 : 2
+    return argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help' || argv[0] === undefined ? 0 : 2
+  }
+  if (argv.includes('--help') || argv.includes('-h')) {
+    out(`${POLICY_USAGE}\n`)
+    return 0
   }
   let values
   try {
@@ -48,6 +53,10 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
   }
   if (values.url === undefined) {
     out(`portcullis: --url is required\n${POLICY_USAGE}\n`)
+    return 2
+  }
+  if (values.config === undefined && !environmentConfigures(process.env)) {
+    out(`portcullis: --config FILE is required: the configuration whose routes and policies to explain\n${POLICY_USAGE}\n`)
     return 2
   }
   const source = new ConfigSource({ file: values.config, env: process.env, logger: createLogger('disabled') })

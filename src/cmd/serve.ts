@@ -33,6 +33,8 @@ import { faultInjectorFromEnv } from '../proxy/fault.js'
 import { ProxyServer } from '../proxy/server.js'
 import type { ListenerInfo } from '../proxy/server.js'
 import { createLogger, flushLogs, toPinoLevel } from '../shared/log.js'
+import { OpenedResources, processStopRequest, StartupStopped, unlessStopped } from './stop.js'
+import type { StopRequest } from './stop.js'
 import type { Logger } from '../shared/log.js'
 import { decodeSecret, resolveSecrets } from '../shared/secrets.js'
 
@@ -54,6 +56,8 @@ export interface RunningServer {
 export interface ServiceOptions {
   /** Record metrics (when `metrics_address` is set). */
   readonly metrics?: PortcullisMetrics | undefined
+  /** A stop during start-up: checked before each listener opens (`StartupStopped` is thrown). */
+  readonly stop?: StopRequest | undefined
 }
 
 export function workerCount(config: Config): number {
@@ -66,8 +70,22 @@ function signInConfigured(config: Config): boolean {
   return typeof idp === 'string' && idp !== '' && idp !== 'hosted'
 }
 
-/** Starts the services in this process for an already loaded config source. */
+/**
+ * Starts the services in this process for an already loaded config source. If start-up fails or
+ * is stopped part-way, what it had opened is closed before the error is thrown.
+ */
 export async function startServices(source: ConfigSource, logger: Logger, options: ServiceOptions = {}): Promise<RunningServer> {
+  const opened = new OpenedResources()
+  try {
+    return await startServicesTracked(source, logger, options, opened)
+  } catch (err) {
+    await opened.closeAll(logger)
+    throw err
+  }
+}
+
+async function startServicesTracked(source: ConfigSource, logger: Logger, options: ServiceOptions, opened: OpenedResources): Promise<RunningServer> {
+  const stopCheck = (): void => options.stop?.throwIfRequested()
   const config = source.current()
   const metrics = options.metrics
   const secrets = resolveSecrets(config.raw, logger)
@@ -75,7 +93,10 @@ export async function startServices(source: ConfigSource, logger: Logger, option
   const workerDatabroker = cluster.isWorker ? process.env[WORKER_DATABROKER_ENV] : undefined
   const configured = servicePlan(config)
   const plan = workerDatabroker !== undefined ? { ...configured, databroker: false, databrokerUrls: [workerDatabroker], grpcAddress: undefined } : configured
+  stopCheck()
   const builtinIdp = workerDatabroker === undefined && plan.authenticate ? await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger) : undefined
+  opened.add(() => builtinIdp?.close())
+  stopCheck()
   const ca = typeof config.raw['certificate_authority'] === 'string' ? config.raw['certificate_authority'] : undefined
   const overrideName = typeof config.raw['override_certificate_name'] === 'string' ? config.raw['override_certificate_name'] : undefined
   // `grpc_client_timeout`: one internal call on one URL (durations are milliseconds once loaded).
@@ -84,14 +105,18 @@ export async function startServices(source: ConfigSource, logger: Logger, option
   let store: RecordStore
   let storageType = 'remote'
   if (plan.databroker) {
-    const opened = await openRecordStore(config, logger)
-    store = opened.store
-    storageType = opened.type
+    const local = await openRecordStore(config, logger)
+    store = local.store
+    storageType = local.type
   } else {
     if (plan.databrokerUrls.length === 0) throw new Error('services without databroker need databroker_service_url (or databroker_service_urls / databroker_internal_service_url)')
     store = createRemoteRecordStore({ urls: plan.databrokerUrls, sharedSecret: secrets.sharedSecret, logger, tls: clientTls, timeoutMs })
   }
+  const rawStore = store
+  opened.add(() => rawStore.close())
+  stopCheck()
   const tracing = createTracing(config, logger, plan.proxy ? 'proxy' : plan.authenticate ? 'authenticate' : plan.authorize ? 'authorize' : 'databroker')
+  opened.add(() => tracing?.shutdown())
   if (metrics || tracing) store = instrumentStore(store, storageType, { metrics, tracing })
   if (storageType === 'memory' && signInConfigured(config)) {
     logger.warn('databroker storage is memory: sessions end at every restart and are not shared with other instances (use databroker_storage_connection_string: postgres://... for several instances)')
@@ -107,6 +132,7 @@ export async function startServices(source: ConfigSource, logger: Logger, option
         builtinClientSecret: builtinClientSecret(config, secrets.sharedSecret),
       })
     : undefined
+  opened.add(() => auth?.close())
   if (auth && metrics) metrics.identityManager(() => auth.identityManager.metrics())
   metrics?.configLoaded(true, { routes: config.routes.length, checksum: configChecksum(config) })
   source.onReloadFailed(() => metrics?.configLoaded(false))
@@ -117,6 +143,7 @@ export async function startServices(source: ConfigSource, logger: Logger, option
     ...(plan.authorize && auth && !plan.proxy ? authorizeRoutes({ authorizer: auth.authorizer, routes: () => current.routes }) : []),
   ])
   const certificate = config.certificates[0]
+  stopCheck()
   const internal =
     plan.grpcAddress !== undefined
       ? await startInternalServer({
@@ -129,6 +156,7 @@ export async function startServices(source: ConfigSource, logger: Logger, option
           ...(!plan.grpcInsecure && certificate ? { tls: { cert: certificate.cert, key: certificate.key } } : {}),
         })
       : undefined
+  opened.add(() => internal?.close())
   const grpcListener = internal ? [{ name: 'grpc' as const, url: internal.url, port: internal.port }] : []
 
   // An authenticate-only process serves its host and nothing else: no routes.
@@ -140,9 +168,11 @@ export async function startServices(source: ConfigSource, logger: Logger, option
     if (plan.proxy && !plan.authorize) {
       if (plan.authorizeUrls.length === 0) throw new Error('services with proxy but without authorize need authorize_service_url (or authorize_service_urls / authorize_internal_service_url)')
       remoteAuthorizer = createRemoteAuthorizer({ urls: plan.authorizeUrls, sharedSecret: secrets.sharedSecret, logger, tls: clientTls, timeoutMs })
+      opened.add(() => remoteAuthorizer?.close())
     }
     if (plan.proxy && !plan.authenticate && plan.authenticateInternalUrl !== undefined) {
       forwarder = createAuthenticateForwarder({ url: plan.authenticateInternalUrl, authenticateHost: auth.settings().authenticateHost, ca, serverName: overrideName, logger })
+      opened.add(() => forwarder?.close())
     }
     const endpoints = auth.endpointsFor({
       authenticateHost: plan.authenticate ? 'local' : forwarder ? (request) => (forwarder as AuthenticateForwarder).handle(request) : 'none',
@@ -152,7 +182,10 @@ export async function startServices(source: ConfigSource, logger: Logger, option
     const faults = faultInjectorFromEnv(process.env, logger)
     proxy = new ProxyServer(proxyConfig(config), { authorizer: remoteAuthorizer ?? auth.authorizer, endpoints, logger, metrics, tracing, faults })
   }
+  stopCheck()
+  opened.add(() => proxy?.close(0))
   const listeners = [...((await proxy?.listen()) ?? []), ...grpcListener]
+  stopCheck()
   source.onChange((next) => {
     current = next
     logger.level = toPinoLevel(next.logLevel)
@@ -192,8 +225,16 @@ export async function startServices(source: ConfigSource, logger: Logger, option
   }
 }
 
+/** What a caller of `serve` (the demo) hears about. */
+export interface ServeHooks {
+  /** Every listener is up (after the `listening` lines). */
+  started?(listeners: readonly ListenerInfo[]): void
+}
+
 /** Entry point of `portcullis serve`; resolves with the process exit code once shut down. */
-export async function serve(configFile: string | undefined): Promise<number> {
+export async function serve(configFile: string | undefined, hooks: ServeHooks = {}): Promise<number> {
+  // Heard from the first moment: a stop during start-up ends it instead of waiting for it.
+  const stop = processStopRequest()
   // A SIGHUP before the config watcher is installed (service managers reload early) must not end
   // the process, which is Node's default; the watcher adds its own handler once started.
   process.on('SIGHUP', () => undefined)
@@ -209,6 +250,11 @@ export async function serve(configFile: string | undefined): Promise<number> {
     return 1
   }
   const logger = createLogger(config.logLevel)
+  // Until start-up is over, a stop is logged here; afterwards by the running server's shutdown.
+  let starting = true
+  void stop.requested.then((signal) => {
+    if (starting) logger.info({ signal, during: 'start-up' }, 'shutting down')
+  })
   // A bug must not leave a half-working process behind: log it as JSON and exit, so that the
   // cluster primary (or the service manager) starts a fresh one.
   process.on('uncaughtException', (err) => {
@@ -230,43 +276,53 @@ export async function serve(configFile: string | undefined): Promise<number> {
     // worker keeps a synced local copy of the sessions, so requests read memory.
     const primarySecrets = resolveSecrets({ ...config.raw, shared_secret: process.env['SHARED_SECRET'] ?? config.raw['shared_secret'] }, logger)
     const plan = servicePlan(config)
-    let shared: { close(): Promise<void> } | undefined
-    let sharedStore: RecordStore | undefined
-    if (plan.databroker) {
-      const { store } = await openRecordStore(config, logger)
-      sharedStore = store
-      const server = await startDatabrokerServer({ store, address: '127.0.0.1:0', sharedSecret: primarySecrets.sharedSecret, logger })
-      const builtinIdp = await startBuiltinIdpFromConfig(config, primarySecrets.sharedSecret, logger)
-      process.env[WORKER_DATABROKER_ENV] = server.url
-      shared = {
-        async close() {
-          await builtinIdp?.close()
-          await server.close()
-          await store.close()
-        },
-      }
-    }
-    // The primary answers health probes and scrapes for the whole instance.
-    const primaryChecks = [...(sharedStore ? [storeCheck(sharedStore)] : []), ...providerDiscoveryChecks(config, primarySecrets.sharedSecret)]
+    const opened = new OpenedResources()
     let health: HealthServer | undefined
     let metricsServer: MetricsServer | undefined
     try {
-      metricsServer = await startMetricsListener(config, logger, undefined, true)
-      health = await startHealthListener(config, logger, () => primaryChecks, () => ({ version: buildInfo().version, services: config.services, workers }))
+      await unlessStopped(
+        (async () => {
+          let sharedStore: RecordStore | undefined
+          stop.throwIfRequested()
+          if (plan.databroker) {
+            const { store } = await openRecordStore(config, logger)
+            sharedStore = store
+            opened.add(() => store.close())
+            stop.throwIfRequested()
+            const server = await startDatabrokerServer({ store, address: '127.0.0.1:0', sharedSecret: primarySecrets.sharedSecret, logger })
+            opened.add(() => server.close())
+            stop.throwIfRequested()
+            const builtinIdp = await startBuiltinIdpFromConfig(config, primarySecrets.sharedSecret, logger)
+            opened.add(() => builtinIdp?.close())
+            process.env[WORKER_DATABROKER_ENV] = server.url
+          }
+          // The primary answers health probes and scrapes for the whole instance.
+          const primaryChecks = [...(sharedStore ? [storeCheck(sharedStore)] : []), ...providerDiscoveryChecks(config, primarySecrets.sharedSecret)]
+          stop.throwIfRequested()
+          metricsServer = await startMetricsListener(config, logger, undefined, true)
+          opened.add(() => metricsServer?.close())
+          stop.throwIfRequested()
+          health = await startHealthListener(config, logger, () => primaryChecks, () => ({ version: buildInfo().version, services: config.services, workers }))
+          opened.add(() => health?.close())
+          stop.throwIfRequested()
+        })(),
+        stop,
+      )
     } catch (err) {
+      await unlessStopped(opened.closeAll(logger), stop).catch(() => undefined)
+      if (err instanceof StartupStopped) return 0
       logger.fatal({ err }, 'could not start')
-      await shared?.close()
       return 1
     }
+    starting = false
     const extra = [...(metricsServer ? [listenerInfo('metrics', metricsServer.url)] : []), ...(health ? [listenerInfo('health', health.url)] : [])]
-    const code = await supervise(workers, logger, {
+    const code = await supervise(workers, logger, stop, {
       started: () => health?.markStarted(),
+      announced: (listeners) => hooks.started?.(listeners),
       stopping: () => health?.markDraining(),
       extraListeners: extra,
     })
-    await shared?.close()
-    await metricsServer?.close()
-    await health?.close()
+    await opened.closeAll(logger)
     return code
   }
 
@@ -275,52 +331,54 @@ export async function serve(configFile: string | undefined): Promise<number> {
   let metricsServer: MetricsServer | undefined
   const metrics = createMetrics(config)
   try {
-    server = await startServices(source, logger, { metrics })
+    server = await unlessStopped(startServices(source, logger, { metrics, stop }), stop)
   } catch (err) {
+    if (err instanceof StartupStopped) return 0
     logger.fatal({ err }, 'could not start')
     return 1
   }
   if (!cluster.isWorker) {
     try {
+      stop.throwIfRequested()
       metricsServer = await startMetricsListener(config, logger, metrics, false)
+      stop.throwIfRequested()
       const running = server
       health = await startHealthListener(config, logger, () => running.readiness(), () => ({ version: buildInfo().version, services: source.current().services, workers: 1 }))
+      stop.throwIfRequested()
     } catch (err) {
-      logger.fatal({ err }, 'could not start')
-      await server.close()
-      return 1
+      if (!(err instanceof StartupStopped)) logger.fatal({ err }, 'could not start')
+      await unlessStopped(
+        (async () => {
+          await health?.close()
+          await metricsServer?.close()
+          await server.close()
+        })(),
+        stop,
+      ).catch(() => undefined)
+      return err instanceof StartupStopped ? 0 : 1
     }
   }
+  starting = false
   const extra = [...(metricsServer ? [listenerInfo('metrics', metricsServer.url)] : []), ...(health ? [listenerInfo('health', health.url)] : [])]
   health?.markStarted()
   if (cluster.isWorker) process.send?.({ type: 'listening', listeners: server.listeners })
-  else announce(logger, [...server.listeners, ...extra], 1)
-  return await new Promise<number>((resolve) => {
-    let stopping = false
-    const stop = (signal: string): void => {
-      if (stopping) return
-      stopping = true
-      logger.info({ signal }, 'shutting down')
-      // Not ready first, so that load balancers stop sending; then the connections drain.
-      health?.markDraining()
-      server
-        .close()
-        .then(async () => {
-          await metricsServer?.close()
-          await health?.close()
-        })
-        .then(
-        () => resolve(0),
-        (err: unknown) => {
-          logger.error({ err }, 'shutdown failed')
-          resolve(1)
-        },
-      )
-    }
-    process.once('SIGTERM', () => stop('SIGTERM'))
-    process.once('SIGINT', () => stop('SIGINT'))
-    if (cluster.isWorker) process.on('message', (m: unknown) => (m as { type?: string })?.type === 'shutdown' && stop('primary'))
-  })
+  else {
+    announce(logger, [...server.listeners, ...extra], 1)
+    hooks.started?.([...server.listeners, ...extra])
+  }
+  const signal = await stop.requested
+  logger.info({ signal }, 'shutting down')
+  // Not ready first, so that load balancers stop sending; then the connections drain.
+  health?.markDraining()
+  try {
+    await server.close()
+    await metricsServer?.close()
+    await health?.close()
+    return 0
+  } catch (err) {
+    logger.error({ err }, 'shutdown failed')
+    return 1
+  }
 }
 
 /**
@@ -336,6 +394,8 @@ function announce(logger: Logger, listeners: readonly ListenerInfo[], workers: n
 interface SupervisorHooks {
   /** Every worker listens. */
   started(): void
+  /** The `listening` lines are written. */
+  announced(listeners: readonly ListenerInfo[]): void
   /** Shutdown begins (before the workers are told). */
   stopping(): void
   /** Listeners of the primary itself, announced with the workers' ones. */
@@ -346,7 +406,7 @@ function listenerInfo(name: ListenerInfo['name'], url: string): ListenerInfo {
   return { name, url, port: Number(new URL(url).port) }
 }
 
-async function supervise(count: number, logger: Logger, hooks: SupervisorHooks): Promise<number> {
+async function supervise(count: number, logger: Logger, stop: StopRequest, hooks: SupervisorHooks): Promise<number> {
   // Let the kernel spread connections over the workers' shared socket instead of the primary
   // accepting and handing each one over (measured faster on Linux).
   cluster.schedulingPolicy = cluster.SCHED_NONE
@@ -355,11 +415,13 @@ async function supervise(count: number, logger: Logger, hooks: SupervisorHooks):
   const fork = (): void => {
     const worker = cluster.fork()
     worker.on('message', (m: { type?: string; listeners?: ListenerInfo[] }) => {
-      if (m.type !== 'listening' || !m.listeners) return
+      if (m.type !== 'listening' || !m.listeners || stopping) return
       ready++
       if (ready === count) {
         hooks.started()
-        announce(logger, [...m.listeners, ...hooks.extraListeners], count)
+        const listeners = [...m.listeners, ...hooks.extraListeners]
+        announce(logger, listeners, count)
+        hooks.announced(listeners)
       }
     })
   }
@@ -372,29 +434,28 @@ async function supervise(count: number, logger: Logger, hooks: SupervisorHooks):
   process.on('SIGHUP', () => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP')
   })
-  return await new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
-      if (stopping) return
-      stopping = true
-      hooks.stopping()
-      logger.info({ signal }, 'shutting down workers')
-      const workers = Object.values(cluster.workers ?? {})
-      let left = workers.length
-      if (left === 0) resolve(0)
-      const timer = setTimeout(() => {
-        for (const w of workers) w?.process.kill('SIGKILL')
-      }, SHUTDOWN_GRACE_MS + 5000)
-      for (const w of workers) {
-        w?.once('exit', () => {
-          if (--left === 0) {
-            clearTimeout(timer)
-            resolve(0)
-          }
-        })
-        w?.send({ type: 'shutdown' })
-      }
+  const signal = await stop.requested
+  stopping = true
+  hooks.stopping()
+  logger.info({ signal }, 'shutting down workers')
+  // A signal rather than a message: a worker still loading has no message handler yet, and
+  // Node's default action for SIGTERM ends it at once; a started one drains and exits.
+  const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined)
+  await new Promise<void>((resolve) => {
+    let left = workers.length
+    if (left === 0) resolve()
+    const timer = setTimeout(() => {
+      for (const w of workers) w.process.kill('SIGKILL')
+    }, SHUTDOWN_GRACE_MS + 5000)
+    for (const w of workers) {
+      w.once('exit', () => {
+        if (--left === 0) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      w.process.kill('SIGTERM')
     }
-    process.once('SIGTERM', () => stop('SIGTERM'))
-    process.once('SIGINT', () => stop('SIGINT'))
   })
+  return 0
 }

@@ -167,8 +167,9 @@ test('parseArgs: users takes the rest of the line; other commands unchanged', ()
     configFile: undefined,
     errors: [],
     rest: ['add', '--file', 'u.yaml', '--config', 'x'],
+    help: false,
   })
-  assert.deepEqual(parseArgs(['validate', '-config=c.yaml']), { command: 'validate', configFile: 'c.yaml', errors: [], rest: [] })
+  assert.deepEqual(parseArgs(['validate', '-config=c.yaml']), { command: 'validate', configFile: 'c.yaml', errors: [], rest: [], help: false })
   assert.equal(parseArgs(['--config', 'users']).command, 'serve', 'a config file named "users" is still a config file')
 })
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import {
+  chmodSync,
   closeSync,
   existsSync,
   mkdirSync,
@@ -29,6 +30,7 @@ import {
 } from './sqlite.js'
 import type { SqliteOpenFailure } from './sqlite.js'
 import type { DataRecord, FieldValue, RecordStore } from './types.js'
+import type { Logger } from '../shared/log.js'
 
 const root = mkdtempSync(join(tmpdir(), 'portcullis-sqlite-'))
 after(() => rmSync(root, { recursive: true, force: true }))
@@ -502,6 +504,52 @@ describe('SqliteRecordStore specifics', () => {
         bad,
       )
     }
+  })
+
+  it('creates its directories 0700 and its files 0600 whatever the umask', CASE, async () => {
+    const saved = process.umask()
+    try {
+      for (const umask of [0o000, 0o022, 0o027]) {
+        process.umask(umask)
+        const top = join(root, `private-${++counter}`)
+        const dir = join(top, 'state')
+        const s = createSqliteRecordStore({ path: `${dir}/` })
+        try {
+          await s.put([{ type: 'session', id: 's', data: { token: 'secret' } }])
+          const modes = Object.fromEntries(
+            [top, dir, s.path, `${s.path}-wal`, `${s.path}-shm`]
+              .filter((p) => existsSync(p))
+              .map((p) => [p.slice(root.length), (statSync(p).mode & 0o777).toString(8)]),
+          )
+          const file = s.path.slice(root.length)
+          assert.ok(`${file}-wal` in modes, 'the write-ahead log exists while open')
+          for (const [p, mode] of Object.entries(modes)) {
+            assert.equal(mode, p === top.slice(root.length) || p === dir.slice(root.length) ? '700' : '600', `${p} with umask ${umask.toString(8)}`)
+          }
+        } finally {
+          await s.close()
+        }
+      }
+    } finally {
+      process.umask(saved)
+    }
+  })
+
+  it('leaves an existing directory and file as they are and warns when others may read the file', CASE, async () => {
+    const dir = join(root, `shared-${++counter}`)
+    mkdirSync(dir, { mode: 0o755 })
+    chmodSync(dir, 0o755)
+    const path = join(dir, 'db.sqlite')
+    writeFileSync(path, '', { mode: 0o644 })
+    chmodSync(path, 0o644)
+    const warnings: string[] = []
+    const logger = { warn: (_o: unknown, msg: string) => warnings.push(msg), info: () => undefined, debug: () => undefined, error: () => undefined } as unknown as Logger
+    const s = createSqliteRecordStore({ path, logger })
+    await s.close()
+    assert.equal(statSync(dir).mode & 0o777, 0o755)
+    assert.equal(statSync(path).mode & 0o777, 0o644)
+    assert.equal(warnings.length, 1)
+    assert.match(warnings[0] as string, /can be read by other users \(mode 0644\).*chmod 600/)
   })
 
   it('runs in WAL mode with one connection holding the lock', CASE, async () => {

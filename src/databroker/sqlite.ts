@@ -23,9 +23,9 @@
  *   a lone surrogate has no encoding, so such keys are rejected as invalid arguments.
  */
 import { randomUUID } from 'node:crypto'
-import { mkdirSync, statSync } from 'node:fs'
+import { chmodSync, closeSync, fchmodSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { createRequire } from 'node:module'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type BetterSqlite3 from 'better-sqlite3'
 import type { Logger } from '../shared/log.js'
@@ -189,7 +189,7 @@ export function resolveSqliteFile(path: string): string {
   }
   if (kind !== 'directory') {
     try {
-      mkdirSync(absolute, { recursive: true })
+      createPrivateDirectory(absolute)
     } catch (err) {
       throw new SqliteOpenError(
         absolute,
@@ -200,6 +200,53 @@ export function resolveSqliteFile(path: string): string {
     }
   }
   return join(absolute, SQLITE_FILE_NAME)
+}
+
+/**
+ * The store holds sessions and identity-provider tokens: what it creates is for its owner only,
+ * whatever the umask (SQLite's default would be 0644 files in a 0755 directory).
+ */
+const PRIVATE_DIRECTORY_MODE = 0o700
+const PRIVATE_FILE_MODE = 0o600
+
+/** `mkdir -p` with 0700 on every directory it creates (and only those: existing ones are the operator's). */
+function createPrivateDirectory(absolute: string): void {
+  const first = mkdirSync(absolute, { recursive: true, mode: PRIVATE_DIRECTORY_MODE })
+  if (first === undefined) return
+  // The mode given to mkdir passes through the umask; chmod makes it exact.
+  for (let dir = absolute; ; dir = dirname(dir)) {
+    chmodSync(dir, PRIVATE_DIRECTORY_MODE)
+    if (dir === first || dir === dirname(dir)) break
+  }
+}
+
+/**
+ * Creates a missing database file empty with mode 0600 before SQLite opens it: SQLite then
+ * gives its `-wal` and `-shm` files the database file's mode. An existing file keeps its mode
+ * (the operator's choice), with a warning when other users may read it.
+ */
+function prepareDatabaseFile(file: string, logger: Logger | undefined): void {
+  let fd: number
+  try {
+    fd = openSync(file, 'wx', PRIVATE_FILE_MODE)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return // the driver reports it, naming the file
+    let mode: number
+    try {
+      mode = statSync(file).mode & 0o777
+    } catch {
+      return
+    }
+    if ((mode & 0o077) !== 0) {
+      logger?.warn({ file, mode: `0${mode.toString(8)}` }, `databroker file ${file} can be read by other users (mode 0${mode.toString(8)}): it holds sessions and tokens; chmod 600 it`)
+    }
+    return
+  }
+  try {
+    fchmodSync(fd, PRIVATE_FILE_MODE)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 /**
@@ -593,6 +640,7 @@ export class SqliteRecordStore implements RecordStore {
     }
     const file = resolveSqliteFile(options.path)
     const Database = loadDriver(file)
+    prepareDatabaseFile(file, logger)
     let db: Db
     try {
       db = new Database(file, { timeout: busyTimeoutMs })

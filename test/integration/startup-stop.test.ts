@@ -1,0 +1,135 @@
+/**
+ * A stop signal at any moment of start-up stops the process promptly: SIGTERM right after spawn,
+ * right after the first log line, and in the middle of start-up (the primary's internal API is
+ * up, its workers are starting), with workers and without. Once "shutting down" is logged, no
+ * listener comes up, and no process of the group outlives the exit.
+ */
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { isBuilt, MAIN_SCRIPT, parseLogLine, REPO_ROOT } from '../fixtures/portcullis.js'
+import type { LogEntry } from '../fixtures/portcullis.js'
+
+/**
+ * Before the fix the primary waited for workers that never heard the stop, then killed them
+ * after 15 s. A few seconds is plenty for a process that has nothing to drain yet.
+ */
+const EXIT_BOUND_MS = 8_000
+
+const dir = mkdtempSync(join(tmpdir(), 'portcullis-startup-stop-'))
+after(() => rmSync(dir, { recursive: true, force: true }))
+
+function writeConfig(workers: number): string {
+  const file = join(dir, `config-${workers}.yaml`)
+  writeFileSync(
+    file,
+    `address: 127.0.0.1:0
+insecure_server: true
+health_check_addr: 127.0.0.1:0
+workers: ${workers}
+routes:
+  - from: http://app.localhost
+    to: http://127.0.0.1:9
+    allow_public_unauthenticated_access: true
+`,
+  )
+  return file
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+async function waitFor(condition: () => boolean, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (!condition()) {
+    if (Date.now() > deadline) return false
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return true
+}
+
+/** `when` picks the moment: undefined is right after spawn, else the first log line it matches. */
+async function stopDuringStartup(configFile: string, when: ((e: LogEntry) => boolean) | undefined): Promise<void> {
+  const child = spawn(process.execPath, [MAIN_SCRIPT, '--config', configFile], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  const pgid = child.pid as number
+  const entries: LogEntry[] = []
+  let stderr = ''
+  let signalled: number | undefined
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })))
+  const signal = (): void => {
+    if (signalled !== undefined) return
+    signalled = Date.now()
+    child.kill('SIGTERM')
+  }
+  let pending = ''
+  child.stdout.on('data', (c: Buffer) => {
+    pending += c.toString()
+    let nl: number
+    while ((nl = pending.indexOf('\n')) !== -1) {
+      const entry = parseLogLine(pending.slice(0, nl))
+      pending = pending.slice(nl + 1)
+      entries.push(entry)
+      if (when?.(entry)) signal()
+    }
+  })
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+  try {
+    if (when === undefined) signal()
+    const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))])
+    const describe = `\n--- stdout ---\n${entries.map((e) => JSON.stringify(e)).join('\n')}\n--- stderr ---\n${stderr}`
+    assert.ok(exit, `the process exited${describe}`)
+    assert.ok(signalled !== undefined, `the moment to signal came${describe}`)
+    const tookMs = Date.now() - signalled
+    assert.ok(tookMs < EXIT_BOUND_MS, `exited ${tookMs} ms after SIGTERM (bound ${EXIT_BOUND_MS} ms)${describe}`)
+    // Killed by the signal before any handler existed, or a clean exit 0 after one.
+    assert.ok(exit.code === 0 || exit.signal === 'SIGTERM', `exit ${JSON.stringify(exit)}${describe}`)
+    const shutdownAt = entries.findIndex((e) => typeof e['msg'] === 'string' && e['msg'].startsWith('shutting down'))
+    if (shutdownAt >= 0) {
+      const later = entries.slice(shutdownAt).filter((e) => e['msg'] === 'listening')
+      assert.deepEqual(later, [], `no listener comes up after "shutting down"${describe}`)
+    }
+    assert.ok(await waitFor(() => !groupAlive(pgid), 3_000), `no worker outlives the process${describe}`)
+  } finally {
+    try {
+      process.kill(-pgid, 'SIGKILL')
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+type Moment = [string, ((e: LogEntry) => boolean) | undefined]
+const moments: Moment[] = [
+  ['right after spawn', undefined],
+  ['right after the first log line', () => true],
+]
+/** With workers, the primary serves its internal API to them before it forks them. */
+const primaryMoment: Moment = ['when the internal API is up', (e) => e['msg'] === 'internal API listening']
+
+describe('SIGTERM during start-up', { skip: isBuilt() ? false : 'run npm run build first' }, () => {
+  for (const workers of [2, 1]) {
+    for (const [moment, when] of workers > 1 ? [...moments, primaryMoment] : moments) {
+      void it(`workers: ${workers}, ${moment}: exits promptly and nothing listens after "shutting down"`, async () => {
+        await stopDuringStartup(writeConfig(workers), when)
+      })
+    }
+  }
+
+  void it('workers: 2, while the workers start: the primary stops them at once', async () => {
+    // A worker's first log line: the workers are loading or starting, none has reported yet.
+    let primary: unknown
+    await stopDuringStartup(writeConfig(2), (e) => {
+      primary ??= e['pid']
+      return e['pid'] !== primary
+    })
+  })
+})
