@@ -17,6 +17,8 @@
  * Operator-facing documentation: docs/policy.md.
  */
 export { compilePolicy } from './compile.js'
+export { compilePathComparison } from './path-rules.js'
+export type { PathComparison } from './path-rules.js'
 export { decide } from './decide.js'
 export { describeDenial, describeReason } from './reasons.js'
 export { compileRoutePolicy } from './route.js'

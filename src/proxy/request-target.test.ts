@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { normaliseTarget, pathAmbiguity, removeDotSegments } from './request-target.js'
+import { normaliseTarget, parameterAmbiguity, pathAmbiguity, removeDotSegments, withoutSegmentParameters } from './request-target.js'
 import type { TargetOptions } from './request-target.js'
 
 const opts = { normalizePath: true, mergeSlashes: true, escapedSlashes: 'reject' as const }
@@ -105,4 +105,25 @@ test('ordinary ";", "%25" and UTF-8 in paths are not ambiguous', () => {
   // Kept escaped slashes are the business of path_with_escaped_slashes_action, not of this check.
   assert.equal(ambiguity('/public/a%2Fb%2541', { ...opts, escapedSlashes: 'keep' }), undefined)
   assert.notEqual(ambiguity('/public/a%2Fb%252F', { ...opts, escapedSlashes: 'keep' }), undefined)
+})
+
+test('withoutSegmentParameters: each segment loses its ";" parameters, escaped ones too', () => {
+  assert.equal(withoutSegmentParameters('/admin/secret'), undefined)
+  assert.equal(withoutSegmentParameters('/admin;x/secret'), '/admin/secret')
+  assert.equal(withoutSegmentParameters('/admin;x=1;y=2/b;c/d'), '/admin/b/d')
+  assert.equal(withoutSegmentParameters('/app;jsessionid=abc'), '/app')
+  assert.equal(withoutSegmentParameters(path('/admin%3bx/secret')), '/admin/secret')
+})
+
+test('";" parameters on ordinary segments are ambiguous only when stripping them changes the outcome', () => {
+  const seen: string[] = []
+  const same = (stripped: string): boolean => {
+    seen.push(stripped)
+    return true
+  }
+  assert.equal(parameterAmbiguity('/app;jsessionid=abc', same), undefined)
+  assert.equal(parameterAmbiguity('/plain/path', same), undefined)
+  assert.deepEqual(seen, ['/app'], 'the outcome is only compared for paths with parameters')
+  assert.match(parameterAmbiguity('/admin;x/secret', (stripped) => stripped !== '/admin/secret') ?? '', /";" parameters/)
+  assert.match(parameterAmbiguity('/admin%3Bx', (stripped) => stripped !== '/admin') ?? '', /";" parameters/)
 })

@@ -154,6 +154,33 @@ export function pathAmbiguity(path: string): string | undefined {
 
 const HAS_ESCAPE = /%[0-9A-Fa-f]{2}/
 
+/** A `;` or its escape (a normalised path writes escapes in upper case; the flag is belt and braces). */
+const PARAMETER_START = /;|%3B/i
+
+/**
+ * The path as Tomcat and Spring read it: each segment's `;` parameters removed (`/admin;x/secret`
+ * is `/admin/secret`, `/app;jsessionid=1` is `/app`); an escaped `;` counts too, for upstreams
+ * that decode before they strip. Undefined when the path has no parameters, which costs one scan.
+ */
+export function withoutSegmentParameters(path: string): string | undefined {
+  if (!PARAMETER_START.test(path)) return undefined
+  return path.replace(/(?:;|%3B)[^/]*/gi, '')
+}
+
+/**
+ * Why `;` parameters on ordinary segments make a normalised path ambiguous, or undefined when they
+ * cannot. Refusing every `;` would break `;jsessionid=...` and matrix parameters, so the path is
+ * refused only when stripping them changes the outcome here: `sameOutcome(stripped)` says whether
+ * the stripped path matches the same route and gets the same decision from that route's policy
+ * (see docs/proxy.md, "Request target"). Run after `pathAmbiguity`, which already refuses the
+ * dot and empty segments stripping could produce.
+ */
+export function parameterAmbiguity(path: string, sameOutcome: (stripped: string) => boolean): string | undefined {
+  const stripped = withoutSegmentParameters(path)
+  if (stripped === undefined || stripped === path || sameOutcome(stripped)) return undefined
+  return '";" parameters that change which route or rule applies to it'
+}
+
 /** `..;x`, `.;x` and, except at the end, `;x`: what a servlet container reads as `..`, `.` or `//`. */
 function isDotSegmentWithParameters(segment: string, last: boolean): boolean {
   const semi = segment.indexOf(';')

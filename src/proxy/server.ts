@@ -31,7 +31,7 @@ import type { Front } from './front.js'
 import type { AnyRequest } from './forward.js'
 import { buildUpstreamHeaders } from './headers.js'
 import { normaliseRemote, parseAuthority, screenHeaders, trustedClientIp } from './request-checks.js'
-import { normaliseTarget, pathAmbiguity } from './request-target.js'
+import { normaliseTarget, parameterAmbiguity, pathAmbiguity } from './request-target.js'
 import type { AnyResponse } from './respond.js'
 import { sendBody, sendError } from './respond.js'
 import { upstreamHost, upstreamPath } from './rewrite.js'
@@ -323,9 +323,14 @@ export class ProxyServer {
     if (!route) return { kind: 'reply', status: 404, message: `No route is configured for ${auth.host}${path}.`, log: true }
     // Only the matched route knows whether its upstream needs such paths; the answer still comes
     // before authorisation, so a policy never judges a path the upstream would read differently.
-    const ambiguity = route.allowAmbiguousPaths ? undefined : pathAmbiguity(path)
-    if (ambiguity) return { kind: 'reply', status: 400, message: `Bad request: the path contains ${ambiguity}.`, log: true }
     const plan = state.plans.get(route) as RoutePlan
+    // `/admin;x/secret` is `/admin/secret` to Tomcat: refused when that would be another route
+    // (a protected prefix walked around) or another decision (an http_path rule walked around).
+    const ambiguity = route.allowAmbiguousPaths
+      ? undefined
+      : (pathAmbiguity(path) ??
+        parameterAmbiguity(path, (stripped) => state.table.match(auth.host, port, stripped) === route && plan.pathComparison?.(path, stripped) !== true))
+    if (ambiguity) return { kind: 'reply', status: 400, message: `Bad request: the path contains ${ambiguity}.`, log: true }
     const remote = clientAddressOf(req)
     const clientIp = trustedClientIp(remote, req.headers['x-forwarded-for'], config.xffNumTrustedHops)
     return { kind: 'route', plan, host: auth.host, authority: rawAuthority as string, path, query: target.query, clientIp, remote }

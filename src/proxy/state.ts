@@ -4,6 +4,8 @@
  */
 import type { ClientCertificateInfo } from '../authorize/types.js'
 import type { Config, RouteConfig } from '../config/types.js'
+import { compilePathComparison } from '../policy/index.js'
+import type { PathComparison } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import { createAccessLogger } from './access-log.js'
 import type { AccessLogger } from './access-log.js'
@@ -28,6 +30,8 @@ export interface RoutePlan {
   readonly targetPrefixes: readonly (string | undefined)[]
   readonly upgrades: ReadonlySet<string>
   readonly clusterName: string
+  /** Whether the route's policy could decide two paths differently; undefined when it reads no path. */
+  readonly pathComparison: PathComparison | undefined
 }
 
 export class ProxyState {
@@ -61,6 +65,7 @@ export class ProxyState {
         targetPrefixes: route.to.map(targetPathPrefix),
         upgrades: new Set(route.allowedUpgrades.map((u) => u.toLowerCase())),
         clusterName: route.name ?? `route-${route.id}`,
+        pathComparison: compilePathComparison(route.policy),
       })
     }
     this.plans = plans

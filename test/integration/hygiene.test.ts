@@ -541,6 +541,8 @@ void describe('host and route confusion (security-tests 17-19)', () => {
 void describe('paths a lenient upstream would resolve differently', () => {
   const JAVA = 'java.localhost'
   const LEGACY = 'legacy.localhost'
+  const SERVLET = 'servlet.localhost'
+  const DENIES = 'denies.localhost'
   let s: Stack | undefined
   let legacy: Upstream | undefined
   before(async () => {
@@ -564,6 +566,16 @@ void describe('paths a lenient upstream would resolve differently', () => {
           prefix: '/',
           to: pub.url,
           policy: [{ allow: { or: [{ accept: true }] } }, { deny: { or: [{ http_path: { starts_with: '/secret' } }] } }],
+        },
+        // A protected "/admin/" prefix in front of a public catch-all, as a Tomcat app would be set up.
+        { from: `https://${SERVLET}`, prefix: '/admin/', to: admin.url },
+        { from: `https://${SERVLET}`, prefix: '/', to: pub.url, allow_public_unauthenticated_access: true },
+        // One public route whose policy denies /admin and /admin/* by http_path.
+        {
+          from: `https://${DENIES}`,
+          prefix: '/',
+          to: pub.url,
+          policy: [{ allow: { or: [{ accept: true }] } }, { deny: { or: [{ http_path: { is: '/admin' } }, { http_path: { starts_with: '/admin/' } }] } }],
         },
         // An upstream that needs literal ";" and "%25": the route allows what would be refused.
         { from: `https://${LEGACY}`, prefix: '/', to: legacy.url, allow_public_unauthenticated_access: true, allow_ambiguous_paths: true },
@@ -633,6 +645,35 @@ void describe('paths a lenient upstream would resolve differently', () => {
 
   void it('http_path deny: /secret reached by ";" or double encoding is 400, not forwarded past the policy', async () => {
     await refused(JAVA, ['/.;/secret', '/static/..;/secret', '/static/%252e%252e/secret', '/%252e/secret'])
+  })
+
+  void it('";" parameters that move a path off a protected prefix route are 400', async () => {
+    assert.ok(s)
+    assert.equal(await status(s.px.port, '/admin/secret', [`Host: ${SERVLET}`]), 403, 'control: the prefix is protected')
+    await refused(SERVLET, ['/admin;x/secret', '/admin;jsessionid=abc/secret', '/admin%3Bx/secret'])
+  })
+
+  void it('";" parameters that would escape an http_path deny are 400', async () => {
+    assert.ok(s)
+    assert.equal(await status(s.px.port, '/admin', [`Host: ${DENIES}`]), 403, 'control: the rule denies /admin')
+    assert.equal(await status(s.px.port, '/admin/y', [`Host: ${DENIES}`]), 403, 'control: the rule denies /admin/*')
+    await refused(DENIES, ['/admin;x', '/admin;x/y', '/admin;jsessionid=abc'])
+  })
+
+  void it('";jsessionid" and matrix parameters pass where stripping them changes neither route nor rule', async () => {
+    assert.ok(s)
+    for (const [host, target] of [
+      [SERVLET, '/app;jsessionid=ABC123'],
+      [SERVLET, '/shop/items;color=red/list;jsessionid=ABC123'],
+      [DENIES, '/page;jsessionid=ABC123'],
+      [DENIES, '/public;v=1/admin'],
+    ] as const) {
+      assert.equal(await status(s.px.port, target, [`Host: ${host}`]), 200, `${host}${target}`)
+      assert.equal(s.pub.requests.at(-1)?.url, target, 'forwarded unchanged')
+    }
+    // Inside the protected prefix the parameters change nothing either: the route still decides.
+    assert.equal(await status(s.px.port, '/admin/page;jsessionid=ABC123', [`Host: ${SERVLET}`]), 403)
+    assert.deepEqual(s.admin.requests, [])
   })
 
   void it('allow_ambiguous_paths: true forwards such paths unchanged on that route only', async () => {
