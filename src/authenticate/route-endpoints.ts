@@ -34,6 +34,7 @@ import { portalJson, portalRoutes } from './routes-portal.js'
 import type { PortalEntry } from './routes-portal.js'
 import { verifySessionHandle } from './session-handle.js'
 import { checkSignOutToken, signOutToken, startedElsewhere } from './sign-out-csrf.js'
+import { frontChannelLoggedOut, frontChannelLogoutParams, matchesSession } from './frontchannel-logout.js'
 import { audienceIncludes, loadSession } from './session-loader.js'
 import type { Session, SessionStore } from './session-store.js'
 import { browserScheme, programmaticRedirects } from './settings.js'
@@ -113,7 +114,7 @@ export class RouteEndpoints implements EndpointHandler {
       case '/.pomerium/callback/':
         return get ? this.#callback(req, settings) : this.#methodNotAllowed(req)
       case '/.pomerium/sign_out':
-        return get || req.method === 'POST' ? this.#signOut(req, settings) : this.#methodNotAllowed(req)
+        return get || req.method === 'POST' ? await this.#signOut(req, settings) : this.#methodNotAllowed(req)
       case '/.pomerium/api/v1/login':
         return get ? this.#programmaticLogin(req, settings) : this.#methodNotAllowed(req)
       case ROUTES_PAGE:
@@ -265,7 +266,13 @@ export class RouteEndpoints implements EndpointHandler {
     return redirect(target.href, [...cleanupCookies, setCookie(settings.cookieName, opened.token, settings.cookie)])
   }
 
-  #signOut(req: EndpointRequest, settings: AuthSettings): EndpointResponse {
+  async #signOut(req: EndpointRequest, settings: AuthSettings): Promise<EndpointResponse> {
+    // The provider's front-channel logout (frontchannel-logout.ts): ends the session it names
+    // here and now, whichever site loaded it; any other request goes on as a sign-out.
+    if (req.method === 'GET') {
+      const ended = await this.#frontChannelLogout(req, settings)
+      if (ended) return ended
+    }
     // Another site may link or post here (a cross-site GET carries Lax cookies); Pomerium ends
     // the session at once, Portcullis asks first, as the authenticate host does (reference 7.4).
     const csrfName = `${settings.cookieName}_csrf`
@@ -285,6 +292,29 @@ export class RouteEndpoints implements EndpointHandler {
     if (handle && audienceIncludes(handle.aud, req.host)) params[PARAM_SESSION_ID] = handle.jti
     if (settings.signoutRedirectUrl !== undefined) params[PARAM_REDIRECT_URI] = settings.signoutRedirectUrl
     return redirect(signOutUrl(settings, this.#deps.secrets.sharedSecret, params).href, [clearCookie(settings.cookieName, settings.cookie)])
+  }
+
+  /**
+   * OpenID Connect Front-Channel Logout 1.0: when `iss` and `sid` name the provider and provider
+   * session of the session this request carries, that session ends (in the databroker, so on
+   * every route and the authenticate host) and the answer is an empty page for the provider's
+   * iframe. Undefined when the request is not such a logout.
+   */
+  async #frontChannelLogout(req: EndpointRequest, settings: AuthSettings): Promise<EndpointResponse | undefined> {
+    const params = frontChannelLogoutParams(req.query)
+    if (!params) return undefined
+    const idpId = this.#idpIdFor(req, settings)
+    if (idpId === undefined) return undefined
+    // Credentials from headers only (the cookie the iframe carries), as the sign-out below reads them.
+    const loaded = await loadSession({ headers: req.headers, query: '', host: req.host }, idpId, {
+      sessions: this.#deps.sessions,
+      sharedSecret: this.#deps.secrets.sharedSecret,
+      cookieName: settings.cookieName,
+    })
+    if (loaded.kind !== 'ok' || !matchesSession(params, loaded.session)) return undefined
+    await this.#deps.sessions.delete(loaded.session.id)
+    this.#deps.logger.info({ requestId: req.requestId, sessionId: loaded.session.id, userId: loaded.session.userId }, 'signed out by front-channel logout')
+    return frontChannelLoggedOut(params.iss, [clearCookie(settings.cookieName, settings.cookie)])
   }
 
   #programmaticLogin(req: EndpointRequest, settings: AuthSettings): EndpointResponse {

@@ -202,6 +202,75 @@ describe('route sign-out started by another site', () => {
   })
 })
 
+describe('front-channel logout from the provider (a cross-site iframe with iss and sid)', () => {
+  async function signedIn(): Promise<{ jar: DomainCookieJar; cookie: string; sid: string }> {
+    const jar = new DomainCookieJar()
+    assert.equal((await browse(`${setup.app}/`, jar)).end?.status, 200)
+    const cookie = jar.header(new URL(`${setup.app}/`))
+    assert.ok(cookie)
+    // The provider's session of this browser, and the `sid` it put in this client's ID token.
+    const idpSession = jar.values(new URL(`${setup.idp.issuer}/`), '_session')[0]
+    const stored = setup.idp.artifacts('Session').find((a) => a.id === idpSession)
+    const sid = (stored?.payload.authorizations as Record<string, { sid?: string }> | undefined)?.['portcullis']?.sid
+    assert.ok(sid, 'the provider session has a sid for portcullis')
+    return { jar, cookie, sid }
+  }
+
+  /** Whether a cookie header still names a live session (the route's user JSON answers 200). */
+  async function live(cookie: string): Promise<boolean> {
+    const res = await request(`${setup.app}/.pomerium/user`, { dispatcher: setup.dispatcher, headers: { cookie, accept: 'application/json' }, signal: AbortSignal.timeout(10_000) })
+    await res.body.text()
+    return res.statusCode === 200
+  }
+
+  const iframe = { 'sec-fetch-site': 'cross-site', 'sec-fetch-dest': 'iframe' }
+
+  test('the right iss and sid end the session at once: an empty, uncached page for the iframe, no redirect', async () => {
+    const { jar, cookie, sid } = await signedIn()
+    const query = new URLSearchParams({ iss: setup.idp.issuer, sid }).toString()
+    const out = await http(`${setup.app}/.pomerium/sign_out?${query}`, jar, { headers: iframe })
+    assert.equal(out.status, 200)
+    assert.equal(out.headers['location'], undefined)
+    assert.doesNotMatch(out.body, /Sign out\?/)
+    assert.match(String(out.headers['cache-control']), /no-store/)
+    assert.equal(out.headers['pragma'], 'no-cache')
+    assert.match(String(out.headers['content-security-policy']), new RegExp(`frame-ancestors ${setup.idp.issuer}(;|$)`))
+    const cleared = [out.headers['set-cookie']].flat().find((c) => c?.startsWith('_pomerium='))
+    assert.ok(cleared && /Max-Age=0/.test(cleared), String(cleared))
+    // Ended in the databroker, not only forgotten by this browser: the old cookie no longer works.
+    assert.equal(await live(cookie), false, 'the session has ended')
+    assert.equal((await http(`${setup.app}/`, jar)).status, 302, 'signed out')
+  })
+
+  test('a wrong or missing iss or sid is an ordinary cross-site sign-out: asked about, and the session stays', async () => {
+    const { jar, cookie, sid } = await signedIn()
+    const iss = setup.idp.issuer
+    for (const params of [
+      { iss, sid: `${sid}x` },
+      { iss, sid: sid.slice(0, -1) },
+      { iss: `${iss}/`, sid },
+      { iss: 'https://evil.example', sid },
+      { sid },
+      { iss },
+    ]) {
+      const out = await http(`${setup.app}/.pomerium/sign_out?${new URLSearchParams(params).toString()}`, jar, { headers: iframe })
+      assert.equal(out.status, 200, JSON.stringify(params))
+      assert.match(out.body, /Sign out\?/, JSON.stringify(params))
+      assert.equal(await live(cookie), true, `still signed in after ${JSON.stringify(params)}`)
+    }
+    // A repeated parameter is not a front-channel logout either, even if one copy is right.
+    const doubled = await http(`${setup.app}/.pomerium/sign_out?iss=${encodeURIComponent(iss)}&sid=${encodeURIComponent(sid)}&sid=other`, jar, { headers: iframe })
+    assert.match(doubled.body, /Sign out\?/)
+    assert.equal(await live(cookie), true)
+    // Another browser's session with this browser's iss and sid: the pair names someone else.
+    const other = await signedIn()
+    const foreign = await http(`${setup.app}/.pomerium/sign_out?${new URLSearchParams({ iss, sid }).toString()}`, other.jar, { headers: iframe })
+    assert.match(foreign.body, /Sign out\?/)
+    assert.equal(await live(other.cookie), true)
+    assert.equal(await live(cookie), true)
+  })
+})
+
 describe('the signed-out page', () => {
   test('says Portcullis signed out, not the provider, and offers the provider sign-out; "stay signed in" there signs straight back in', async () => {
     const jar = new DomainCookieJar()
