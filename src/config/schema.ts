@@ -436,7 +436,7 @@ export const ROUTE_SETTINGS: readonly SettingDescriptor[] = [
   route('idle_timeout', 'duration', 'Stream idle timeout (0 disables).', { default: '0' }),
   route('allow_websockets', 'bool', 'Allow WebSocket upgrades.', { default: false }),
   route('allow_spdy', 'bool', 'Allow SPDY/3.1 upgrades.', { default: false }),
-  route('allow_ambiguous_paths', 'bool', 'Portcullis only: forward paths a lenient upstream could read as another path (`/..;/`, `%252e`, overlong UTF-8) instead of answering 400.', { default: false }),
+  route('allow_ambiguous_paths', 'bool', 'Portcullis only: forward paths a lenient upstream could read as another path (`/..;/`, `%252e`, overlong UTF-8, `;` parameters that change the route or an `http_path` rule) instead of answering 400.', { default: false }),
   route('allow_upgrades', 'list', 'Allowed upgrade types (overrides the global list).', { defaultText: '= global allow_upgrades' }),
   route('tls_skip_verify', 'bool', 'Do not verify the upstream certificate.', { default: false }),
   route('tls_server_name', 'string', 'Deprecated alias of tls_upstream_server_name.'),
