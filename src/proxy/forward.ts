@@ -34,6 +34,11 @@ export interface ForwardRequest {
   readonly idleTimeoutMs: number
   readonly json: boolean
   readonly errorHeaders: Readonly<Record<string, string>>
+  /**
+   * The client sent `Expect: 100-continue`: `100 Continue` goes out only once the upstream's
+   * circuit breaker admits the request, so a refused client never uploads its body.
+   */
+  readonly expectsContinue?: boolean | undefined
   /** Called once when the exchange is over, for the access log. */
   readonly done: (status: number, bytes: number, details: string) => void
   /** Called once with the upstream's status (undefined: no answer) and how long it took, for metrics. */
@@ -372,6 +377,7 @@ export function forward(f: ForwardRequest): void {
     f.done(503, bytes, OVERFLOW_DETAILS)
     return
   }
+  if (f.expectsContinue === true) f.res.writeContinue()
   if (transport.kind === 'h2c') {
     new H2cExchange(f).start()
     return

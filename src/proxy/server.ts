@@ -504,9 +504,9 @@ export class ProxyServer {
       }
       const upstreamSpan = rt?.child('upstream request', SpanKind.CLIENT, { 'server.address': upstream.endpoint.target.url.host })
       const metricsDone = this.#upstreamMetrics(route)
-      // Only now may the client send its body: it is allowed and has somewhere to go.
-      if (expectsContinue) res.writeContinue()
       forward({
+        // The client may send its body once it is allowed and the upstream admits it (forward).
+        expectsContinue,
         req,
         res,
         requestId,

@@ -297,7 +297,7 @@ describe('circuit_breaker_thresholds', () => {
     }
   })
 
-  it('max_requests: an h2c upstream gets at most 2 requests at once, the third gets 503 at once', async () => {
+  it('max_requests: an h2c upstream gets at most 2 requests at once, the third gets 503 at once, without 100 Continue', async () => {
     const client = http2.connect(`http://127.0.0.1:${proxy.port}`)
     client.on('error', () => undefined)
     try {
@@ -306,6 +306,16 @@ describe('circuit_breaker_thresholds', () => {
       const third = openStream(client, '/multiplexed/c')
       await waitUntil(() => third.status !== undefined, () => 'the third request got no answer')
       assert.equal(third.status, 503)
+      // A client that waits for 100 Continue before its body gets the 503 without ever being
+      // invited to upload.
+      const waiting = client.request({ ':method': 'POST', ':path': '/multiplexed/d', ':authority': HOST, expect: '100-continue' })
+      waiting.on('error', () => undefined)
+      let continued = false
+      waiting.once('continue', () => (continued = true))
+      const waitingStatus = await new Promise<number>((resolve) => waiting.once('response', (h) => resolve(Number(h[':status']))))
+      waiting.close()
+      assert.equal(waitingStatus, 503)
+      assert.equal(continued, false, '100 Continue was sent for a request the circuit breaker refused')
       assert.equal(h2c.requests, 2)
       for (const s of held) s.end()
       await waitUntil(() => count(held, 200) === 2, () => `statuses ${held.map((s) => s.status).join(',')}`)
