@@ -41,6 +41,9 @@ import { rejectUpgrade, tunnelUpgrade } from './upgrade.js'
 import { TransportRegistry } from './upstreams.js'
 import type { Endpoint } from './upstreams.js'
 
+/** The `Allow` header of the 405 for TRACE: every method the proxy forwards (routes may narrow it). */
+const ALLOWED_EXCEPT_TRACE = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
+
 export const MAX_HEADER_BYTES = 128 * 1024
 /** HTTP/2 listener limits per connection, as Pomerium sets them (see docs/proxy.md). */
 const H2_MAX_CONCURRENT_STREAMS = 100
@@ -103,7 +106,7 @@ type Prepared =
       readonly query: string
       readonly clientIp: string
     }
-  | { readonly kind: 'reply'; readonly status: number; readonly message: string; readonly location?: string; readonly log: boolean; readonly text?: string }
+  | { readonly kind: 'reply'; readonly status: number; readonly message: string; readonly location?: string; readonly log: boolean; readonly text?: string; readonly allow?: string }
   | {
       readonly kind: 'route'
       readonly plan: RoutePlan
@@ -305,9 +308,10 @@ export class ProxyServer {
     const path = target.path
     // TRACE echoes the request, credentials included, back to whoever can read the answer (a
     // cross-site tracing aid); Envoy refuses it, and so do we, without asking any upstream.
-    if (req.method === 'TRACE') return { kind: 'reply', status: 405, message: 'Method not allowed: TRACE is not accepted.', log: true }
+    // A 405 names the methods that are allowed (RFC 9110, 15.5.6).
+    if (req.method === 'TRACE') return { kind: 'reply', status: 405, message: 'Method not allowed: TRACE is not accepted.', log: true, allow: ALLOWED_EXCEPT_TRACE }
     if (path === '/ping' || path === '/healthz') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return { kind: 'reply', status: 405, message: 'Method not allowed.', log: false }
+      if (req.method !== 'GET' && req.method !== 'HEAD') return { kind: 'reply', status: 405, message: 'Method not allowed.', log: false, allow: 'GET, HEAD' }
       return { kind: 'reply', status: 200, message: 'OK', text: 'OK\n', log: false }
     }
     if (this.#deps.endpoints?.claims(auth.host, path)) {
@@ -631,6 +635,7 @@ export class ProxyServer {
     }
     const headers: Record<string, string> = { ...state.localHeaders }
     if (p.location !== undefined) headers['location'] = p.location
+    if (p.allow !== undefined) headers['allow'] = p.allow
     return sendError(res, p.status, p.message, requestId, json, headers, headOnly)
   }
 

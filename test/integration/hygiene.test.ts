@@ -305,6 +305,8 @@ void describe('hostile requests against a public and a protected route (security
     for (const target of ['/public/x', '/admin', '/other']) {
       const res = await raw(s.px.port, `TRACE ${target} HTTP/1.1`, [`Host: ${PUB}`, 'Cookie: secret=1'])
       assert.equal(res[0]?.status, 405, target)
+      // RFC 9110: a 405 says which methods are allowed.
+      assert.equal(res[0]?.headers.find(([n]) => n.toLowerCase() === 'allow')?.[1], 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS')
       assert.doesNotMatch(res[0]?.body ?? '', /secret=1/)
     }
     assert.equal(s.pub.requests.length, before)

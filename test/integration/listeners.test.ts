@@ -466,6 +466,7 @@ void describe('health endpoints, unknown hosts and internal paths', () => {
         assert.equal(head.body, '')
         const post = await request(`${px.url}${path}`, { host, method: 'POST', body: 'x' })
         assert.equal(post.status, 405, `POST ${host}${path}`)
+        assert.equal(header(post, 'allow'), 'GET, HEAD')
       }
     }
     assert.equal(up.requests.length, 0, 'health checks are never forwarded')
