@@ -278,18 +278,19 @@ export class RouteEndpoints implements EndpointHandler {
     const csrfName = `${settings.cookieName}_csrf`
     const csrfCookie = readCookie(req.headers['cookie'], csrfName)
     const { cookieSecret } = this.#deps.secrets
-    const confirmed = req.method === 'POST' && checkSignOutToken(cookieSecret, formFields(req).get('csrf'), csrfCookie)
+    const found = findHandle(req.headers, '', settings.cookieName)
+    const handle = found ? verifySessionHandle(found.token, this.#deps.secrets.sharedSecret) : undefined
+    const sessionId = handle && audienceIncludes(handle.aud, req.host) ? handle.jti : undefined
+    const confirmed = req.method === 'POST' && checkSignOutToken(cookieSecret, formFields(req).get('csrf'), csrfCookie, sessionId)
     if (!confirmed && startedElsewhere(req, this.#origin(req))) {
       const token = csrfCookie ?? randomBytes(32).toString('base64url')
-      const rendered = signOutConfirmPage('/.pomerium/sign_out', signOutToken(cookieSecret, token), settings.formActions)
+      const rendered = signOutConfirmPage('/.pomerium/sign_out', signOutToken(cookieSecret, token, sessionId), settings.formActions)
       // Path /.pomerium/: the cookie reaches this endpoint and never an upstream.
       const cookie = setCookie(csrfName, token, { domain: undefined, httpOnly: true, sameSite: 'lax', maxAgeS: ROUTE_CSRF_MAX_AGE_S, path: '/.pomerium/' })
       return page(200, rendered, csrfCookie === undefined ? [cookie] : undefined)
     }
-    const found = findHandle(req.headers, '', settings.cookieName)
-    const handle = found ? verifySessionHandle(found.token, this.#deps.secrets.sharedSecret) : undefined
     const params: Record<string, string> = {}
-    if (handle && audienceIncludes(handle.aud, req.host)) params[PARAM_SESSION_ID] = handle.jti
+    if (sessionId !== undefined) params[PARAM_SESSION_ID] = sessionId
     if (settings.signoutRedirectUrl !== undefined) params[PARAM_REDIRECT_URI] = settings.signoutRedirectUrl
     return redirect(signOutUrl(settings, this.#deps.secrets.sharedSecret, params).href, [clearCookie(settings.cookieName, settings.cookie)])
   }

@@ -35,3 +35,12 @@ test('the token is bound to the CSRF cookie and the secret', () => {
   assert.equal(checkSignOutToken(secret, null, 'cookie-a'), false)
   assert.equal(checkSignOutToken(secret, `${token}x`, 'cookie-a'), false)
 })
+
+test('the token is bound to the session it signs out: a token fetched with another session (or none) does not pass', () => {
+  const secret = Buffer.alloc(32, 1)
+  // What a sibling subdomain can get: the token of a CSRF value it plants, for its own session.
+  const planted = signOutToken(secret, 'planted', 'attacker-session')
+  assert.equal(checkSignOutToken(secret, planted, 'planted', 'victim-session'), false)
+  assert.equal(checkSignOutToken(secret, signOutToken(secret, 'planted'), 'planted', 'victim-session'), false)
+  assert.equal(checkSignOutToken(secret, signOutToken(secret, 'planted', 'victim-session'), 'planted', 'victim-session'), true)
+})

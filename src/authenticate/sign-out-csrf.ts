@@ -10,15 +10,20 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 import { single } from './endpoint.js'
 import type { EndpointRequest } from './endpoint.js'
 
-export function signOutToken(cookieSecret: Buffer, csrfCookie: string): string {
-  return createHmac('sha256', cookieSecret).update(`sign-out|${csrfCookie}`).digest('base64url')
+/**
+ * `session` binds the token to the session it signs out (its handle's id), where one is known:
+ * the CSRF cookie carries no host prefix, so a sibling subdomain can plant a value whose token
+ * it fetched itself, and only a token that names the victim's own session stays out of reach.
+ */
+export function signOutToken(cookieSecret: Buffer, csrfCookie: string, session = ''): string {
+  return createHmac('sha256', cookieSecret).update(`sign-out|${csrfCookie}|${session}`).digest('base64url')
 }
 
-/** Whether `given` (the form's `csrf` field) is the token of `csrfCookie`; constant time. */
-export function checkSignOutToken(cookieSecret: Buffer, given: string | null | undefined, csrfCookie: string | undefined): boolean {
+/** Whether `given` (the form's `csrf` field) is the token of `csrfCookie` and `session`; constant time. */
+export function checkSignOutToken(cookieSecret: Buffer, given: string | null | undefined, csrfCookie: string | undefined, session = ''): boolean {
   if (given === null || given === undefined || csrfCookie === undefined) return false
   const a = Buffer.from(given)
-  const b = Buffer.from(signOutToken(cookieSecret, csrfCookie))
+  const b = Buffer.from(signOutToken(cookieSecret, csrfCookie, session))
   return a.length === b.length && timingSafeEqual(a, b)
 }
 

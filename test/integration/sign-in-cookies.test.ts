@@ -192,6 +192,22 @@ describe('route sign-out started by another site', () => {
     assert.equal((await http(`${setup.app}/`, jar)).status, 302, 'signed out')
   })
 
+  test('hostile: a CSRF value planted by a sibling subdomain, with the token it fetched for itself, does not sign the victim out', async () => {
+    // The sibling asks for the confirmation page with its own browser (and its own session).
+    const attacker = await signedIn()
+    const asked = await http(`${setup.app}/.pomerium/sign_out`, attacker, { headers: { 'sec-fetch-site': 'cross-site' } })
+    const planted = /^_pomerium_csrf=([^;]+)/.exec([asked.headers['set-cookie']].flat().find((c) => c?.startsWith('_pomerium_csrf=')) ?? '')?.[1]
+    const token = /name="csrf" value="([^"]+)"/.exec(asked.body)?.[1]
+    assert.ok(planted && token)
+    // It tosses that value into the victim's browser for the parent domain, then posts its token.
+    const victim = await signedIn()
+    victim.store(new URL(`https://evil.localhost:${setup.port}/`), [`_pomerium_csrf=${planted}; Domain=localhost; Path=/.pomerium/; Secure`])
+    const forced = await http(`${setup.app}/.pomerium/sign_out`, victim, { method: 'POST', body: `csrf=${encodeURIComponent(token)}`, headers: { 'sec-fetch-site': 'cross-site' } })
+    assert.equal(forced.status, 200, 'asked again, not signed out')
+    assert.match(forced.body, /Sign out\?/)
+    assert.equal((await http(`${setup.app}/`, victim)).status, 200, 'still signed in')
+  })
+
   test('same-origin and user-typed sign-outs proceed at once, as before', async () => {
     for (const site of ['same-origin', 'none']) {
       const jar = await signedIn()
