@@ -107,6 +107,16 @@ test('ordinary ";", "%25" and UTF-8 in paths are not ambiguous', () => {
   assert.notEqual(ambiguity('/public/a%2Fb%252F', { ...opts, escapedSlashes: 'keep' }), undefined)
 })
 
+test('with escaped slashes kept, a dot segment beside one is ambiguous: `../admin` to an upstream that decodes, then resolves', () => {
+  const keep = { ...opts, escapedSlashes: 'keep' as const }
+  for (const p of ['/public/..%2Fadmin', '/public/x%2F..%2Fadmin', '/public/.%2Fadmin', '/public/..%5cadmin', '/public/%2e%2e%2Fadmin', '/public/x%2F..']) {
+    assert.equal(ambiguity(p, keep), 'a dot segment beside an escaped slash', p)
+  }
+  assert.notEqual(ambiguity('/public/..;x%2Fadmin', keep), undefined)
+  assert.equal(ambiguity('/public/a..b%2Fc', keep), undefined)
+  assert.equal(ambiguity('/public/v1.2%2F..x', keep), undefined)
+})
+
 test('withoutSegmentParameters: each segment loses its ";" parameters, escaped ones too', () => {
   assert.equal(withoutSegmentParameters('/admin/secret'), undefined)
   assert.equal(withoutSegmentParameters('/admin;x/secret'), '/admin/secret')

@@ -138,6 +138,11 @@ export function pathAmbiguity(path: string): string | undefined {
     if (!seg.includes('%')) continue
     // Escaped slashes still here were kept on purpose (path_with_escaped_slashes_action: keep):
     // their first decoding is that setting's business, so they decode to a neutral byte here.
+    // Except around a dot segment: `..%2Fadmin` is `../admin` to an upstream that decodes and
+    // then resolves, whatever the setting meant.
+    if (/%(2f|5c)/i.test(seg) && seg.split(/%(?:2f|5c)/i).some((piece) => isDotPiece(percentDecode(piece)))) {
+      return 'a dot segment beside an escaped slash'
+    }
     seg = percentDecode(seg.replace(/%(2f|5c)/gi, '%01'))
     for (let depth = 0; ; depth++) {
       if (hasOverlongUtf8(seg)) return 'an overlong UTF-8 sequence'
@@ -153,6 +158,12 @@ export function pathAmbiguity(path: string): string | undefined {
 }
 
 const HAS_ESCAPE = /%[0-9A-Fa-f]{2}/
+
+/** `.` or `..`, with or without `;` parameters (a piece of a segment split at escaped slashes). */
+function isDotPiece(piece: string): boolean {
+  const bare = piece.split(';', 1)[0]
+  return bare === '.' || bare === '..'
+}
 
 /** A `;` or its escape (a normalised path writes escapes in upper case; the flag is belt and braces). */
 const PARAMETER_START = /;|%3B/i
