@@ -11,18 +11,9 @@ import assert from 'node:assert/strict'
 import { parse } from 'yaml'
 import { compileRoutePolicy } from './route.js'
 import { decide } from './decide.js'
-import { CERT_FINGERPRINT, alice, bob, cert, eve, input, ppl, pplErrors } from './test-helpers.js'
+import { CERT_FINGERPRINT, NO_ACCESS, alice, bob, cert, eve, input, ppl, pplErrors } from './test-helpers.js'
 import type { Decision, MtlsEnforcement, PolicyInput, RouteAccess } from './types.js'
 
-const NO_ACCESS: RouteAccess = {
-  allowPublicUnauthenticatedAccess: false,
-  allowAnyAuthenticatedUser: false,
-  corsAllowPreflight: false,
-  allowedUsers: [],
-  allowedDomains: [],
-  allowedIdpClaims: {},
-  policy: undefined,
-}
 
 interface Case {
   readonly n: number

@@ -6,8 +6,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { compileRoutePolicy } from './route.js'
-import { holds, input, session } from './test-helpers.js'
-import type { PolicySession, RouteAccess } from './types.js'
+import { NO_ACCESS, holds, input, session } from './test-helpers.js'
+import type { PolicySession } from './types.js'
 
 const as = (email: string, extra: Partial<PolicySession> = {}): PolicySession => session('u-1', email, {}, extra)
 
@@ -66,18 +66,9 @@ test('hostile: email_verified false fails email and domain (security test 35); u
   assert.equal(holds({ authenticated_user: true }, input(as('a@company.com', { emailVerified: false }))), true)
 })
 
-const ACCESS: RouteAccess = {
-  allowPublicUnauthenticatedAccess: false,
-  allowAnyAuthenticatedUser: false,
-  corsAllowPreflight: false,
-  allowedUsers: [],
-  allowedDomains: [],
-  allowedIdpClaims: {},
-  policy: undefined,
-}
 
 test('hostile: allowed_users canonicalisation is consistent (security test 36)', () => {
-  const { policy } = compileRoutePolicy({ ...ACCESS, allowedUsers: ['alice@corp.example'] }, { path: 'routes[0]' })
+  const { policy } = compileRoutePolicy({ ...NO_ACCESS, allowedUsers: ['alice@corp.example'] }, { path: 'routes[0]' })
   assert.ok(policy)
   const allowed = (userId: string, email: string): boolean => policy.evaluate(input(session(userId, email))).allow
   // Same person, any case: allowed, whether the IdP puts the name in sub or in email.
@@ -90,7 +81,7 @@ test('hostile: allowed_users canonicalisation is consistent (security test 36)',
     assert.equal(allowed(variant, ''), false, `user ${JSON.stringify(variant)}`)
   }
   // An operator's typo with surrounding spaces is a configuration error, not a silent never-match.
-  assert.deepEqual(compileRoutePolicy({ ...ACCESS, allowedUsers: ['bob@corp.example '] }, { path: 'routes[0]' }).errors, [
+  assert.deepEqual(compileRoutePolicy({ ...NO_ACCESS, allowedUsers: ['bob@corp.example '] }, { path: 'routes[0]' }).errors, [
     { path: 'routes[0].allowed_users[0]', message: '"bob@corp.example " has leading or trailing whitespace, so it could never match' },
   ])
 })

@@ -4,21 +4,12 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { compileRoutePolicy } from './route.js'
 import { decide } from './decide.js'
-import { alice, bob, cert, input } from './test-helpers.js'
+import { NO_ACCESS, alice, bob, cert, input } from './test-helpers.js'
 import type { RouteAccess } from './types.js'
 
-const NONE: RouteAccess = {
-  allowPublicUnauthenticatedAccess: false,
-  allowAnyAuthenticatedUser: false,
-  corsAllowPreflight: false,
-  allowedUsers: [],
-  allowedDomains: [],
-  allowedIdpClaims: {},
-  policy: undefined,
-}
 
 const route = (r: Partial<RouteAccess>, mtls?: 'policy_with_default_deny' | 'policy' | 'reject_connection') =>
-  compileRoutePolicy({ ...NONE, ...r }, { path: 'routes[2]', ...(mtls ? { mtls } : {}) })
+  compileRoutePolicy({ ...NO_ACCESS, ...r }, { path: 'routes[2]', ...(mtls ? { mtls } : {}) })
 
 test('legacy fields become one allow-or rule, in Pomerium order; claims by sorted key', () => {
   const { policy, errors } = route({

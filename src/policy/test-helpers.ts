@@ -2,9 +2,20 @@
 import { parse } from 'yaml'
 import { compilePolicy } from './compile.js'
 import { decide } from './decide.js'
-import type { CompiledPolicy, Decision, PolicyClientCertificate, PolicyInput, PolicySession } from './types.js'
+import type { CompiledPolicy, Decision, PolicyClientCertificate, PolicyInput, PolicySession, RouteAccess } from './types.js'
 
 export const NOW = new Date('2026-06-15T12:00:00Z')
+
+/** A route with none of the legacy access fields and no policy: it admits nobody. */
+export const NO_ACCESS: RouteAccess = {
+  allowPublicUnauthenticatedAccess: false,
+  allowAnyAuthenticatedUser: false,
+  corsAllowPreflight: false,
+  allowedUsers: [],
+  allowedDomains: [],
+  allowedIdpClaims: {},
+  policy: undefined,
+}
 
 export function session(userId: string, email: string, claims: Record<string, unknown> = {}, extra: Partial<PolicySession> = {}): PolicySession {
   return { sessionId: `s-${userId}`, userId, email, emailVerified: true, claims, ...extra }
