@@ -35,10 +35,34 @@ test('validate --allow-unknown reports unknown keys as warnings and exits 0', ()
   assert.equal(code, 0)
   assert.match(lines[0] ?? '', /warning: routes\[0\]\.allow_public_unauthenticated_acess: unknown setting/)
   assert.ok(lines.some((l) => /valid, 1 route/.test(l)))
+  // The summary says what the typo did: the route has no allow rule left.
+  assert.ok(lines.some((l) => /routes\[0\] .*\(protected, no allow rule: admits nobody\)/.test(l)), lines.join('\n'))
 })
 
 test('--allow-unknown is a validate flag', () => {
   assert.equal(parseArgs(['validate', '--allow-unknown', '--config', 'c.yaml']).allowUnknown, true)
   assert.equal(parseArgs(['validate', '--config', 'c.yaml']).allowUnknown, undefined)
   assert.deepEqual(parseArgs(['serve', '--allow-unknown']).errors, ['--allow-unknown applies to validate only'])
+})
+
+test('the route summary marks only routes without any allow rule as admitting nobody', () => {
+  const { code, lines } = run(
+    [
+      'routes:',
+      '  - from: https://a.example.com',
+      '    to: http://127.0.0.1:1',
+      '    allowed_domains: [example.com]',
+      '  - from: https://b.example.com',
+      '    to: http://127.0.0.1:1',
+      '    policy: { allow: { or: [{ email: { is: ada@example.com } }] } }',
+      '  - from: https://c.example.com',
+      '    to: http://127.0.0.1:1',
+      '    policy: { deny: { or: [{ http_method: DELETE }] } }',
+      '',
+    ].join('\n'),
+  )
+  assert.equal(code, 0, lines.join('\n'))
+  assert.ok(lines.some((l) => /routes\[0\] https:\/\/a\.example\.com .*\(protected\)$/.test(l)), lines.join('\n'))
+  assert.ok(lines.some((l) => /routes\[1\] https:\/\/b\.example\.com .*\(protected\)$/.test(l)), lines.join('\n'))
+  assert.ok(lines.some((l) => /routes\[2\] https:\/\/c\.example\.com .*\(protected, no allow rule: admits nobody\)$/.test(l)), lines.join('\n'))
 })

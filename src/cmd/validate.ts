@@ -7,6 +7,7 @@
 import { formatIssue, loadConfig } from '../config/index.js'
 import type { ConfigIssue } from '../config/index.js'
 import type { RouteConfig } from '../config/types.js'
+import { compileRoutePolicy } from '../policy/index.js'
 
 export interface ValidateOptions {
   /** Report unknown keys as warnings and still exit 0 (start-up's behaviour). */
@@ -16,8 +17,19 @@ export interface ValidateOptions {
 export function describeRoute(route: RouteConfig): string {
   const match = route.regex !== undefined ? ` regex ${route.regex}` : route.path !== undefined ? ` path ${route.path}` : route.prefix !== undefined ? ` prefix ${route.prefix}` : ''
   const target = route.redirect ? 'redirect' : route.response ? `response ${route.response.status}` : route.to.map((t) => t.url.href + (t.weight !== 1 ? `,${t.weight}` : '')).join(' ')
-  const access = route.allowPublicUnauthenticatedAccess ? 'public' : 'protected'
+  const access = route.allowPublicUnauthenticatedAccess ? 'public' : admitsNobody(route) ? 'protected, no allow rule: admits nobody' : 'protected'
   return `  routes[${route.index}] ${route.fromUrl}${match} -> ${target} (${access})`
+}
+
+/**
+ * Whether the route's policy (legacy fields included) has no allow rule with any criterion, so
+ * every request gets 403: what a misspelt access key, accepted with --allow-unknown, leaves.
+ */
+function admitsNobody(route: RouteConfig): boolean {
+  const { policy } = compileRoutePolicy(route, { path: `routes[${route.index}]` })
+  if (!policy) return false
+  const e = policy.evaluate({ session: undefined, method: 'GET', path: '/', headers: {}, clientIp: '127.0.0.1', now: new Date() }, { trace: true })
+  return (e.trace ?? []).every((rule) => rule.action !== 'allow' || rule.criteria.length === 0)
 }
 
 export function validate(
