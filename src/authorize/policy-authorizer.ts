@@ -4,6 +4,7 @@
  * route's compiled policy, and turn the result into the proxy's answer, in Pomerium's order:
  * 495 for client-certificate problems, sign-in when a rule needed a session that is not there,
  * 403 with the reasons in plain words, otherwise allow with the identity headers for the upstream.
+ * Denials are data (`Denial`); the front end that talks to the client renders them.
  *
  * Requests without credentials are decided synchronously: no store read, no promise.
  */
