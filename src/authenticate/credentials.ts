@@ -2,6 +2,7 @@
  * Where a request carries its session handle (reference fact 5), and whether an unauthenticated
  * request should be sent to sign in or told 401 (reference fact 22).
  */
+import { preferredType } from '../ui/negotiate.js'
 import { readCookie } from './cookies.js'
 
 type Headers = Readonly<Record<string, string | string[] | undefined>>
@@ -37,29 +38,8 @@ export function findHandle(headers: Headers, query: string, cookieName: string):
   return cookie === undefined ? undefined : { token: cookie, source: 'cookie' }
 }
 
+/** What a browser or a script may ask for; a browser navigating (text/html first) is sent to sign in. */
 const CANDIDATES = ['text/html', 'application/json', 'text/plain', 'application/grpc', 'application/grpc-web', 'application/grpc-web+proto', 'application/grpc-web-text'] as const
-
-/** The best of our candidate types for an Accept header (missing or `*\/*` means text/html). */
-function bestAccepted(accept: string | undefined): string {
-  if (accept === undefined || accept.trim() === '') return 'text/html'
-  let best = ''
-  let bestQ = 0
-  for (const part of accept.split(',')) {
-    const [typeRaw, ...params] = part.split(';')
-    const type = (typeRaw ?? '').trim().toLowerCase()
-    let q = 1
-    for (const p of params) {
-      const [k, v] = p.split('=')
-      if (k?.trim() === 'q' && v !== undefined) q = Number(v) || 0
-    }
-    const match = type === '*/*' ? 'text/html' : type === 'text/*' ? 'text/html' : CANDIDATES.find((c) => c === type)
-    if (match !== undefined && q > bestQ) {
-      best = match
-      bestQ = q
-    }
-  }
-  return best
-}
 
 /**
  * True when a request without a valid session should be redirected to sign in (a browser
@@ -70,5 +50,5 @@ export function shouldRedirectToSignIn(headers: Headers, carriedToken: boolean):
   const contentType = single(headers['content-type']) ?? ''
   if (contentType.startsWith('application/grpc')) return false
   if ((single(headers['x-requested-with']) ?? '').toLowerCase() === 'xmlhttprequest') return false
-  return bestAccepted(single(headers['accept'])) === 'text/html'
+  return preferredType(headers['accept'], CANDIDATES) === 'text/html'
 }

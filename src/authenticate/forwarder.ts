@@ -10,8 +10,9 @@ import { isIP } from 'node:net'
 import { rootCertificates } from 'node:tls'
 import { Agent, request } from 'undici'
 import type { Logger } from '../shared/log.js'
+import { prefersJson } from '../ui/negotiate.js'
 import { errorPage } from '../ui/pages.js'
-import { json, page, single } from './endpoint.js'
+import { json, page } from './endpoint.js'
 import type { EndpointRequest, EndpointResponse } from './endpoint.js'
 
 export interface AuthenticateForwarderOptions {
@@ -87,8 +88,7 @@ export function createAuthenticateForwarder(options: AuthenticateForwarderOption
       } catch (err) {
         options.logger.error({ requestId: req.requestId, url: base.origin, err: err instanceof Error ? err.message : String(err) }, 'the authenticate service could not be reached')
         const message = 'The authenticate service is unavailable. Try again in a moment.'
-        const accept = single(req.headers['accept']) ?? ''
-        if (/application\/json/i.test(accept) && !/text\/html/i.test(accept)) return json(502, { error: message, request_id: req.requestId })
+        if (prefersJson(req.headers['accept'])) return json(502, { error: message, request_id: req.requestId })
         return page(502, errorPage({ status: 502, title: 'Bad Gateway', message, requestId: req.requestId }))
       }
     },

@@ -9,10 +9,11 @@ import type { RouteConfig } from '../config/types.js'
 import type { CompiledPolicy } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
+import { prefersJson } from '../ui/negotiate.js'
 import { errorPage, routesPage, signOutConfirmPage, userPage } from '../ui/pages.js'
 import { cleanup, cleanupAgain, cleanupTried, conflictMessage } from './cookie-conflict.js'
 import { clearCookie, cookieValues, readCookie, setCookie } from './cookies.js'
-import { formFields, json, page, redirect, single, text } from './endpoint.js'
+import { formFields, json, page, redirect, text } from './endpoint.js'
 import type { EndpointHandler, EndpointRequest, EndpointResponse } from './endpoint.js'
 import {
   openHandoff,
@@ -339,8 +340,7 @@ export class RouteEndpoints implements EndpointHandler {
   }
 
   #error(req: EndpointRequest, status: number, title: string, message: string, retryUrl?: string, cookies?: readonly string[]): EndpointResponse {
-    const accept = single(req.headers['accept']) ?? ''
-    if (/application\/json/i.test(accept) && !/text\/html/i.test(accept)) return { ...json(status, { error: message, request_id: req.requestId }), ...(cookies ? { cookies } : {}) }
+    if (prefersJson(req.headers['accept'])) return { ...json(status, { error: message, request_id: req.requestId }), ...(cookies ? { cookies } : {}) }
     return page(status, errorPage({ status, title, message, requestId: req.requestId, ...(retryUrl !== undefined ? { retryUrl } : {}) }), cookies)
   }
 }

@@ -7,13 +7,14 @@
 import { createHmac, randomBytes } from 'node:crypto'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
+import { prefersJson } from '../ui/negotiate.js'
 import { errorPage, signedOutPage, signOutConfirmPage, userPage } from '../ui/pages.js'
 import { cleanup, cleanupAgain, cleanupTried, conflictMessage } from './cookie-conflict.js'
 import type { ConflictContext } from './cookie-conflict.js'
 import { clearCookie, cookieValues, readCookie, setCookie } from './cookies.js'
 import type { CookieOptions } from './cookies.js'
 import { shouldRedirectToSignIn } from './credentials.js'
-import { formFields, json, page, redirect, single, text } from './endpoint.js'
+import { formFields, json, page, redirect, text } from './endpoint.js'
 import type { EndpointHandler, EndpointRequest, EndpointResponse } from './endpoint.js'
 import {
   addTraceContext,
@@ -442,7 +443,7 @@ export class AuthenticateService implements EndpointHandler {
   }
 
   #error(req: EndpointRequest, status: number, title: string, message: string, retryUrl?: string, cookies?: readonly string[]): EndpointResponse {
-    if (prefersJsonRequest(req)) return { ...json(status, { error: message, request_id: req.requestId }), ...(cookies ? { cookies } : {}) }
+    if (prefersJson(req.headers['accept'])) return { ...json(status, { error: message, request_id: req.requestId }), ...(cookies ? { cookies } : {}) }
     return page(status, errorPage({ status, title, message, requestId: req.requestId, ...(retryUrl !== undefined ? { retryUrl } : {}) }), cookies)
   }
 }
@@ -456,11 +457,6 @@ function parseLoginSecrets(text: string): LoginSecrets | undefined {
   } catch {
     return undefined
   }
-}
-
-function prefersJsonRequest(req: EndpointRequest): boolean {
-  const accept = single(req.headers['accept']) ?? ''
-  return /application\/json/i.test(accept) && !/text\/html/i.test(accept)
 }
 
 /** The user page's data: identity and claims only, never tokens. */

@@ -4,6 +4,7 @@
  * route's compiled policy, and turn the result into the proxy's answer, in Pomerium's order:
  * 495 for client-certificate problems, sign-in when a rule needed a session that is not there,
  * 403 with the reasons in plain words, otherwise allow with the identity headers for the upstream.
+ * Denials are data (`Denial`); the front end that talks to the client renders them.
  *
  * Requests without credentials are decided synchronously: no store read, no promise.
  */
@@ -19,13 +20,11 @@ import { browserScheme } from '../authenticate/settings.js'
 import type { AuthSettings, IdpSettings } from '../authenticate/settings.js'
 import { decide, describeDenial } from '../policy/index.js'
 import type { Decision, Evaluation, PolicyInput, PolicySession } from '../policy/index.js'
-import { prefersJson, statusTitle } from '../proxy/error-page.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
-import { errorPage } from '../ui/pages.js'
 import type { AuthorizePlans, RoutePlan } from './plans.js'
 import { UpstreamCredentialError } from './upstream-headers.js'
-import type { Authorizer, CheckRequest, CheckResult } from './types.js'
+import type { Authorizer, CheckRequest, CheckResult, Denial } from './types.js'
 
 export interface PolicyAuthorizerDeps {
   readonly settings: () => AuthSettings
@@ -47,12 +46,7 @@ interface Identity {
 }
 
 const ANONYMOUS: Identity = { session: undefined, carriedToken: false }
-const ROBOTS: CheckResult = {
-  allow: false,
-  status: 200,
-  reason: 'robots.txt',
-  body: { contentType: 'text/plain; charset=utf-8', text: 'User-agent: *\nDisallow: /\n' },
-}
+const ROBOTS: Denial = { allow: false, status: 200, code: 'robots-txt', reason: 'robots.txt' }
 
 export function policySession(session: Session): PolicySession {
   const claims = session.claims
@@ -89,13 +83,13 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
         (err: unknown): CheckResult => {
           deps.logger.error({ err, requestId: request.requestId }, 'upstream credential unavailable')
           const message = err instanceof UpstreamCredentialError ? err.publicMessage : 'An upstream credential could not be obtained.'
-          return { allow: false, status: 502, reason: message }
+          return { allow: false, status: 502, code: 'upstream-credential', reason: message }
         },
       )
     }
     if (request.path === '/robots.txt' && !request.route.allowPublicUnauthenticatedAccess) return ROBOTS
     if (decision.kind === 'sign-in') return signIn(request, settings, idp, who, deps.secrets)
-    return denied(request, plan, decision, who.session, evaluation, input)
+    return denied(plan, decision, who.session, evaluation, input)
   }
 
   return {
@@ -111,7 +105,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
           if (token !== undefined) {
             return deps.bearer.session(token, bearer.format, idp, bearer.audiences).then((r) => {
               if (r.kind === 'ok') return decideFor(request, plan, settings, idp, { session: r.session, carriedToken: true })
-              return { allow: false, status: r.kind === 'unavailable' ? 503 : 401, reason: r.reason }
+              return r.kind === 'unavailable' ? { allow: false, status: 503, code: 'unavailable', reason: r.reason } : { allow: false, status: 401, code: 'invalid-credential', reason: r.reason }
             })
           }
         }
@@ -125,7 +119,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
         (err: unknown): CheckResult => {
           // Fail closed: without the store nobody's session can be verified, so nobody gets in.
           deps.logger.error({ err: err instanceof Error ? err.message : String(err), requestId: request.requestId }, 'session store unavailable')
-          return { allow: false, status: 503, reason: 'The session store is unavailable, so sign-in cannot be checked right now. Try again in a moment.' }
+          return { allow: false, status: 503, code: 'unavailable', reason: 'The session store is unavailable, so sign-in cannot be checked right now. Try again in a moment.' }
         },
       )
     },
@@ -151,16 +145,20 @@ function signIn(request: CheckRequest, settings: AuthSettings, idp: IdpSettings 
     return {
       allow: false,
       status: 403,
+      code: 'sign-in-not-configured',
       reason: 'This route needs a signed-in user and sign-in is not configured (idp_provider is not set), so access is denied.',
     }
   }
   if (!shouldRedirectToSignIn(request.headers, who.carriedToken)) {
-    return { allow: false, status: 401, reason: who.carriedToken ? 'The session token is not valid; sign in again.' : 'Unauthenticated' }
+    return who.carriedToken
+      ? { allow: false, status: 401, code: 'invalid-credential', reason: 'The session token is not valid; sign in again.' }
+      : { allow: false, status: 401, code: 'unauthenticated', reason: 'Unauthenticated' }
   }
   const original = `${browserScheme(request.host, request.scheme)}://${request.authority}${request.path}${request.query}`
   return {
     allow: false,
     status: 302,
+    code: 'sign-in',
     reason: 'Sign-in required: redirecting to the sign-in page.',
     // Two session cookies (one tossed by a sibling domain): the route's callback cleans up or explains.
     location: signInUrl(settings, secrets.sharedSecret, original, idp.id, cookieIsAmbiguous(request.headers['cookie'], settings.cookieName) ? { [PARAM_COOKIE_CONFLICT]: 'true' } : {}).href,
@@ -168,37 +166,31 @@ function signIn(request: CheckRequest, settings: AuthSettings, idp: IdpSettings 
 }
 
 function denied(
-  request: CheckRequest,
   plan: RoutePlan,
   decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' }>,
   session: Session | undefined,
   evaluation: Evaluation,
   input: PolicyInput,
-): CheckResult {
+): Denial {
   const status = decision.status
   const message =
     status === 495
       ? 'This app needs a valid client certificate, and the request did not present one it accepts.'
       : "You are not allowed to open this app: its access policy did not admit this request."
-  const accept = request.headers['accept']
-  if (prefersJson(typeof accept === 'string' ? accept : undefined)) {
-    return { allow: false, status, reason: message, body: { contentType: 'application/json', text: JSON.stringify({ error: message, reasons: decision.reasons, request_id: request.requestId }) } }
-  }
   // Which rule decided needs the trace; denials are the slow path, so evaluate once more with it.
   const reasons = describeDenial(evaluation.trace ? evaluation : plan.policy.evaluate(input, { trace: true }), decision)
   const email = session && typeof session.claims['email'] === 'string' ? session.claims['email'] : undefined
-  const page = errorPage({
+  return {
+    allow: false,
     status,
-    title: statusTitle(status),
-    message,
-    requestId: request.requestId,
+    code: status === 495 ? 'client-certificate' : 'policy-denied',
+    reason: message,
     reasons,
+    policyReasons: decision.reasons,
     route: plan.label,
-    ...(session ? { user: email ?? session.userId, signOutUrl: '/.pomerium/sign_out' } : {}),
+    ...(session ? { user: email ?? session.userId } : {}),
     ...(plan.showErrorDetails ? { details: explainEvaluation(evaluation) } : {}),
-  })
-  const { 'content-type': contentType = 'text/html; charset=utf-8', ...headers } = page.headers
-  return { allow: false, status, reason: message, body: { contentType, text: page.html, headers } }
+  }
 }
 
 /** The full evaluation as text, for `show_error_details` and `portcullis policy explain`. */

@@ -7,7 +7,14 @@ import { internalErrorAnswer } from '../databroker/server.js'
 import { startInternalServer } from '../internal/transport.js'
 import type { InternalServer } from '../internal/transport.js'
 import { createLogger } from '../shared/log.js'
-import { authorizeRoutes, createRemoteAuthorizer, decodeCheckRequest, decodeCheckResult, encodeCheckRequest, findRoute } from './remote.js'
+import type { SessionRefresher } from '../authenticate/refresher.js'
+import type { SessionStore } from '../authenticate/session-store.js'
+import type { AuthSettings } from '../authenticate/settings.js'
+import { ServicePool } from '../internal/pool.js'
+import type { Secrets } from '../shared/secrets.js'
+import { buildAuthorizePlans } from './plans.js'
+import { createPolicyAuthorizer } from './policy-authorizer.js'
+import { AUTHORIZE_CHECK_PATH, authorizeRoutes, createRemoteAuthorizer, decodeCheckRequest, decodeCheckResult, encodeCheckRequest, findRoute } from './remote.js'
 import type { Authorizer, CheckRequest, CheckResult } from './types.js'
 
 const logger = createLogger('disabled')
@@ -135,19 +142,100 @@ describe('wire checks', () => {
 
   it('accepts only well-formed results', () => {
     assert.deepEqual(decodeCheckResult({ allow: true }), { allow: true })
-    assert.ok(decodeCheckResult({ allow: false, status: 302, reason: 'sign in', location: 'https://x' }))
-    assert.ok(decodeCheckResult({ allow: false, status: 200, reason: 'robots', body: { contentType: 'text/plain', text: 'x' } }))
+    assert.ok(decodeCheckResult({ allow: false, status: 302, code: 'sign-in', reason: 'sign in', location: 'https://x' }))
+    const denial = {
+      allow: false,
+      status: 403,
+      code: 'policy-denied',
+      reason: 'no',
+      reasons: ['the email is not one this route admits'],
+      policyReasons: ['email-unauthorized'],
+      user: 'bob@example.com',
+      route: 'Admin',
+      details: 'allow: false',
+      headers: { 'set-cookie': 'a=b' },
+    }
+    assert.deepEqual(decodeCheckResult(JSON.parse(JSON.stringify(denial))), denial)
     for (const bad of [
       null,
       { allow: 'true' },
       { allow: true, setHeaders: { a: 1 } },
       { allow: true, setMultiHeaders: { a: 'b' } },
-      { allow: false, status: 99, reason: 'x' },
-      { allow: false, status: 403 },
-      { allow: false, status: 403, reason: 'x', body: { text: 'x' } },
-      { allow: false, status: 403, reason: 'x', headers: { a: ['b'] } },
+      { allow: false, status: 99, code: 'policy-denied', reason: 'x' },
+      { allow: false, status: 403, code: 'policy-denied' },
+      { allow: false, status: 403, code: 5, reason: 'x' },
+      { allow: false, status: 403, code: 'policy-denied', reason: 'x', headers: { a: ['b'] } },
+      { allow: false, status: 403, code: 'policy-denied', reason: 'x', reasons: 'one' },
+      { allow: false, status: 403, code: 'policy-denied', reason: 'x', policyReasons: [1] },
+      { allow: false, status: 403, code: 'policy-denied', reason: 'x', user: { email: 'x' } },
     ]) {
       assert.equal(decodeCheckResult(bad), undefined, JSON.stringify(bad))
     }
   })
+
+  it('never passes on a rendered body, and reads a code it does not know as a plain denial', () => {
+    assert.deepEqual(decodeCheckResult({ allow: false, status: 403, code: 'policy-denied', reason: 'x', body: { contentType: 'text/html', text: '<script>' } }), {
+      allow: false,
+      status: 403,
+      code: 'policy-denied',
+      reason: 'x',
+    })
+    assert.deepEqual(decodeCheckResult({ allow: false, status: 429, code: 'rate-limited', reason: 'slow down' }), { allow: false, status: 429, code: 'denied', reason: 'slow down' })
+    assert.deepEqual(decodeCheckResult({ allow: false, status: 403, reason: 'x' }), { allow: false, status: 403, code: 'denied', reason: 'x' })
+  })
 })
+
+describe('a denial over the internal API', () => {
+  it('is data: the status, a code and the reasons in words, no HTML', async () => {
+    const { config: adminConfig } = loadYaml(
+      [
+        'routes:',
+        '  - from: https://admin.example.com',
+        '    to: http://127.0.0.1:1',
+        '    name: Admin console',
+        '    policy:',
+        '      allow:',
+        '        and:',
+        '          - http_path: {is: /only-this}',
+      ].join('\n'),
+    )
+    assert.ok(adminConfig)
+    const plans = buildAuthorizePlans(adminConfig, { logger })
+    const authorizer = createPolicyAuthorizer({
+      settings: () => ({ enabled: false }) as unknown as AuthSettings,
+      plans: () => plans,
+      secrets: {} as unknown as Secrets,
+      sessions: {} as unknown as SessionStore,
+      refresher: {} as unknown as SessionRefresher,
+      logger,
+    })
+    const secret = randomBytes(32)
+    const server = await serve(authorizer, secret, adminConfig.routes)
+    const pool = new ServicePool({ service: 'authorize', urls: [server.url], sharedSecret: secret, logger })
+    try {
+      const [route] = adminConfig.routes as [RouteConfig]
+      // What a browser would send: it prefers HTML, and still gets data.
+      const request = check(route, { path: '/x', query: '', headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } })
+      const raw = await pool.call(AUTHORIZE_CHECK_PATH, encodeCheckRequest(request), 5000, 'always')
+      const text = JSON.stringify(raw)
+      assert.doesNotMatch(text, /<[a-z!/]/i, 'no markup in the answer')
+      assert.deepEqual(raw, {
+        allow: false,
+        status: 403,
+        code: 'policy-denied',
+        reason: 'You are not allowed to open this app: its access policy did not admit this request.',
+        reasons: describedReasons(raw),
+        policyReasons: ['http-path-unauthorized'],
+        route: 'Admin console',
+      })
+      assert.ok(describedReasons(raw).length > 0 && describedReasons(raw).every((r) => r.includes('path')), text)
+    } finally {
+      pool.close()
+    }
+  })
+})
+
+function describedReasons(raw: unknown): string[] {
+  const reasons = (raw as { reasons?: unknown }).reasons
+  return Array.isArray(reasons) ? reasons.map(String) : []
+}

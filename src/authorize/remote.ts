@@ -5,7 +5,9 @@
  *
  * `POST /authorize/v1/check` takes a `CheckRequest` with the route named by its position and id
  * (both sides load the same configuration; a route the authorize service does not know is
- * refused, never guessed) and answers the `CheckResult` as JSON. The client fails closed: an
+ * refused, never guessed) and answers the `CheckResult` as JSON: data only (a denial is a code, the
+ * reasons in words and who/where, never a rendered page), so that every front end renders it for
+ * its own client. The client fails closed: an
  * authorize service that cannot be reached, refuses our credential or answers something
  * malformed gives a 503 deny, never an allow.
  */
@@ -14,7 +16,7 @@ import { InternalApiError, InternalTransportError } from '../internal/transport.
 import type { InternalClientTls, InternalRoute } from '../internal/transport.js'
 import { ServicePool } from '../internal/pool.js'
 import type { Logger } from '../shared/log.js'
-import type { Authorizer, CheckRequest, CheckResult, ClientCertificateInfo } from './types.js'
+import type { Authorizer, CheckRequest, CheckResult, ClientCertificateInfo, Denial, DenialCode } from './types.js'
 
 export const AUTHORIZE_CHECK_PATH = '/authorize/v1/check'
 
@@ -93,9 +95,10 @@ export function findRoute(routes: readonly RouteConfig[], index: unknown, id: un
   return at?.id === id ? at : routes.find((r) => r.id === id)
 }
 
-const UNKNOWN_ROUTE: CheckResult = {
+const UNKNOWN_ROUTE: Denial = {
   allow: false,
   status: 503,
+  code: 'unknown-route',
   reason: 'The authorize service does not know this route: the proxy and the authorize service run different configurations.',
 }
 
@@ -130,15 +133,53 @@ export function decodeCheckResult(v: unknown): CheckResult | undefined {
     return ok ? (v as unknown as CheckResult) : undefined
   }
   if (v['allow'] !== false) return undefined
+  return decodeDenial(v)
+}
+
+const DENIAL_CODES: ReadonlySet<string> = new Set<DenialCode>([
+  'policy-denied',
+  'client-certificate',
+  'sign-in',
+  'unauthenticated',
+  'invalid-credential',
+  'sign-in-not-configured',
+  'robots-txt',
+  'upstream-credential',
+  'unavailable',
+  'unknown-route',
+  'denied',
+])
+
+/**
+ * A denial rebuilt from its known fields only: anything else the answer carries (a rendered body
+ * from a build that still sent one) is dropped, never shown to the client.
+ */
+function decodeDenial(v: Json): Denial | undefined {
   const status = v['status']
   if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599 || !isString(v['reason'])) return undefined
-  if (v['location'] !== undefined && !isString(v['location'])) return undefined
+  if (v['code'] !== undefined && !isString(v['code'])) return undefined
+  for (const k of ['location', 'user', 'route', 'details']) if (v[k] !== undefined && !isString(v[k])) return undefined
+  for (const k of ['reasons', 'policyReasons']) if (v[k] !== undefined && !isStringList(v[k])) return undefined
   if (v['headers'] !== undefined && !isStringMap(v['headers'])) return undefined
-  const body = v['body']
-  if (body !== undefined && !(isObject(body) && isString(body['contentType']) && isString(body['text']) && (body['headers'] === undefined || isStringMap(body['headers'])))) {
-    return undefined
+  // A code from a newer authorize service is still a denial: answered from its status and reason.
+  const code = isString(v['code']) && DENIAL_CODES.has(v['code']) ? (v['code'] as DenialCode) : 'denied'
+  const text = (k: string): string | undefined => (isString(v[k]) ? v[k] : undefined)
+  const list = (k: string): string[] | undefined => (isStringList(v[k]) ? v[k] : undefined)
+  const [reasons, policyReasons, user, route, details, location] = [list('reasons'), list('policyReasons'), text('user'), text('route'), text('details'), text('location')]
+  const headers = isStringMap(v['headers']) ? v['headers'] : undefined
+  return {
+    allow: false,
+    status,
+    code,
+    reason: v['reason'],
+    ...(reasons !== undefined ? { reasons } : {}),
+    ...(policyReasons !== undefined ? { policyReasons } : {}),
+    ...(user !== undefined ? { user } : {}),
+    ...(route !== undefined ? { route } : {}),
+    ...(details !== undefined ? { details } : {}),
+    ...(location !== undefined ? { location } : {}),
+    ...(headers !== undefined ? { headers } : {}),
   }
-  return v as unknown as CheckResult
 }
 
 export interface RemoteAuthorizerOptions {
@@ -155,9 +196,10 @@ export interface RemoteAuthorizer extends Authorizer {
   close(): void
 }
 
-const UNAVAILABLE: CheckResult = {
+const UNAVAILABLE: Denial = {
   allow: false,
   status: 503,
+  code: 'unavailable',
   reason: 'The authorization service is unavailable. Try again in a moment.',
 }
 

@@ -69,17 +69,62 @@ export type CheckResult =
       /** Key for hash load balancing (session id once sessions exist). */
       readonly routingKey?: string
     }
-  | {
-      readonly allow: false
-      readonly status: number
-      /** Why, in words a person can act on; shown on the error page. */
-      readonly reason: string
-      /** Set for sign-in redirects. */
-      readonly location?: string
-      readonly headers?: Readonly<Record<string, string>>
-      /** A body rendered by the authorizer (the detailed 403 page, robots.txt); else the proxy renders `reason`. */
-      readonly body?: { readonly contentType: string; readonly text: string; readonly headers?: Readonly<Record<string, string>> }
-    }
+  | Denial
+
+/**
+ * Stable codes of the answers that are not "allow", so that a front end (the proxy, an ext_authz
+ * or forward-auth adapter) can choose how to answer without reading prose. Part of the internal
+ * API's v1 contract: add codes, never rename one.
+ */
+export type DenialCode =
+  /** 403: the route's policy did not admit the request (`reasons` says which rules). */
+  | 'policy-denied'
+  /** 495: the route needs a client certificate it accepts. */
+  | 'client-certificate'
+  /** 302 to `location`: a browser without a session goes to sign in. */
+  | 'sign-in'
+  /** 401: no session, and the client is a script (no redirect). */
+  | 'unauthenticated'
+  /** 401: the request carried a token that is not valid. */
+  | 'invalid-credential'
+  /** 403: the route needs a user and no identity provider is configured. */
+  | 'sign-in-not-configured'
+  /** 200: `/robots.txt` of a protected route, answered by the front end (disallow everything). */
+  | 'robots-txt'
+  /** 502: an upstream credential (a service account token) could not be obtained. */
+  | 'upstream-credential'
+  /** 503: a dependency (session store, token validation, the authorize service) is unavailable. */
+  | 'unavailable'
+  /** 503: the authorize service does not know the route (different configurations). */
+  | 'unknown-route'
+  /** A code this build does not know (a newer authorize service): answered from `status` and `reason`. */
+  | 'denied'
+
+/**
+ * A request answered without forwarding: data only. The front end renders it (HTML page, JSON,
+ * plain text) for its own client; the authorizer never writes markup.
+ */
+export interface Denial {
+  readonly allow: false
+  readonly status: number
+  readonly code: DenialCode
+  /** What happened, in words a person can act on: the headline of the error page, `error` in JSON. */
+  readonly reason: string
+  /** Policy denials: why, rule by rule, in plain words (the "Why:" list of the page). */
+  readonly reasons?: readonly string[]
+  /** Policy denials: Pomerium's reason codes of the decision (`claim-unauthorized`), for JSON clients. */
+  readonly policyReasons?: readonly string[]
+  /** Who is signed in (email, else user id): the page names them and offers to sign out. */
+  readonly user?: string
+  /** The route that refused (its name, else its `from`). */
+  readonly route?: string
+  /** `show_error_details`: the full evaluation as text. */
+  readonly details?: string
+  /** Sign-in redirects: where to. */
+  readonly location?: string
+  /** Headers the answer must carry (a Set-Cookie with a sign-in redirect). */
+  readonly headers?: Readonly<Record<string, string>>
+}
 
 /** The narrow interface the proxy depends on. May answer synchronously to keep the hot path free of async hops. */
 export interface Authorizer {

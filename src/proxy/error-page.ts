@@ -1,8 +1,10 @@
 /**
  * Error responses a person (or a script) reads: an HTML page, or JSON when the client prefers it
  * (reference fact 22: `{"error": "...", "request_id": "..."}`). Every page carries the request id
- * so that a report can be matched with the log line.
+ * so that a report can be matched with the log line. Denials arrive from the authorize service as
+ * data (`Denial`) and are rendered here, on the side that talks to the client.
  */
+import type { Denial } from '../authorize/types.js'
 import { errorPage } from '../ui/pages.js'
 
 export interface ErrorBody {
@@ -33,32 +35,6 @@ export function statusTitle(status: number): string {
   return STATUS_TITLES[status] ?? 'Error'
 }
 
-/**
- * True when the client's Accept header prefers JSON over HTML. A missing Accept or `*\/*`
- * means a browser-like client and gets HTML.
- */
-export function prefersJson(accept: string | undefined): boolean {
-  if (!accept) return false
-  let best = ''
-  let bestQ = -1
-  for (const part of accept.split(',')) {
-    const [typeRaw, ...params] = part.split(';')
-    const type = (typeRaw ?? '').trim().toLowerCase()
-    if (type !== 'text/html' && type !== 'application/json' && type !== 'text/plain') continue
-    let q = 1
-    for (const p of params) {
-      const [k, v] = p.split('=')
-      if (k?.trim() === 'q' && v !== undefined) q = Number(v) || 0
-    }
-    // Equal quality: the first listed wins, so only strictly better replaces it.
-    if (q > bestQ) {
-      best = type
-      bestQ = q
-    }
-  }
-  return best === 'application/json'
-}
-
 export function renderError(status: number, message: string, requestId: string, json: boolean): ErrorBody {
   if (json) {
     return {
@@ -69,6 +45,34 @@ export function renderError(status: number, message: string, requestId: string, 
   }
   // The same page as every other Portcullis page (layout, stylesheet, CSP).
   const page = errorPage({ status, title: statusTitle(status), message, requestId })
+  const { 'content-type': contentType = 'text/html; charset=utf-8', ...headers } = page.headers
+  return { contentType, body: page.html, headers }
+}
+
+/** What a protected route answers for `/robots.txt` (reference: keep crawlers off protected apps). */
+const ROBOTS_TXT = 'User-agent: *\nDisallow: /\n'
+
+/**
+ * The answer to a denial for this client: the robots file, JSON (`error`, Pomerium's reason
+ * codes as `reasons`, `request_id`) or the error page with the reasons in words, who is signed in
+ * (with a way to sign out and try another account), the route and the evaluation details.
+ */
+export function renderDenial(denial: Denial, requestId: string, json: boolean): ErrorBody {
+  if (denial.code === 'robots-txt') return { contentType: 'text/plain; charset=utf-8', body: ROBOTS_TXT, headers: {} }
+  if (json) {
+    const reasons = denial.policyReasons !== undefined ? { reasons: denial.policyReasons } : {}
+    return { contentType: 'application/json', body: JSON.stringify({ error: denial.reason, ...reasons, request_id: requestId }), headers: {} }
+  }
+  const page = errorPage({
+    status: denial.status,
+    title: statusTitle(denial.status),
+    message: denial.reason,
+    requestId,
+    ...(denial.reasons !== undefined ? { reasons: denial.reasons } : {}),
+    ...(denial.route !== undefined ? { route: denial.route } : {}),
+    ...(denial.user !== undefined ? { user: denial.user, signOutUrl: '/.pomerium/sign_out' } : {}),
+    ...(denial.details !== undefined ? { details: denial.details } : {}),
+  })
   const { 'content-type': contentType = 'text/html; charset=utf-8', ...headers } = page.headers
   return { contentType, body: page.html, headers }
 }

@@ -4,7 +4,9 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { Http2ServerResponse } from 'node:http2'
-import { renderError } from './error-page.js'
+import type { Denial } from '../authorize/types.js'
+import { renderDenial, renderError } from './error-page.js'
+import type { ErrorBody } from './error-page.js'
 
 export type AnyResponse = ServerResponse | Http2ServerResponse
 
@@ -36,7 +38,31 @@ export function sendError(
   extraHeaders: Readonly<Record<string, string>>,
   headOnly: boolean,
 ): number {
-  const page = renderError(status, message, requestId, json)
+  return sendRendered(res, status, renderError(status, message, requestId, json), requestId, extraHeaders, headOnly)
+}
+
+/** Answers a denial of the authorize service: its redirect and headers, the body rendered for this client. */
+export function sendDenial(
+  res: AnyResponse,
+  denial: Denial,
+  requestId: string,
+  json: boolean,
+  extraHeaders: Readonly<Record<string, string>>,
+  headOnly: boolean,
+): number {
+  const headers: Record<string, string> = { ...extraHeaders, ...denial.headers }
+  if (denial.location !== undefined) headers['location'] = denial.location
+  return sendRendered(res, denial.status, renderDenial(denial, requestId, json), requestId, headers, headOnly)
+}
+
+function sendRendered(
+  res: AnyResponse,
+  status: number,
+  page: ErrorBody,
+  requestId: string,
+  extraHeaders: Readonly<Record<string, string>>,
+  headOnly: boolean,
+): number {
   return sendBody(
     res,
     status,

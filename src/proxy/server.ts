@@ -21,7 +21,8 @@ import type { Logger } from '../shared/log.js'
 import type { HttpService, PortcullisMetrics } from '../observability/metrics.js'
 import { SpanKind } from '../observability/tracing.js'
 import type { RequestTrace, Tracing } from '../observability/tracing.js'
-import { statusTitle, prefersJson } from './error-page.js'
+import { prefersJson } from '../ui/negotiate.js'
+import { statusTitle } from './error-page.js'
 import { runGuarded } from './boundary.js'
 import type { HandlerOutcome } from './boundary.js'
 import type { FaultInjector } from './fault.js'
@@ -33,7 +34,7 @@ import { buildUpstreamHeaders } from './headers.js'
 import { normaliseRemote, parseAuthority, screenHeaders, trustedClientIp } from './request-checks.js'
 import { normaliseTarget, parameterAmbiguity, pathAmbiguity } from './request-target.js'
 import type { AnyResponse } from './respond.js'
-import { sendBody, sendError } from './respond.js'
+import { sendBody, sendDenial, sendError } from './respond.js'
 import { upstreamHost, upstreamPath } from './rewrite.js'
 import { ProxyState } from './state.js'
 import type { RoutePlan } from './state.js'
@@ -486,17 +487,7 @@ export class ProxyServer {
       const fault = this.#deps.faults?.(prepared.path)
       if (fault) return fault
       if (!result.allow) {
-        const headers: Record<string, string> = { ...state.localHeaders, ...result.headers }
-        if (result.location !== undefined) headers['location'] = result.location
-        const bytes = result.body
-          ? sendBody(
-              res,
-              result.status,
-              { ...result.body.headers, ...headers, 'content-type': result.body.contentType, 'cache-control': 'no-store', 'x-request-id': requestId },
-              result.body.text,
-              headOnly,
-            )
-          : sendError(res, result.status, result.reason, requestId, json, headers, headOnly)
+        const bytes = sendDenial(res, result, requestId, json, state.localHeaders, headOnly)
         log(result.status, bytes, 'ext_authz_denied')
         return
       }
