@@ -19,14 +19,14 @@
 import { createHash, X509Certificate } from 'node:crypto'
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'
 import type { ClientCertificateInfo } from '../authorize/types.js'
-import type { ClientCertPolicy, SanMatcher, SanType } from './mtls-policy.js'
-import { certificateFields, crlSignedBy as signedBy, rfc2253 } from './x509.js'
-import type { CertificateFields, RevocationList, SubjectAltNames } from './x509.js'
+import type { ClientCertPolicy, SanMatcher, SanType } from '../config/mtls.js'
+import { certificateFields, crlSignedBy as signedBy, rfc2253 } from '../shared/x509.js'
+import type { CertificateFields, RevocationList, SubjectAltNames } from '../shared/x509.js'
 
-export { buildClientCertPolicy, DEFAULT_MAX_VERIFY_DEPTH, SAN_TYPES } from './mtls-policy.js'
-export type { ClientCertPolicy, MtlsEnforcement, SanMatcher, SanType } from './mtls-policy.js'
-export { formatIp, parseCrl, rfc2253 } from './x509.js'
-export type { RevocationList, SubjectAltNames } from './x509.js'
+export { buildClientCertPolicy, DEFAULT_MAX_VERIFY_DEPTH, SAN_TYPES } from '../config/mtls.js'
+export type { ClientCertPolicy, MtlsEnforcement, SanMatcher, SanType } from '../config/mtls.js'
+export { formatIp, parseCrl, rfc2253 } from '../shared/x509.js'
+export type { RevocationList, SubjectAltNames } from '../shared/x509.js'
 
 /** Where the result for a connection is kept (on the TLS socket). */
 export const kClientCertificate = Symbol('portcullis.clientCertificate')

@@ -35,14 +35,14 @@ const bob = makeClientCertWithSans(ca, 'bob')
 /** A CA of another key type and a CRL it signs, made with `openssl ca -gencrl`. */
 const work = mkdtempSync(join(tmpdir(), 'portcullis-x509-test-'))
 after(() => rmSync(work, { recursive: true, force: true }))
-function crlOfKeyType(kind: 'rsa' | 'rsa-pss' | 'ed25519'): { caPem: string; crlDer: Buffer } {
+function crlOfKeyType(kind: 'rsa' | 'rsa-pss' | 'ed25519' | 'ed448'): { caPem: string; crlDer: Buffer } {
   const base = join(work, kind)
   writeFileSync(`${base}.cnf`, ['[ca]', 'default_ca = c', '[c]', `database = ${base}.index`, `crlnumber = ${base}.num`, 'default_crl_days = 30', ''].join('\n'))
   writeFileSync(`${base}.index`, '')
   writeFileSync(`${base}.num`, '1000\n')
-  const newKey = kind === 'ed25519' ? ['-newkey', 'ed25519'] : ['-newkey', 'rsa:2048']
+  const newKey = kind === 'ed25519' || kind === 'ed448' ? ['-newkey', kind] : ['-newkey', 'rsa:2048']
   openssl(['req', '-x509', '-new', ...newKey, '-nodes', '-keyout', `${base}.key`, '-out', `${base}.crt`, '-subj', `/CN=${kind} CA`, '-days', '10'])
-  const md = kind === 'ed25519' ? ['-md', 'default'] : ['-md', 'sha256']
+  const md = kind === 'ed25519' || kind === 'ed448' ? ['-md', 'default'] : ['-md', 'sha256']
   const pss = kind === 'rsa-pss' ? ['-sigopt', 'rsa_padding_mode:pss', '-sigopt', 'rsa_pss_saltlen:32'] : []
   openssl(['ca', '-config', `${base}.cnf`, '-keyfile', `${base}.key`, '-cert', `${base}.crt`, '-gencrl', ...md, ...pss, '-out', `${base}.crl`])
   return { caPem: readFileSync(`${base}.crt`, 'utf8'), crlDer: derOf(readFileSync(`${base}.crl`, 'utf8')) }
@@ -95,11 +95,11 @@ void describe('x509: CRLs', () => {
     assert.throws(() => parseCrl(Buffer.alloc(0)))
   })
 
-  it('the signature is checked against the issuing CA: ECDSA, RSA, RSA-PSS and Ed25519', () => {
+  it('the signature is checked against the issuing CA: ECDSA, RSA, RSA-PSS, Ed25519 and Ed448', () => {
     const ec = parseCrl(derOf(makeCrl(ca, [alice]).pem))
     assert.equal(crlSignedBy(ec, new X509Certificate(ca.certPem).publicKey), true)
     assert.equal(crlSignedBy(ec, new X509Certificate(otherCa.certPem).publicKey), false, 'another CA did not sign it')
-    for (const kind of ['rsa', 'rsa-pss', 'ed25519'] as const) {
+    for (const kind of ['rsa', 'rsa-pss', 'ed25519', 'ed448'] as const) {
       const { caPem, crlDer } = crlOfKeyType(kind)
       const crl = parseCrl(crlDer)
       assert.equal(crl.signatureSupported, true, kind)
