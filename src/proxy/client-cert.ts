@@ -1,7 +1,7 @@
 /**
  * The mTLS stage: the client certificate of a TLS connection turned into the
  * `ClientCertificateInfo` the authorizer sees, computed once per connection right after the
- * handshake, against the policy built from `downstream_mtls` (mtls-policy.ts).
+ * handshake, against the policy built from `downstream_mtls` (src/config/mtls.ts).
  *
  * Who checks what:
  * - OpenSSL (the TLS contexts get the CAs, `requestCert` asks for a certificate) builds and
@@ -14,7 +14,7 @@
  *   and the CRLs, consulted for the leaf's direct issuer only (Pomerium sets Envoy's
  *   `only_verify_leaf_cert_crl`). Node cannot hand CRLs to OpenSSL that way: its `crl` option
  *   demands a CRL from every CA of every chain and reads one CRL per string, so CRLs are parsed
- *   (x509.ts, by a library) and checked here.
+ *   (src/shared/x509.ts, by a library) and checked here.
  */
 import { createHash, X509Certificate } from 'node:crypto'
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls'
