@@ -26,7 +26,7 @@ import { applyBuiltinDefault, checkSignIn, checkSignInCoverage } from './sign-in
 import { checkStorage } from './storage.js'
 import { identityConfigIssues } from '../authorize/identity/identity-headers.js'
 import { compileRoutePolicy } from '../policy/index.js'
-import { mtlsEnforcementOf } from './mtls.js'
+import { checkDownstreamMtls, mtlsEnforcementOf } from './mtls.js'
 import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
 import { normaliseObject } from './normalise.js'
@@ -106,6 +106,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const services = checkServices(raw, ctx)
   const { address, httpRedirectAddr } = checkAddresses(raw, ctx)
   const certificates = checkCertificates(raw, ctx)
+  checkDownstreamMtls(raw, ctx.issues)
   checkSecrets(raw, ctx)
   applyBuiltinDefault(raw, ctx)
   checkSignIn(raw, ctx, new Set(Object.keys(applied.raw)))

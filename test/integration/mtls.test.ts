@@ -91,7 +91,7 @@ void describe('client-cert.ts: downstream_mtls policy', () => {
     })
     assert.ok(p.broken)
     assert.equal(p.errors.length, 6, p.errors.join('\n'))
-    assert.match(p.errors.join('\n'), /crl holds no PEM/)
+    assert.match(p.errors.join('\n'), /downstream_mtls\.crl: expected PEM "X509 CRL" blocks/)
     assert.match(p.errors.join('\n'), /\[0\]\.dns: invalid regular expression/)
     assert.match(p.errors.join('\n'), /unknown SAN type "phone"/)
     assert.match(p.errors.join('\n'), /max_verify_depth/)
