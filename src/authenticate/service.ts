@@ -311,14 +311,15 @@ export class AuthenticateService implements EndpointHandler {
     const csrfName = `${settings.cookieName}_csrf`
     const csrfCookie = readCookie(req.headers['cookie'], csrfName)
     if (!signed) {
-      if (req.method === 'POST' && checkSignOutToken(this.#deps.secrets.cookieSecret, formFields(req).get('csrf'), csrfCookie)) {
+      const sessionId = this.#cookieSessionId(req, settings)
+      if (req.method === 'POST' && checkSignOutToken(this.#deps.secrets.cookieSecret, formFields(req).get('csrf'), csrfCookie, sessionId)) {
         return this.#endSession(req, settings, new URLSearchParams())
       }
       if (req.method === 'POST') return this.#error(req, 400, 'Bad Request', 'Invalid CSRF token: open the sign-out page again and press the button there.')
       // Unsigned GET: anyone can link here, so ask first (reference 7.4).
       const token = csrfCookie ?? randomBytes(32).toString('base64url')
       const action = signUrl(new URL('/.pomerium/sign_out', settings.authenticateUrl), this.#deps.secrets.sharedSecret).href
-      const rendered = signOutConfirmPage(action, this.#signOutToken(token), settings.formActions)
+      const rendered = signOutConfirmPage(action, this.#signOutToken(token, sessionId), settings.formActions)
       const cookies = csrfCookie === undefined ? [setCookie(csrfName, token, { domain: undefined, httpOnly: true, sameSite: 'lax', maxAgeS: CSRF_MAX_AGE_S })] : undefined
       return page(200, rendered, cookies)
     }
@@ -342,8 +343,15 @@ export class AuthenticateService implements EndpointHandler {
     return page(200, signedOutPage({ providerSignOutUrl }))
   }
 
-  #signOutToken(csrfCookie: string): string {
-    return signOutToken(this.#deps.secrets.cookieSecret, csrfCookie)
+  /** The sign-out token names the session it ends (sign-out-csrf.ts): a planted CSRF cookie is not enough. */
+  #signOutToken(csrfCookie: string, sessionId: string | undefined): string {
+    return signOutToken(this.#deps.secrets.cookieSecret, csrfCookie, sessionId)
+  }
+
+  /** The id of the session the authenticate cookie names (its handle's `jti`), if it verifies. */
+  #cookieSessionId(req: EndpointRequest, settings: AuthSettings): string | undefined {
+    const cookie = readCookie(req.headers['cookie'], settings.cookieName)
+    return cookie !== undefined ? verifySessionHandle(cookie, this.#deps.secrets.sharedSecret)?.jti : undefined
   }
 
   /** Ends the sessions this request names (signed parameters only), then leaves through the provider's logout. */
@@ -411,7 +419,7 @@ export class AuthenticateService implements EndpointHandler {
     }
     const csrfName = `${settings.cookieName}_csrf`
     const csrf = readCookie(req.headers['cookie'], csrfName) ?? randomBytes(32).toString('base64url')
-    const rendered = userPage({ ...userPageData(session, signOutUrl(settings, this.#deps.secrets.sharedSecret, {}).href, this.#signOutToken(csrf)), formActions: settings.formActions })
+    const rendered = userPage({ ...userPageData(session, signOutUrl(settings, this.#deps.secrets.sharedSecret, {}).href, this.#signOutToken(csrf, this.#cookieSessionId(req, settings))), formActions: settings.formActions })
     return page(200, rendered, [setCookie(csrfName, csrf, { domain: undefined, httpOnly: true, sameSite: 'lax', maxAgeS: CSRF_MAX_AGE_S })])
   }
 

@@ -393,4 +393,19 @@ describe('sign-out', () => {
     assert.equal(real.status, 302)
     assert.equal((await http(`${setup.app}/`, { jar })).status, 302, 'signed out')
   })
+
+  test('hostile: a CSRF cookie planted by a sibling subdomain, with the token it fetched for its own session, does not sign the victim out', async () => {
+    // The sibling signs in itself and reads the confirmation page: its CSRF value and token.
+    const { jar: attacker } = await signIn(setup, `${setup.app}/`, 'alice@example.com', 'alice-password')
+    const page = await http(`${setup.authn}/.pomerium/sign_out`, { jar: attacker })
+    const planted = attacker.forHost(new URL(setup.authn).host)['_pomerium_csrf']
+    const token = /name="csrf" value="([^"]+)"/.exec(page.body)?.[1]
+    assert.ok(planted && token)
+    // It tosses that value into the victim's browser, then has it post the token.
+    const { jar: victim } = await signIn(setup, `${setup.app}/`, 'bob@example.com', 'bob-password')
+    victim.store(new URL(setup.authn), [`_pomerium_csrf=${planted}; Path=/`])
+    const forced = await http(`${setup.authn}/.pomerium/sign_out`, { jar: victim, method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `csrf=${encodeURIComponent(token)}` })
+    assert.equal(forced.status, 400)
+    assert.equal((await http(`${setup.app}/`, { jar: victim })).status, 200, 'still signed in')
+  })
 })
