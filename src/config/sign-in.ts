@@ -6,7 +6,7 @@
  * protected routes with no sign-in at all are reported with what to add.
  */
 import { validateProviderSettings } from '../authenticate/idp/factory.js'
-import { isLoopbackHost } from '../authenticate/idp/transport.js'
+import { isLoopbackHost } from '../shared/loopback.js'
 import type { RouteConfig } from './types.js'
 import type { LoadContext } from './normalise.js'
 

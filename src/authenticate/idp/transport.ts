@@ -6,16 +6,10 @@
  * and tokens travel on these requests, so the rule is enforced on each one (discovery can name
  * endpoints on other hosts), not only on the configured URL.
  */
+import { isLoopbackHost } from '../../shared/loopback.js'
 import type { IdpFetch } from './oidc.js'
 
-/** Whether a URL host (as `URL.hostname` gives it) is a loopback address or `localhost`. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.toLowerCase().replace(/\.$/, '')
-  if (host === 'localhost') return true
-  if (host === '[::1]' || host === '::1') return true
-  // WHATWG URL parsing already normalised 127.1, 0x7f.1, 2130706433, ... to dotted quads.
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
-}
+export { isLoopbackHost }
 
 /** `https:`, or `http:` to a loopback host. */
 export function isAllowedProviderUrl(url: URL): boolean {
