@@ -9,8 +9,8 @@ import { createLogoutTokenVerifier, isProviderTokenError, parseBackchannelReques
 import type { LogoutTokenVerifier } from './backchannel-logout.js'
 import { json, single } from './endpoint.js'
 import type { EndpointRequest, EndpointResponse } from './endpoint.js'
-import type { SessionStore } from './session-store.js'
-import type { AuthSettings, IdpSettings } from './settings.js'
+import type { SessionStore } from '../session/session-store.js'
+import type { AuthSettings, IdpSettings } from '../session/settings.js'
 
 export interface BackchannelDeps {
   readonly sessions: SessionStore

@@ -13,8 +13,8 @@
  * skip the clean-up, and its path (`/.pomerium/`) keeps it away from upstreams.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { clearCookie, cookiePathsFor, foreignCookieClears, readCookie, setCookie } from './cookies.js'
-import type { CookieOptions } from './cookies.js'
+import { clearCookie, cookiePathsFor, foreignCookieClears, readCookie, setCookie } from '../session/cookies.js'
+import type { CookieOptions } from '../session/cookies.js'
 
 /** Long enough for one round trip through the provider's login page. */
 const MARKER_MAX_AGE_S = 300

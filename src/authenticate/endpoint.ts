@@ -4,7 +4,7 @@
  * request hygiene (host, path normalisation, header screening) and read a small body; handlers
  * never touch sockets, so they can run behind any front end and are tested as plain functions.
  */
-import type { ClientCertificateInfo } from '../authorize/types.js'
+import type { ClientCertificateInfo } from '../shared/x509.js'
 import type { RenderedPage } from '../ui/pages.js'
 
 export interface EndpointRequest {

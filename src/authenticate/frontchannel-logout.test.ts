@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { frontChannelLoggedOut, frontChannelLogoutParams, matchesSession, sessionIssuer } from './frontchannel-logout.js'
-import type { Session } from './session-store.js'
+import type { Session } from '../session/session-store.js'
 
 const ISS = 'https://idp.example.com'
 

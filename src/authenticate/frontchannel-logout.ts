@@ -12,7 +12,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { EndpointResponse } from './endpoint.js'
-import type { Session } from './session-store.js'
+import type { Session } from '../session/session-store.js'
 
 /** The `iss` and `sid` query parameters of a front-channel logout request. */
 export interface FrontChannelLogout {

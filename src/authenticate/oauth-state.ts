@@ -8,7 +8,7 @@
  * a tampered one, or a replay after the CSRF cookie was cleared all fail.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
-import { open, seal } from './sealed.js'
+import { open, seal } from '../session/sealed.js'
 
 export const STATE_LIFETIME_S = 300
 const SKEW_S = 60

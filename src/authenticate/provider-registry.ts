@@ -2,8 +2,8 @@
  * One IdentityProvider object per configured client, kept across config reloads while its
  * settings are unchanged, so discovery documents and JWKS stay cached.
  */
-import type { IdentityProvider } from './idp/provider.js'
-import type { AuthSettings, IdpSettings } from './settings.js'
+import type { IdentityProvider } from '../idp/provider.js'
+import type { AuthSettings, IdpSettings } from '../session/settings.js'
 
 export type ProviderFactory = (settings: IdpSettings) => IdentityProvider
 

@@ -4,7 +4,7 @@
  * Portcullis and never forwarded upstream.
  */
 import { randomBytes } from 'node:crypto'
-import { policySession } from '../authorize/policy-authorizer.js'
+import { policySession } from '../session/policy-session.js'
 import type { RouteConfig } from '../config/types.js'
 import type { CompiledPolicy } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
@@ -12,7 +12,7 @@ import type { Secrets } from '../shared/secrets.js'
 import { prefersJson } from '../ui/negotiate.js'
 import { errorPage, routesPage, signOutConfirmPage, userPage } from '../ui/pages.js'
 import { cleanup, cleanupAgain, cleanupTried, conflictMessage } from './cookie-conflict.js'
-import { clearCookie, cookieValues, readCookie, setCookie } from './cookies.js'
+import { clearCookie, cookieValues, readCookie, setCookie } from '../session/cookies.js'
 import { formFields, json, page, redirect, text } from './endpoint.js'
 import type { EndpointHandler, EndpointRequest, EndpointResponse } from './endpoint.js'
 import {
@@ -26,21 +26,21 @@ import {
   signInUrl,
   signOutUrl,
   UsedOnce,
-} from './flow.js'
-import type { SessionRefresher } from './refresher.js'
-import { allowedRedirect } from './redirects.js'
+} from '../session/flow.js'
+import type { SessionRefresher } from '../session/refresher.js'
+import { allowedRedirect } from '../session/redirects.js'
 import { userJson, userPageData } from './service.js'
-import { findHandle, shouldRedirectToSignIn } from './credentials.js'
+import { findHandle, shouldRedirectToSignIn } from '../session/credentials.js'
 import { portalJson, portalRoutes } from './routes-portal.js'
 import type { PortalEntry } from './routes-portal.js'
-import { verifySessionHandle } from './session-handle.js'
+import { verifySessionHandle } from '../session/session-handle.js'
 import { checkSignOutToken, signOutToken, startedElsewhere } from './sign-out-csrf.js'
 import { frontChannelLoggedOut, frontChannelLogoutParams, matchesSession } from './frontchannel-logout.js'
-import { audienceIncludes, loadSession } from './session-loader.js'
-import type { Session, SessionStore } from './session-store.js'
-import { browserScheme, programmaticRedirects } from './settings.js'
-import type { AuthSettings } from './settings.js'
-import { SIGNED_URL_LIFETIME_S, verifySignedUrl } from './signed-url.js'
+import { audienceIncludes, loadSession } from '../session/session-loader.js'
+import type { Session, SessionStore } from '../session/session-store.js'
+import { browserScheme, programmaticRedirects } from '../session/settings.js'
+import type { AuthSettings } from '../session/settings.js'
+import { SIGNED_URL_LIFETIME_S, verifySignedUrl } from '../session/signed-url.js'
 
 export interface RouteEndpointDeps {
   readonly settings: () => AuthSettings

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream'
 import { test } from 'node:test'
 import pino from 'pino'
 import { routeConfig } from '../../test/fixtures/route-config.js'
-import type { Session } from '../authenticate/session-store.js'
+import type { Session } from '../session/session-store.js'
 import { createDecisionLog } from './decision-log.js'
 import type { CheckRequest } from './types.js'
 

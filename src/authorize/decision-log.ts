@@ -6,7 +6,7 @@
  * one exists, cookies and Authorization are left out of `headers`).
  */
 import { redactCredentialParams } from '../shared/redact.js'
-import type { Session } from '../authenticate/session-store.js'
+import type { Session } from '../session/session-store.js'
 import type { Evaluation } from '../policy/index.js'
 import { createUnredactedLogger } from '../shared/log.js'
 import type { Logger } from '../shared/log.js'

@@ -3,7 +3,7 @@
  * config loads: the compiled policy, how to label the route on a denial page, whether decisions
  * are logged, and how to build the upstream identity headers. Requests never parse or compile.
  */
-import type { Session } from '../authenticate/session-store.js'
+import type { Session } from '../session/session-store.js'
 import { mtlsEnforcementOf } from '../config/mtls.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import { compilePolicy, compileRoutePolicy } from '../policy/index.js'

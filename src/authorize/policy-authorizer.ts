@@ -8,18 +8,19 @@
  *
  * Requests without credentials are decided synchronously: no store read, no promise.
  */
-import { bearerToken } from '../authenticate/bearer-sessions.js'
-import type { BearerSessions } from '../authenticate/bearer-sessions.js'
-import { findHandle, shouldRedirectToSignIn } from '../authenticate/credentials.js'
-import { cookieIsAmbiguous } from '../authenticate/cookies.js'
-import { PARAM_COOKIE_CONFLICT, signInUrl } from '../authenticate/flow.js'
-import type { SessionRefresher } from '../authenticate/refresher.js'
-import { loadSession, VerifiedHandleCache } from '../authenticate/session-loader.js'
-import type { Session, SessionStore } from '../authenticate/session-store.js'
-import { browserScheme } from '../authenticate/settings.js'
-import type { AuthSettings, IdpSettings } from '../authenticate/settings.js'
+import { bearerToken } from '../session/bearer-sessions.js'
+import type { BearerSessions } from '../session/bearer-sessions.js'
+import { findHandle, shouldRedirectToSignIn } from '../session/credentials.js'
+import { cookieIsAmbiguous } from '../session/cookies.js'
+import { PARAM_COOKIE_CONFLICT, signInUrl } from '../session/flow.js'
+import type { SessionRefresher } from '../session/refresher.js'
+import { loadSession, VerifiedHandleCache } from '../session/session-loader.js'
+import type { Session, SessionStore } from '../session/session-store.js'
+import { browserScheme } from '../session/settings.js'
+import type { AuthSettings, IdpSettings } from '../session/settings.js'
 import { decide, describeDenial } from '../policy/index.js'
-import type { Decision, Evaluation, PolicyInput, PolicySession } from '../policy/index.js'
+import { policySession } from '../session/policy-session.js'
+import type { Decision, Evaluation, PolicyInput } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
 import type { AuthorizePlans, RoutePlan } from './plans.js'
@@ -48,17 +49,6 @@ interface Identity {
 const ANONYMOUS: Identity = { session: undefined, carriedToken: false }
 const ROBOTS: Denial = { allow: false, status: 200, code: 'robots-txt', reason: 'robots.txt' }
 
-export function policySession(session: Session): PolicySession {
-  const claims = session.claims
-  const verified = claims['email_verified']
-  return {
-    sessionId: session.id,
-    userId: session.userId,
-    email: typeof claims['email'] === 'string' ? claims['email'] : '',
-    emailVerified: typeof verified === 'boolean' ? verified : verified === 'true' ? true : verified === 'false' ? false : undefined,
-    claims,
-  }
-}
 
 export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
   const decideFor = (request: CheckRequest, plan: RoutePlan, settings: AuthSettings, idp: IdpSettings | undefined, who: Identity): CheckResult | Promise<CheckResult> => {

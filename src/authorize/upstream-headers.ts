@@ -4,7 +4,7 @@
  * Kubernetes impersonation with the route's service account token, and a Google ID token for
  * Cloud Run / Cloud Functions upstreams. Built once per config generation and route.
  */
-import type { Session } from '../authenticate/session-store.js'
+import type { Session } from '../session/session-store.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import { isPortcullisError } from '../shared/errors.js'
 import { createGcpIdentityTokenSource, gcpServerlessHeaders } from './gcp-serverless.js'

@@ -24,9 +24,9 @@ import {
 } from './global.js'
 import { applyBuiltinDefault, checkSignIn, checkSignInCoverage } from './sign-in.js'
 import { checkStorage } from './storage.js'
-import { identityConfigIssues } from '../authorize/identity/identity-headers.js'
 import { compileRoutePolicy } from '../policy/index.js'
 import { checkDownstreamMtls, mtlsEnforcementOf } from './mtls.js'
+import { identityConfigIssues } from './identity-settings.js'
 import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
 import { normaliseObject } from './normalise.js'
@@ -151,7 +151,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
       }
     })
   }
-  for (const issue of identityConfigIssues({ raw, routes } as unknown as Config)) ctx.issues.error(issue.path, undefined, issue.message)
+  for (const issue of identityConfigIssues({ raw, routes })) ctx.issues.error(issue.path, undefined, issue.message)
   checkSignInCoverage(raw, routes, ctx)
   const inactiveMessage = inactiveSettingsMessage(inactive.map((path) => ({ path, env: envOrigin(applied.origins, path) })))
   if (inactiveMessage !== undefined) {

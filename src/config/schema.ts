@@ -7,7 +7,7 @@
  * reference page (`scripts/gen-config-docs.ts`). Setting-specific rules that a kind cannot
  * express (address syntax, certificate pairs, route consistency) live in the loader.
  */
-import { PROVIDER_NAMES } from '../authenticate/idp/defaults.js'
+import { PROVIDER_NAMES } from './providers.js'
 import { LOG_LEVEL_NAMES } from '../shared/log.js'
 
 /** How a raw value is checked and coerced. */

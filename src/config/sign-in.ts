@@ -5,7 +5,7 @@
  * no `idp_provider` but a users file for the built-in provider, that provider is used; and
  * protected routes with no sign-in at all are reported with what to add.
  */
-import { validateProviderSettings } from '../authenticate/idp/factory.js'
+import { validateProviderSettings } from './providers.js'
 import { isLoopbackHost } from '../shared/loopback.js'
 import type { RouteConfig } from './types.js'
 import type { LoadContext } from './normalise.js'

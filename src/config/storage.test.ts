@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
-import { storageChoice } from '../databroker/choice.js'
+import { storageChoice } from './storage-choice.js'
 import { errors, loadYaml } from './test-helpers.js'
 
 test('the storage type follows the connection string when only that is given', () => {

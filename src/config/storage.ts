@@ -2,7 +2,7 @@
  * Storage settings the descriptors cannot check alone: `file` and `postgres` need a connection
  * string, and it must be of their kind.
  */
-import { storageChoice } from '../databroker/choice.js'
+import { storageChoice } from './storage-choice.js'
 import type { LoadContext } from './normalise.js'
 
 export function checkStorage(raw: Readonly<Record<string, unknown>>, ctx: LoadContext): void {

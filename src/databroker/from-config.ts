@@ -9,8 +9,8 @@ import type { Logger } from '../shared/log.js'
 import { MemoryRecordStore } from './memory.js'
 import { createPostgresRecordStore } from './postgres.js'
 import { createSqliteRecordStore, sqlitePathFromUrl } from './sqlite.js'
-import { storageChoice } from './choice.js'
-import type { StorageType } from './choice.js'
+import { storageChoice } from '../config/storage-choice.js'
+import type { StorageType } from '../config/storage-choice.js'
 import type { RecordStore } from './types.js'
 
 export { storageChoice }

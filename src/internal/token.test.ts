@@ -9,7 +9,7 @@ import {
   mintInternalToken,
   verifyInternalToken,
 } from './token.js'
-import { signSessionHandle } from '../authenticate/session-handle.js'
+import { signSessionHandle } from '../session/session-handle.js'
 
 const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url')
 

@@ -11,7 +11,41 @@
  * The request path pays for a map lookup and four updates of pre-resolved children.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import type { IdentityManagerMetrics } from '../databroker/identity-manager.js'
+
+/**
+ * Counters and gauges for the observability issue. Pomerium exports the same facts as
+ * `pomerium_identity_manager_*` (reference 9.1); the names to export each under are given.
+ * Timestamps are Unix milliseconds (Pomerium's `*_timestamp` gauges are in seconds: divide).
+ */
+export interface IdentityManagerMetrics {
+  /** Sessions refreshed: `pomerium_identity_manager_session_refresh_success`. */
+  readonly sessionRefreshSuccess: number
+  /** Refreshes that failed, temporarily or for good: `pomerium_identity_manager_session_refresh_errors`. */
+  readonly sessionRefreshError: number
+  /**
+   * Sessions the manager deleted (past their end, or refused for good by the provider). No
+   * Pomerium counterpart; export as `pomerium_identity_manager_session_deleted` (a Portcullis addition).
+   */
+  readonly sessionDeleted: number
+  /** UserInfo re-reads that succeeded: `pomerium_identity_manager_user_refresh_success`. */
+  readonly userInfoRefreshSuccess: number
+  /** UserInfo re-reads that failed: `pomerium_identity_manager_user_refresh_errors`. */
+  readonly userInfoRefreshError: number
+  /** Last successful session or user refresh: `pomerium_identity_manager_last_refresh_timestamp`. */
+  readonly lastRefreshAt: number | undefined
+  /** `pomerium_identity_manager_session_refresh_success_timestamp`. */
+  readonly sessionRefreshSuccessAt: number | undefined
+  /** `pomerium_identity_manager_session_refresh_error_timestamp`. */
+  readonly sessionRefreshErrorAt: number | undefined
+  /** `pomerium_identity_manager_user_refresh_success_timestamp`. */
+  readonly userInfoRefreshSuccessAt: number | undefined
+  /** `pomerium_identity_manager_user_refresh_error_timestamp`. */
+  readonly userInfoRefreshErrorAt: number | undefined
+  /** Whether this instance holds the lease and acts (a Portcullis addition: `pomerium_identity_manager_leader`). */
+  readonly leader: boolean
+  /** Sessions currently scheduled by this instance (0 when not the leader). */
+  readonly sessions: number
+}
 
 /** Milliseconds, as Pomerium's `*_duration_ms` histograms. */
 const DURATION_BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000]

@@ -6,7 +6,7 @@
  * dropped (whatever their case, and with `_` read as `-`), then the proxy's own headers are
  * appended last so that nothing a client lists in `Connection` can remove them.
  */
-import { isTemplate } from '../authorize/identity/templates.js'
+import { isTemplate } from '../config/header-templates.js'
 import type { RouteConfig } from '../config/types.js'
 
 /** Never forwarded in either direction (RFC 9110 7.6.1 plus the legacy ones Envoy also drops). */

@@ -27,6 +27,32 @@ function peculiar(): typeof PeculiarX509 {
   return library
 }
 
+/**
+ * The client certificate of a request's connection (`downstream_mtls`), as the TLS layer saw it.
+ * Absent from a CheckRequest when the listener does not ask for certificates.
+ */
+export interface ClientCertificateInfo {
+  /** The client sent a certificate. */
+  readonly presented: boolean
+  /** It chains to a `downstream_mtls` CA within `max_verify_depth`, is not revoked by the CRLs, and matches `match_subject_alt_names`. */
+  readonly valid: boolean
+  /** Why it is not valid, in words (absent when valid or not presented). */
+  readonly problem?: string
+  /** SHA-256 of the leaf's DER, lower-case hex without colons. */
+  readonly fingerprintSha256: string
+  /** SHA-256 of the leaf's SubjectPublicKeyInfo, standard base64. */
+  readonly spkiSha256: string
+  readonly subject: string
+  readonly issuer: string
+  readonly serialNumber: string
+  readonly sanDns: readonly string[]
+  readonly sanEmail: readonly string[]
+  readonly sanUri: readonly string[]
+  readonly sanIp: readonly string[]
+  /** The leaf certificate, PEM (for `${pomerium.client_cert_*}` templates). */
+  readonly leafPem: string
+}
+
 export interface SubjectAltNames {
   readonly dns: readonly string[]
   readonly email: readonly string[]

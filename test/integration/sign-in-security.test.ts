@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { request } from 'undici'
-import { signUrl } from '../../src/authenticate/signed-url.js'
+import { signUrl } from '../../src/session/signed-url.js'
 import { CookieJar, loginWithForm } from '../fixtures/oidc-provider.js'
 import { signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'

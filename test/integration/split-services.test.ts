@@ -106,7 +106,7 @@ test('workers: 2 share one databroker through their primary: every worker knows 
 })
 
 test('with the databroker down, a session the proxy cannot verify gets 503 and a clear page, never access', async () => {
-  const { signSessionHandle } = await import('../../src/authenticate/session-handle.js')
+  const { signSessionHandle } = await import('../../src/session/session-handle.js')
   const { request: req } = await import('undici')
   databroker.kill('SIGKILL')
   await new Promise((r) => databroker.once('exit', r))

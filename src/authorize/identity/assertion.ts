@@ -17,10 +17,13 @@
  * signature always has a new `jti`. The cache is an LRU of `cacheEntries` (default 10 000).
  */
 import { randomUUID } from 'node:crypto'
-import { claimStrings } from './claim-headers.js'
+import { claimStrings } from '../../config/claim-headers.js'
 import type { SigningKey, SigningKeys } from './signing-keys.js'
 
-export type IssuerFormat = 'hostOnly' | 'uri'
+import type { IssuerFormat } from '../../config/identity-settings.js'
+
+export type { IssuerFormat }
+export { parseIssuerFormat } from '../../config/identity-settings.js'
 
 /** Lifetime of an assertion, seconds (Pomerium: 5 minutes). */
 export const ASSERTION_LIFETIME_S = 300
@@ -202,24 +205,4 @@ function filterGroups(
   }
   if (!globalFilter && !route) return [...groups]
   return groups.filter((g) => (globalFilter?.has(g) ?? false) || (route?.has(g) ?? false))
-}
-
-/** `jwt_issuer_format` as written (`hostOnly`, `uri`; also Pomerium's enum spellings), else undefined. */
-export function parseIssuerFormat(value: unknown): IssuerFormat | undefined {
-  if (typeof value !== 'string') return undefined
-  switch (value.trim().toLowerCase()) {
-    case 'uri':
-    case 'issueruri':
-    case 'issuer_uri':
-    case 'jwt_issuer_format_uri':
-      return 'uri'
-    case 'hostonly':
-    case 'host':
-    case 'issuerhostonly':
-    case 'issuer_host_only':
-    case 'jwt_issuer_format_host_only':
-      return 'hostOnly'
-    default:
-      return undefined
-  }
 }

@@ -13,15 +13,15 @@
  *
  * Per-route work (template compilation, filters) is done once per `RouteConfig` object.
  */
-import type { Session, User } from '../../authenticate/session-store.js'
+import type { Session, User } from '../../session/session-store.js'
 import type { Config, RouteConfig } from '../../config/types.js'
 import type { CheckRequest } from '../types.js'
 import { createAssertionMinter, parseIssuerFormat } from './assertion.js'
 import type { Assertion, AssertionMinter, IdentitySession, IssuerFormat } from './assertion.js'
-import { claimHeaderProblem, claimHeaderValues, claimStrings, isSettableHeaderName } from './claim-headers.js'
+import { claimHeaderValues, claimStrings, isSettableHeaderName } from '../../config/claim-headers.js'
 import type { SigningKeys } from './signing-keys.js'
-import { compileTemplate, isTemplate } from './templates.js'
-import type { CompiledTemplate } from './templates.js'
+import { compileTemplate, isTemplate } from '../../config/header-templates.js'
+import type { CompiledTemplate } from '../../config/header-templates.js'
 
 export const ASSERTION_HEADER = 'x-pomerium-jwt-assertion'
 export const JWKS_PATH = '/.well-known/pomerium/jwks.json'
@@ -192,35 +192,9 @@ export function identitySession(session: Session, user: User | undefined): Ident
   }
 }
 
-export interface IdentityConfigIssue {
-  /** Key path, e.g. `routes[2].set_request_headers.X-Token`. */
-  readonly path: string
-  readonly message: string
-}
+export type { IdentityConfigIssue } from '../../config/identity-settings.js'
 
-/** Config errors of the identity settings (templates, claim header names, issuer format). */
-export function identityConfigIssues(config: Config): IdentityConfigIssue[] {
-  const issues: IdentityConfigIssue[] = []
-  const claimHeaders = (config.raw['jwt_claims_headers'] as Record<string, string> | undefined) ?? {}
-  for (const [header, claim] of Object.entries(claimHeaders)) {
-    const problem = claimHeaderProblem(header, claim)
-    if (problem) issues.push({ path: `jwt_claims_headers.${header}`, message: problem })
-  }
-  const checkFormat = (path: string, value: unknown): void => {
-    if (value !== undefined && parseIssuerFormat(value) === undefined) issues.push({ path, message: 'expected hostOnly or uri' })
-  }
-  checkFormat('jwt_issuer_format', config.raw['jwt_issuer_format'])
-  config.routes.forEach((route, i) => {
-    checkFormat(`routes[${i}].jwt_issuer_format`, route.raw['jwt_issuer_format'])
-    for (const [name, value] of Object.entries(route.setRequestHeaders)) {
-      if (!isTemplate(value)) continue
-      const compiled = compileTemplate(value)
-      if ('error' in compiled) issues.push({ path: `routes[${i}].set_request_headers.${name}`, message: compiled.error })
-      else if (!isSettableHeaderName(name.toLowerCase())) issues.push({ path: `routes[${i}].set_request_headers.${name}`, message: `${name} cannot be set` })
-    }
-  })
-  return issues
-}
+export { identityConfigIssues } from '../../config/identity-settings.js'
 
 function stringList(value: unknown): string[] {
   if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string' && v !== '')

@@ -3,9 +3,9 @@ export { loadSigningKeys, deriveSigningKeyPem, deriveSigningPrivateKey, thumbpri
 export type { SigningAlg, SigningKey, SigningKeys, PublicJwk } from './signing-keys.js'
 export { createAssertionMinter, parseIssuerFormat, ASSERTION_LIFETIME_S, STANDARD_CLAIMS } from './assertion.js'
 export type { Assertion, AssertionInput, AssertionMinter, AssertionOptions, AssertionRouteOptions, IdentitySession, IssuerFormat } from './assertion.js'
-export { claimHeaderName, claimHeaderValues, normaliseClaimHeaders, claimHeaderProblem, wireValue } from './claim-headers.js'
-export { compileTemplate, isTemplate, certificateSubject, TEMPLATE_VARIABLES } from './templates.js'
-export type { CompiledTemplate, TemplateContext, TemplateResult, TemplateVariable } from './templates.js'
+export { claimHeaderName, claimHeaderValues, normaliseClaimHeaders, claimHeaderProblem, wireValue } from '../../config/claim-headers.js'
+export { compileTemplate, isTemplate, certificateSubject, TEMPLATE_VARIABLES } from '../../config/header-templates.js'
+export type { CompiledTemplate, TemplateContext, TemplateResult, TemplateVariable } from '../../config/header-templates.js'
 export {
   createIdentityHeaders,
   jwksResponse,

@@ -12,8 +12,8 @@ import { after, before, describe, it } from 'node:test'
 
 import * as oidc from 'openid-client'
 
-import { startFakeGitHub } from '../../../test/fixtures/github-api.js'
-import type { FakeGitHub, FakeGitHubTeam } from '../../../test/fixtures/github-api.js'
+import { startFakeGitHub } from '../../test/fixtures/github-api.js'
+import type { FakeGitHub, FakeGitHubTeam } from '../../test/fixtures/github-api.js'
 import { createIdentityProvider, providerIdFor } from './factory.js'
 import type { ProviderSettings } from './factory.js'
 import { gitHubEndpoints } from './github.js'

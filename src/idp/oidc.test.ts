@@ -14,8 +14,8 @@ import { after, before, describe, it } from 'node:test'
 
 import * as oidc from 'openid-client'
 
-import { loginWithForm, startTestIdp, subFor } from '../../../test/fixtures/oidc-provider.js'
-import type { CookieJar, TestIdp } from '../../../test/fixtures/oidc-provider.js'
+import { loginWithForm, startTestIdp, subFor } from '../../test/fixtures/oidc-provider.js'
+import type { CookieJar, TestIdp } from '../../test/fixtures/oidc-provider.js'
 import { createOidcProvider, randomCodeVerifier, randomNonce } from './oidc.js'
 import type { IdpFetch, OidcProviderOptions } from './oidc.js'
 import { IdentityProviderError, mergeClaims } from './provider.js'

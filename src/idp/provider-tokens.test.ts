@@ -19,7 +19,7 @@ import * as oidc from 'openid-client'
 
 import { loginWithForm, startTestIdp, subFor } from '../../test/fixtures/oidc-provider.js'
 import type { TestIdp } from '../../test/fixtures/oidc-provider.js'
-import type { IdpFetch } from './idp/oidc.js'
+import type { IdpFetch } from './oidc.js'
 import {
   createProviderKeySource,
   createProviderTokenVerifier,

@@ -26,8 +26,8 @@ import { createHash } from 'node:crypto'
 import { compactVerify, importJWK } from 'jose'
 import type { CryptoKey, JWK } from 'jose'
 
-import type { IdpFetch } from './idp/oidc.js'
-import type { Claims } from './idp/provider.js'
+import type { IdpFetch } from './oidc.js'
+import type { Claims } from './provider.js'
 
 // ---------------------------------------------------------------------------------------------
 // Errors

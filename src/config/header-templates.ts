@@ -22,7 +22,7 @@
  * value containing CR, LF, NUL or another control character is refused (header not sent).
  */
 import { X509Certificate } from 'node:crypto'
-import type { ClientCertificateInfo } from '../types.js'
+import type { ClientCertificateInfo } from '../shared/x509.js'
 import { wireSafe, wireValue } from './claim-headers.js'
 
 /** What a template may read while rendering one request. */

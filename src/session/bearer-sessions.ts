@@ -6,9 +6,9 @@
  */
 import { createHash } from 'node:crypto'
 import type { Logger } from '../shared/log.js'
-import type { IdentityProvider } from './idp/provider.js'
-import { createProviderTokenVerifier, isProviderTokenError } from './provider-tokens.js'
-import type { ProviderTokenVerifier } from './provider-tokens.js'
+import type { IdentityProvider } from '../idp/provider.js'
+import { createProviderTokenVerifier, isProviderTokenError } from '../idp/provider-tokens.js'
+import type { ProviderTokenVerifier } from '../idp/provider-tokens.js'
 import type { Session, SessionStore } from './session-store.js'
 import type { IdpSettings } from './settings.js'
 import { userFromClaims } from './users.js'

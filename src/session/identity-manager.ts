@@ -16,17 +16,20 @@
  * sessions), so the manager never polls the whole table; the stream restarts from `syncLatest`
  * when the store has pruned the tombstones it needs (`ERR_DATABROKER_SYNC_TOO_OLD`).
  */
+import type { IdentityManagerMetrics } from '../observability/metrics.js'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { IdentityProvider, TokenSet } from '../authenticate/idp/provider.js'
-import { isIdentityProviderError } from '../authenticate/idp/provider.js'
-import { REFRESH_COOL_OFF_MS, REFRESH_LEAD_MS, tokenExpiry } from '../authenticate/refresher.js'
-import { SESSION_TYPE } from '../authenticate/session-store.js'
-import type { Session, SessionStore } from '../authenticate/session-store.js'
-import { userFromClaims } from '../authenticate/users.js'
+import type { IdentityProvider, TokenSet } from '../idp/provider.js'
+import { isIdentityProviderError } from '../idp/provider.js'
+import { REFRESH_COOL_OFF_MS, REFRESH_LEAD_MS, tokenExpiry } from './refresher.js'
+import { SESSION_TYPE } from './session-store.js'
+import type { Session, SessionStore } from './session-store.js'
+import { userFromClaims } from './users.js'
 import type { Logger } from '../shared/log.js'
-import { isDataBrokerError } from './errors.js'
-import type { Clock, DataRecord, RecordStore } from './types.js'
-import { systemClock } from './types.js'
+import { isDataBrokerError } from '../databroker/errors.js'
+import type { Clock, DataRecord, RecordStore } from '../databroker/types.js'
+import { systemClock } from '../databroker/types.js'
+
+export type { IdentityManagerMetrics }
 
 export interface IdentityManagerOptions {
   readonly store: RecordStore
@@ -47,40 +50,6 @@ export interface IdentityManagerOptions {
   readonly concurrency?: number
 }
 
-/**
- * Counters and gauges for the observability issue. Pomerium exports the same facts as
- * `pomerium_identity_manager_*` (reference 9.1); the names to export each under are given.
- * Timestamps are Unix milliseconds (Pomerium's `*_timestamp` gauges are in seconds: divide).
- */
-export interface IdentityManagerMetrics {
-  /** Sessions refreshed: `pomerium_identity_manager_session_refresh_success`. */
-  readonly sessionRefreshSuccess: number
-  /** Refreshes that failed, temporarily or for good: `pomerium_identity_manager_session_refresh_errors`. */
-  readonly sessionRefreshError: number
-  /**
-   * Sessions the manager deleted (past their end, or refused for good by the provider). No
-   * Pomerium counterpart; export as `pomerium_identity_manager_session_deleted` (a Portcullis addition).
-   */
-  readonly sessionDeleted: number
-  /** UserInfo re-reads that succeeded: `pomerium_identity_manager_user_refresh_success`. */
-  readonly userInfoRefreshSuccess: number
-  /** UserInfo re-reads that failed: `pomerium_identity_manager_user_refresh_errors`. */
-  readonly userInfoRefreshError: number
-  /** Last successful session or user refresh: `pomerium_identity_manager_last_refresh_timestamp`. */
-  readonly lastRefreshAt: number | undefined
-  /** `pomerium_identity_manager_session_refresh_success_timestamp`. */
-  readonly sessionRefreshSuccessAt: number | undefined
-  /** `pomerium_identity_manager_session_refresh_error_timestamp`. */
-  readonly sessionRefreshErrorAt: number | undefined
-  /** `pomerium_identity_manager_user_refresh_success_timestamp`. */
-  readonly userInfoRefreshSuccessAt: number | undefined
-  /** `pomerium_identity_manager_user_refresh_error_timestamp`. */
-  readonly userInfoRefreshErrorAt: number | undefined
-  /** Whether this instance holds the lease and acts (a Portcullis addition: `pomerium_identity_manager_leader`). */
-  readonly leader: boolean
-  /** Sessions currently scheduled by this instance (0 when not the leader). */
-  readonly sessions: number
-}
 
 export interface IdentityManager {
   /** Stops acting, ends the sync stream and releases the lease. */

@@ -6,35 +6,12 @@
  * and tokens travel on these requests, so the rule is enforced on each one (discovery can name
  * endpoints on other hosts), not only on the configured URL.
  */
-import { isLoopbackHost } from '../../shared/loopback.js'
+import { isAllowedProviderUrl } from '../config/providers.js'
+import { isLoopbackHost } from '../shared/loopback.js'
 import type { IdpFetch } from './oidc.js'
 
 export { isLoopbackHost }
-
-/** `https:`, or `http:` to a loopback host. */
-export function isAllowedProviderUrl(url: URL): boolean {
-  return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))
-}
-
-/**
- * Why a provider URL is refused, or undefined when it is acceptable. `allowPlainHttp` accepts
- * `http://` on any host (the configured `idp_provider_url`; the caller warns about it).
- */
-export function providerUrlProblem(raw: string, options: { readonly allowPlainHttp?: boolean } = {}): string | undefined {
-  let url: URL
-  try {
-    url = new URL(raw)
-  } catch {
-    return `${JSON.stringify(raw)} is not a URL`
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `${JSON.stringify(raw)} must be an https URL`
-  if (!isAllowedProviderUrl(url) && !(options.allowPlainHttp === true && url.protocol === 'http:')) {
-    return `${JSON.stringify(raw)} uses plain HTTP; only loopback hosts (127.0.0.0/8, ::1, localhost) may`
-  }
-  if (url.username !== '' || url.password !== '') return `${JSON.stringify(raw)} must not carry credentials`
-  if (url.search !== '' || url.hash !== '') return `${JSON.stringify(raw)} must not have a query or fragment`
-  return undefined
-}
+export { isAllowedProviderUrl, providerUrlProblem } from '../config/providers.js'
 
 /**
  * Wrap a fetch so that every request to a provider obeys the transport rule. A refused request

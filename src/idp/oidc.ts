@@ -3,6 +3,7 @@
  * OIDC providers), over openid-client's functional API. Discovery is lazy and cached; a failed
  * discovery is retried on the next call. Outgoing HTTP goes through an injectable fetch.
  */
+import { PROTOCOL_PARAMS } from '../config/providers.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 
 import * as client from 'openid-client'
@@ -22,6 +23,7 @@ import type {
 export const DEFAULT_OIDC_SCOPES: readonly string[] = ['openid', 'profile', 'email', 'offline_access']
 
 /** The fetch signature openid-client uses for every outgoing request (undici's `fetch` fits). */
+export { PROTOCOL_PARAMS }
 export type IdpFetch = client.CustomFetch
 
 export interface OidcProviderOptions {
@@ -77,22 +79,6 @@ export interface OidcProviderOptions {
   completeMetadata?: (metadata: client.ServerMetadata) => Partial<client.ServerMetadata> | undefined
 }
 
-/**
- * Parameters only this module sets on an authorization request. Caller-supplied copies (from
- * `requestParams` or `extraParams`) are dropped, so each appears exactly once (security test 32).
- */
-export const PROTOCOL_PARAMS: ReadonlySet<string> = new Set([
-  'response_type',
-  'client_id',
-  'redirect_uri',
-  'scope',
-  'state',
-  'nonce',
-  'code_challenge',
-  'code_challenge_method',
-  'request',
-  'request_uri',
-])
 
 const ONE_HOUR_MS = 3_600_000
 

@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, test } from 'node:test'
-import type { ClientCertificateInfo } from '../types.js'
-import { certificateSubject, compileTemplate, isTemplate } from './templates.js'
-import type { CompiledTemplate, TemplateContext } from './templates.js'
+import type { ClientCertificateInfo } from '../authorize/types.js'
+import { certificateSubject, compileTemplate, isTemplate } from './header-templates.js'
+import type { CompiledTemplate, TemplateContext } from './header-templates.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-templates-'))
 after(() => rmSync(dir, { recursive: true, force: true }))

@@ -10,8 +10,8 @@
  * refreshes on schedule under a lease; the timing constants here are shared with it.
  */
 import type { Logger } from '../shared/log.js'
-import type { IdentityProvider, TokenSet } from './idp/provider.js'
-import { isIdentityProviderError } from './idp/provider.js'
+import type { IdentityProvider, TokenSet } from '../idp/provider.js'
+import { isIdentityProviderError } from '../idp/provider.js'
 import type { Session, SessionStore } from './session-store.js'
 import { userFromClaims } from './users.js'
 
