@@ -6,7 +6,7 @@
  *
  * Refresh on use: a request whose tokens have already expired waits for the refresh, one whose
  * tokens expire within the lead time triggers it in the background. Portcullis wires it off
- * (`refreshOnUse: false`) because the identity manager (src/databroker/identity-manager.ts)
+ * (`refreshOnUse: false`) because the identity manager (src/session/identity-manager.ts)
  * refreshes on schedule under a lease; the timing constants here are shared with it.
  */
 import type { Logger } from '../shared/log.js'
