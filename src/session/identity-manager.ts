@@ -18,9 +18,10 @@
  */
 import type { IdentityManagerMetrics } from '../observability/metrics.js'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { IdentityProvider, TokenSet } from '../idp/provider.js'
+import type { IdentityProvider } from '../idp/provider.js'
 import { isIdentityProviderError } from '../idp/provider.js'
-import { REFRESH_COOL_OFF_MS, REFRESH_LEAD_MS, tokenExpiry } from './refresher.js'
+import { refreshSession } from './refresh.js'
+import { REFRESH_COOL_OFF_MS, REFRESH_LEAD_MS } from './refresher.js'
 import { SESSION_TYPE } from './session-store.js'
 import type { Session, SessionStore } from './session-store.js'
 import { userFromClaims } from './users.js'
@@ -448,53 +449,41 @@ class Manager implements IdentityManager {
       e.retryAt = undefined
       if (nextDueAt(e, this.#refreshable(e)) > now) return
     }
-    const provider = this.#providerFor(session.idpId)
-    const credential = !provider || session.fromBearerToken === true ? undefined : provider.refreshWith === 'access_token' ? session.accessToken : session.refreshToken
-    if (!provider || credential === undefined) return
-    e.lastAttemptAt = now
-    let tokens: TokenSet
-    try {
-      const sub = typeof session.claims['sub'] === 'string' ? session.claims['sub'] : session.userId
-      tokens = await provider.refresh(credential, { previousClaims: { ...session.claims, sub } })
-    } catch (err) {
-      if (!this.#acting()) return
-      this.#count('sessionRefreshError')
-      if (isIdentityProviderError(err) && err.permanent) {
-        // With rotating refresh tokens, a refresh by a request (or a former leader) spends ours:
-        // its result is in the store. Only a session nobody renewed has ended.
-        const latest = await this.#sessions.get(session.id)
-        if (latest && latest.tokenObtainedAt !== session.tokenObtainedAt && latest.refreshToken !== session.refreshToken) return
-        if (!latest) {
-          this.#untrack(session.id)
-          return
-        }
-        this.#log.info({ sessionId: session.id, userId: session.userId, reason: err.oauthError ?? err.code }, 'the identity provider refused to refresh the session; it has ended')
+    const outcome = await refreshSession(session, {
+      sessions: this.#sessions,
+      provider: this.#providerFor(session.idpId),
+      nowMs: () => this.#clock.now(),
+      onAttempt: () => (e.lastAttemptAt = now),
+      proceed: () => this.#acting(),
+    })
+    switch (outcome.kind) {
+      case 'unrefreshable':
+      case 'abandoned':
+        return
+      case 'gone':
+        if (outcome.refused) this.#count('sessionRefreshError')
+        this.#untrack(session.id)
+        return
+      case 'renewed-elsewhere':
+        this.#count('sessionRefreshError')
+        return
+      case 'refused':
+        this.#count('sessionRefreshError')
+        this.#log.info({ sessionId: session.id, userId: session.userId, reason: outcome.reason }, 'the identity provider refused to refresh the session; it has ended')
         await this.#deleteSession(session.id)
         return
+      case 'failed': {
+        this.#count('sessionRefreshError')
+        e.failures++
+        const base = Math.max(250, Math.min(REFRESH_COOL_OFF_MS, quarterLifetime(e)))
+        e.retryAt = this.#clock.now() + Math.min(MAX_RETRY_MS, base * 2 ** Math.min(e.failures - 1, 20))
+        this.#log.warn({ sessionId: session.id, failures: e.failures, err: outcome.error }, 'identity manager: session refresh failed; will retry')
+        return
       }
-      e.failures++
-      const base = Math.max(250, Math.min(REFRESH_COOL_OFF_MS, quarterLifetime(e)))
-      e.retryAt = this.#clock.now() + Math.min(MAX_RETRY_MS, base * 2 ** Math.min(e.failures - 1, 20))
-      this.#log.warn({ sessionId: session.id, failures: e.failures, err: isIdentityProviderError(err) ? err.message : String(err) }, 'identity manager: session refresh failed; will retry')
-      return
+      case 'refreshed':
+        break
     }
-    if (!this.#acting()) return
-    const refreshed: Session = {
-      ...session,
-      accessToken: tokens.accessToken,
-      refreshToken: tokens.refreshToken ?? session.refreshToken,
-      idToken: tokens.idToken ?? session.idToken,
-      tokenExpiresAt: tokenExpiry(tokens),
-      tokenObtainedAt: this.#clock.now(),
-      claims: tokens.claims,
-    }
-    // A session signed out while the refresh ran must stay ended.
-    if (!(await this.#sessions.get(session.id))) {
-      this.#untrack(session.id)
-      return
-    }
-    await this.#sessions.update(refreshed)
-    await this.#sessions.putUser(userFromClaims(session.userId, tokens.claims))
+    const refreshed = outcome.session
     Object.assign(e, { tokenExpiresAt: refreshed.tokenExpiresAt, tokenObtainedAt: refreshed.tokenObtainedAt, failures: 0, retryAt: undefined, hasRefreshToken: refreshed.refreshToken !== undefined, hasAccessToken: true })
     // The refresh re-read UserInfo.
     const user = this.#users.get(session.userId)

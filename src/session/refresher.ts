@@ -10,10 +10,9 @@
  * refreshes on schedule under a lease; the timing constants here are shared with it.
  */
 import type { Logger } from '../shared/log.js'
-import type { IdentityProvider, TokenSet } from '../idp/provider.js'
-import { isIdentityProviderError } from '../idp/provider.js'
+import type { IdentityProvider } from '../idp/provider.js'
+import { refreshCredential, refreshSession } from './refresh.js'
 import type { Session, SessionStore } from './session-store.js'
-import { userFromClaims } from './users.js'
 
 /**
  * Refresh this long before expiry, as Pomerium does; tokens that live less than four minutes are
@@ -37,16 +36,7 @@ export interface RefresherDeps {
   readonly refreshOnUse?: boolean
 }
 
-/** The expiry that drives refresh: the earlier of the access token's and the ID token's. */
-export function tokenExpiry(tokens: Pick<TokenSet, 'expiresAt' | 'idTokenExpiresAt'>): number {
-  return tokens.idTokenExpiresAt !== undefined ? Math.min(tokens.expiresAt, tokens.idTokenExpiresAt) : tokens.expiresAt
-}
-
-/** What renews a session: its refresh token, or for OAuth2 providers without one (GitHub) its access token. */
-function refreshCredential(session: Session, provider: IdentityProvider | undefined): string | undefined {
-  if (!provider || session.fromBearerToken === true) return undefined
-  return provider.refreshWith === 'access_token' ? session.accessToken : session.refreshToken
-}
+export { tokenExpiry } from './refresh.js'
 
 export class SessionRefresher {
   readonly #deps: RefresherDeps
@@ -89,39 +79,25 @@ export class SessionRefresher {
 
   async #refresh(session: Session): Promise<Session | undefined> {
     const { sessions, logger } = this.#deps
-    const provider = this.#deps.providerFor(session.idpId)
-    const credential = refreshCredential(session, provider)
-    if (!provider || credential === undefined) return session
-    let tokens: TokenSet
-    try {
-      tokens = await provider.refresh(credential, { previousClaims: { ...session.claims, sub: typeof session.claims['sub'] === 'string' ? session.claims['sub'] : session.userId } })
-    } catch (err) {
-      if (isIdentityProviderError(err) && err.permanent) {
-        // Another instance may have refreshed first: with rotating refresh tokens ours is then
-        // spent. Its result is in the store; only a session nobody renewed has ended.
-        const latest = await sessions.get(session.id)
-        if (latest && latest.tokenObtainedAt !== session.tokenObtainedAt && latest.refreshToken !== session.refreshToken) return latest
-        logger.info({ sessionId: session.id, userId: session.userId, reason: err.oauthError ?? err.code }, 'the identity provider refused to refresh the session; it has ended')
+    const outcome = await refreshSession(session, { sessions, provider: this.#deps.providerFor(session.idpId), nowMs: () => this.#now() })
+    switch (outcome.kind) {
+      case 'unrefreshable':
+      case 'abandoned':
+        return session
+      case 'refreshed':
+        logger.debug({ sessionId: session.id }, 'session refreshed')
+        return outcome.session
+      case 'renewed-elsewhere':
+        return outcome.session
+      case 'gone':
+        return undefined
+      case 'refused':
+        logger.info({ sessionId: session.id, userId: session.userId, reason: outcome.reason }, 'the identity provider refused to refresh the session; it has ended')
         await sessions.delete(session.id)
         return undefined
-      }
-      logger.warn({ sessionId: session.id, err: isIdentityProviderError(err) ? err.message : String(err) }, 'session refresh failed; will retry')
-      return session
+      case 'failed':
+        logger.warn({ sessionId: session.id, err: outcome.error }, 'session refresh failed; will retry')
+        return session
     }
-    const refreshed: Session = {
-      ...session,
-      accessToken: tokens.accessToken,
-      refreshToken: tokens.refreshToken ?? session.refreshToken,
-      idToken: tokens.idToken ?? session.idToken,
-      tokenExpiresAt: tokenExpiry(tokens),
-      tokenObtainedAt: this.#now(),
-      claims: tokens.claims,
-    }
-    // A session signed out while the refresh ran must stay ended.
-    if (!(await sessions.get(session.id))) return undefined
-    await sessions.update(refreshed)
-    await sessions.putUser(userFromClaims(session.userId, tokens.claims))
-    logger.debug({ sessionId: session.id }, 'session refreshed')
-    return refreshed
   }
 }
