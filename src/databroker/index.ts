@@ -1,7 +1,7 @@
 /**
  * The databroker: a versioned record store with change streaming (sync), per-type TTL and
  * capacity, and named leases. `RecordStore` is the contract; `MemoryRecordStore` the default
- * backend. Backends' tests run `recordStoreConformance` from `./conformance.js`, which is not
+ * backend. Backends' tests run `recordStoreConformance` from `./conformance.test-helpers.js`, which is not
  * re-exported here because it registers `node:test` cases.
  */
 export { DataBrokerError, DATABROKER_ERROR_CODES, isDataBrokerError } from './errors.js'

@@ -15,7 +15,7 @@ import {
   assertRejectsWithCode,
   createManualClock,
   recordStoreConformance,
-} from './conformance.js'
+} from './conformance.test-helpers.js'
 import { isDataBrokerError } from './errors.js'
 import { createPostgresRecordStore } from './postgres.js'
 import type { PostgresRecordStore, PostgresRecordStoreOptions } from './postgres.js'

@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { assertRejectsWithCode, createManualClock, recordStoreConformance } from './conformance.js'
+import { assertRejectsWithCode, createManualClock, recordStoreConformance } from './conformance.test-helpers.js'
 import { DataBrokerError, isDataBrokerError } from './errors.js'
 import { MemoryRecordStore } from './memory.js'
 import {
