@@ -17,8 +17,8 @@ export {
   SqliteOpenError,
   SqliteRecordStore,
   sqlitePathFromUrl,
-} from './sqlite.js'
-export type { SqliteOpenFailure, SqliteRecordStoreOptions } from './sqlite.js'
+} from './sqlite/index.js'
+export type { SqliteOpenFailure, SqliteRecordStoreOptions } from './sqlite/index.js'
 export { systemClock } from './types.js'
 export type {
   Clock,
