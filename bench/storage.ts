@@ -43,7 +43,7 @@ import { SESSION_TYPE, SessionStore, sessionTokenKey } from '../src/authenticate
 import type { NewSession } from '../src/authenticate/session-store.js'
 import { userFromClaims } from '../src/authenticate/users.js'
 import { MemoryRecordStore } from '../src/databroker/memory.js'
-import { createPostgresRecordStore } from '../src/databroker/postgres.js'
+import { createPostgresRecordStore } from '../src/databroker/postgres/index.js'
 import { createRemoteRecordStore } from '../src/databroker/remote.js'
 import { startDatabrokerServer } from '../src/databroker/server.js'
 import { createSqliteRecordStore } from '../src/databroker/sqlite/index.js'

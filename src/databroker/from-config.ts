@@ -7,7 +7,7 @@
 import type { Config } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
 import { MemoryRecordStore } from './memory.js'
-import { createPostgresRecordStore } from './postgres.js'
+import { createPostgresRecordStore } from './postgres/index.js'
 import { createSqliteRecordStore, sqlitePathFromUrl } from './sqlite/index.js'
 import { storageChoice } from './choice.js'
 import type { StorageType } from './choice.js'
