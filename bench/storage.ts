@@ -48,7 +48,7 @@ import { createRemoteRecordStore } from '../src/databroker/remote.js'
 import { startDatabrokerServer } from '../src/databroker/server.js'
 import { createSqliteRecordStore } from '../src/databroker/sqlite/index.js'
 import type { DataRecord, RecordInput, RecordStore } from '../src/databroker/types.js'
-import { MAX_BODY_BYTES } from '../src/internal/transport.js'
+import { MAX_BODY_BYTES } from '../src/internal/index.js'
 import { createLogger } from '../src/shared/log.js'
 
 // --- knobs -----------------------------------------------------------------------------------

@@ -42,10 +42,8 @@ import {
   filterPredicate,
 } from './validate.js'
 import type { Logger } from '../shared/log.js'
-import { InternalApiError, InternalTransportError } from '../internal/transport.js'
-import { ServicePool } from '../internal/pool.js'
-import type { PoolTarget, Retry } from '../internal/pool.js'
-import type { InternalClientTls, StreamCall } from '../internal/transport.js'
+import { InternalApiError, InternalTransportError, ServicePool } from '../internal/index.js'
+import type { InternalClientTls, PoolTarget, Retry, StreamCall } from '../internal/index.js'
 
 export interface RemoteRecordStoreOptions {
   /** Databroker URLs (`http://` for cleartext HTTP/2, `https://` for TLS); at least one. */
