@@ -8,7 +8,7 @@ export { DataBrokerError, DATABROKER_ERROR_CODES, isDataBrokerError } from './er
 export type { DataBrokerErrorCode } from './errors.js'
 export { DEFAULT_MAX_TOMBSTONES, MemoryRecordStore } from './memory.js'
 export type { MemoryRecordStoreOptions } from './memory.js'
-export { createPostgresRecordStore, DEFAULT_POSTGRES_SCHEMA, PostgresRecordStore } from './postgres/index.js'
+export { createPostgresRecordStore, PostgresRecordStore } from './postgres/index.js'
 export type { PostgresRecordStoreOptions } from './postgres/index.js'
 export {
   createSqliteRecordStore,

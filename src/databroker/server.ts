@@ -36,7 +36,7 @@ export interface WireRecord {
   readonly deletedAt?: number
 }
 
-export function encodeRecord(r: DataRecord): WireRecord {
+function encodeRecord(r: DataRecord): WireRecord {
   return {
     type: r.type,
     id: r.id,
@@ -201,7 +201,7 @@ export function databrokerRoutes(store: RecordStore): Map<string, InternalRoute>
   return new Map(Object.entries(routes).map(([k, v]) => [`${DATABROKER_API_PREFIX}${k}`, v]))
 }
 
-export interface DatabrokerServerOptions {
+interface DatabrokerServerOptions {
   /** The store to serve; the server does not close it. */
   readonly store: RecordStore
   /** `host:port` to listen on (`grpc_address`); port 0 picks a free one. */

@@ -25,13 +25,13 @@ export interface InternalClientTls {
   readonly serverName?: string | undefined
 }
 
-export interface InternalConnectionOptions {
+interface InternalConnectionOptions {
   readonly sharedSecret: Buffer
   readonly tls?: InternalClientTls | undefined
 }
 
 /** What a streaming call reports. */
-export interface StreamHandlers {
+interface StreamHandlers {
   /** One parsed line (heartbeats included). */
   onLine(value: unknown): void
   /** The stream ended: cleanly (no argument) or with the error that broke it. */

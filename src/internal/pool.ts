@@ -8,7 +8,7 @@ import { InternalConnection } from './client.js'
 import { InternalApiError, InternalTransportError } from './wire.js'
 import type { InternalClientTls } from './client.js'
 
-export interface ServicePoolOptions {
+interface ServicePoolOptions {
   /** The service's name in log lines ("databroker", "authorize"). */
   readonly service: string
   /** `http://` (cleartext HTTP/2) or `https://` URLs; at least one. */

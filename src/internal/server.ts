@@ -33,7 +33,7 @@ export interface InternalServerTls {
 }
 
 /** Sends one line on a streaming answer; resolves once the stream can take more. */
-export type StreamSend = (value: unknown) => Promise<void>
+type StreamSend = (value: unknown) => Promise<void>
 
 export type InternalRoute =
   | { readonly kind: 'unary'; handle(body: unknown): Promise<unknown> }
@@ -43,7 +43,7 @@ export type InternalRoute =
       handle(body: unknown, send: StreamSend, signal: AbortSignal): Promise<void>
     }
 
-export interface InternalServerOptions {
+interface InternalServerOptions {
   /** `host:port`; an empty host (`:5443`) listens on every interface; port 0 picks one. */
   readonly address: string
   /** TLS certificate; cleartext HTTP/2 when absent (`grpc_insecure: true`). */

@@ -21,5 +21,5 @@
  * capacity, pruning), `sync.ts` (the change feed and its listener), `leases.ts`, `errors.ts`,
  * and `store.ts` wiring them into `PostgresRecordStore`.
  */
-export { createPostgresRecordStore, DEFAULT_POSTGRES_SCHEMA, PostgresRecordStore } from './store.js'
+export { createPostgresRecordStore, PostgresRecordStore } from './store.js'
 export type { PostgresRecordStoreOptions } from './store.js'

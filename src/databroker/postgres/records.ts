@@ -68,7 +68,7 @@ interface StoredOptions {
 }
 
 /** What `PostgresRecords` works with. */
-export interface PostgresRecordsSettings {
+interface PostgresRecordsSettings {
   readonly pool: Pool
   readonly tables: Tables
   readonly clock: Clock

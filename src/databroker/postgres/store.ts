@@ -57,7 +57,7 @@ export interface PostgresRecordStoreOptions {
 }
 
 /** The default schema. */
-export const DEFAULT_POSTGRES_SCHEMA = 'portcullis'
+const DEFAULT_POSTGRES_SCHEMA = 'portcullis'
 
 /**
  * Opens (creating or migrating its schema first) a record store in PostgreSQL. Rejects with

@@ -26,7 +26,7 @@ export function channelOf(schema: string): string {
 }
 
 /** What `PostgresChangeFeed` works with. */
-export interface ChangeFeedSettings {
+interface ChangeFeedSettings {
   readonly connectionString: string
   readonly connectionTimeoutMs: number
   readonly schema: string

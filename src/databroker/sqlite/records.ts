@@ -210,7 +210,7 @@ interface Counters {
 }
 
 /** What `SqliteRecords` needs besides the open database. */
-export interface SqliteRecordsSettings {
+interface SqliteRecordsSettings {
   /** The database file (absolute), for messages. */
   readonly path: string
   readonly clock: Clock

@@ -12,7 +12,7 @@ import { PAGE, toRecord } from './records.js'
 import type { Row, SqliteRecords } from './records.js'
 
 /** What a stream needs from its store besides the records. */
-export interface SyncContext {
+interface SyncContext {
   readonly records: SqliteRecords
   /** Throws when the store is closed. */
   readonly checkOpen: () => void
