@@ -3,6 +3,15 @@
 import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
+/** Files only tests import: `tsconfig.json` does not build them. */
+const TEST_HELPER_FILES = ['src/**/test-helpers.ts', 'src/**/*.test-helpers.ts']
+const TEST_HELPER_IMPORTS = [
+  {
+    group: ['**/test-helpers.js', '**/*.test-helpers.js', 'node:test'],
+    message: 'Test helpers are not built into dist: only tests may import them.',
+  },
+]
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'eslint.config.js'] },
   js.configs.recommended,
@@ -33,11 +42,24 @@ export default tseslint.config(
     },
   },
   {
+    // Test helpers are left out of the build (tsconfig.json), so production code that imported
+    // one would fail at run time: only tests and other helpers may.
+    files: ['src/**/*.ts'],
+    ignores: ['src/**/*.test.ts', ...TEST_HELPER_FILES],
+    rules: { 'no-restricted-imports': ['error', { patterns: TEST_HELPER_IMPORTS }] },
+  },
+  {
     files: ['src/policy/**/*.ts'],
+    ignores: TEST_HELPER_FILES,
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: ['node:*', '../proxy/*', '../config/*', '../authorize/*'] },
+        {
+          patterns: [
+            { group: ['node:*', '../proxy/*', '../config/*', '../authorize/*'] },
+            ...TEST_HELPER_IMPORTS,
+          ],
+        },
       ],
     },
   },

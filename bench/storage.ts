@@ -43,12 +43,12 @@ import { SESSION_TYPE, SessionStore, sessionTokenKey } from '../src/session/sess
 import type { NewSession } from '../src/session/session-store.js'
 import { userFromClaims } from '../src/session/users.js'
 import { MemoryRecordStore } from '../src/databroker/memory.js'
-import { createPostgresRecordStore } from '../src/databroker/postgres.js'
+import { createPostgresRecordStore } from '../src/databroker/postgres/index.js'
 import { createRemoteRecordStore } from '../src/databroker/remote.js'
 import { startDatabrokerServer } from '../src/databroker/server.js'
-import { createSqliteRecordStore } from '../src/databroker/sqlite.js'
+import { createSqliteRecordStore } from '../src/databroker/sqlite/index.js'
 import type { DataRecord, RecordInput, RecordStore } from '../src/databroker/types.js'
-import { MAX_BODY_BYTES } from '../src/internal/transport.js'
+import { MAX_BODY_BYTES } from '../src/internal/index.js'
 import { createLogger } from '../src/shared/log.js'
 
 // --- knobs -----------------------------------------------------------------------------------

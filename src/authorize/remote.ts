@@ -12,9 +12,8 @@
  * malformed gives a 503 deny, never an allow.
  */
 import type { RouteConfig } from '../config/types.js'
-import { InternalApiError, InternalTransportError } from '../internal/transport.js'
-import type { InternalClientTls, InternalRoute } from '../internal/transport.js'
-import { ServicePool } from '../internal/pool.js'
+import { InternalApiError, InternalTransportError, ServicePool } from '../internal/index.js'
+import type { InternalClientTls, InternalRoute } from '../internal/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Authorizer, CheckRequest, CheckResult, ClientCertificateInfo, Denial, DenialCode } from './types.js'
 

@@ -8,7 +8,7 @@
 import type { DataRecord } from './types.js'
 
 /** One parked wait: `promise` settles when woken, aborted or cancelled. */
-export interface ChangeWait {
+interface ChangeWait {
   readonly promise: Promise<void>
   /** Settles `promise` now and forgets the waiter (idempotent). */
   readonly cancel: () => void
@@ -54,7 +54,7 @@ export class ChangeWaiters {
  * streams are not async generators: a `break` out of `for await` would otherwise hang until the
  * next change arrived.
  */
-export function serialIterator<T>(
+function serialIterator<T>(
   step: () => Promise<IteratorResult<T>>,
   onReturn: () => void,
 ): AsyncIterator<T> {
@@ -72,7 +72,7 @@ export function serialIterator<T>(
   }
 }
 
-export interface PagedChangesOptions<T> {
+interface PagedChangesOptions<T> {
   readonly signal: AbortSignal | undefined
   readonly waiters: ChangeWaiters
   /**

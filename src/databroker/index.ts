@@ -1,15 +1,15 @@
 /**
  * The databroker: a versioned record store with change streaming (sync), per-type TTL and
  * capacity, and named leases. `RecordStore` is the contract; `MemoryRecordStore` the default
- * backend. Backends' tests run `recordStoreConformance` from `./conformance.js`, which is not
+ * backend. Backends' tests run `recordStoreConformance` from `./conformance.test-helpers.js`, which is not
  * re-exported here because it registers `node:test` cases.
  */
 export { DataBrokerError, DATABROKER_ERROR_CODES, isDataBrokerError } from './errors.js'
 export type { DataBrokerErrorCode } from './errors.js'
 export { DEFAULT_MAX_TOMBSTONES, MemoryRecordStore } from './memory.js'
 export type { MemoryRecordStoreOptions } from './memory.js'
-export { createPostgresRecordStore, DEFAULT_POSTGRES_SCHEMA, PostgresRecordStore } from './postgres.js'
-export type { PostgresRecordStoreOptions } from './postgres.js'
+export { createPostgresRecordStore, PostgresRecordStore } from './postgres/index.js'
+export type { PostgresRecordStoreOptions } from './postgres/index.js'
 export {
   createSqliteRecordStore,
   resolveSqliteFile,
@@ -17,8 +17,8 @@ export {
   SqliteOpenError,
   SqliteRecordStore,
   sqlitePathFromUrl,
-} from './sqlite.js'
-export type { SqliteOpenFailure, SqliteRecordStoreOptions } from './sqlite.js'
+} from './sqlite/index.js'
+export type { SqliteOpenFailure, SqliteRecordStoreOptions } from './sqlite/index.js'
 export { systemClock } from './types.js'
 export type {
   Clock,

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { assertRejectsWithCode, createManualClock, recordStoreConformance } from './conformance.js'
+import { assertRejectsWithCode, createManualClock, recordStoreConformance } from './conformance.test-helpers.js'
 import { DataBrokerError } from './errors.js'
 import { MemoryRecordStore } from './memory.js'
 import type { DataRecord } from './types.js'

@@ -15,10 +15,10 @@ import {
   assertRejectsWithCode,
   createManualClock,
   recordStoreConformance,
-} from './conformance.js'
+} from './conformance.test-helpers.js'
 import { isDataBrokerError } from './errors.js'
-import { createPostgresRecordStore } from './postgres.js'
-import type { PostgresRecordStore, PostgresRecordStoreOptions } from './postgres.js'
+import { createPostgresRecordStore } from './postgres/index.js'
+import type { PostgresRecordStore, PostgresRecordStoreOptions } from './postgres/index.js'
 import type { DataRecord, RecordStore } from './types.js'
 
 const PG_URL = process.env.PORTCULLIS_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'

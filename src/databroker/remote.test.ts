@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { describe, it } from 'node:test'
-import { assertRejectsWithCode, recordStoreConformance } from './conformance.js'
+import { assertRejectsWithCode, recordStoreConformance } from './conformance.test-helpers.js'
 import { MemoryRecordStore } from './memory.js'
 import { createRemoteRecordStore } from './remote.js'
 import type { RemoteRecordStore } from './remote.js'

@@ -42,12 +42,10 @@ import {
   filterPredicate,
 } from './validate.js'
 import type { Logger } from '../shared/log.js'
-import { InternalApiError, InternalTransportError } from '../internal/transport.js'
-import { ServicePool } from '../internal/pool.js'
-import type { PoolTarget, Retry } from '../internal/pool.js'
-import type { InternalClientTls, StreamCall } from '../internal/transport.js'
+import { InternalApiError, InternalTransportError, ServicePool } from '../internal/index.js'
+import type { InternalClientTls, PoolTarget, Retry, StreamCall } from '../internal/index.js'
 
-export interface RemoteRecordStoreOptions {
+interface RemoteRecordStoreOptions {
   /** Databroker URLs (`http://` for cleartext HTTP/2, `https://` for TLS); at least one. */
   readonly urls: readonly string[]
   /** The raw 32-byte shared secret; the credential key is derived from it. */

@@ -1,6 +1,6 @@
 /**
  * The databroker's internal API: serves a local `RecordStore` to other Portcullis services (and
- * data-plane workers) over the internal transport (`../internal/transport.ts`), so that
+ * data-plane workers) over the internal API (`../internal/`), so that
  * `createRemoteRecordStore` (`./remote.ts`) is a `RecordStore` too.
  *
  * Every method is `POST /databroker/v1/<method>` with a JSON body; see `docs/services.md` for the
@@ -14,8 +14,8 @@ import { DataBrokerError, isDataBrokerError } from './errors.js'
 import type { DataBrokerErrorCode } from './errors.js'
 import type { DataRecord, RecordInput, RecordStore, TypeOptions } from './types.js'
 import type { Logger } from '../shared/log.js'
-import { InternalApiError, startInternalServer } from '../internal/transport.js'
-import type { InternalRoute, InternalServerTls } from '../internal/transport.js'
+import { InternalApiError, startInternalServer } from '../internal/index.js'
+import type { InternalRoute, InternalServerTls } from '../internal/index.js'
 
 /**
  * The internal API address in all-in-one mode. Pomerium listens on `:5443` (every interface);
@@ -36,7 +36,7 @@ export interface WireRecord {
   readonly deletedAt?: number
 }
 
-export function encodeRecord(r: DataRecord): WireRecord {
+function encodeRecord(r: DataRecord): WireRecord {
   return {
     type: r.type,
     id: r.id,
@@ -201,7 +201,7 @@ export function databrokerRoutes(store: RecordStore): Map<string, InternalRoute>
   return new Map(Object.entries(routes).map(([k, v]) => [`${DATABROKER_API_PREFIX}${k}`, v]))
 }
 
-export interface DatabrokerServerOptions {
+interface DatabrokerServerOptions {
   /** The store to serve; the server does not close it. */
   readonly store: RecordStore
   /** `host:port` to listen on (`grpc_address`); port 0 picks a free one. */

@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { assertRejectsWithCode, createManualClock, recordStoreConformance } from './conformance.js'
+import { assertRejectsWithCode, createManualClock, recordStoreConformance } from './conformance.test-helpers.js'
 import { DataBrokerError, isDataBrokerError } from './errors.js'
 import { MemoryRecordStore } from './memory.js'
 import {
@@ -27,8 +27,8 @@ import {
   SqliteOpenError,
   SqliteRecordStore,
   sqlitePathFromUrl,
-} from './sqlite.js'
-import type { SqliteOpenFailure } from './sqlite.js'
+} from './sqlite/index.js'
+import type { SqliteOpenFailure } from './sqlite/index.js'
 import type { DataRecord, FieldValue, RecordStore } from './types.js'
 import type { Logger } from '../shared/log.js'
 
@@ -188,7 +188,7 @@ describe('SqliteRecordStore specifics', () => {
     const store = createSqliteRecordStore({ path })
     try {
       await store.put([{ type: 't', id: 'x', data: 1 }])
-      const module = fileURLToPath(new URL('./sqlite.ts', import.meta.url))
+      const module = fileURLToPath(new URL('./sqlite/index.ts', import.meta.url))
       const script = `
         import { createSqliteRecordStore } from ${JSON.stringify(module)}
         try {

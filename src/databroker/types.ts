@@ -1,6 +1,6 @@
 /**
  * The databroker record store contract. Every backend (memory today; SQLite and PostgreSQL later)
- * implements `RecordStore` and runs the shared suite in `conformance.ts` unchanged, so the
+ * implements `RecordStore` and runs the shared suite in `conformance.test-helpers.ts` unchanged, so the
  * semantics written here are the ones that suite checks.
  *
  * The model follows Pomerium's databroker: records are addressed by `(type, id)`, every change

@@ -22,7 +22,7 @@ export function checkKey(what: string, value: unknown): asserts value is string 
  * Serialises `data` to JSON text, rejecting values that have no JSON form (`undefined`, functions,
  * symbols, BigInt, cycles).
  */
-export function toJson(data: unknown, where: string): string {
+function toJson(data: unknown, where: string): string {
   let json: string | undefined
   try {
     json = JSON.stringify(data) // undefined for undefined, functions and symbols

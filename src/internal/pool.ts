@@ -4,10 +4,11 @@
  * the call moves on to the next one. Shared by the remote record store and the remote authorizer.
  */
 import type { Logger } from '../shared/log.js'
-import { InternalApiError, InternalConnection, InternalTransportError } from './transport.js'
-import type { InternalClientTls } from './transport.js'
+import { InternalConnection } from './client.js'
+import { InternalApiError, InternalTransportError } from './wire.js'
+import type { InternalClientTls } from './client.js'
 
-export interface ServicePoolOptions {
+interface ServicePoolOptions {
   /** The service's name in log lines ("databroker", "authorize"). */
   readonly service: string
   /** `http://` (cleartext HTTP/2) or `https://` URLs; at least one. */

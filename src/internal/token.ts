@@ -16,17 +16,17 @@
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
 
 /** The HKDF `info` that separates the internal API key from every other use of the secret. */
-export const INTERNAL_KEY_INFO = 'portcullis internal api'
+const INTERNAL_KEY_INFO = 'portcullis internal api'
 /** The only audience an internal credential carries. */
-export const INTERNAL_AUDIENCE = 'portcullis-internal'
+const INTERNAL_AUDIENCE = 'portcullis-internal'
 /** The JOSE `typ` of an internal credential. */
-export const INTERNAL_TOKEN_TYPE = 'portcullis-internal+jwt'
+const INTERNAL_TOKEN_TYPE = 'portcullis-internal+jwt'
 /** The longest lifetime a verifier accepts (Pomerium's bound), in seconds. */
-export const MAX_INTERNAL_TOKEN_LIFETIME_S = 3600
+const MAX_INTERNAL_TOKEN_LIFETIME_S = 3600
 /** How long the tokens we mint live, in seconds. */
-export const INTERNAL_TOKEN_LIFETIME_S = 300
+const INTERNAL_TOKEN_LIFETIME_S = 300
 /** Clock skew tolerated between services, in seconds. */
-export const INTERNAL_TOKEN_SKEW_S = 60
+const INTERNAL_TOKEN_SKEW_S = 60
 
 const HEADER = Buffer.from(
   JSON.stringify({ alg: 'HS256', typ: INTERNAL_TOKEN_TYPE }),
@@ -40,7 +40,7 @@ export function deriveInternalKey(sharedSecret: Buffer): Buffer {
 }
 
 /** The claims of an internal credential: exactly these three. */
-export interface InternalClaims {
+interface InternalClaims {
   readonly iat: number
   readonly exp: number
   readonly aud: typeof INTERNAL_AUDIENCE
@@ -113,7 +113,7 @@ export function bearerToken(header: string | string[] | undefined): string | und
 }
 
 /** Hands out the `Authorization` header value, minting a token once per half lifetime. */
-export interface InternalTokenSource {
+interface InternalTokenSource {
   /** `Bearer <jwt>`, reused until half of its lifetime has passed. */
   authorization(): string
 }

@@ -15,6 +15,25 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`
 }
 
+/** The store's tables in one schema, as quoted `schema.table` names. */
+export interface Tables {
+  readonly server: string
+  readonly records: string
+  readonly options: string
+  readonly leases: string
+}
+
+/** The quoted names of the tables in `schema`. */
+export function tablesOf(schema: string): Tables {
+  const s = quoteIdent(schema)
+  return {
+    server: `${s}.server`,
+    records: `${s}.records`,
+    options: `${s}.type_options`,
+    leases: `${s}.leases`,
+  }
+}
+
 /** One schema change; `statements` get the quoted schema name. */
 interface Migration {
   readonly version: number
@@ -81,7 +100,7 @@ const MIGRATIONS: readonly Migration[] = [
 ]
 
 /** The newest migration version this code knows. */
-export const LATEST_MIGRATION = MIGRATIONS.at(-1)?.version ?? 0
+const LATEST_MIGRATION = MIGRATIONS.at(-1)?.version ?? 0
 
 /** The advisory lock key pair for migrating `schema`: a fixed class plus a hash of the name. */
 function lockKeys(schema: string): [number, number] {

@@ -19,7 +19,7 @@ export interface ManualClock extends Clock {
 }
 
 /** The instant every manual clock starts at: 2025-01-01T00:00:00Z. */
-export const MANUAL_CLOCK_START = Date.UTC(2025, 0, 1)
+const MANUAL_CLOCK_START = Date.UTC(2025, 0, 1)
 
 /** Creates a manual clock starting at `start`. */
 export function createManualClock(start = MANUAL_CLOCK_START): ManualClock {
@@ -33,10 +33,10 @@ export function createManualClock(start = MANUAL_CLOCK_START): ManualClock {
 }
 
 /** Builds a fresh, empty store that uses `clock` for all its time-dependent behaviour. */
-export type MakeStore = (clock: Clock) => Promise<RecordStore>
+type MakeStore = (clock: Clock) => Promise<RecordStore>
 
 /** Runs after each case, once the store has been closed (for example, to drop a database). */
-export type CleanupStore = (store: RecordStore) => Promise<void>
+type CleanupStore = (store: RecordStore) => Promise<void>
 
 /** Each case's own time limit, so that a hung backend fails instead of stalling the run. */
 const CASE = { timeout: 15_000 }
