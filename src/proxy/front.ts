@@ -36,6 +36,7 @@ export interface FrontOptions {
 }
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n')
+const NOTHING = Buffer.alloc(0)
 
 export interface Front {
   readonly server: NetServer
@@ -48,13 +49,14 @@ export function createFront(options: FrontOptions): Front {
   server.on('connection', (raw: Socket) => {
     options.track(raw)
     raw.on('error', () => raw.destroy())
-    const proceed = (address: string | undefined): void => {
+    /** `head`: bytes already read from the connection (past a PROXY header). */
+    const proceed = (address: string | undefined, head: Buffer): void => {
       ;(raw as Tagged)[kClientAddress] = address ?? normaliseRemote(raw.remoteAddress)
-      if (options.insecure) return routeCleartext(raw, options)
-      terminateTls(detachBuffered(raw), options)
+      if (options.insecure) return routeCleartext(raw, head, options)
+      terminateTls(detachBuffered(raw, head), options)
     }
-    if (options.proxyProtocol) acceptProxyProtocol(raw, options.handshakeTimeoutMs, (p) => proceed(p.address))
-    else proceed(undefined)
+    if (options.proxyProtocol) acceptProxyProtocol(raw, options.handshakeTimeoutMs, (p, rest) => proceed(p.address, rest))
+    else proceed(undefined, NOTHING)
   })
   return {
     server,
@@ -133,11 +135,26 @@ function releaseControl(socket: TLSSocket): void {
   if (typeof internal._releaseControl === 'function') internal._releaseControl()
 }
 
-/** Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge when the client opens with the h2 preface. */
-function routeCleartext(raw: Socket, options: FrontOptions): void {
+/**
+ * Cleartext: HTTP/1.1, or HTTP/2 with prior knowledge when the client opens with the h2 preface.
+ * `head`: bytes already read from the connection (past a PROXY header), routed like a first read.
+ */
+function routeCleartext(raw: Socket, head: Buffer, options: FrontOptions): void {
   if (options.codec !== 'auto') {
-    options.deliver(options.codec === 'http2' ? (detachBuffered(raw) as Socket) : raw, options.codec === 'http2' ? 'h2' : 'h1')
-    raw.resume()
+    if (options.codec === 'http2') options.deliver(detachBuffered(raw, head) as Socket, 'h2')
+    else deliverHttp1(raw, head, options.proxyProtocol, options)
+    return
+  }
+  const route = (first: Buffer): void => {
+    const n = Math.min(first.length, H2_PREFACE.length)
+    const h2 = n >= 4 && first.subarray(0, n).equals(H2_PREFACE.subarray(0, n))
+    // Node's HTTP/2 session reads from the socket handle and would miss bytes already read, so it
+    // gets a stream that replays them.
+    if (h2) options.deliver(detachBuffered(raw, first) as Socket, 'h2')
+    else deliverHttp1(raw, first, true, options)
+  }
+  if (head.length > 0) {
+    route(head)
     return
   }
   // Until the first byte arrives no HTTP server owns the connection, so none of their timeouts
@@ -147,28 +164,42 @@ function routeCleartext(raw: Socket, options: FrontOptions): void {
   const onData = (chunk: Buffer): void => {
     clearTimeout(silence)
     raw.off('data', onData)
-    raw.pause()
-    raw.unshift(chunk)
-    const n = Math.min(chunk.length, H2_PREFACE.length)
-    const h2 = n >= 4 && chunk.subarray(0, n).equals(H2_PREFACE.subarray(0, n))
-    // Node's HTTP/1.1 server reads bytes pushed back onto the socket; its HTTP/2 session reads
-    // from the socket handle and would miss them, so it gets a stream that replays them.
-    options.deliver(h2 ? (detachBuffered(raw) as Socket) : raw, h2 ? 'h2' : 'h1')
-    raw.resume()
+    route(chunk)
   }
   raw.on('data', onData)
-  // The PROXY protocol reader leaves the socket paused.
-  raw.resume()
 }
 
 /**
- * TLS and HTTP/2 read straight from a socket's handle and miss bytes already read into its
- * JavaScript buffer (after a PROXY header or a protocol sniff). When there are such bytes, wrap
- * the socket in a stream that yields them first; otherwise hand the socket over as it is.
+ * Hands a connection to the HTTP/1.1 server, then gives it the bytes already read (`head`) as the
+ * 'data' event it parses.
+ *
+ * `streamUsed`: bytes were read through the socket's stream before (a sniff, a PROXY header). Node's
+ * HTTP/1.1 server then must not read the socket's handle directly, as it does for a fresh socket:
+ * it pauses a socket whose request body is not being consumed by stopping the handle, but a socket
+ * stream that has delivered data asks its handle to read again on its own (a pending resume, the
+ * stream reading ahead), so the handle reads on while the socket counts as paused, later pauses do
+ * nothing, and an upload to a slow upstream is read into memory as fast as the client sends it
+ * (hundreds of megabytes). A 'data' listener makes the server read through the socket's stream
+ * instead, whose ordinary backpressure stops the handle once the stream's buffer is full.
  */
-function detachBuffered(raw: Socket): Socket | Duplex {
-  if (raw.readableLength === 0) return raw
-  const buffered: Buffer[] = []
+function deliverHttp1(raw: Socket, head: Buffer, streamUsed: boolean, options: FrontOptions): void {
+  options.deliver(raw, 'h1')
+  if (streamUsed) raw.on('data', readThroughStream)
+  if (head.length > 0) raw.emit('data', head)
+}
+
+/** See deliverHttp1: its presence is what matters. */
+function readThroughStream(): void {}
+
+/**
+ * TLS and HTTP/2 read straight from a socket's handle and miss bytes already read (`head`, after
+ * a PROXY header or a protocol sniff, and any in the socket's JavaScript buffer). When there are
+ * such bytes, wrap the socket in a stream that yields them first; otherwise hand the socket over
+ * as it is.
+ */
+function detachBuffered(raw: Socket, head: Buffer): Socket | Duplex {
+  if (head.length === 0 && raw.readableLength === 0) return raw
+  const buffered: Buffer[] = head.length > 0 ? [head] : []
   let chunk: Buffer | null
   while ((chunk = raw.read() as Buffer | null) !== null) buffered.push(chunk)
   const stream = new Duplex({

@@ -72,10 +72,15 @@ function parseV2(buf: Buffer): ParseResult {
 }
 
 /**
- * Reads the PROXY header from a fresh connection, then hands the socket (with any bytes read past
- * the header pushed back) to `next`. Invalid or slow headers close the connection.
+ * Reads the PROXY header from a fresh connection, then hands the socket and the bytes read past
+ * the header (`rest`, possibly empty) to `next`. Invalid or slow headers close the connection.
+ *
+ * The socket is neither paused nor are the bytes pushed back onto it: a pause now followed by a
+ * resume later leaves a 'resume' event pending, and Node's HTTP/1.1 server restarts reading when it
+ * fires even if it has paused the socket since, which breaks request-body backpressure (see
+ * routeCleartext in front.ts).
  */
-export function acceptProxyProtocol(socket: Socket, timeoutMs: number, next: (proxied: ProxiedAddress) => void): void {
+export function acceptProxyProtocol(socket: Socket, timeoutMs: number, next: (proxied: ProxiedAddress, rest: Buffer) => void): void {
   let buffered: Buffer = Buffer.alloc(0)
   const timer = setTimeout(() => socket.destroy(), timeoutMs)
   const onData = (chunk: Buffer): void => {
@@ -88,10 +93,7 @@ export function acceptProxyProtocol(socket: Socket, timeoutMs: number, next: (pr
       socket.destroy()
       return
     }
-    socket.pause()
-    const rest = buffered.subarray(result.consumed)
-    if (rest.length > 0) socket.unshift(rest)
-    next(result.proxied)
+    next(result.proxied, buffered.subarray(result.consumed))
   }
   socket.on('data', onData)
   socket.once('close', () => clearTimeout(timer))

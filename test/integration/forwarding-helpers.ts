@@ -4,7 +4,7 @@
  * on demand, delay reading uploads and send awkward response headers; a raw upgrade upstream; and
  * helpers to read the Portcullis child's peak memory and to find a closed port.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import * as http from 'node:http'
 import * as net from 'node:net'
 import type { AddressInfo, Socket } from 'node:net'
@@ -165,6 +165,17 @@ export function peakRssBytes(px: PortcullisProcess): number {
   const m = /^VmHWM:\s+(\d+)\s+kB$/m.exec(status)
   if (m?.[1] === undefined) throw new Error('VmHWM not found in /proc status')
   return Number(m[1]) * 1024
+}
+
+/**
+ * Starts a new peak for `peakRssBytes`: VmHWM is the peak over the process's whole life, so
+ * without this a test would report the peak of whatever the child did before it. Linux resets it
+ * to the current RSS when "5" is written to clear_refs.
+ */
+export function resetPeakRss(px: PortcullisProcess): void {
+  const pid = px.process.pid
+  if (pid === undefined) throw new Error('portcullis has no pid')
+  writeFileSync(`/proc/${pid}/clear_refs`, '5')
 }
 
 /** A loopback port that nothing listens on (bound, then released). */
