@@ -25,7 +25,7 @@ import { hashPassword } from '../builtin-idp/password.js'
 import { flushLogs } from '../shared/log.js'
 import { escapeHtml } from '../ui/pages.js'
 import { serve } from './serve.js'
-import { processStopRequest } from './stop.js'
+import { processStopRequest } from '../all-in-one/stop.js'
 
 const PAGE_STYLE =
   'body{font:16px/1.5 system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem;color:#1f2937}a{color:#4338ca}' +

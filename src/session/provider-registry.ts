@@ -3,7 +3,7 @@
  * settings are unchanged, so discovery documents and JWKS stay cached.
  */
 import type { IdentityProvider } from '../idp/provider.js'
-import type { AuthSettings, IdpSettings } from '../session/settings.js'
+import type { AuthSettings, IdpSettings } from './settings.js'
 
 export type ProviderFactory = (settings: IdpSettings) => IdentityProvider
 
