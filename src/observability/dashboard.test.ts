@@ -23,6 +23,21 @@ const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => ({ panel: p.t
 
 test('every metric the dashboard queries is exported', async () => {
   const metrics = new PortcullisMetrics({ version: '0.0.0', revision: '' })
+  // As in a process that runs authenticate or authorize (the one that runs the identity manager).
+  metrics.identityManager(() => ({
+    sessionRefreshSuccess: 0,
+    sessionRefreshError: 0,
+    sessionDeleted: 0,
+    userInfoRefreshSuccess: 0,
+    userInfoRefreshError: 0,
+    lastRefreshAt: undefined,
+    sessionRefreshSuccessAt: undefined,
+    sessionRefreshErrorAt: undefined,
+    userInfoRefreshSuccessAt: undefined,
+    userInfoRefreshErrorAt: undefined,
+    leader: false,
+    sessions: 0,
+  }))
   const names = new Set<string>()
   for (const m of await metrics.registry.getMetricsAsJSON()) {
     names.add(m.name)

@@ -121,33 +121,6 @@ export class PortcullisMetrics {
     this.#configChecksum = new Gauge({ name: 'pomerium_config_checksum_int64', help: 'Checksum of the configuration in effect (48 bits of its SHA-256).', registers, aggregator: 'first' })
     this.#policyCount = new Gauge({ name: 'pomerium_policy_count_total', help: 'Routes in the configuration in effect.', registers, aggregator: 'first' })
 
-    const gauge = (name: string, help: string, read: (m: IdentityManagerMetrics) => number | undefined, aggregator: 'sum' | 'max' = 'sum'): void => {
-      const current = (): IdentityManagerMetrics | undefined => this.#identityManager?.()
-      new Gauge({
-        name,
-        help,
-        registers,
-        aggregator,
-        collect() {
-          const m = current()
-          const v = m ? read(m) : undefined
-          if (v !== undefined) this.set(v)
-          else this.reset()
-        },
-      })
-    }
-    const seconds = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : ms / 1000)
-    gauge('pomerium_identity_manager_session_refresh_success', 'Sessions refreshed by this instance (counter since start).', (m) => m.sessionRefreshSuccess)
-    gauge('pomerium_identity_manager_session_refresh_errors', 'Session refreshes that failed (counter since start).', (m) => m.sessionRefreshError)
-    gauge('pomerium_identity_manager_session_deleted', 'Sessions deleted by the identity manager: ended or refused by the provider (Portcullis).', (m) => m.sessionDeleted)
-    gauge('pomerium_identity_manager_user_refresh_success', 'User info re-reads that succeeded (counter since start).', (m) => m.userInfoRefreshSuccess)
-    gauge('pomerium_identity_manager_user_refresh_errors', 'User info re-reads that failed (counter since start).', (m) => m.userInfoRefreshError)
-    gauge('pomerium_identity_manager_last_refresh_timestamp', 'Unix time of the last successful refresh, in seconds.', (m) => seconds(m.lastRefreshAt), 'max')
-    gauge('pomerium_identity_manager_session_refresh_success_timestamp', 'Unix time of the last session refresh, in seconds.', (m) => seconds(m.sessionRefreshSuccessAt), 'max')
-    gauge('pomerium_identity_manager_session_refresh_error_timestamp', 'Unix time of the last failed session refresh, in seconds.', (m) => seconds(m.sessionRefreshErrorAt), 'max')
-    gauge('pomerium_identity_manager_user_refresh_success_timestamp', 'Unix time of the last user info re-read, in seconds.', (m) => seconds(m.userInfoRefreshSuccessAt), 'max')
-    gauge('pomerium_identity_manager_user_refresh_error_timestamp', 'Unix time of the last failed user info re-read, in seconds.', (m) => seconds(m.userInfoRefreshErrorAt), 'max')
-    gauge('pomerium_identity_manager_leader', 'Whether this instance holds the identity manager lease (Portcullis).', (m) => (m.leader ? 1 : 0), 'max')
   }
 
   /** One answered HTTP request. */
@@ -203,7 +176,43 @@ export class PortcullisMetrics {
     this.#policyCount.set(details.routes)
   }
 
+  /**
+   * The identity manager's gauges, registered when a process runs one (authenticate or
+   * authorize): a proxy-only or databroker-only process does not export them.
+   */
+  #registerIdentityManagerGauges(): void {
+    const registers = [this.registry]
+    const gauge = (name: string, help: string, read: (m: IdentityManagerMetrics) => number | undefined, aggregator: 'sum' | 'max' = 'sum'): void => {
+      const current = (): IdentityManagerMetrics | undefined => this.#identityManager?.()
+      new Gauge({
+        name,
+        help,
+        registers,
+        aggregator,
+        collect() {
+          const m = current()
+          const v = m ? read(m) : undefined
+          if (v !== undefined) this.set(v)
+          else this.reset()
+        },
+      })
+    }
+    const seconds = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : ms / 1000)
+    gauge('pomerium_identity_manager_session_refresh_success', 'Sessions refreshed by this instance (counter since start).', (m) => m.sessionRefreshSuccess)
+    gauge('pomerium_identity_manager_session_refresh_errors', 'Session refreshes that failed (counter since start).', (m) => m.sessionRefreshError)
+    gauge('pomerium_identity_manager_session_deleted', 'Sessions deleted by the identity manager: ended or refused by the provider (Portcullis).', (m) => m.sessionDeleted)
+    gauge('pomerium_identity_manager_user_refresh_success', 'User info re-reads that succeeded (counter since start).', (m) => m.userInfoRefreshSuccess)
+    gauge('pomerium_identity_manager_user_refresh_errors', 'User info re-reads that failed (counter since start).', (m) => m.userInfoRefreshError)
+    gauge('pomerium_identity_manager_last_refresh_timestamp', 'Unix time of the last successful refresh, in seconds.', (m) => seconds(m.lastRefreshAt), 'max')
+    gauge('pomerium_identity_manager_session_refresh_success_timestamp', 'Unix time of the last session refresh, in seconds.', (m) => seconds(m.sessionRefreshSuccessAt), 'max')
+    gauge('pomerium_identity_manager_session_refresh_error_timestamp', 'Unix time of the last failed session refresh, in seconds.', (m) => seconds(m.sessionRefreshErrorAt), 'max')
+    gauge('pomerium_identity_manager_user_refresh_success_timestamp', 'Unix time of the last user info re-read, in seconds.', (m) => seconds(m.userInfoRefreshSuccessAt), 'max')
+    gauge('pomerium_identity_manager_user_refresh_error_timestamp', 'Unix time of the last failed user info re-read, in seconds.', (m) => seconds(m.userInfoRefreshErrorAt), 'max')
+    gauge('pomerium_identity_manager_leader', 'Whether this instance holds the identity manager lease (Portcullis).', (m) => (m.leader ? 1 : 0), 'max')
+  }
+
   identityManager(read: () => IdentityManagerMetrics): void {
+    if (this.#identityManager === undefined) this.#registerIdentityManagerGauges()
     this.#identityManager = read
   }
 

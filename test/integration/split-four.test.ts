@@ -35,6 +35,8 @@ before(async () => {
       authenticate_internal_service_url: `https://127.0.0.1:${authenticatePort}`,
       override_certificate_name: 'authn.localhost',
       pass_identity_headers: true,
+      // Every process announces its own metrics listener (port 0): the identity manager test reads them.
+      metrics_address: '127.0.0.1:0',
     },
     routes: (upstream) => [{ from: 'https://admin.localhost', to: upstream, policy: { allow: { and: [{ email: { is: 'alice@example.com' } }] } } }],
     withCertificateAuthority: true,
@@ -91,6 +93,22 @@ test('the authorize API refuses a user session token', async () => {
     const status = await internalApiStatus(authorizeUrl, '/authorize/v1/check', authorization, { ca: setup.caPem, servername: 'authn.localhost' })
     assert.equal(status, 401, authorization.slice(0, 16))
   }
+})
+
+async function scrapeMetrics(p: PortcullisProcess): Promise<string> {
+  const url = p.listeners['metrics']
+  assert.ok(url, 'the process announces a metrics listener')
+  const res = await request(`${url}/metrics`)
+  assert.equal(res.statusCode, 200)
+  return res.body.text()
+}
+
+test('the identity manager runs where authenticate or authorize runs, never in a proxy-only process', async () => {
+  const leader = /^pomerium_identity_manager_leader [01]$/m
+  assert.doesNotMatch(await scrapeMetrics(setup.portcullis), leader, 'the proxy-only process runs no identity manager')
+  assert.match(await scrapeMetrics(authorize), leader, 'the authorize process runs one')
+  assert.match(await scrapeMetrics(authenticate), leader, 'the authenticate process runs one')
+  assert.doesNotMatch(await scrapeMetrics(databroker), leader, 'the databroker process runs none')
 })
 
 test('with the authorize service gone the proxy fails closed with 503; with the authenticate service gone, a clear 502', async () => {
