@@ -26,6 +26,21 @@ const METRICS_OUTPUT = resolve(dirname(fileURLToPath(import.meta.url)), '../docs
 /** Every Portcullis metric, from a registry built the way `serve` builds it (process metrics summarised). */
 export async function renderMetricsDocs(): Promise<string> {
   const metrics = new PortcullisMetrics({ version: '0.0.0', revision: '' }, { processMetrics: false })
+  // The identity manager's gauges exist in processes that run it (authenticate or authorize): list them too.
+  metrics.identityManager(() => ({
+    sessionRefreshSuccess: 0,
+    sessionRefreshError: 0,
+    sessionDeleted: 0,
+    userInfoRefreshSuccess: 0,
+    userInfoRefreshError: 0,
+    lastRefreshAt: undefined,
+    sessionRefreshSuccessAt: undefined,
+    sessionRefreshErrorAt: undefined,
+    userInfoRefreshSuccessAt: undefined,
+    userInfoRefreshErrorAt: undefined,
+    leader: false,
+    sessions: 0,
+  }))
   const list = (await metrics.registry.getMetricsAsJSON()) as unknown as { name: string; type: string; help: string }[]
   const rows = list
     .map((m) => {
