@@ -26,7 +26,7 @@ import {
   ProviderTokenError,
 } from './backchannel-logout.js'
 import type { LogoutTokenResult, LogoutTokenVerifierOptions, ProviderTokenErrorCode } from './backchannel-logout.js'
-import { createProviderTokenVerifier } from '../idp/provider-tokens.js'
+import { createProviderTokenVerifier } from '../idp/provider-tokens/index.js'
 
 const REDIRECT = 'http://127.0.0.1:9/oauth2/callback' // never requested: loginWithForm stops before it
 const CLIENT_ID = 'portcullis'

@@ -11,11 +11,11 @@
  */
 import { createHash } from 'node:crypto'
 
-import { createProviderKeySource, isProviderTokenError, ProviderTokenError, verifyProviderJwt } from '../idp/provider-tokens.js'
-import type { ProviderKeySource, ProviderKeySourceOptions } from '../idp/provider-tokens.js'
+import { createProviderKeySource, isProviderTokenError, ProviderTokenError, verifyProviderJwt } from '../idp/provider-tokens/index.js'
+import type { ProviderKeySource, ProviderKeySourceOptions } from '../idp/provider-tokens/index.js'
 
 export { isProviderTokenError, ProviderTokenError }
-export type { ProviderTokenErrorCode } from '../idp/provider-tokens.js'
+export type { ProviderTokenErrorCode } from '../idp/provider-tokens/index.js'
 
 /** The `events` member that makes a JWT a logout token. */
 export const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout'
