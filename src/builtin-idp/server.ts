@@ -22,6 +22,7 @@ import type { AddressInfo } from 'node:net'
 import Provider from 'oidc-provider'
 import type { ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider'
 
+import { isLoopbackHost } from '../shared/loopback.js'
 import type { Logger } from '../shared/log.js'
 import { createMemoryStore } from './adapter.js'
 import type { StoreLimits } from './adapter.js'
@@ -475,9 +476,7 @@ function checkIssuer(issuer: string, options: BuiltinIdpOptions): void {
 }
 
 function isLoopbackHttp(url: URL): boolean {
-  if (url.protocol !== 'http:') return false
-  const host = url.hostname
-  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+  return url.protocol === 'http:' && isLoopbackHost(url.hostname)
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {

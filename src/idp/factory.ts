@@ -11,7 +11,8 @@ import { createGitHubProvider } from './github.js'
 import { createOidcProvider } from './oidc.js'
 import type { IdpFetch, OidcProviderOptions } from './oidc.js'
 import type { IdentityProvider } from './provider.js'
-import { guardedFetch, isLoopbackHost } from './transport.js'
+import { guardedFetch } from './transport.js'
+import { isLoopbackHost } from '../shared/loopback.js'
 
 
 export interface IdentityProviderFactoryOptions {

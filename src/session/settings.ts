@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import type { Config, RouteConfig } from '../config/types.js'
 import type { CookieOptions } from './cookies.js'
-import { isLoopback } from './redirects.js'
+import { isBrowserLoopbackHost } from '../shared/loopback.js'
 import type { RedirectPolicy } from './redirects.js'
 
 /** One identity provider client: the global `idp_*` settings, or a route's own client id/secret. */
@@ -173,5 +173,5 @@ export function programmaticRedirects(settings: AuthSettings): RedirectPolicy {
  * except for loopback hosts served over plain HTTP (the demo on `*.localhost`).
  */
 export function browserScheme(host: string, listenerScheme: 'http' | 'https'): 'http' | 'https' {
-  return listenerScheme === 'http' && isLoopback(host) ? 'http' : 'https'
+  return listenerScheme === 'http' && isBrowserLoopbackHost(host) ? 'http' : 'https'
 }
