@@ -89,7 +89,3 @@ export function createIdentityProvider(
   }
   return createOidcProvider(oidcOptions)
 }
-
-// The settings' types and pure functions live with the config that validates them.
-export { effectiveProviderSettings, providerIdFor, validateProviderSettings } from '../config/providers.js'
-export type { EffectiveProviderSettings, ProviderKind, ProviderSettings, ProviderSettingsInput } from '../config/providers.js'
