@@ -42,14 +42,14 @@ export interface Endpoints {
 }
 
 /** Which of Portcullis' own endpoints a process serves (services apart, reference 1.2). */
-export interface EndpointChoice {
+interface EndpointChoice {
   /** The authenticate host: served here, passed to the authenticate service, or not served. */
   readonly authenticateHost: 'local' | 'none' | ((request: EndpointRequest) => Promise<EndpointResponse>)
   /** `/.pomerium/*` and `/.well-known/pomerium` on route hosts (the proxy's). */
   readonly routeHosts: boolean
 }
 
-export interface Authentication {
+interface Authentication {
   readonly authorizer: Authorizer
   /** Every endpoint, as an all-in-one process serves them. */
   readonly endpoints: Endpoints
@@ -66,7 +66,7 @@ export interface Authentication {
   close(): Promise<void>
 }
 
-export interface AuthenticationOptions {
+interface AuthenticationOptions {
   readonly logger: Logger
   readonly secrets: Secrets
   readonly providerFactory: ProviderFactory

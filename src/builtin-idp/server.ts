@@ -35,7 +35,7 @@ import type { LimitRule } from './rate-limit.js'
 import { TotpVerifier } from './totp.js'
 import { UserStore, UsersFileError } from './users.js'
 
-export interface BuiltinIdpClient {
+interface BuiltinIdpClient {
   clientId: string
   clientSecret: string
   /** Exact callback URLs, e.g. `https://authenticate.example.com/oauth2/callback`. */
@@ -115,7 +115,7 @@ export interface BuiltinIdp {
 }
 
 /** How long a sign-in may take at the provider, from the authorization request to the last form. */
-export const INTERACTION_TTL_SECONDS = 10 * 60
+const INTERACTION_TTL_SECONDS = 10 * 60
 
 /**
  * The authorization endpoint (`/auth`, which stores an interaction) and the end-session endpoint

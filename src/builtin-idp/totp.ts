@@ -37,7 +37,7 @@ export function base32Decode(text: string): Buffer {
   }
 }
 
-export type TotpAlgorithm = 'sha1' | 'sha256' | 'sha512'
+type TotpAlgorithm = 'sha1' | 'sha256' | 'sha512'
 
 interface TotpOptions {
   digits?: number
@@ -66,7 +66,7 @@ export function generateTotpSecret(bytes = 20): string {
   return new Secret({ size: bytes }).base32
 }
 
-export interface TotpUriParams {
+interface TotpUriParams {
   /** Base32 secret. */
   secret: string
   /** Shown in the authenticator app, usually the email. */
@@ -91,7 +91,7 @@ export function totpUri({ secret, accountName, issuer }: TotpUriParams): string 
   }).toString()
 }
 
-export interface TotpVerifierOptions {
+interface TotpVerifierOptions {
   /** Clock in epoch milliseconds (default `Date.now`). */
   now?: () => number
   /** Steps accepted before and after the current one (default 1). */
@@ -99,7 +99,7 @@ export interface TotpVerifierOptions {
 }
 
 /** Why a code was refused, for logs; the sign-in page says the same thing for all of them. */
-export type TotpResult = { ok: true } | { ok: false; reason: 'malformed' | 'wrong' | 'replayed' }
+type TotpResult = { ok: true } | { ok: false; reason: 'malformed' | 'wrong' | 'replayed' }
 
 /**
  * Checks codes and remembers, per user, the last step a code was accepted for. Memory is bounded by

@@ -15,7 +15,7 @@ import { guardedFetch } from './transport.js'
 import { isLoopbackHost } from '../shared/loopback.js'
 
 
-export interface IdentityProviderFactoryOptions {
+interface IdentityProviderFactoryOptions {
   /** Every request to the provider goes through this fetch (after the transport rule). */
   fetch?: IdpFetch
   /** Clock in epoch milliseconds (default `Date.now`). */

@@ -62,7 +62,7 @@ function stringMap(v: unknown): Record<string, string> | undefined {
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, String(x)]))
 }
 
-export interface AuthSettingsOptions {
+interface AuthSettingsOptions {
   /** The client secret to use with the built-in provider when `idp_client_secret` is unset. */
   readonly builtinClientSecret?: string
 }

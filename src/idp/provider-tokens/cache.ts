@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 
-export interface TokenCacheOptions {
+interface TokenCacheOptions {
   /** Most entries kept; the least recently used goes first. Default 1000. */
   maxEntries?: number
   /** Clock in epoch milliseconds (default `Date.now`). */

@@ -19,7 +19,7 @@ const INITIAL_RETRY_MS = 5_000
 const DISCOVERY_RETRY_MS = 5_000
 
 /** What verification needs from the provider's discovery document. */
-export interface ProviderMetadata {
+interface ProviderMetadata {
   issuer: string
   jwksUri: string
   userinfoEndpoint: string | undefined

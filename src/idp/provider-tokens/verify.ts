@@ -67,7 +67,7 @@ function normaliseTyp(typ: string): string {
 }
 
 /** What {@link verifyProviderJwt} accepts; each verifier fills it for its kind of token. */
-export interface JwtPolicy {
+interface JwtPolicy {
   /** Accepted `typ` header values, normalised (`jwt`, `at+jwt`, `logout+jwt`); an absent `typ` is accepted. */
   typ: readonly string[]
   /** Restrict `alg` to the provider's `id_token_signing_alg_values_supported` too. */
@@ -87,7 +87,7 @@ export interface JwtPolicy {
   now: number
 }
 
-export interface VerifiedJwt {
+interface VerifiedJwt {
   header: Readonly<Record<string, unknown>>
   claims: Record<string, unknown>
 }
