@@ -2,7 +2,7 @@
  * Reading documents from a provider (discovery, JWKS, UserInfo): which URLs are acceptable, a
  * size-limited body reader and a strict JSON-object parser.
  */
-import { isLoopbackHost } from '../../shared/loopback.js'
+import { isAllowedProviderUrl } from '../../config/providers.js'
 import type { IdpFetch } from '../oidc.js'
 
 /** Largest discovery, JWKS or UserInfo document we read, in bytes. */
@@ -18,7 +18,7 @@ export function urlProblem(raw: string): string | undefined {
   } catch {
     return 'is not a URL'
   }
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+  if (!isAllowedProviderUrl(url)) {
     return 'must be https (plain http only on loopback hosts)'
   }
   if (url.username !== '' || url.password !== '') return 'must not carry credentials'
