@@ -284,7 +284,7 @@ void describe('provider tokens: claims, keys and access tokens', { timeout: 60_0
   })
 
   void it('allows plain-HTTP issuers only on loopback hosts', () => {
-    for (const url of ['http://idp.example.com', 'http://10.0.0.1:8080', 'http://127.0.0.1.evil.com', 'ftp://127.0.0.1', 'not a url', 'https://u:p@idp.example.com']) {
+    for (const url of ['http://idp.example.com', 'http://10.0.0.1:8080', 'http://127.0.0.1.evil.com', 'ftp://127.0.0.1', 'not a url', 'https://u:p@idp.example.com', 'http://localhost.:1']) {
       assert.throws(() => createProviderKeySource({ issuerUrl: url }), TypeError, url)
     }
     for (const url of ['https://idp.example.com', 'https://idp.example.com/realms/x', 'http://127.0.0.1:1', 'http://localhost:1', 'http://[::1]:1']) {
