@@ -25,8 +25,9 @@ import {
   parseBackchannelRequest,
   ProviderTokenError,
 } from './backchannel-logout.js'
-import type { LogoutTokenResult, LogoutTokenVerifierOptions, ProviderTokenErrorCode } from './backchannel-logout.js'
-import { createProviderTokenVerifier } from '../idp/provider-tokens.js'
+import type { LogoutTokenResult, LogoutTokenVerifierOptions } from './backchannel-logout.js'
+import type { ProviderTokenErrorCode } from '../idp/provider-tokens/index.js'
+import { createProviderTokenVerifier } from '../idp/provider-tokens/index.js'
 
 const REDIRECT = 'http://127.0.0.1:9/oauth2/callback' // never requested: loginWithForm stops before it
 const CLIENT_ID = 'portcullis'

@@ -11,18 +11,17 @@
  */
 import { createHash } from 'node:crypto'
 
-import { createProviderKeySource, isProviderTokenError, ProviderTokenError, verifyProviderJwt } from '../idp/provider-tokens.js'
-import type { ProviderKeySource, ProviderKeySourceOptions } from '../idp/provider-tokens.js'
+import { createProviderKeySource, isProviderTokenError, ProviderTokenError, verifyProviderJwt } from '../idp/provider-tokens/index.js'
+import type { ProviderKeySource, ProviderKeySourceOptions } from '../idp/provider-tokens/index.js'
 
 export { isProviderTokenError, ProviderTokenError }
-export type { ProviderTokenErrorCode } from '../idp/provider-tokens.js'
 
 /** The `events` member that makes a JWT a logout token. */
 export const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout'
 /** Longest `logout_token` accepted, in characters. */
 export const MAX_LOGOUT_TOKEN_LENGTH = 16 * 1024
 /** Longest request body accepted: the token plus room for the parameter name and other fields. */
-export const MAX_BACKCHANNEL_BODY_BYTES = MAX_LOGOUT_TOKEN_LENGTH + 1024
+const MAX_BACKCHANNEL_BODY_BYTES = MAX_LOGOUT_TOKEN_LENGTH + 1024
 
 const DEFAULT_REPLAY_WINDOW_SECONDS = 300
 const DEFAULT_SKEW_SECONDS = 60

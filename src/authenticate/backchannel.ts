@@ -12,7 +12,7 @@ import type { EndpointRequest, EndpointResponse } from './endpoint.js'
 import type { SessionStore } from '../session/session-store.js'
 import type { AuthSettings, IdpSettings } from '../session/settings.js'
 
-export interface BackchannelDeps {
+interface BackchannelDeps {
   readonly sessions: SessionStore
   readonly logger: Logger
 }

@@ -59,11 +59,6 @@ export function text(status: number, body: string, extra: Readonly<Record<string
   return { status, headers: { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store', ...extra }, body }
 }
 
-/** The request's full URL as the client addressed it (for signed-URL checks). */
-export function requestUrl(req: EndpointRequest): URL {
-  return new URL(`${req.scheme}://${req.authority}${req.path}${req.query}`)
-}
-
 /** A form-encoded body's fields; empty for any other content type. */
 export function formFields(req: EndpointRequest): URLSearchParams {
   const type = single(req.headers['content-type']) ?? ''

@@ -15,7 +15,7 @@ import { errorPage } from '../ui/pages.js'
 import { json, page } from './endpoint.js'
 import type { EndpointRequest, EndpointResponse } from './endpoint.js'
 
-export interface AuthenticateForwarderOptions {
+interface AuthenticateForwarderOptions {
   readonly url: string
   /** The authenticate host (TLS name when the URL is an IP address). */
   readonly authenticateHost: string

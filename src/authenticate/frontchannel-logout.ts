@@ -15,7 +15,7 @@ import type { EndpointResponse } from './endpoint.js'
 import type { Session } from '../session/session-store.js'
 
 /** The `iss` and `sid` query parameters of a front-channel logout request. */
-export interface FrontChannelLogout {
+interface FrontChannelLogout {
   readonly iss: string
   readonly sid: string
 }

@@ -14,7 +14,7 @@ export const STATE_LIFETIME_S = 300
 const SKEW_S = 60
 const PURPOSE = 'oauth-state'
 
-export interface NewState {
+interface NewState {
   /** The `state` query parameter for the authorization request. */
   readonly state: string
   /** The value of the CSRF cookie to set next to it. */
@@ -31,7 +31,7 @@ export function createState(redirectUrl: string, cookieSecret: Buffer, nowS: num
   return { state: Buffer.from(`${csrfToken}|${nowS}|${sealed}`).toString('base64url'), csrfToken }
 }
 
-export type StateProblem = 'malformed' | 'csrf-mismatch' | 'expired' | 'tampered'
+type StateProblem = 'malformed' | 'csrf-mismatch' | 'expired' | 'tampered'
 
 /** Returns the redirect URL sealed in a valid state, or what is wrong with it. */
 export function verifyState(

@@ -42,7 +42,7 @@ import { browserScheme, programmaticRedirects } from '../session/settings.js'
 import type { AuthSettings } from '../session/settings.js'
 import { SIGNED_URL_LIFETIME_S, verifySignedUrl } from '../session/signed-url.js'
 
-export interface RouteEndpointDeps {
+interface RouteEndpointDeps {
   readonly settings: () => AuthSettings
   readonly secrets: Secrets
   readonly sessions: SessionStore

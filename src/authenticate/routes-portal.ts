@@ -44,10 +44,10 @@ export interface PortalOrigin {
   readonly port: number | undefined
 }
 
-export type PortalRouteType = 'http' | 'tcp' | 'udp' | 'ssh'
+type PortalRouteType = 'http' | 'tcp' | 'udp' | 'ssh'
 
 /** One route of `/.pomerium/api/v1/routes`, in Pomerium's JSON shape. */
-export interface PortalRouteJson {
+interface PortalRouteJson {
   readonly id: string
   readonly name: string
   readonly type: PortalRouteType
@@ -68,7 +68,7 @@ export interface PortalEntry {
 }
 
 /** The request a route's policy is asked about: a GET of the route's root by the viewer. */
-export function rootInput(route: PortalRouteConfig, session: PolicySession | undefined, viewer: PortalViewer): PolicyInput {
+function rootInput(route: PortalRouteConfig, session: PolicySession | undefined, viewer: PortalViewer): PolicyInput {
   return { session, method: 'GET', path: rootPath(route), headers: {}, clientIp: viewer.clientIp, now: viewer.now, ...(viewer.clientCertificate ? { clientCertificate: viewer.clientCertificate } : {}) }
 }
 

@@ -40,7 +40,7 @@ import { signSessionHandle, verifySessionHandle } from '../session/session-handl
 import { checkSignOutToken, signOutToken } from './sign-out-csrf.js'
 import { loadSession } from '../session/session-loader.js'
 import type { SessionRefresher } from '../session/refresher.js'
-import { tokenExpiry } from '../session/refresher.js'
+import { tokenExpiry } from '../session/refresh.js'
 import type { Session, SessionStore } from '../session/session-store.js'
 import { browserScheme, programmaticRedirects } from '../session/settings.js'
 import type { AuthSettings } from '../session/settings.js'

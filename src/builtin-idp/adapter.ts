@@ -41,7 +41,7 @@ export const DEFAULT_STORE_LIMITS: StoreLimits = {
   default: 10_000,
 }
 
-export interface MemoryStore {
+interface MemoryStore {
   factory: AdapterFactory
   /** Entries of one model kind ('Session', 'Grant', 'RefreshToken', ...), for tests. */
   count(kind: string): number

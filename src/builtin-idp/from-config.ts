@@ -12,7 +12,7 @@ import type { Logger } from '../shared/log.js'
 import { startBuiltinIdp } from './server.js'
 import type { BuiltinIdp } from './server.js'
 
-export const DEFAULT_BUILTIN_ADDRESS = '127.0.0.1:8081'
+const DEFAULT_BUILTIN_ADDRESS = '127.0.0.1:8081'
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined)
 
@@ -22,7 +22,7 @@ export function builtinClientSecret(config: Config, sharedSecret: Buffer): strin
 }
 
 /** `idp_provider_url` of the built-in provider: as configured, else its listen address over http. */
-export function builtinIssuer(raw: Readonly<Record<string, unknown>>): string {
+function builtinIssuer(raw: Readonly<Record<string, unknown>>): string {
   return str(raw['idp_provider_url']) ?? `http://${str(raw['builtin_idp_address']) ?? DEFAULT_BUILTIN_ADDRESS}`
 }
 

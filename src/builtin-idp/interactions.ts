@@ -29,7 +29,7 @@ import type { TotpVerifier } from './totp.js'
 import { canonicalEmail } from './users.js'
 import type { BuiltinUser, UserDirectory } from './users.js'
 
-export interface InteractionDeps {
+interface InteractionDeps {
   readonly provider: Provider
   readonly users: () => UserDirectory
   readonly limiter: LoginRateLimiter
@@ -47,8 +47,8 @@ export interface InteractionDeps {
 const TOTP_PENDING_MS = 5 * 60_000
 const MAX_PENDING = 10_000
 const MAX_BODY_BYTES = 16 * 1024
-export const WRONG_CREDENTIALS = 'Wrong email or password.'
-export const WRONG_CODE = 'Wrong or already used code.'
+const WRONG_CREDENTIALS = 'Wrong email or password.'
+const WRONG_CODE = 'Wrong or already used code.'
 
 interface PendingTotp {
   readonly sub: string

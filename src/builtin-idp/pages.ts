@@ -56,7 +56,7 @@ function alert(message: string | undefined): string {
   return message === undefined ? '' : `<p id="login-error" class="error" role="alert">${escapeHtml(message)}</p>`
 }
 
-export interface LoginPageData {
+interface LoginPageData {
   /** Where the form posts. */
   readonly action: string
   /** Pre-filled email (`login_hint`, or what was typed before a failure). */
@@ -81,7 +81,7 @@ export function loginPage(d: LoginPageData, formActions: readonly string[]): Ren
   )
 }
 
-export interface TotpPageData {
+interface TotpPageData {
   readonly action: string
   readonly email: string
   readonly error?: string

@@ -38,7 +38,7 @@ const SALT_BYTES = 16
 const HASH_BYTES = 32
 const ARGON2_VERSION = 0x13
 
-export interface ParsedHash extends Argon2Params {
+interface ParsedHash extends Argon2Params {
   readonly salt: Buffer
   readonly hash: Buffer
 }

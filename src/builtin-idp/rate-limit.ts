@@ -30,7 +30,7 @@ export interface LimitRule {
   readonly windowMs: number
 }
 
-export interface LoginRateLimiterOptions {
+interface LoginRateLimiterOptions {
   /** Default 5 failures per 15 minutes. */
   perUser?: LimitRule
   /** Default 20 failures per 15 minutes. */
@@ -41,12 +41,12 @@ export interface LoginRateLimiterOptions {
   now?: () => number
 }
 
-export type LimitDecision =
+type LimitDecision =
   | { readonly limited: false }
   | { readonly limited: true; readonly scope: 'user' | 'ip'; readonly retryAfterMs: number }
 
 /** An attempt let through and already counted as a failure, or a refusal. */
-export type LoginAttempt =
+type LoginAttempt =
   | {
       readonly limited: false
       /** The credentials were right, or were not checked after all: the attempt stops counting. */
@@ -183,7 +183,7 @@ export class LoginRateLimiter {
   }
 }
 
-export interface RequestRateLimiterOptions {
+interface RequestRateLimiterOptions {
   /** Default 60 requests per minute per address. */
   perIp?: LimitRule
   /** Addresses kept (default 10,000), least recently seen dropped first. */

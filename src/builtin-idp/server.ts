@@ -22,6 +22,7 @@ import type { AddressInfo } from 'node:net'
 import Provider from 'oidc-provider'
 import type { ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider'
 
+import { isLoopbackHost } from '../shared/loopback.js'
 import type { Logger } from '../shared/log.js'
 import { createMemoryStore } from './adapter.js'
 import type { StoreLimits } from './adapter.js'
@@ -34,7 +35,7 @@ import type { LimitRule } from './rate-limit.js'
 import { TotpVerifier } from './totp.js'
 import { UserStore, UsersFileError } from './users.js'
 
-export interface BuiltinIdpClient {
+interface BuiltinIdpClient {
   clientId: string
   clientSecret: string
   /** Exact callback URLs, e.g. `https://authenticate.example.com/oauth2/callback`. */
@@ -114,7 +115,7 @@ export interface BuiltinIdp {
 }
 
 /** How long a sign-in may take at the provider, from the authorization request to the last form. */
-export const INTERACTION_TTL_SECONDS = 10 * 60
+const INTERACTION_TTL_SECONDS = 10 * 60
 
 /**
  * The authorization endpoint (`/auth`, which stores an interaction) and the end-session endpoint
@@ -475,9 +476,7 @@ function checkIssuer(issuer: string, options: BuiltinIdpOptions): void {
 }
 
 function isLoopbackHttp(url: URL): boolean {
-  if (url.protocol !== 'http:') return false
-  const host = url.hostname
-  return host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
+  return url.protocol === 'http:' && isLoopbackHost(url.hostname)
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {

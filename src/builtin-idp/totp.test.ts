@@ -35,6 +35,7 @@ test('base32 round-trips and reads secrets as people copy them', () => {
   assert.equal(base32Encode(Buffer.from('foobar')), 'MZXW6YTBOI') // RFC 4648 section 10
   assert.equal(base32Decode('MZXW6YTBOI======').toString(), 'foobar')
   assert.equal(base32Decode('mzxw 6ytb oi').toString(), 'foobar')
+  assert.equal(base32Decode('MZXW-6YTB\tOI\n').toString(), 'foobar', 'hyphens, tabs and newlines as pasted')
   for (let n = 0; n < 40; n++) {
     const bytes = Buffer.from(Array.from({ length: n }, (_, i) => (i * 37 + n) & 255))
     assert.deepEqual(base32Decode(base32Encode(bytes)), bytes, `length ${n}`)

@@ -4,84 +4,69 @@
  * current one accepted for clock drift. These are the values every authenticator app assumes when
  * an `otpauth://` URI says nothing else. A code is accepted at most once per user (RFC 6238 5.2):
  * after a successful check, codes of that step and of every earlier step are refused.
+ *
+ * The arithmetic (HMAC, dynamic truncation, base32, the key URI) is the `otpauth` package's; the
+ * window, the constant-time comparison and the replay rule are ours.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { timingSafeEqual } from 'node:crypto'
 
-const BASE32_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
+import { HOTP, Secret, TOTP } from 'otpauth'
+
+const DIGITS = 6
+const PERIOD_SECONDS = 30
+
+/** An otpauth secret holding a copy of `key` (a Buffer may be a view into a shared pool). */
+function secretOf(key: Uint8Array): Secret {
+  return new Secret({ buffer: Uint8Array.from(key).buffer })
+}
 
 /** RFC 4648 base32, upper case, without padding (as authenticator apps print secrets). */
 export function base32Encode(bytes: Uint8Array): string {
-  let out = ''
-  let bits = 0
-  let value = 0
-  for (const byte of bytes) {
-    value = ((value << 8) | byte) & 0xffff
-    bits += 8
-    while (bits >= 5) {
-      out += BASE32_ALPHABET[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-  }
-  if (bits > 0) out += BASE32_ALPHABET[(value << (5 - bits)) & 31]
-  return out
+  return secretOf(bytes).base32
 }
 
 /**
- * Decodes base32 as people copy it: case-insensitive, spaces and trailing `=` ignored.
+ * Decodes base32 as people copy it: case-insensitive, whitespace, `-` and trailing `=` ignored.
  * @throws {TypeError} on any other character
  */
 export function base32Decode(text: string): Buffer {
-  const clean = text.replace(/[\s-]/g, '').replace(/=+$/, '').toUpperCase()
-  const out: number[] = []
-  let bits = 0
-  let value = 0
-  for (const char of clean) {
-    const index = BASE32_ALPHABET.indexOf(char)
-    if (index < 0) throw new TypeError(`not base32: unexpected character ${JSON.stringify(char)}`)
-    value = ((value << 5) | index) & 0xffff
-    bits += 5
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff)
-      bits -= 8
-    }
+  try {
+    return Buffer.from(Secret.fromBase32(text.replace(/[\s-]/g, '')).bytes)
+  } catch (cause) {
+    throw new TypeError(`not base32: ${cause instanceof Error ? cause.message : 'unreadable'}`, { cause })
   }
-  return Buffer.from(out)
 }
 
-export type TotpAlgorithm = 'sha1' | 'sha256' | 'sha512'
+type TotpAlgorithm = 'sha1' | 'sha256' | 'sha512'
 
-export interface TotpOptions {
+interface TotpOptions {
   digits?: number
   stepSeconds?: number
   algorithm?: TotpAlgorithm
 }
 
 /** RFC 4226 HOTP value of `counter`, zero-padded to `digits`. */
-export function hotp(key: Uint8Array, counter: number, digits = 6, algorithm: TotpAlgorithm = 'sha1'): string {
-  const message = Buffer.alloc(8)
-  message.writeBigUInt64BE(BigInt(counter))
-  const mac = createHmac(algorithm, key).update(message).digest()
-  const offset = (mac[mac.length - 1] as number) & 0x0f
-  const binary = mac.readUInt32BE(offset) & 0x7fffffff
-  return String(binary % 10 ** digits).padStart(digits, '0')
-}
-
-/** The RFC 6238 time step of `timeMs`. */
-export function totpStep(timeMs: number, stepSeconds = 30): number {
-  return Math.floor(timeMs / 1000 / stepSeconds)
+export function hotp(key: Uint8Array, counter: number, digits = DIGITS, algorithm: TotpAlgorithm = 'sha1'): string {
+  return HOTP.generate({ secret: secretOf(key), counter, digits, algorithm: algorithm.toUpperCase() })
 }
 
 /** The TOTP code at `timeMs`. */
 export function totpAt(key: Uint8Array, timeMs: number, options: TotpOptions = {}): string {
-  return hotp(key, totpStep(timeMs, options.stepSeconds), options.digits, options.algorithm)
+  return TOTP.generate({
+    secret: secretOf(key),
+    timestamp: timeMs,
+    digits: options.digits ?? DIGITS,
+    period: options.stepSeconds ?? PERIOD_SECONDS,
+    algorithm: (options.algorithm ?? 'sha1').toUpperCase(),
+  })
 }
 
 /** A new random secret, base32: 20 bytes (160 bits), RFC 4226's recommended length for SHA-1. */
 export function generateTotpSecret(bytes = 20): string {
-  return base32Encode(randomBytes(bytes))
+  return new Secret({ size: bytes }).base32
 }
 
-export interface TotpUriParams {
+interface TotpUriParams {
   /** Base32 secret. */
   secret: string
   /** Shown in the authenticator app, usually the email. */
@@ -96,18 +81,17 @@ export interface TotpUriParams {
  * where they are the defaults.
  */
 export function totpUri({ secret, accountName, issuer }: TotpUriParams): string {
-  const label = `${encodeURIComponent(issuer)}:${encodeURIComponent(accountName)}`
-  const query = new URLSearchParams({
-    secret: secret.replace(/[\s=]/g, '').toUpperCase(),
+  return new TOTP({
     issuer,
+    label: accountName,
+    secret: Secret.fromBase32(secret.replace(/[\s=-]/g, '')),
     algorithm: 'SHA1',
-    digits: '6',
-    period: '30',
-  })
-  return `otpauth://totp/${label}?${query.toString().replace(/\+/g, '%20')}`
+    digits: DIGITS,
+    period: PERIOD_SECONDS,
+  }).toString()
 }
 
-export interface TotpVerifierOptions {
+interface TotpVerifierOptions {
   /** Clock in epoch milliseconds (default `Date.now`). */
   now?: () => number
   /** Steps accepted before and after the current one (default 1). */
@@ -115,7 +99,7 @@ export interface TotpVerifierOptions {
 }
 
 /** Why a code was refused, for logs; the sign-in page says the same thing for all of them. */
-export type TotpResult = { ok: true } | { ok: false; reason: 'malformed' | 'wrong' | 'replayed' }
+type TotpResult = { ok: true } | { ok: false; reason: 'malformed' | 'wrong' | 'replayed' }
 
 /**
  * Checks codes and remembers, per user, the last step a code was accepted for. Memory is bounded by
@@ -145,10 +129,13 @@ export class TotpVerifier {
       return { ok: false, reason: 'wrong' }
     }
     if (key.length === 0) return { ok: false, reason: 'wrong' }
-    const current = totpStep(this.now())
+    const secretKey = secretOf(key)
+    const current = TOTP.counter({ period: PERIOD_SECONDS, timestamp: this.now() })
     let matched: number | undefined
+    // Not TOTP.validate: it stops at the first match, trying the current step first; this compares
+    // every step in the window and keeps the earliest match (what the replay check records).
     for (let step = current - this.window; step <= current + this.window; step++) {
-      const expected = Buffer.from(hotp(key, step))
+      const expected = Buffer.from(HOTP.generate({ secret: secretKey, counter: step, digits: DIGITS }))
       if (timingSafeEqual(expected, Buffer.from(digits)) && matched === undefined) matched = step
     }
     this.prune(current)

@@ -85,7 +85,7 @@ export function subjectFor(email: string): string {
  * Claims a user's `claims:` may not set: the provider sets these itself, and letting the file
  * override them would let an entry impersonate another user or forge token metadata.
  */
-export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
+const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
   'sub', 'email', 'email_verified', 'name', 'groups',
   'iss', 'aud', 'exp', 'iat', 'nbf', 'jti', 'nonce', 'azp', 'auth_time', 'acr', 'amr', 'sid',
   'at_hash', 'c_hash', 's_hash', 'scope', 'client_id', 'cnf', '_claim_names', '_claim_sources',

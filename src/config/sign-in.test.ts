@@ -21,6 +21,7 @@ test('each missing or unusable sign-in setting is named with what is expected', 
     [base.replace('authenticate_service_url: https://authn.example.com\n', ''), 'authenticate_service_url', /required with idp_provider: set it to this Portcullis' own authenticate URL.*when it is not set, Pomerium uses its hosted authenticate service/],
     [base.replace('https://authn.example.com', 'https://authenticate.pomerium.app'), 'authenticate_service_url', /hosted authenticate service is not supported/],
     [base.replace('https://authn.example.com', 'http://authn.example.com'), 'authenticate_service_url', /https.*insecure_server: true/],
+    [base.replace('https://authn.example.com', 'http://localhost.:8443'), 'authenticate_service_url', /https.*insecure_server: true/],
   ]
   for (const [yaml, key, message] of cases) {
     const found = errors(loadYaml(yaml).issues).find((e) => e.path === key)

@@ -6,7 +6,7 @@
  * protected routes with no sign-in at all are reported with what to add.
  */
 import { validateProviderSettings } from './providers.js'
-import { isLoopbackHost } from '../shared/loopback.js'
+import { isBrowserLoopbackHost, isLoopbackHost } from '../shared/loopback.js'
 import type { RouteConfig } from './types.js'
 import type { LoadContext } from './normalise.js'
 
@@ -15,11 +15,6 @@ export const BUILTIN_CLIENT_ID = 'portcullis'
 
 /** Pomerium's default `authenticate_service_url`: its hosted service, which Portcullis cannot use. */
 const HOSTED_AUTHENTICATE_HOST = 'authenticate.pomerium.app'
-
-/** Names that only ever reach this machine (`*.localhost` too, which the demo uses for routes). */
-function isLocalName(host: string): boolean {
-  return isLoopbackHost(host) || host.endsWith('.localhost')
-}
 
 const text = (raw: Readonly<Record<string, unknown>>, key: string): string | undefined =>
   typeof raw[key] === 'string' && raw[key] !== '' ? raw[key] : undefined
@@ -102,7 +97,7 @@ function checkAuthenticateUrl(raw: Readonly<Record<string, unknown>>, ctx: LoadC
     }
     return
   }
-  if (parsed.protocol === 'https:' || (parsed.protocol === 'http:' && isLocalName(parsed.hostname))) return
+  if (parsed.protocol === 'https:' || (parsed.protocol === 'http:' && isBrowserLoopbackHost(parsed.hostname))) return
   if (parsed.protocol === 'http:' && raw['insecure_server'] === true) {
     // As Pomerium: TLS is terminated in front (a load balancer), which then talks plain HTTP to us.
     ctx.issues.warning(

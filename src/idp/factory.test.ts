@@ -17,14 +17,15 @@ import * as oidc from 'openid-client'
 
 import { loginWithForm, startTestIdp, subFor } from '../../test/fixtures/oidc-provider.js'
 import type { TestIdp } from '../../test/fixtures/oidc-provider.js'
-import { PROVIDER_NAMES } from '../config/providers.js'
-import { createIdentityProvider, effectiveProviderSettings, providerIdFor, validateProviderSettings } from './factory.js'
-import type { ProviderKind, ProviderSettings } from './factory.js'
+import { effectiveProviderSettings, PROVIDER_NAMES, providerIdFor, validateProviderSettings } from '../config/providers.js'
+import type { ProviderKind, ProviderSettings } from '../config/providers.js'
+import { createIdentityProvider } from './factory.js'
 import { randomCodeVerifier, randomNonce } from './oidc.js'
 import type { IdpFetch } from './oidc.js'
 import { IdentityProviderError } from './provider.js'
 import type { IdentityProvider, IdentityProviderErrorCode } from './provider.js'
-import { isLoopbackHost } from './transport.js'
+import { guardedFetch } from './transport.js'
+import { isLoopbackHost } from '../shared/loopback.js'
 
 const REDIRECT = 'https://authn.example.com/oauth2/callback'
 const POST_LOGOUT = 'https://authn.example.com/.pomerium/signed_out?x=1'
@@ -293,11 +294,26 @@ void describe('provider settings: validation, ids, effective values', () => {
     for (const url of ['ftp://idp.example.com', 'http://u:p@idp.example.com', 'http://idp.example.com/?q=1']) {
       assert.equal(validateProviderSettings(settingsFor('oidc', { url })).length, 1, url)
     }
-    for (const url of ['http://127.0.0.1:8080', 'http://127.1.2.3', 'http://localhost:5556', 'http://[::1]:5556', 'http://LOCALHOST./']) {
+    for (const url of ['http://127.0.0.1:8080', 'http://127.1.2.3', 'http://localhost:5556', 'http://[::1]:5556', 'http://LOCALHOST:5556']) {
       assert.deepEqual(validateProviderSettings(settingsFor('oidc', { url })), [], url)
     }
     assert.equal(isLoopbackHost(new URL('http://2130706433/').hostname), true, '127.0.0.1 as an integer')
     assert.equal(isLoopbackHost(new URL('http://127.0.0.1.example.com/').hostname), false)
+  })
+
+  void it('refuses plain HTTP to localhost. (trailing dot) unless it is the configured origin: resolvers may ask DNS for it', async () => {
+    let sent = 0
+    const inner: IdpFetch = () => {
+      sent++
+      return Promise.resolve(new Response('{}'))
+    }
+    const post = { method: 'POST', headers: {}, body: undefined, redirect: 'manual' } as const
+    await assert.rejects(guardedFetch(inner)('http://localhost./token', post), /refusing a plain-HTTP request to localhost\./)
+    await assert.rejects(guardedFetch(inner, 'http://127.0.0.1:9')('http://localhost.:9/token', post), TypeError)
+    assert.equal(sent, 0)
+    await guardedFetch(inner)('http://localhost:9/token', post)
+    await guardedFetch(inner, 'http://localhost.:9')('http://localhost.:9/token', post)
+    assert.equal(sent, 2)
   })
 
   void it('derives a stable id from provider, URL and client id, never from the secret', () => {

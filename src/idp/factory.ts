@@ -11,10 +11,11 @@ import { createGitHubProvider } from './github.js'
 import { createOidcProvider } from './oidc.js'
 import type { IdpFetch, OidcProviderOptions } from './oidc.js'
 import type { IdentityProvider } from './provider.js'
-import { guardedFetch, isLoopbackHost } from './transport.js'
+import { guardedFetch } from './transport.js'
+import { isLoopbackHost } from '../shared/loopback.js'
 
 
-export interface IdentityProviderFactoryOptions {
+interface IdentityProviderFactoryOptions {
   /** Every request to the provider goes through this fetch (after the transport rule). */
   fetch?: IdpFetch
   /** Clock in epoch milliseconds (default `Date.now`). */
@@ -88,7 +89,3 @@ export function createIdentityProvider(
   }
   return createOidcProvider(oidcOptions)
 }
-
-// The settings' types and pure functions live with the config that validates them.
-export { effectiveProviderSettings, providerIdFor, validateProviderSettings } from '../config/providers.js'
-export type { EffectiveProviderSettings, ProviderKind, ProviderSettings, ProviderSettingsInput } from '../config/providers.js'

@@ -27,10 +27,10 @@ import type {
   TokenSet,
 } from './provider.js'
 
-export const GITHUB_DEFAULT_URL = 'https://github.com'
-export const GITHUB_DEFAULT_SCOPES: readonly string[] = ['user:email', 'read:org']
+const GITHUB_DEFAULT_URL = 'https://github.com'
+const GITHUB_DEFAULT_SCOPES: readonly string[] = ['user:email', 'read:org']
 /** The REST API version Portcullis is written against (sent as `X-GitHub-Api-Version`). */
-export const GITHUB_API_VERSION = '2022-11-28'
+const GITHUB_API_VERSION = '2022-11-28'
 
 /**
  * How long claims read from the API are trusted before `refresh` reads them again (`expiresAt`):
@@ -41,7 +41,7 @@ const RECHECK_MS = 3_600_000
 const MAX_PAGES = 50
 const USER_AGENT = 'Portcullis'
 
-export interface GitHubProviderOptions {
+interface GitHubProviderOptions {
   /** Provider id (`idp_id`) that sessions are bound to. */
   id: string
   /** `idp_provider_url`: unset or `https://github.com` for github.com, else the GHE server's root URL. */
@@ -61,7 +61,7 @@ export interface GitHubProviderOptions {
   now?: (() => number) | undefined
 }
 
-export interface GitHubEndpoints {
+interface GitHubEndpoints {
   authorization: string
   token: string
   /** API root, without a trailing slash. */

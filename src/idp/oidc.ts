@@ -20,7 +20,7 @@ import type {
   TokenSet,
 } from './provider.js'
 
-export const DEFAULT_OIDC_SCOPES: readonly string[] = ['openid', 'profile', 'email', 'offline_access']
+const DEFAULT_OIDC_SCOPES: readonly string[] = ['openid', 'profile', 'email', 'offline_access']
 
 /** The fetch signature openid-client uses for every outgoing request (undici's `fetch` fits). */
 export { PROTOCOL_PARAMS }

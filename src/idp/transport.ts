@@ -1,17 +1,13 @@
 /**
  * The one transport rule for every identity provider: HTTPS, except to loopback hosts
- * (`127.0.0.0/8`, `::1`, `localhost`), where tests and the demo run providers over plain HTTP,
+ * (`isLoopbackHost` in src/shared/loopback.ts), where tests and the demo run providers over plain HTTP,
  * and except to the origin of an `idp_provider_url` the operator wrote as `http://` (accepted,
  * with a warning, as Pomerium accepts it: a provider on a private network). Codes, client secrets
  * and tokens travel on these requests, so the rule is enforced on each one (discovery can name
  * endpoints on other hosts), not only on the configured URL.
  */
 import { isAllowedProviderUrl } from '../config/providers.js'
-import { isLoopbackHost } from '../shared/loopback.js'
 import type { IdpFetch } from './oidc.js'
-
-export { isLoopbackHost }
-export { isAllowedProviderUrl, providerUrlProblem } from '../config/providers.js'
 
 /**
  * Wrap a fetch so that every request to a provider obeys the transport rule. A refused request

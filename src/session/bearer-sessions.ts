@@ -7,20 +7,20 @@
 import { createHash } from 'node:crypto'
 import type { Logger } from '../shared/log.js'
 import type { IdentityProvider } from '../idp/provider.js'
-import { createProviderTokenVerifier, isProviderTokenError } from '../idp/provider-tokens.js'
-import type { ProviderTokenVerifier } from '../idp/provider-tokens.js'
+import { createProviderTokenVerifier, isProviderTokenError } from '../idp/provider-tokens/index.js'
+import type { ProviderTokenVerifier } from '../idp/provider-tokens/index.js'
 import type { Session, SessionStore } from './session-store.js'
 import type { IdpSettings } from './settings.js'
 import { userFromClaims } from './users.js'
 
-export type BearerFormat = 'idp_access_token' | 'idp_identity_token'
+type BearerFormat = 'idp_access_token' | 'idp_identity_token'
 
-export type BearerResult =
+type BearerResult =
   | { readonly kind: 'ok'; readonly session: Session }
   | { readonly kind: 'refused'; readonly reason: string }
   | { readonly kind: 'unavailable'; readonly reason: string }
 
-export interface BearerSessionDeps {
+interface BearerSessionDeps {
   readonly sessions: SessionStore
   readonly providerFor: (idpId: string) => IdentityProvider | undefined
   readonly logger: Logger

@@ -3,7 +3,7 @@
  * `idp/factory.ts` (which also enforces HTTPS to providers, except on loopback hosts).
  */
 import { createIdentityProvider } from '../idp/factory.js'
-import type { ProviderKind } from '../idp/factory.js'
+import type { ProviderKind } from '../config/providers.js'
 import type { IdpFetch } from '../idp/oidc.js'
 import type { ProviderFactory } from './provider-registry.js'
 

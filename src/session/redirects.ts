@@ -4,13 +4,17 @@
  * is exactly one of the allowed hosts; everything ambiguous is refused rather than normalised,
  * because browsers and servers disagree about how to read it.
  */
+import { isBrowserLoopbackHost } from '../shared/loopback.js'
 
 export interface RedirectPolicy {
   /** Lower-case host names (route `from` hosts, the authenticate host). */
   readonly hosts: ReadonlySet<string>
   /** Suffixes such as `.example.com` from wildcard routes (`*.example.com`); one label or more before them. */
   readonly wildcardSuffixes?: readonly string[]
-  /** Also accept http:// and any port on loopback hosts (programmatic login, `localhost`). */
+  /**
+   * Also accept http:// and any port on loopback hosts (programmatic login: `localhost` in
+   * `programmatic_redirect_domain_whitelist` means any loopback address).
+   */
   readonly allowLoopbackHttp: boolean
 }
 
@@ -38,15 +42,9 @@ export function allowedRedirect(target: string, policy: RedirectPolicy): URL | u
   if (url.username !== '' || url.password !== '') return undefined
   const host = url.hostname.toLowerCase()
   const listed = policy.hosts.has(host) || (policy.wildcardSuffixes ?? []).some((s) => host.endsWith(s) && host.length > s.length)
-  if (policy.allowLoopbackHttp && isLoopback(host)) return url
+  if (policy.allowLoopbackHttp && isBrowserLoopbackHost(host)) return url
   // Plain http only ever for loopback hosts (the demo on *.localhost): nothing leaves the machine.
-  if (url.protocol === 'http:') return listed && isLoopback(host) ? url : undefined
+  if (url.protocol === 'http:') return listed && isBrowserLoopbackHost(host) ? url : undefined
   if (url.protocol !== 'https:') return undefined
   return listed ? url : undefined
-}
-
-/** `localhost` in `programmatic_redirect_domain_whitelist` means any loopback address. */
-export function isLoopback(host: string): boolean {
-  // `*.localhost` is loopback by definition (RFC 6761); browsers resolve it so.
-  return host === 'localhost' || host.endsWith('.localhost') || host === '[::1]' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 }

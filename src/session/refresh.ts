@@ -27,7 +27,7 @@ export function refreshCredential(
   return provider.refreshWith === 'access_token' ? session.accessToken : session.refreshToken
 }
 
-export type RefreshOutcome =
+type RefreshOutcome =
   /** No provider, or nothing to refresh with: the session stays as it is. */
   | { readonly kind: 'unrefreshable' }
   /** New tokens and claims, written to the store. */
@@ -46,7 +46,7 @@ export type RefreshOutcome =
   /** `proceed()` said no after the provider answered (the caller stopped or lost its lease). */
   | { readonly kind: 'abandoned' }
 
-export interface RefreshDeps {
+interface RefreshDeps {
   readonly sessions: SessionStore
   readonly provider: IdentityProvider | undefined
   readonly nowMs: () => number

@@ -22,7 +22,7 @@ export const REFRESH_LEAD_MS = 60_000
 /** Never refresh one session more often than this (or a quarter of its token lifetime, if shorter). */
 export const REFRESH_COOL_OFF_MS = 10_000
 
-export interface RefresherDeps {
+interface RefresherDeps {
   readonly sessions: SessionStore
   readonly providerFor: (idpId: string) => IdentityProvider | undefined
   readonly logger: Logger
@@ -36,7 +36,6 @@ export interface RefresherDeps {
   readonly refreshOnUse?: boolean
 }
 
-export { tokenExpiry } from './refresh.js'
 
 export class SessionRefresher {
   readonly #deps: RefresherDeps

@@ -20,11 +20,11 @@ import { SESSION_TYPE } from './session-store.js'
 import type { SessionReadCache } from './session-store.js'
 
 /** How often the store is probed while the copy is in use. */
-export const PROBE_INTERVAL_MS = 2_000
+const PROBE_INTERVAL_MS = 2_000
 /** How long the copy keeps answering without reaching the store. */
-export const STALE_AFTER_MS = 10_000
+const STALE_AFTER_MS = 10_000
 
-export interface SessionCacheOptions {
+interface SessionCacheOptions {
   readonly probeIntervalMs?: number
   readonly staleAfterMs?: number
 }

@@ -13,7 +13,7 @@ import { verifySessionHandle } from './session-handle.js'
 import type { SessionHandle } from './session-handle.js'
 import type { Session, SessionStore } from './session-store.js'
 
-export interface SessionRequest {
+interface SessionRequest {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>
   /** Raw query string including `?`, or ''. */
   readonly query: string
@@ -21,7 +21,7 @@ export interface SessionRequest {
   readonly host: string
 }
 
-export interface SessionLoaderDeps {
+interface SessionLoaderDeps {
   readonly sessions: SessionStore
   readonly sharedSecret: Buffer
   readonly cookieName: string
@@ -54,7 +54,7 @@ export class VerifiedHandleCache {
   }
 }
 
-export type SessionLoadResult =
+type SessionLoadResult =
   /** No credentials at all. */
   | { readonly kind: 'none' }
   /** Credentials were presented but do not name a live session; `source` says where they came from. */

@@ -9,7 +9,7 @@ import { open, seal } from './sealed.js'
 import type { Clock, RecordStore } from '../databroker/index.js'
 
 export const SESSION_TYPE = 'type.googleapis.com/session.Session'
-export const USER_TYPE = 'type.googleapis.com/user.User'
+const USER_TYPE = 'type.googleapis.com/user.User'
 
 export interface Session {
   readonly id: string
@@ -46,7 +46,7 @@ export interface User {
 export type NewSession = Omit<Session, 'id' | 'issuedAt' | 'expiresAt'>
 
 /** A fresh, unguessable session id (128 bits); a new one at every sign-in (security-tests 27). */
-export function newSessionId(): string {
+function newSessionId(): string {
   return randomBytes(16).toString('base64url')
 }
 

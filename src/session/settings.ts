@@ -4,10 +4,10 @@
  * per-route clients), and the hosts a browser may be sent back to. Everything the authenticate
  * service, the route endpoints and the authorizer need, in one immutable value rebuilt on reload.
  */
-import { createHash } from 'node:crypto'
 import type { Config, RouteConfig } from '../config/types.js'
+import { providerIdFor } from '../config/providers.js'
 import type { CookieOptions } from './cookies.js'
-import { isLoopback } from './redirects.js'
+import { isBrowserLoopbackHost } from '../shared/loopback.js'
 import type { RedirectPolicy } from './redirects.js'
 
 /** One identity provider client: the global `idp_*` settings, or a route's own client id/secret. */
@@ -62,12 +62,7 @@ function stringMap(v: unknown): Record<string, string> | undefined {
   return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, String(x)]))
 }
 
-/** A stable provider id from what identifies a client (never the secret in clear). */
-export function idpIdOf(provider: string, url: string | undefined, clientId: string): string {
-  return createHash('sha256').update(`${provider}\n${url ?? ''}\n${clientId}`).digest('base64url').slice(0, 22)
-}
-
-export interface AuthSettingsOptions {
+interface AuthSettingsOptions {
   /** The client secret to use with the built-in provider when `idp_client_secret` is unset. */
   readonly builtinClientSecret?: string
 }
@@ -93,7 +88,7 @@ export function buildAuthSettings(config: Config, options: AuthSettingsOptions =
   const make = (clientId: string, clientSecret: string | undefined): IdpSettings => {
     const url = str(raw['idp_provider_url']) ?? (builtin ? `http://${str(raw['builtin_idp_address']) ?? '127.0.0.1:8081'}` : undefined)
     const settings: IdpSettings = {
-      id: idpIdOf(providerName ?? 'oidc', url, clientId),
+      id: providerIdFor({ provider: providerName ?? 'oidc', url, clientId }),
       provider: providerName ?? 'oidc',
       url,
       clientId,
@@ -173,5 +168,5 @@ export function programmaticRedirects(settings: AuthSettings): RedirectPolicy {
  * except for loopback hosts served over plain HTTP (the demo on `*.localhost`).
  */
 export function browserScheme(host: string, listenerScheme: 'http' | 'https'): 'http' | 'https' {
-  return listenerScheme === 'http' && isLoopback(host) ? 'http' : 'https'
+  return listenerScheme === 'http' && isBrowserLoopbackHost(host) ? 'http' : 'https'
 }

@@ -10,9 +10,9 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 export const SIGNED_URL_LIFETIME_S = 300
 const LEEWAY_S = 60
 
-export const QUERY_ISSUED = 'pomerium_issued'
-export const QUERY_EXPIRY = 'pomerium_expiry'
-export const QUERY_SIGNATURE = 'pomerium_signature'
+const QUERY_ISSUED = 'pomerium_issued'
+const QUERY_EXPIRY = 'pomerium_expiry'
+const QUERY_SIGNATURE = 'pomerium_signature'
 
 /** Go's url.QueryEscape: everything but unreserved characters escaped, space as `+`. */
 function queryEscape(text: string): string {
