@@ -28,6 +28,7 @@ import type { CryptoKey, JWK } from 'jose'
 
 import type { IdpFetch } from './oidc.js'
 import type { Claims } from './provider.js'
+import { CodedError } from '../shared/errors.js'
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -71,7 +72,7 @@ export type ProviderTokenErrorCode = (typeof PROVIDER_TOKEN_ERROR_CODES)[number]
  * A refused token, or a provider we could not ask. `message` is fixed text written here: it never
  * quotes the token or values taken from it, so it is safe to log and to show.
  */
-export class ProviderTokenError extends Error {
+export class ProviderTokenError extends CodedError {
   readonly code: ProviderTokenErrorCode
   /** True only for `ERR_PROVIDER_UNAVAILABLE`: the token may be fine, the provider did not answer. */
   readonly transient: boolean
