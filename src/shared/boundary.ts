@@ -46,12 +46,6 @@ export const plainTextInternalError: InternalErrorAnswer = (req, res, requestId)
   res.end(req.method === 'HEAD' ? undefined : `internal error (request id ${requestId})\n`)
 }
 
-/** The JSON `500` (`{"error", "request_id"}`, the shape of the proxy's JSON errors). */
-export const jsonInternalError: InternalErrorAnswer = (req, res, requestId) => {
-  res.writeHead(500, { 'content-type': 'application/json', 'cache-control': 'no-store', 'x-request-id': requestId })
-  res.end(req.method === 'HEAD' ? undefined : JSON.stringify({ error: 'internal error', code: 'ERR_INTERNAL', request_id: requestId }))
-}
-
 export interface GuardOptions {
   /** Names the listener in the log line, e.g. `metrics`. */
   readonly listener: string
@@ -85,7 +79,7 @@ export function guardedRequestListener(
 }
 
 /** Answers `500` unless an answer has begun; a half-sent answer can only be cut off. */
-export function answerFailure(req: IncomingMessage, res: ServerResponse, requestId: string, answer: InternalErrorAnswer): void {
+function answerFailure(req: IncomingMessage, res: ServerResponse, requestId: string, answer: InternalErrorAnswer): void {
   if (res.writableEnded) return
   if (res.headersSent) {
     res.destroy()
