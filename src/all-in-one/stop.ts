@@ -6,12 +6,15 @@
  * promptly whenever the signal comes.
  */
 import type { Logger } from '../shared/log.js'
+import { CodedError } from '../shared/errors.js'
 
 /** How long a stop waits for the start-up step in progress before abandoning it. */
 export const STARTUP_STOP_GRACE_MS = 2_000
 
 /** Thrown by start-up when a stop was requested: not a failure, the process exits 0. */
-export class StartupStopped extends Error {
+export class StartupStopped extends CodedError {
+  readonly code = 'ERR_STARTUP_STOPPED'
+
   constructor(readonly signal: string) {
     super(`stopped by ${signal} during start-up`)
     this.name = 'StartupStopped'

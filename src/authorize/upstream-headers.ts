@@ -6,7 +6,7 @@
  */
 import type { Session } from '../session/session-store.js'
 import type { Config, RouteConfig } from '../config/types.js'
-import { isPortcullisError } from '../shared/errors.js'
+import { CodedError, isPortcullisError } from '../shared/errors.js'
 import { createGcpIdentityTokenSource, gcpServerlessHeaders } from './gcp-serverless.js'
 import type { GcpIdentityTokenSource } from './gcp-serverless.js'
 import { createIdentityHeaders, identityOptionsFromConfig, identitySession } from './identity/index.js'
@@ -22,7 +22,8 @@ export interface UpstreamHeaderDeps {
 }
 
 /** Thrown (as a rejected promise) when an upstream credential cannot be obtained; maps to 502. */
-export class UpstreamCredentialError extends Error {
+export class UpstreamCredentialError extends CodedError {
+  readonly code = 'ERR_UPSTREAM_CREDENTIAL'
   readonly publicMessage: string
   constructor(publicMessage: string, options?: { cause?: unknown }) {
     super(publicMessage, options)

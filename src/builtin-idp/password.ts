@@ -12,6 +12,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto'
 
 import { argon2idAsync } from '@noble/hashes/argon2.js'
+import { CodedError } from '../shared/errors.js'
 
 export interface Argon2Params {
   /** Memory in KiB. */
@@ -96,7 +97,9 @@ function passwordBytes(password: string): Uint8Array {
 }
 
 /** Thrown when too many derivations are already waiting: the caller should answer 503. */
-export class PasswordHasherBusyError extends Error {
+export class PasswordHasherBusyError extends CodedError {
+  readonly code = 'ERR_PASSWORD_CHECKS_BUSY'
+
   constructor() {
     super('too many password checks in progress')
     this.name = 'PasswordHasherBusyError'

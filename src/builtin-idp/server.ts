@@ -22,6 +22,8 @@ import type { AddressInfo } from 'node:net'
 import Provider from 'oidc-provider'
 import type { ClientMetadata, Configuration, KoaContextWithOIDC } from 'oidc-provider'
 
+import { guardedRequestListener } from '../shared/boundary.js'
+import type { HandlerOutcome, InternalErrorAnswer } from '../shared/boundary.js'
 import { isLoopbackHost } from '../shared/loopback.js'
 import type { Logger } from '../shared/log.js'
 import { createMemoryStore } from './adapter.js'
@@ -101,6 +103,18 @@ export interface BuiltinIdpOptions {
   watchUsersFile?: boolean
   /** Clock for rate limits and TOTP, epoch milliseconds (oidc-provider keeps its own). */
   now?: () => number
+  /**
+   * FOR TESTS ONLY, never set from the configuration: called with each request's path before it
+   * is routed; it may throw or return a promise that rejects, to show the error boundary at work.
+   */
+  testFault?: (path: string) => Promise<never> | undefined
+}
+
+/** The provider's `500`: its own error page, with the request id to find the log line by. */
+const idpInternalError: InternalErrorAnswer = (req, res, requestId) => {
+  const page = idpErrorPage(500, 'Something went wrong', `The sign-in could not be completed. Go back to the application and try again. (Request id: ${requestId})`)
+  res.writeHead(500, { ...page.headers, 'x-request-id': requestId })
+  res.end(req.method === 'HEAD' ? undefined : page.html)
 }
 
 export interface BuiltinIdp {
@@ -153,11 +167,16 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
   logger.info({ users: users.current.users.length, file: options.usersFile }, 'built-in IdP: users loaded')
 
   // Listen first: without an explicit issuer it names the port.
-  const route: { handler?: (req: IncomingMessage, res: ServerResponse) => void } = {}
-  const listener = (req: IncomingMessage, res: ServerResponse): void => {
-    if (route.handler) route.handler(req, res)
-    else res.writeHead(503).end()
-  }
+  const route: { handler?: (req: IncomingMessage, res: ServerResponse) => HandlerOutcome } = {}
+  // Every request runs inside the boundary (src/shared/boundary.ts): what escapes a handler costs
+  // that request the error page with a request id, never the process.
+  const listener = guardedRequestListener(
+    (req, res) => {
+      if (route.handler) return route.handler(req, res)
+      res.writeHead(503).end()
+    },
+    { listener: 'built-in IdP', logger, answer: idpInternalError },
+  )
   const server: Server = options.tls ? createHttpsServer({ cert: options.tls.cert, key: options.tls.key }, listener) : createHttpServer(listener)
   server.listen(options.port ?? 0, host)
   await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err as Error))])
@@ -319,19 +338,9 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
   let refusedSinceLog = 0
   route.handler = (req, res) => {
     const url = new URL(req.url ?? '/', 'http://placeholder')
-    if (url.pathname.startsWith('/interaction/')) {
-      interactions(req, res, url.pathname).catch((err: unknown) => {
-        logger.error({ err }, 'built-in IdP: sign-in page failed')
-        if (res.headersSent) {
-          res.destroy()
-          return
-        }
-        const page = idpErrorPage(500, 'Something went wrong', 'The sign-in could not be completed. Go back to the application and try again.')
-        res.writeHead(500, page.headers)
-        res.end(page.html)
-      })
-      return
-    }
+    const fault = options.testFault?.(url.pathname)
+    if (fault) return fault
+    if (url.pathname.startsWith('/interaction/')) return interactions(req, res, url.pathname)
     if (STORES_FOR_ANYONE.test(url.pathname)) {
       const ip = clientIp(req)
       const decision = requestLimiter.take(ip)
@@ -352,7 +361,7 @@ export async function startBuiltinIdp(options: BuiltinIdpOptions): Promise<Built
       }
     }
     if (req.method === 'GET' && url.pathname === '/auth') keepOfflineAccess(req, url)
-    void providerCallback(req, res)
+    return providerCallback(req, res)
   }
 
   let reloading = false

@@ -25,6 +25,7 @@ import { LineCounter, parseDocument } from 'yaml'
 import { parsePhc } from './password.js'
 import type { Argon2Params } from './password.js'
 import { base32Decode } from './totp.js'
+import { CodedError } from '../shared/errors.js'
 
 export interface BuiltinUser {
   /** The subject (`sub`): `id` from the file, else {@link subjectFor} of the email. */
@@ -55,7 +56,8 @@ export interface UserDirectory {
 }
 
 /** Every problem of one users file. `message` lists them, one a line. */
-export class UsersFileError extends Error {
+export class UsersFileError extends CodedError {
+  readonly code = 'ERR_USERS_FILE_INVALID'
   readonly file: string
   readonly problems: readonly string[]
 

@@ -19,6 +19,7 @@ import { DEFAULT_ARGON2_PARAMS, hashPassword, MAX_PASSWORD_LENGTH } from '../bui
 import type { Argon2Params } from '../builtin-idp/password.js'
 import { generateTotpSecret, totpUri } from '../builtin-idp/totp.js'
 import { canonicalEmail, parseUsers, UsersFileError } from '../builtin-idp/users.js'
+import { CodedError } from '../shared/errors.js'
 
 export const USERS_USAGE = `Usage:
   portcullis users hash-password
@@ -83,7 +84,9 @@ export async function users(argv: readonly string[], io: UsersIo = processIo()):
   }
 }
 
-class CliError extends Error {
+class CliError extends CodedError {
+  readonly code = 'ERR_USAGE'
+
   constructor(
     message: string,
     readonly exitCode = 1,

@@ -3,6 +3,8 @@
  * on messages; every backend uses the same codes (the conformance suite checks them).
  */
 
+import { CodedError } from '../shared/errors.js'
+
 /** The codes a record store error can carry. */
 export const DATABROKER_ERROR_CODES = [
   /** The store has been closed. */
@@ -23,7 +25,7 @@ export const DATABROKER_ERROR_CODES = [
 export type DataBrokerErrorCode = (typeof DATABROKER_ERROR_CODES)[number]
 
 /** An error from a record store. */
-export class DataBrokerError extends Error {
+export class DataBrokerError extends CodedError {
   readonly code: DataBrokerErrorCode
 
   constructor(code: DataBrokerErrorCode, message: string, options?: { cause?: unknown }) {

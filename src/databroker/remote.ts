@@ -42,7 +42,7 @@ import {
   filterPredicate,
 } from './validate.js'
 import type { Logger } from '../shared/log.js'
-import { InternalApiError, InternalTransportError, ServicePool } from '../internal/index.js'
+import { apiErrorFromWire, InternalApiError, InternalTransportError, ServicePool } from '../internal/index.js'
 import type { InternalClientTls, PoolTarget, Retry, StreamCall } from '../internal/index.js'
 
 interface RemoteRecordStoreOptions {
@@ -256,7 +256,7 @@ export class RemoteRecordStore implements RecordStore {
               call.cancel()
             } else if (l['error']) {
               const e = l['error'] as { code?: unknown; message?: unknown }
-              finish(() => reject(fromApiError(new InternalApiError(503, typeof e.code === 'string' ? e.code : 'ERR_DATABROKER_UNAVAILABLE', typeof e.message === 'string' ? e.message : 'snapshot failed'))))
+              finish(() => reject(fromApiError(apiErrorFromWire(503, typeof e.code === 'string' ? e.code : 'ERR_DATABROKER_UNAVAILABLE', typeof e.message === 'string' ? e.message : 'snapshot failed'))))
               call.cancel()
             }
           },
@@ -482,7 +482,7 @@ class RemoteSync implements AsyncIterable<DataRecord>, AsyncIterator<DataRecord>
           this.store.markUp(target)
         } else if (l['error']) {
           const e = l['error'] as { code?: unknown; message?: unknown }
-          const apiErr = new InternalApiError(
+          const apiErr = apiErrorFromWire(
             503,
             typeof e.code === 'string' ? e.code : 'ERR_DATABROKER_UNAVAILABLE',
             typeof e.message === 'string' ? e.message : 'sync failed',

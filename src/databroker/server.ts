@@ -11,7 +11,7 @@
  * its own store is not closed.
  */
 import { DataBrokerError, isDataBrokerError } from './errors.js'
-import type { DataBrokerErrorCode } from './errors.js'
+import { statusOf } from '../shared/errors.js'
 import type { DataRecord, RecordInput, RecordStore, TypeOptions } from './types.js'
 import type { Logger } from '../shared/log.js'
 import { InternalApiError, startInternalServer } from '../internal/index.js'
@@ -59,12 +59,6 @@ export function decodeRecord(w: WireRecord): DataRecord {
 }
 
 /** The HTTP status for each error code. */
-const STATUS: Readonly<Record<DataBrokerErrorCode, number>> = {
-  ERR_DATABROKER_CLOSED: 503,
-  ERR_DATABROKER_INVALID_ARGUMENT: 400,
-  ERR_DATABROKER_SYNC_TOO_OLD: 410,
-  ERR_DATABROKER_UNAVAILABLE: 503,
-}
 
 /** The answer to an error thrown by an internal API route (databroker codes kept; anything else 500). */
 export function internalErrorAnswer(err: unknown): InternalApiError {
@@ -73,7 +67,7 @@ export function internalErrorAnswer(err: unknown): InternalApiError {
     if (err.code === 'ERR_DATABROKER_CLOSED') {
       return new InternalApiError(503, 'ERR_DATABROKER_UNAVAILABLE', 'the databroker is shutting down')
     }
-    return new InternalApiError(STATUS[err.code], err.code, err.message)
+    return new InternalApiError(statusOf(err.code), err.code, err.message)
   }
   return new InternalApiError(500, 'ERR_DATABROKER_UNAVAILABLE', 'internal error')
 }

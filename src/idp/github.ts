@@ -26,6 +26,7 @@ import type {
   RefreshContext,
   TokenSet,
 } from './provider.js'
+import { CodedError } from '../shared/errors.js'
 
 const GITHUB_DEFAULT_URL = 'https://github.com'
 const GITHUB_DEFAULT_SCOPES: readonly string[] = ['user:email', 'read:org']
@@ -84,7 +85,9 @@ export function gitHubEndpoints(url: string | undefined): GitHubEndpoints {
 }
 
 /** A non-2xx answer from the REST API. */
-class GitHubApiError extends Error {
+class GitHubApiError extends CodedError {
+  readonly code = 'ERR_GITHUB_API'
+
   constructor(
     readonly status: number,
     readonly path: string,

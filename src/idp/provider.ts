@@ -5,6 +5,8 @@
  * implementation with the defaults of `defaults.ts`.
  */
 
+import { CodedError } from '../shared/errors.js'
+
 /** Claims about the signed-in user: ID token claims merged with UserInfo (see {@link mergeClaims}). */
 export type Claims = { sub: string } & Record<string, unknown>
 
@@ -186,7 +188,7 @@ export type IdentityProviderErrorCode = (typeof IDP_ERROR_CODES)[number]
  * A failure talking to, or a response refused from, an identity provider. `message` is safe to
  * log; `oauthError`/`oauthErrorDescription` are the provider's text and must be escaped if shown.
  */
-export class IdentityProviderError extends Error {
+export class IdentityProviderError extends CodedError {
   readonly code: IdentityProviderErrorCode
   /**
    * For `ERR_IDP_REFRESH_FAILED`: true when retrying cannot help (the provider refused the grant,

@@ -3,6 +3,7 @@
  * for the internal credential before anything else, then routed by exact path to a unary or a
  * streaming handler. The wire format is in `wire.ts`.
  */
+import { randomUUID } from 'node:crypto'
 import http2 from 'node:http2'
 import type {
   Http2Server,
@@ -12,6 +13,8 @@ import type {
   ServerHttp2Stream,
 } from 'node:http2'
 import type { AddressInfo } from 'node:net'
+import { runGuarded } from '../shared/boundary.js'
+import type { HandlerOutcome } from '../shared/boundary.js'
 import type { Logger } from '../shared/log.js'
 import { createInternalVerifier } from './token.js'
 import {
@@ -133,8 +136,25 @@ export async function startInternalServer(options: InternalServerOptions): Promi
     session.on('error', () => {})
   })
   const record = options.onCall
+  // Every call runs inside the boundary (src/shared/boundary.ts): what escapes a route, the error
+  // mapping or the call recorder costs this call a 500 (`ERR_INTERNAL` with a request id to find
+  // the log line by), never the process.
   server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
     stream.on('error', () => {}) // resets by the client are normal (cancelled syncs)
+    runGuarded(
+      () => onStream(stream, headers),
+      (err) => {
+        const requestId = randomUUID()
+        logger.error({ err, requestId, listener: 'internal API', path: headers[':path'] }, 'internal API: call handling failed')
+        // An answer already sent in full stands; one cut short can only be reset.
+        if (stream.destroyed || stream.closed || stream.writableEnded) return
+        if (stream.headersSent) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
+        else send(stream, 500, { ...errorBody('ERR_INTERNAL', 'internal error'), requestId })
+      },
+    )
+  })
+
+  function onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): HandlerOutcome {
     const startedAt = performance.now()
     const path = headers[':path'] ?? ''
     const route = routes.get(path)
@@ -158,8 +178,8 @@ export async function startInternalServer(options: InternalServerOptions): Promi
       answered(405)
       return
     }
-    void serve(stream, route, path).then(answered)
-  })
+    return serve(stream, route, path).then(answered)
+  }
 
   /** Resolves with the status answered. */
   async function serve(stream: ServerHttp2Stream, route: InternalRoute, path: string): Promise<number> {

@@ -15,6 +15,9 @@
  *   line. It runs until the client cancels the stream or the server closes.
  */
 
+import { CodedError, isErrorCode } from '../shared/errors.js'
+import type { ErrorCode } from '../shared/errors.js'
+
 /** The largest request or unary response body accepted, in bytes. */
 export const MAX_BODY_BYTES = 64 * 1024 * 1024
 /** Default interval of heartbeat lines on streaming answers. */
@@ -25,12 +28,16 @@ export const JSON_CONTENT_TYPE = 'application/json'
 /** The content type of streaming answers. */
 export const STREAM_CONTENT_TYPE = 'application/x-ndjson'
 
-/** An error answer: an HTTP status and a stable code. */
-export class InternalApiError extends Error {
+/**
+ * An error answer: an HTTP status and a stable code (docs/reference/errors.md). A code read off
+ * the wire that this build does not know becomes `ERR_BAD_ANSWER`, the peer's code kept in the
+ * message.
+ */
+export class InternalApiError extends CodedError {
   readonly status: number
-  readonly code: string
+  readonly code: ErrorCode
 
-  constructor(status: number, code: string, message: string) {
+  constructor(status: number, code: ErrorCode, message: string) {
     super(message)
     this.name = 'InternalApiError'
     this.status = status
@@ -43,7 +50,8 @@ export class InternalApiError extends Error {
  * request certainly never reached the server (the connection was never established, or the
  * server refused the stream unprocessed), so that retrying it elsewhere cannot apply it twice.
  */
-export class InternalTransportError extends Error {
+export class InternalTransportError extends CodedError {
+  readonly code = 'ERR_INTERNAL_UNREACHABLE'
   readonly beforeSend: boolean
 
   constructor(message: string, beforeSend: boolean, options?: { cause?: unknown }) {
@@ -66,9 +74,18 @@ export function errorBody(code: string, message: string): { code: string; messag
 /** The error an answer with status `status` and body `body` (parsed, if it was JSON) stands for. */
 export function answerError(status: number, body: unknown): InternalApiError {
   const p = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>
-  const code = typeof p['code'] === 'string' ? p['code'] : `HTTP_${status}`
   const message = typeof p['message'] === 'string' ? p['message'] : `HTTP ${status}`
-  return new InternalApiError(status, code, message)
+  return apiErrorFromWire(status, p['code'], message)
+}
+
+/**
+ * The error a peer reported with `code` (any JSON value): a registered code as it is; anything
+ * else `ERR_BAD_ANSWER`, with the peer's code at the start of the message.
+ */
+export function apiErrorFromWire(status: number, code: unknown, message: string): InternalApiError {
+  if (isErrorCode(code)) return new InternalApiError(status, code, message)
+  const named = typeof code === 'string' ? code : `HTTP_${status}`
+  return new InternalApiError(status, 'ERR_BAD_ANSWER', `${named}: ${message}`)
 }
 
 /** One line of a streaming answer. */

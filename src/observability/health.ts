@@ -12,6 +12,8 @@
  * `GET` and `HEAD` only. Check errors are short descriptions, never connection strings.
  */
 import * as http from 'node:http'
+import { guardedRequestListener } from '../shared/boundary.js'
+import type { HandlerOutcome } from '../shared/boundary.js'
 import type { Logger } from '../shared/log.js'
 import { closeServer, listenOn } from './listen.js'
 
@@ -83,7 +85,9 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
   const json = (req: http.IncomingMessage, res: http.ServerResponse, status: number, value: unknown): void =>
     send(req, res, status, `${JSON.stringify(value)}\n`, 'application/json')
 
-  const server = http.createServer((req, res) => {
+  // Every answer goes through the boundary (src/shared/boundary.ts): a failing check or status
+  // callback costs one request a 500, never the process.
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse): HandlerOutcome => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end()
       return
@@ -94,21 +98,20 @@ export async function startHealthServer(options: HealthServerOptions): Promise<H
       case '/startupz':
         return send(req, res, started ? 200 : 503, started ? 'OK\n' : 'starting\n', 'text/plain; charset=utf-8')
       case '/readyz':
-        verdict().then(
+        return verdict().then(
           (v) => json(req, res, v.ready ? 200 : 503, { status: v.state, checks: v.checks }),
           () => json(req, res, 503, { status: 'not ready' }),
         )
-        return
       case '/status':
-        verdict().then(
+        return verdict().then(
           (v) => json(req, res, 200, { status: v.state, ready: v.ready, started, draining, uptime_seconds: Math.round((Date.now() - startedAt) / 1000), checks: v.checks, ...options.status() }),
           () => json(req, res, 500, { status: 'unknown' }),
         )
-        return
       default:
-        send(req, res, 404, 'not found\n', 'text/plain; charset=utf-8')
+        return send(req, res, 404, 'not found\n', 'text/plain; charset=utf-8')
     }
-  })
+  }
+  const server = http.createServer(guardedRequestListener(handle, { listener: 'health', logger: options.logger }))
   const url = await listenOn(server, options.address, 'http')
   return {
     url,

@@ -10,6 +10,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import * as http from 'node:http'
 import * as https from 'node:https'
+import { guardedRequestListener } from '../shared/boundary.js'
+import type { HandlerOutcome } from '../shared/boundary.js'
 import type { Logger } from '../shared/log.js'
 import { closeServer, listenOn } from './listen.js'
 
@@ -39,7 +41,7 @@ const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
 
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   const expected = options.basicAuth === undefined ? undefined : digest(`Basic ${Buffer.from(options.basicAuth).toString('base64')}`)
-  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse): HandlerOutcome => {
     const path = (req.url ?? '').split('?')[0]
     if (path !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('not found\n')
@@ -53,7 +55,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       res.writeHead(401, { 'www-authenticate': 'Basic realm="metrics"', 'content-type': 'text/plain; charset=utf-8' }).end('unauthorized\n')
       return
     }
-    options.exposition().then(
+    return options.exposition().then(
       (text) => {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' })
         res.end(req.method === 'HEAD' ? undefined : text)
@@ -64,6 +66,8 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       },
     )
   }
+  // The boundary (src/shared/boundary.ts): whatever else fails costs one request a 500.
+  const handler = guardedRequestListener(handle, { listener: 'metrics', logger: options.logger })
   const tls = options.tls
   const server = tls
     ? https.createServer({ cert: tls.cert, key: tls.key, ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) }, handler)

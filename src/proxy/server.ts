@@ -23,6 +23,7 @@ import { SpanKind } from '../observability/tracing.js'
 import type { RequestTrace, Tracing } from '../observability/tracing.js'
 import { prefersJson } from '../ui/negotiate.js'
 import { statusTitle } from './error-page.js'
+import { guardedRequestListener } from '../shared/boundary.js'
 import { runGuarded } from './boundary.js'
 import type { HandlerOutcome } from './boundary.js'
 import type { FaultInjector } from './fault.js'
@@ -206,14 +207,18 @@ export class ProxyServer {
     const port = await listenOn(front.server, config.address.host, config.address.port)
     infos.push({ name: 'main', url: `${scheme}://${displayHost(config.address.host)}:${port}`, port })
     if (config.httpRedirectAddr) {
-      const redirect = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
+      // Inside the boundary every listener has (src/shared/boundary.ts), test faults included.
+      const redirect = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, guardedRequestListener((req, res) => {
+        const fault = this.#deps.faults?.((req.url ?? '/').split('?')[0] ?? '/')
+        if (fault) return fault
         const auth = parseAuthority(req.headers.host)
         if (!auth) {
           res.writeHead(400, { 'content-type': 'text/plain', connection: 'close' }).end('Bad Request\n')
-          return
+          return undefined
         }
         res.writeHead(301, { location: `https://${auth.host}${req.url ?? '/'}`, connection: 'close', 'content-length': 0 }).end()
-      })
+        return undefined
+      }, { listener: 'http_redirect', logger: this.#deps.logger }))
       this.#redirect = redirect
       const rport = await listenOn(redirect, config.httpRedirectAddr.host, config.httpRedirectAddr.port)
       infos.push({ name: 'http_redirect', url: `http://${displayHost(config.httpRedirectAddr.host)}:${rport}`, port: rport })

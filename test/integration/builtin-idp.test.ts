@@ -657,6 +657,38 @@ test('start-up refuses unsafe or broken settings with a clear message', async ()
   )
 })
 
+test('error boundary: a handler that throws or rejects costs one request the 500 page with a request id, not the process', async () => {
+  const lines: Record<string, unknown>[] = []
+  const faulty = await startBuiltinIdp(
+    options({
+      logger: createLogger('error', { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) }),
+      testFault: (path) => {
+        if (path === '/__fault/throw') throw new Error('injected fault (thrown)')
+        if (path === '/__fault/reject') return new Promise<never>((_, reject) => setImmediate(() => reject(new Error('injected fault (rejected)'))))
+        return undefined
+      },
+    }),
+  )
+  try {
+    for (const kind of ['throw', 'reject']) {
+      const res = await request(`${faulty.issuer}/__fault/${kind}`)
+      assert.equal(res.statusCode, 500)
+      const requestId = String(res.headers['x-request-id'])
+      assert.match(requestId, /^[0-9a-f-]{36}$/)
+      const html = await res.body.text()
+      assert.match(html, /Something went wrong/)
+      assert.ok(html.includes(`Request id: ${requestId}`), 'the page shows the request id')
+      const logged = lines.find((l) => l['requestId'] === requestId)
+      assert.equal((logged?.['err'] as { message?: string } | undefined)?.message, `injected fault (${kind === 'throw' ? 'thrown' : 'rejected'})`)
+      const next = await request(`${faulty.issuer}/.well-known/openid-configuration`)
+      assert.equal(next.statusCode, 200, 'the next request is served')
+      await next.body.dump()
+    }
+  } finally {
+    await faulty.close()
+  }
+})
+
 test('over HTTPS: the whole flow works and every provider cookie is Secure', async () => {
   const pki = testPki()
   const tlsIdp = await startBuiltinIdp(options({ tls: { cert: pki.server.certPem, key: pki.server.keyPem } }))

@@ -135,6 +135,7 @@ void describe('error boundary: a failing handler costs one request a 500, not th
       {
         address: '127.0.0.1:0',
         insecure_server: true,
+        http_redirect_addr: '127.0.0.1:0',
         log_level: 'warn',
         routes: [{ from: `https://${HOST}`, to: ws.url, allow_public_unauthenticated_access: true, allow_websockets: true }],
       },
@@ -190,6 +191,45 @@ void describe('error boundary: a failing handler costs one request a 500, not th
     assert.equal(ok[0]?.status, 101, ok[0]?.statusLine)
     assert.equal(ws.upgrades.at(-1)?.url, '/ws')
     assert.equal(ws.upgrades.filter((r) => r.url.startsWith('/__fault')).length, 0)
+  })
+
+  void it('HTTP/2: a throw and an async rejection each cost their stream a 500; the next stream of the session is served', async () => {
+    assert.ok(px && ws)
+    const session = http2Connect(`http://127.0.0.1:${px.port}`)
+    const get = (path: string): Promise<RawResponse> =>
+      new Promise((resolve, reject) => {
+        const stream = session.request({ ':method': 'GET', ':path': path, ':authority': HOST })
+        let status = 0
+        const headers: [string, string][] = []
+        let body = ''
+        stream.once('response', (h) => {
+          status = Number(h[':status'])
+          for (const [k, v] of Object.entries(h)) if (!k.startsWith(':')) headers.push([k, String(v)])
+        })
+        stream.setEncoding('utf8')
+        stream.on('data', (chunk: string) => (body += chunk))
+        stream.once('end', () => resolve({ status, statusLine: `HTTP/2 ${status}`, headers, body }))
+        stream.once('error', reject)
+      })
+    try {
+      for (const path of ['/__fault/throw', '/__fault/reject']) await assertAnswered500(await get(path), `HTTP/2 ${path}`)
+      assert.equal((await get('/after-h2')).status, 200)
+      assert.equal(ws.requests.at(-1)?.url, '/after-h2')
+    } finally {
+      session.close()
+    }
+  })
+
+  void it('the http_redirect listener: a throw and an async rejection each get a 500; it goes on redirecting', async () => {
+    assert.ok(px)
+    const port = Number(new URL(px.listeners['http_redirect'] ?? '').port)
+    for (const path of ['/__fault/throw', '/__fault/reject']) {
+      const res = parseRawResponses(await rawHttp(port, `GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`))
+      await assertAnswered500(res[0], `http_redirect ${path}`)
+    }
+    const ok = parseRawResponses(await rawHttp(port, `GET /x HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`))
+    assert.equal(ok[0]?.status, 301)
+    assert.equal(header(ok[0], 'location'), `https://${HOST}/x`)
   })
 
   void it('the process is still the one that started, and says why faults happen', async () => {

@@ -18,6 +18,7 @@
  */
 import { createECDH, createHash, createPrivateKey, createPublicKey, hkdfSync, sign as cryptoSign } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
+import { CodedError } from '../../shared/errors.js'
 
 export type SigningAlg = 'ES256' | 'ES384' | 'ES512' | 'RS256' | 'EdDSA'
 
@@ -54,7 +55,9 @@ export interface SigningKeys {
 }
 
 /** `signing_key` could not be used; the message names the PEM block. */
-export class SigningKeyError extends Error {
+export class SigningKeyError extends CodedError {
+  readonly code = 'ERR_SIGNING_KEY'
+
   constructor(message: string) {
     super(message)
     this.name = 'SigningKeyError'

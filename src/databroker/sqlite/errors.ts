@@ -4,6 +4,7 @@
  */
 import { DataBrokerError } from '../errors.js'
 import { checkKey } from '../validate.js'
+import { CodedError } from '../../shared/errors.js'
 
 /** Why a database file could not be opened. */
 export type SqliteOpenFailure =
@@ -17,7 +18,8 @@ export type SqliteOpenFailure =
   | 'incompatible'
 
 /** The database file could not be opened; the message names the file. */
-export class SqliteOpenError extends Error {
+export class SqliteOpenError extends CodedError {
+  readonly code = 'ERR_STORAGE_OPEN'
   /** The database file (absolute). */
   readonly path: string
   readonly reason: SqliteOpenFailure

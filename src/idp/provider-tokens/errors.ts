@@ -2,6 +2,7 @@
  * Why a provider token was refused (or could not be checked): one code per refusal, fixed
  * messages that never quote the token. Overview of the rules: index.ts and docs/provider-tokens.md.
  */
+import { CodedError } from '../../shared/errors.js'
 
 export const PROVIDER_TOKEN_ERROR_CODES = [
   /** Not a compact JWS (or an unusable opaque token): wrong shape, bad base64url or JSON, too long. */
@@ -42,7 +43,7 @@ export type ProviderTokenErrorCode = (typeof PROVIDER_TOKEN_ERROR_CODES)[number]
  * A refused token, or a provider we could not ask. `message` is fixed text written here: it never
  * quotes the token or values taken from it, so it is safe to log and to show.
  */
-export class ProviderTokenError extends Error {
+export class ProviderTokenError extends CodedError {
   readonly code: ProviderTokenErrorCode
   /** True only for `ERR_PROVIDER_UNAVAILABLE`: the token may be fine, the provider did not answer. */
   readonly transient: boolean
