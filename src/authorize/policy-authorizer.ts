@@ -11,6 +11,7 @@
 import { bearerToken } from '../authenticate/bearer-sessions.js'
 import type { BearerSessions } from '../authenticate/bearer-sessions.js'
 import { findHandle, shouldRedirectToSignIn } from '../authenticate/credentials.js'
+import type { FoundHandle } from '../authenticate/credentials.js'
 import { cookieIsAmbiguous } from '../authenticate/cookies.js'
 import { PARAM_COOKIE_CONFLICT, signInUrl } from '../authenticate/flow.js'
 import type { SessionRefresher } from '../authenticate/refresher.js'
@@ -22,6 +23,8 @@ import { decide, describeDenial } from '../policy/index.js'
 import type { Decision, Evaluation, PolicyInput, PolicySession } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
+import { identitySession } from './identity/index.js'
+import type { IdentitySession } from './identity/index.js'
 import type { AuthorizePlans, RoutePlan } from './plans.js'
 import { UpstreamCredentialError } from './upstream-headers.js'
 import type { Authorizer, CheckRequest, CheckResult, Denial } from './types.js'
@@ -48,6 +51,27 @@ interface Identity {
 const ANONYMOUS: Identity = { session: undefined, carriedToken: false }
 const ROBOTS: Denial = { allow: false, status: 200, code: 'robots-txt', reason: 'robots.txt' }
 
+/** A session as the policy reads it and as the upstream identity headers read it. */
+interface SessionViews {
+  readonly policy: PolicySession
+  readonly identity: IdentitySession
+}
+
+/**
+ * Sessions are immutable, and the session store hands out the same object for as long as a
+ * session is unchanged: each is turned into its views once, not once per request.
+ */
+const sessionViews = new WeakMap<Session, SessionViews>()
+
+function viewsOf(session: Session): SessionViews {
+  let views = sessionViews.get(session)
+  if (!views) {
+    views = { policy: policySession(session), identity: identitySession(session, undefined) }
+    sessionViews.set(session, views)
+  }
+  return views
+}
+
 export function policySession(session: Session): PolicySession {
   const claims = session.claims
   const verified = claims['email_verified']
@@ -62,8 +86,9 @@ export function policySession(session: Session): PolicySession {
 
 export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
   const decideFor = (request: CheckRequest, plan: RoutePlan, settings: AuthSettings, idp: IdpSettings | undefined, who: Identity): CheckResult | Promise<CheckResult> => {
+    const views = who.session ? viewsOf(who.session) : undefined
     const input: PolicyInput = {
-      session: who.session ? policySession(who.session) : undefined,
+      session: views?.policy,
       method: request.method,
       path: request.path,
       headers: request.headers,
@@ -76,7 +101,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     plan.logDecision?.(request, who.session, evaluation)
     if (decision.kind === 'allow') {
       const routing = who.session ? { routingKey: who.session.id } : {}
-      const headers = plan.upstreamHeaders(request, who.session)
+      const headers = plan.upstreamHeaders(request, views?.identity)
       if (!(headers instanceof Promise)) return { allow: true, ...headers, ...routing }
       return headers.then(
         (h): CheckResult => ({ allow: true, ...h, ...routing }),
@@ -111,10 +136,9 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
         }
       }
       // No credentials at all: decide without touching the session store.
-      if (!idp || findHandle(request.headers, request.query, settings.cookieName) === undefined) {
-        return decideFor(request, plan, settings, idp, ANONYMOUS)
-      }
-      return identify(request, settings, idp, deps).then(
+      const found = idp ? findHandle(request.headers, request.query, settings.cookieName) : undefined
+      if (!idp || found === undefined) return decideFor(request, plan, settings, idp, ANONYMOUS)
+      return identify(request, found, settings, idp, deps).then(
         (who) => decideFor(request, plan, settings, idp, who),
         (err: unknown): CheckResult => {
           // Fail closed: without the store nobody's session can be verified, so nobody gets in.
@@ -126,13 +150,19 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
   }
 }
 
-async function identify(request: CheckRequest, settings: AuthSettings, idp: IdpSettings, deps: PolicyAuthorizerDeps): Promise<Identity> {
-  const loaded = await loadSession(request, idp.id, {
-    sessions: deps.sessions,
-    sharedSecret: deps.secrets.sharedSecret,
-    cookieName: settings.cookieName,
-    verified: verifiedHandles,
-  })
+/** `found`: the request's credential, located once by `check`. */
+async function identify(request: CheckRequest, found: FoundHandle, settings: AuthSettings, idp: IdpSettings, deps: PolicyAuthorizerDeps): Promise<Identity> {
+  const loaded = await loadSession(
+    request,
+    idp.id,
+    {
+      sessions: deps.sessions,
+      sharedSecret: deps.secrets.sharedSecret,
+      cookieName: settings.cookieName,
+      verified: verifiedHandles,
+    },
+    found,
+  )
   if (loaded.kind === 'ok') {
     const session = await deps.refresher.current(loaded.session)
     return { session, carriedToken: loaded.source !== 'cookie' }
