@@ -16,7 +16,7 @@ import { ProxyState } from './state.js'
 import type { UpgradeRequest } from './upgrade.js'
 import { TransportRegistry } from './upstreams.js'
 
-const logger = createLogger('silent')
+const logger = createLogger('disabled')
 const registry = new TransportRegistry()
 after(() => registry.closeAll())
 
