@@ -12,8 +12,14 @@ import type { RouteConfig } from '../config/types.js'
 /** Bounded so that a client cycling random Host headers cannot grow memory without limit. */
 const WILDCARD_CACHE_LIMIT = 10_000
 
+/** An entry with its route beside it, so matching reads the route without a call. */
+interface Slot<T> {
+  readonly route: RouteConfig
+  readonly entry: T
+}
+
 interface HostEntry<T> {
-  readonly entries: readonly T[]
+  readonly slots: readonly Slot<T>[]
 }
 
 /**
@@ -21,21 +27,21 @@ interface HostEntry<T> {
  * keeps its per-route plan here, so one lookup finds everything a request needs.
  */
 export class RouteTable<T = RouteConfig> {
-  readonly #routeOf: (entry: T) => RouteConfig
-  readonly #exact = new Map<string, T[]>()
-  readonly #wildcards: { readonly pattern: RegExp; readonly entry: T }[] = []
+  readonly #exact = new Map<string, Slot<T>[]>()
+  readonly #wildcards: { readonly pattern: RegExp; readonly slot: Slot<T> }[] = []
   readonly #wildcardCache = new Map<string, HostEntry<T>>()
 
   constructor(entries: readonly T[], ...routeOf: T extends RouteConfig ? [] : [(entry: T) => RouteConfig]) {
-    this.#routeOf = routeOf[0] ?? ((entry: T) => entry as unknown as RouteConfig)
+    const toRoute = routeOf[0] ?? ((entry: T) => entry as unknown as RouteConfig)
     for (const entry of entries) {
-      const route = this.#routeOf(entry)
+      const route = toRoute(entry)
+      const slot = { route, entry }
       if (route.from.host.includes('*')) {
-        this.#wildcards.push({ pattern: wildcardPattern(route.from.host), entry })
+        this.#wildcards.push({ pattern: wildcardPattern(route.from.host), slot })
       } else {
         const list = this.#exact.get(route.from.host)
-        if (list) list.push(entry)
-        else this.#exact.set(route.from.host, [entry])
+        if (list) list.push(slot)
+        else this.#exact.set(route.from.host, [slot])
       }
     }
   }
@@ -45,9 +51,8 @@ export class RouteTable<T = RouteConfig> {
    * dot, no port) and `path` normalised; `port` is the incoming port the client addressed.
    */
   match(host: string, port: number, path: string): T | undefined {
-    const candidates = this.#exact.get(host) ?? this.#wildcardEntry(host).entries
-    for (const entry of candidates) {
-      const route = this.#routeOf(entry)
+    const candidates = this.#exact.get(host) ?? this.#wildcardEntry(host).slots
+    for (const { route, entry } of candidates) {
       if (route.from.port !== undefined && route.from.port !== port) continue
       if (pathMatches(route, path)) return entry
     }
@@ -57,9 +62,9 @@ export class RouteTable<T = RouteConfig> {
   #wildcardEntry(host: string): HostEntry<T> {
     let entry = this.#wildcardCache.get(host)
     if (entry) return entry
-    const entries: T[] = []
-    for (const w of this.#wildcards) if (w.pattern.test(host)) entries.push(w.entry)
-    entry = { entries }
+    const slots: Slot<T>[] = []
+    for (const w of this.#wildcards) if (w.pattern.test(host)) slots.push(w.slot)
+    entry = { slots }
     if (this.#wildcardCache.size >= WILDCARD_CACHE_LIMIT) this.#wildcardCache.clear()
     this.#wildcardCache.set(host, entry)
     return entry
