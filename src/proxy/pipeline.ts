@@ -65,7 +65,7 @@ export interface PipelineDeps {
 type Log = (status: number, bytes: number, details: string) => void
 
 /** The `route` label of a route's metrics: its name, else its id (bounded by the configuration). */
-export function routeLabel(route: RouteConfig): string {
+function routeLabel(route: RouteConfig): string {
   return route.name ?? route.id
 }
 

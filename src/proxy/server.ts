@@ -40,16 +40,11 @@ const HEADERS_TIMEOUT_MS = 10_000
 /** What the proxy needs from the other services; the forward stages are the pipeline's defaults. */
 export type ProxyDeps = Omit<PipelineDeps, 'forward' | 'tunnel'>
 
-/** The `route` label of a route's metrics (moved to the pipeline; kept here for callers). */
-export { routeLabel } from './pipeline.js'
-export type { Endpoints } from './pipeline.js'
-
 export interface ListenerInfo {
   readonly name: 'main' | 'http_redirect' | 'grpc' | 'metrics' | 'health'
   readonly url: string
   readonly port: number
 }
-
 
 export class ProxyServer {
   #state: ProxyState
