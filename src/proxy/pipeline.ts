@@ -86,13 +86,20 @@ interface Exchange {
   forward(p: RoutedRequest, upstream: UpstreamRequest | undefined, state: ProxyState, rt: RequestTrace | undefined, log: Log): void
 }
 
+/** What an exchange uses of its pipeline. */
+interface PipelineContext {
+  readonly deps: PipelineDeps
+  forward(request: ForwardRequest): void
+  /** Hands the socket to a tunnel (from then on the error boundary only closes it). */
+  tunnel(socket: Duplex, upgrade: UpgradeRequest): void
+}
+
 export class ProxyPipeline {
   readonly #deps: PipelineDeps
   readonly #state: () => ProxyState
   readonly #draining: () => boolean
   readonly #claims: ((host: string, path: string) => boolean) | undefined
-  readonly #forward: (request: ForwardRequest) => void
-  readonly #tunnel: (upgrade: UpgradeRequest) => void
+  readonly #context: PipelineContext
   /** Upgrade sockets handed to a tunnel: the error boundary must not write an answer on them. */
   readonly #tunnelled = new WeakSet<Duplex>()
 
@@ -103,8 +110,15 @@ export class ProxyPipeline {
     this.#draining = draining
     const endpoints = deps.endpoints
     this.#claims = endpoints ? (host, path) => endpoints.claims(host, path) : undefined
-    this.#forward = deps.forward ?? forward
-    this.#tunnel = deps.tunnel ?? tunnelUpgrade
+    const tunnel = deps.tunnel ?? tunnelUpgrade
+    this.#context = {
+      deps,
+      forward: deps.forward ?? forward,
+      tunnel: (socket, upgrade) => {
+        this.#tunnelled.add(socket)
+        tunnel(upgrade)
+      },
+    }
   }
 
   /**
@@ -114,32 +128,18 @@ export class ProxyPipeline {
    */
   handle(req: AnyRequest, res: AnyResponse, requestId: string, expectsContinue = false): HandlerOutcome {
     if (this.#draining() && !('stream' in req)) res.setHeader('connection', 'close')
-    return this.#run(new RequestExchange(this, req, res, requestId, expectsContinue))
+    return this.#run(new RequestExchange(this.#context, req, res, requestId, expectsContinue))
   }
 
   /** One upgrade request (not h2c: the listener answers that as a plain request) through the stages. */
   handleUpgrade(req: AnyRequest, socket: Duplex, head: Buffer, requestId: string): HandlerOutcome {
     const token = (req.headers.upgrade ?? '').trim().toLowerCase()
-    return this.#run(new UpgradeExchange(this, req, socket, head, requestId, token))
+    return this.#run(new UpgradeExchange(this.#context, req, socket, head, requestId, token))
   }
 
   /** Whether a tunnel owns this upgrade socket (no HTTP answer can be written on it any more). */
   tunnelled(socket: Duplex): boolean {
     return this.#tunnelled.has(socket)
-  }
-
-  get deps(): PipelineDeps {
-    return this.#deps
-  }
-
-  /** For the exchanges: the forward stage's implementations. */
-  sendForward(request: ForwardRequest): void {
-    this.#forward(request)
-  }
-
-  sendTunnel(socket: Duplex, upgrade: UpgradeRequest): void {
-    this.#tunnelled.add(socket)
-    this.#tunnel(upgrade)
   }
 
   #run(x: Exchange): HandlerOutcome {
@@ -224,7 +224,7 @@ export class ProxyPipeline {
 /** A plain request (HTTP/1.1 or HTTP/2): answers are HTTP responses, `forward` goes to forward.ts. */
 class RequestExchange implements Exchange {
   readonly upgrade = undefined
-  readonly #pipeline: ProxyPipeline
+  readonly #context: PipelineContext
   readonly req: AnyRequest
   readonly #res: AnyResponse
   readonly requestId: string
@@ -233,8 +233,8 @@ class RequestExchange implements Exchange {
   readonly #json: boolean
   readonly #headOnly: boolean
 
-  constructor(pipeline: ProxyPipeline, req: AnyRequest, res: AnyResponse, requestId: string, expectsContinue: boolean) {
-    this.#pipeline = pipeline
+  constructor(context: PipelineContext, req: AnyRequest, res: AnyResponse, requestId: string, expectsContinue: boolean) {
+    this.#context = context
     this.req = req
     this.#res = res
     this.requestId = requestId
@@ -269,7 +269,7 @@ class RequestExchange implements Exchange {
 
   /** Reads a small body, lets the endpoint answer, and writes its response with the global response headers. */
   #endpoint(p: EndpointTarget, state: ProxyState, log: Log): Promise<void> {
-    const endpoints = this.#pipeline.deps.endpoints as Endpoints
+    const endpoints = this.#context.deps.endpoints as Endpoints
     const { req, requestId } = this
     const res = this.#res
     const method = this.#method
@@ -294,7 +294,7 @@ class RequestExchange implements Exchange {
               log(answer.status, bytes, 'portcullis_endpoint')
             },
             (err: unknown) => {
-              this.#pipeline.deps.logger.error({ err, requestId }, 'endpoint failed')
+              this.#context.deps.logger.error({ err, requestId }, 'endpoint failed')
               fail(500, 'The request could not be completed.')
             },
           )
@@ -347,8 +347,8 @@ class RequestExchange implements Exchange {
     }
     const route = p.plan.route
     const upstreamSpan = rt?.child('upstream request', SpanKind.CLIENT, { 'server.address': upstream.endpoint.target.url.host })
-    const metricsDone = upstreamMetrics(this.#pipeline.deps.metrics, route)
-    this.#pipeline.sendForward({
+    const metricsDone = upstreamMetrics(this.#context.deps.metrics, route)
+    this.#context.forward({
       // The client may send its body once it is allowed and the upstream admits it (forward).
       expectsContinue: this.#expectsContinue,
       req: this.req,
@@ -377,7 +377,7 @@ class RequestExchange implements Exchange {
 
 /** An upgrade (WebSocket and the like): answers are raw replies on the socket, `forward` is a tunnel. */
 class UpgradeExchange implements Exchange {
-  readonly #pipeline: ProxyPipeline
+  readonly #context: PipelineContext
   readonly req: AnyRequest
   readonly #socket: Duplex
   readonly #head: Buffer
@@ -386,8 +386,8 @@ class UpgradeExchange implements Exchange {
   readonly #token: string
   readonly upgrade: string
 
-  constructor(pipeline: ProxyPipeline, req: AnyRequest, socket: Duplex, head: Buffer, requestId: string, token: string) {
-    this.#pipeline = pipeline
+  constructor(context: PipelineContext, req: AnyRequest, socket: Duplex, head: Buffer, requestId: string, token: string) {
+    this.#context = context
     this.req = req
     this.#socket = socket
     this.#head = head
@@ -431,7 +431,7 @@ class UpgradeExchange implements Exchange {
     }
     // The tunnel's span lasts as long as the tunnel.
     const upstreamSpan = rt?.child('upstream request', SpanKind.CLIENT, { 'server.address': upstream.endpoint.target.url.host, 'portcullis.upgrade': this.#token })
-    this.#pipeline.sendTunnel(this.#socket, {
+    this.#context.tunnel(this.#socket, {
       requestId: this.requestId,
       token: this.#token,
       socket: this.#socket,
