@@ -10,6 +10,7 @@ import { compilePolicy, compileRoutePolicy } from '../policy/index.js'
 import type { CompiledPolicy, Evaluation, MtlsEnforcement, PolicyError } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import { createDecisionLog } from './decision-log.js'
+import type { IdentitySession } from './identity/index.js'
 import type { CheckRequest } from './types.js'
 
 export interface UpstreamHeaders {
@@ -28,8 +29,11 @@ export interface RoutePlan {
   readonly logDecision: ((request: CheckRequest, session: Session | undefined, e: Evaluation) => void) | undefined
   /** Public route that sends no identity upstream: no need to find out who is asking. */
   readonly skipsIdentity: boolean
-  /** A promise only when a credential must be fetched (Google ID token not cached yet). */
-  upstreamHeaders(request: CheckRequest, session: Session | undefined): UpstreamHeaders | Promise<UpstreamHeaders>
+  /**
+   * A promise only when a credential must be fetched (Google ID token not cached yet). `session`:
+   * the assertion's view of the session (`identitySession`), undefined for an anonymous request.
+   */
+  upstreamHeaders(request: CheckRequest, session: IdentitySession | undefined): UpstreamHeaders | Promise<UpstreamHeaders>
 }
 
 export interface AuthorizePlans {

@@ -11,6 +11,7 @@
 import { bearerToken } from '../session/bearer-sessions.js'
 import type { BearerSessions } from '../session/bearer-sessions.js'
 import { findHandle, shouldRedirectToSignIn } from '../session/credentials.js'
+import type { FoundHandle } from '../session/credentials.js'
 import { cookieIsAmbiguous } from '../session/cookies.js'
 import { PARAM_COOKIE_CONFLICT, signInUrl } from '../session/flow.js'
 import type { SessionRefresher } from '../session/refresher.js'
@@ -20,9 +21,11 @@ import { browserScheme } from '../session/settings.js'
 import type { AuthSettings, IdpSettings } from '../session/settings.js'
 import { decide, describeDenial } from '../policy/index.js'
 import { policySession } from '../session/policy-session.js'
-import type { Decision, Evaluation, PolicyInput } from '../policy/index.js'
+import type { Decision, Evaluation, PolicyInput, PolicySession } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
+import { identitySession } from './identity/index.js'
+import type { IdentitySession } from './identity/index.js'
 import type { AuthorizePlans, RoutePlan } from './plans.js'
 import { UpstreamCredentialError } from './upstream-headers.js'
 import type { Authorizer, CheckRequest, CheckResult, Denial } from './types.js'
@@ -49,11 +52,32 @@ interface Identity {
 const ANONYMOUS: Identity = { session: undefined, carriedToken: false }
 const ROBOTS: Denial = { allow: false, status: 200, code: 'robots-txt', reason: 'robots.txt' }
 
+/** A session as the policy reads it and as the upstream identity headers read it. */
+interface SessionViews {
+  readonly policy: PolicySession
+  readonly identity: IdentitySession
+}
+
+/**
+ * Sessions are immutable, and the session store hands out the same object for as long as a
+ * session is unchanged: each is turned into its views once, not once per request.
+ */
+const sessionViews = new WeakMap<Session, SessionViews>()
+
+function viewsOf(session: Session): SessionViews {
+  let views = sessionViews.get(session)
+  if (!views) {
+    views = { policy: policySession(session), identity: identitySession(session, undefined) }
+    sessionViews.set(session, views)
+  }
+  return views
+}
 
 export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
   const decideFor = (request: CheckRequest, plan: RoutePlan, settings: AuthSettings, idp: IdpSettings | undefined, who: Identity): CheckResult | Promise<CheckResult> => {
+    const views = who.session ? viewsOf(who.session) : undefined
     const input: PolicyInput = {
-      session: who.session ? policySession(who.session) : undefined,
+      session: views?.policy,
       method: request.method,
       path: request.path,
       headers: request.headers,
@@ -66,7 +90,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     plan.logDecision?.(request, who.session, evaluation)
     if (decision.kind === 'allow') {
       const routing = who.session ? { routingKey: who.session.id } : {}
-      const headers = plan.upstreamHeaders(request, who.session)
+      const headers = plan.upstreamHeaders(request, views?.identity)
       if (!(headers instanceof Promise)) return { allow: true, ...headers, ...routing }
       return headers.then(
         (h): CheckResult => ({ allow: true, ...h, ...routing }),
@@ -101,10 +125,9 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
         }
       }
       // No credentials at all: decide without touching the session store.
-      if (!idp || findHandle(request.headers, request.query, settings.cookieName) === undefined) {
-        return decideFor(request, plan, settings, idp, ANONYMOUS)
-      }
-      return identify(request, settings, idp, deps).then(
+      const found = idp ? findHandle(request.headers, request.query, settings.cookieName) : undefined
+      if (!idp || found === undefined) return decideFor(request, plan, settings, idp, ANONYMOUS)
+      return identify(request, found, settings, idp, deps).then(
         (who) => decideFor(request, plan, settings, idp, who),
         (err: unknown): CheckResult => {
           // Fail closed: without the store nobody's session can be verified, so nobody gets in.
@@ -116,13 +139,19 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
   }
 }
 
-async function identify(request: CheckRequest, settings: AuthSettings, idp: IdpSettings, deps: PolicyAuthorizerDeps): Promise<Identity> {
-  const loaded = await loadSession(request, idp.id, {
-    sessions: deps.sessions,
-    sharedSecret: deps.secrets.sharedSecret,
-    cookieName: settings.cookieName,
-    verified: verifiedHandles,
-  })
+/** `found`: the request's credential, located once by `check`. */
+async function identify(request: CheckRequest, found: FoundHandle, settings: AuthSettings, idp: IdpSettings, deps: PolicyAuthorizerDeps): Promise<Identity> {
+  const loaded = await loadSession(
+    request,
+    idp.id,
+    {
+      sessions: deps.sessions,
+      sharedSecret: deps.secrets.sharedSecret,
+      cookieName: settings.cookieName,
+      verified: verifiedHandles,
+    },
+    found,
+  )
   if (loaded.kind === 'ok') {
     const session = await deps.refresher.current(loaded.session)
     return { session, carriedToken: loaded.source !== 'cookie' }

@@ -4,13 +4,12 @@
  * Kubernetes impersonation with the route's service account token, and a Google ID token for
  * Cloud Run / Cloud Functions upstreams. Built once per config generation and route.
  */
-import type { Session } from '../session/session-store.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import { CodedError, isPortcullisError } from '../shared/errors.js'
 import { createGcpIdentityTokenSource, gcpServerlessHeaders } from './gcp-serverless.js'
 import type { GcpIdentityTokenSource } from './gcp-serverless.js'
-import { createIdentityHeaders, identityOptionsFromConfig, identitySession } from './identity/index.js'
-import type { IdentityHeaders, SigningKeys } from './identity/index.js'
+import { createIdentityHeaders, identityOptionsFromConfig } from './identity/index.js'
+import type { IdentityHeaders, IdentitySession, SigningKeys } from './identity/index.js'
 import { kubernetesHeaders } from './kubernetes.js'
 import type { UpstreamHeaderFactory, UpstreamHeaders } from './plans.js'
 import type { CheckRequest } from './types.js'
@@ -41,14 +40,13 @@ export function createUpstreamHeaderFactory(deps: UpstreamHeaderDeps): UpstreamH
       identity = createIdentityHeaders(identityOptionsFromConfig(config, deps.keys()))
       perConfig.set(config, identity)
     }
-    const id = identity
+    const identityHeaders = identity.forRoute(route)
     const kubernetes = typeof route.raw['kubernetes_service_account_token'] === 'string' && route.raw['kubernetes_service_account_token'].trim() !== ''
     const google = route.raw['enable_google_cloud_serverless_authentication'] === true
     if (google) gcp ??= createGcpIdentityTokenSource()
     const source = gcp
-    return (request: CheckRequest, session: Session | undefined): UpstreamHeaders | Promise<UpstreamHeaders> => {
-      const who = session ? identitySession(session, undefined) : undefined
-      const base = id.identityHeaders({ request, ...(who ? { session: who } : {}) })
+    return (request: CheckRequest, who: IdentitySession | undefined): UpstreamHeaders | Promise<UpstreamHeaders> => {
+      const base = identityHeaders({ request, ...(who ? { session: who } : {}) })
       const set: Record<string, string> = { ...base.set }
       const remove = [...base.remove]
       let multi: Record<string, readonly string[]> | undefined

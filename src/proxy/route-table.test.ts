@@ -70,3 +70,16 @@ test('10,000 routes: a lookup looks at the routes of the requested host only', (
   assert.equal(table.match('nope.example.com', 443, '/'), undefined)
   assert.equal(inspected, 3)
 })
+
+test('the table can hold what the caller keeps per route: one lookup returns it', () => {
+  const a = routeConfig({ index: 0, id: 'a', prefix: '/admin' })
+  const b = routeConfig({ index: 1, id: 'b', from: { ...a.from, host: '*.example.com' } })
+  const plans = [
+    { route: a, name: 'plan-a' },
+    { route: b, name: 'plan-b' },
+  ]
+  const table = new RouteTable(plans, (p) => p.route)
+  assert.equal(table.match('app.example.com', 443, '/admin/x'), plans[0])
+  assert.equal(table.match('other.example.com', 443, '/'), plans[1])
+  assert.equal(table.match('app.example.com', 443, '/'), undefined)
+})

@@ -12,23 +12,36 @@ import type { RouteConfig } from '../config/types.js'
 /** Bounded so that a client cycling random Host headers cannot grow memory without limit. */
 const WILDCARD_CACHE_LIMIT = 10_000
 
-interface HostEntry {
-  readonly routes: readonly RouteConfig[]
+/** An entry with its route beside it, so matching reads the route without a call. */
+interface Slot<T> {
+  readonly route: RouteConfig
+  readonly entry: T
 }
 
-export class RouteTable {
-  readonly #exact = new Map<string, RouteConfig[]>()
-  readonly #wildcards: { readonly pattern: RegExp; readonly route: RouteConfig }[] = []
-  readonly #wildcardCache = new Map<string, HostEntry>()
+interface HostEntry<T> {
+  readonly slots: readonly Slot<T>[]
+}
 
-  constructor(routes: readonly RouteConfig[]) {
-    for (const route of routes) {
+/**
+ * Routes, or whatever the caller keeps per route (`routeOf` finds the route in it): the proxy
+ * keeps its per-route plan here, so one lookup finds everything a request needs.
+ */
+export class RouteTable<T = RouteConfig> {
+  readonly #exact = new Map<string, Slot<T>[]>()
+  readonly #wildcards: { readonly pattern: RegExp; readonly slot: Slot<T> }[] = []
+  readonly #wildcardCache = new Map<string, HostEntry<T>>()
+
+  constructor(entries: readonly T[], ...routeOf: T extends RouteConfig ? [] : [(entry: T) => RouteConfig]) {
+    const toRoute = routeOf[0] ?? ((entry: T) => entry as unknown as RouteConfig)
+    for (const entry of entries) {
+      const route = toRoute(entry)
+      const slot = { route, entry }
       if (route.from.host.includes('*')) {
-        this.#wildcards.push({ pattern: wildcardPattern(route.from.host), route })
+        this.#wildcards.push({ pattern: wildcardPattern(route.from.host), slot })
       } else {
         const list = this.#exact.get(route.from.host)
-        if (list) list.push(route)
-        else this.#exact.set(route.from.host, [route])
+        if (list) list.push(slot)
+        else this.#exact.set(route.from.host, [slot])
       }
     }
   }
@@ -37,21 +50,21 @@ export class RouteTable {
    * Finds the route for a request. `host` must already be canonical (lower case, no trailing
    * dot, no port) and `path` normalised; `port` is the incoming port the client addressed.
    */
-  match(host: string, port: number, path: string): RouteConfig | undefined {
-    const candidates = this.#exact.get(host) ?? this.#wildcardEntry(host).routes
-    for (const route of candidates) {
+  match(host: string, port: number, path: string): T | undefined {
+    const candidates = this.#exact.get(host) ?? this.#wildcardEntry(host).slots
+    for (const { route, entry } of candidates) {
       if (route.from.port !== undefined && route.from.port !== port) continue
-      if (pathMatches(route, path)) return route
+      if (pathMatches(route, path)) return entry
     }
     return undefined
   }
 
-  #wildcardEntry(host: string): HostEntry {
+  #wildcardEntry(host: string): HostEntry<T> {
     let entry = this.#wildcardCache.get(host)
     if (entry) return entry
-    const routes: RouteConfig[] = []
-    for (const w of this.#wildcards) if (w.pattern.test(host)) routes.push(w.route)
-    entry = { routes }
+    const slots: Slot<T>[] = []
+    for (const w of this.#wildcards) if (w.pattern.test(host)) slots.push(w.slot)
+    entry = { slots }
     if (this.#wildcardCache.size >= WILDCARD_CACHE_LIMIT) this.#wildcardCache.clear()
     this.#wildcardCache.set(host, entry)
     return entry

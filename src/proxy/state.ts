@@ -36,7 +36,8 @@ export interface RoutePlan {
 
 export class ProxyState {
   readonly config: Config
-  readonly table: RouteTable
+  /** Finds a request's route plan (route, headers, upstreams) in one lookup. */
+  readonly table: RouteTable<RoutePlan>
   readonly plans: ReadonlyMap<RouteConfig, RoutePlan>
   readonly accessLog: AccessLogger
   readonly certificates: CertificateSet | undefined
@@ -51,7 +52,6 @@ export class ProxyState {
 
   constructor(config: Config, registry: TransportRegistry, logger: Logger) {
     this.config = config
-    this.table = new RouteTable(config.routes)
     const plans = new Map<RouteConfig, RoutePlan>()
     const keys = new Set<string>()
     for (const route of config.routes) {
@@ -69,6 +69,7 @@ export class ProxyState {
       })
     }
     this.plans = plans
+    this.table = new RouteTable([...plans.values()], (plan) => plan.route)
     this.transportKeys = keys
     this.clientCertificates = buildClientCertPolicy(config.raw['downstream_mtls'])
     this.accessLog = createAccessLogger(config.accessLogFields, logger, (req) => this.clientCertificateFor(req))

@@ -9,7 +9,7 @@ type Headers = Readonly<Record<string, string | string[] | undefined>>
 
 export type HandleSource = 'cookie' | 'authorization' | 'x-pomerium-authorization' | 'query'
 
-interface FoundHandle {
+export interface FoundHandle {
   readonly token: string
   readonly source: HandleSource
 }

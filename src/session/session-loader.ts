@@ -8,7 +8,7 @@
  * and never access (security-tests 25, 30).
  */
 import { findHandle } from './credentials.js'
-import type { HandleSource } from './credentials.js'
+import type { FoundHandle, HandleSource } from './credentials.js'
 import { verifySessionHandle } from './session-handle.js'
 import type { SessionHandle } from './session-handle.js'
 import type { Session, SessionStore } from './session-store.js'
@@ -61,8 +61,13 @@ type SessionLoadResult =
   | { readonly kind: 'invalid'; readonly source: HandleSource; readonly reason: string }
   | { readonly kind: 'ok'; readonly session: Session; readonly handle: SessionHandle; readonly source: HandleSource }
 
-export async function loadSession(req: SessionRequest, routeIdpId: string, deps: SessionLoaderDeps): Promise<SessionLoadResult> {
-  const found = findHandle(req.headers, req.query, deps.cookieName)
+/** `found`: the request's credential when the caller has located it already (`findHandle`). */
+export async function loadSession(
+  req: SessionRequest,
+  routeIdpId: string,
+  deps: SessionLoaderDeps,
+  found: FoundHandle | undefined = findHandle(req.headers, req.query, deps.cookieName),
+): Promise<SessionLoadResult> {
   if (!found) return { kind: 'none' }
   const invalid = (reason: string): SessionLoadResult => ({ kind: 'invalid', source: found.source, reason })
   const nowS = deps.nowS?.() ?? Math.floor(Date.now() / 1000)

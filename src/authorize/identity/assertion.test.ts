@@ -165,6 +165,20 @@ test('reuse: keyed on the whole statement — another session, host, identity ch
   assert.equal(minter.mint({ host: 'a.example', session: { ...alice }, now: NOW + 1000 }), base, 'equal content reuses')
 })
 
+test('reuse: the key keeps field boundaries — text moved from one field into the next is another statement', () => {
+  const minter = createAssertionMinter(keys, options())
+  const plain = { ...alice, groups: [] }
+  const tokens = [
+    minter.mint({ host: 'a.example', session: { ...plain, email: 'a', name: 'b' }, now: NOW }),
+    minter.mint({ host: 'a.example', session: { ...plain, email: 'a1:b', name: '' }, now: NOW }),
+    minter.mint({ host: 'a.example', session: { ...plain, email: '', name: 'a1:b' }, now: NOW }),
+    minter.mint({ host: 'a.example', session: { ...plain, groups: ['x', 'y'] }, now: NOW }),
+    minter.mint({ host: 'a.example', session: { ...plain, groups: ['x1:y'] }, now: NOW }),
+    minter.mint({ host: 'a.example', session: { ...plain, groups: ['x'], id: `1:y${plain.id}` }, now: NOW }),
+  ]
+  assert.equal(new Set(tokens).size, tokens.length)
+})
+
 test('reuse: a clock that went back re-signs; reuse can be turned off; the cache is bounded (LRU)', () => {
   const minter = createAssertionMinter(keys, options({ cacheEntries: 2 }))
   const a = minter.mint({ host: 'a.example', session: alice, now: NOW })

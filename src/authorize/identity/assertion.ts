@@ -13,6 +13,7 @@
  * Reuse: signing costs tens of microseconds, so an assertion is reused while it has more than
  * half its lifetime (150 s) left, for the same statement: the cache key is the whole payload
  * except `jti`/`iat`/`exp` (issuer, audience, identity, groups after filtering, extra claims),
+ * each field length-prefixed (the identity's part computed once per identity object),
  * so any change to the session's identity or to the route host mints a new one. A new
  * signature always has a new `jti`. The cache is an LRU of `cacheEntries` (default 10 000).
  */
@@ -96,6 +97,20 @@ export interface AssertionMinter {
   readonly cached: number
 }
 
+/** What the statement takes from an identity: its part of the cache key, and its extra claims. */
+interface IdentityPart {
+  readonly key: string
+  readonly extras: readonly (readonly [string, string])[]
+}
+
+/** An anonymous request: empty `sub`, `email`, `sid`, `name` and no extra claims. */
+const ANONYMOUS_PART: IdentityPart = { key: field('') + field('') + field('') + field('') + field('0'), extras: [] }
+
+/** One field of a cache key: its length, then its text (so the key reads back unambiguously). */
+function field(value: string): string {
+  return `${value.length}:${value}`
+}
+
 interface CacheEntry {
   readonly iat: number
   readonly assertion: Assertion
@@ -111,19 +126,35 @@ export function createAssertionMinter(keys: SigningKeys, options: AssertionOptio
   const cache = new Map<string, CacheEntry>()
   const half = ASSERTION_LIFETIME_S / 2
 
+  /**
+   * The part of an identity the statement depends on (its key text, and the extra claims), once
+   * per identity object: the authorizer hands out the same object for as long as a session is
+   * unchanged, so requests of one session do not read its claims again.
+   */
+  const identities = new WeakMap<IdentitySession, IdentityPart>()
+  function identityPart(s: IdentitySession): IdentityPart {
+    let part = identities.get(s)
+    if (part) return part
+    const extras: [string, string][] = []
+    for (const claim of extraClaims) {
+      const values = claimStrings(s.claims[claim]) ?? claimStrings(s.userClaims?.[claim])
+      if (values !== undefined) extras.push([claim, values.join(',')])
+    }
+    let key = field(s.userId) + field(s.email) + field(s.id) + field(s.name) + field(String(extras.length))
+    for (const [claim, value] of extras) key += field(claim) + field(value)
+    part = { key, extras }
+    identities.set(s, part)
+    return part
+  }
+
   function issue(input: AssertionInput, route?: AssertionRouteOptions): Assertion {
     const nowS = Math.floor((input.now ?? Date.now()) / 1000)
     const s = input.session
     const format = route?.issuerFormat ?? options.issuerFormat
     const iss = format === 'uri' ? `https://${input.host}/` : input.host
     const groups = filterGroups(s?.groups ?? [], globalFilter, route?.groupsFilter)
-    const extras: [string, string][] = []
-    if (s) {
-      for (const claim of extraClaims) {
-        const values = claimStrings(s.claims[claim]) ?? claimStrings(s.userClaims?.[claim])
-        if (values !== undefined) extras.push([claim, values.join(',')])
-      }
-    }
+    const identity = s ? identityPart(s) : ANONYMOUS_PART
+    const extras = identity.extras
     const statement = {
       aud: input.host,
       email: s?.email ?? '',
@@ -136,7 +167,10 @@ export function createAssertionMinter(keys: SigningKeys, options: AssertionOptio
 
     let key: string | undefined
     if (reuse) {
-      key = JSON.stringify([statement.iss, statement.aud, statement.sub, statement.email, statement.sid, statement.name, groups, extras])
+      // Every field length-prefixed, so that no two statements share a key.
+      key = field(iss) + field(statement.aud) + field(String(groups.length))
+      for (const g of groups) key += field(g)
+      key += identity.key
       const hit = cache.get(key)
       if (hit) {
         const age = nowS - hit.iat

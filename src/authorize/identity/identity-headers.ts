@@ -58,6 +58,8 @@ export interface IdentityHeadersResult {
 export interface IdentityHeaders {
   /** Called by the authorizer for each allowed request. */
   identityHeaders(input: IdentityHeadersInput): IdentityHeadersResult
+  /** `identityHeaders` for requests of one route, its per-route work looked up once here rather than per request. */
+  forRoute(route: RouteConfig): (input: IdentityHeadersInput) => IdentityHeadersResult
   readonly minter: AssertionMinter
   /** The JWKS endpoint's response. */
   readonly jwks: JwksResponse
@@ -115,8 +117,11 @@ export function createIdentityHeaders(options: IdentityHeadersOptions): Identity
   }
 
   function identityHeaders(input: IdentityHeadersInput): IdentityHeadersResult {
+    return headersWith(planFor(input.request.route), input)
+  }
+
+  function headersWith(plan: RoutePlan, input: IdentityHeadersInput): IdentityHeadersResult {
     const { request, session } = input
-    const plan = planFor(request.route)
     const set: Record<string, string> = {}
     let assertion: Assertion | undefined
     const issue = (): Assertion =>
@@ -148,7 +153,12 @@ export function createIdentityHeaders(options: IdentityHeadersOptions): Identity
     return { set, remove: plan.remove }
   }
 
-  return { identityHeaders, minter, jwks: jwksResponse(options.keys) }
+  function forRoute(route: RouteConfig): (input: IdentityHeadersInput) => IdentityHeadersResult {
+    const plan = planFor(route)
+    return (input) => headersWith(plan, input)
+  }
+
+  return { identityHeaders, forRoute, minter, jwks: jwksResponse(options.keys) }
 }
 
 /** `/.well-known/pomerium/jwks.json`: every key's public part; cached 60 s (reference 5.3). */
