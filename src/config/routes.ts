@@ -23,6 +23,8 @@ import { isHeaderName, readHeaderMap, routeResponseHeaders } from './headers.js'
 import { normaliseObject } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { certificateError, keyPairError } from './tls.js'
+import { readRouteServiceSettings } from './service-settings.js'
+import type { RouteServiceDefaults } from './service-settings.js'
 
 /** Global values that routes inherit. */
 export interface RouteDefaults {
@@ -32,6 +34,8 @@ export interface RouteDefaults {
   readonly passIdentityHeaders: boolean
   /** Global `circuit_breaker_thresholds`, over Envoy's defaults. */
   readonly circuitBreakers: CircuitBreakers
+  /** Global `bearer_token_format` and `idp_access_token_allowed_audiences`. */
+  readonly services: RouteServiceDefaults
 }
 
 /** Envoy's circuit-breaker defaults (max_connections, max_pending_requests, max_requests: 1024). */
@@ -411,6 +415,7 @@ export function buildRoute(
   const exactPath = raw['path'] as string | undefined
   const regex = raw['regex'] as string | undefined
   const destination = raw['to'] ?? raw['redirect'] ?? raw['response']
+  const services = readRouteServiceSettings(raw, path, ctx, defaults.services)
   return {
     index,
     id: routeId({ from: from.url, prefix, path: exactPath, regex, destination }),
@@ -462,6 +467,7 @@ export function buildRoute(
     allowedIdpClaims,
     policy: raw['policy'],
     passIdentityHeaders: (raw['pass_identity_headers'] as boolean | undefined) ?? defaults.passIdentityHeaders,
+    ...services,
     raw,
   }
 }
