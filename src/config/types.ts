@@ -202,8 +202,9 @@ export interface RouteConfig {
   readonly outlierDetection: OutlierDetection
 
   /**
-   * Every key of the route as written (validated), for settings consumed by later issues.
-   * Values are coerced to their kind: durations in ms, bools/ints as numbers, enums in canonical
+   * Config-internal: every key of the route as written (validated), for the config system's own
+   * checks and the status/validate commands. Services read the typed fields above (lint enforces
+   * it outside src/config/). Values are coerced to their kind: durations in ms, bools/ints as numbers, enums in canonical
    * case; `<key>_file` contents are read into `<key>` (the `_file` key holds the absolute path)
    * and inline base64 PEM is decoded to PEM text. No defaults are filled in.
    */
@@ -357,7 +358,9 @@ export interface Config {
   readonly tracing: TracingSettings | undefined
 
   /**
-   * Every global key (validated), for settings consumed by later issues. Same normalisation as
+   * Config-internal: every global key (validated), for the config system's own checks, the
+   * status/validate commands and the config checksum. Services read the typed fields above
+   * (lint enforces it outside src/config/). Same normalisation as
    * `RouteConfig.raw`, and descriptor defaults are filled in (e.g. `cookie_name` = `_pomerium`,
    * `cookie_expire` = 50400000). `runtime_flags` is merged over the flag defaults,
    * `jwt_claims_headers` is normalised to a `Header: claim` map, and `routes`/`policy` are
