@@ -1,5 +1,6 @@
 /** The typed settings services read: defaults, values, and the checks made at load time. */
 import assert from 'node:assert/strict'
+import { generateKeyPairSync } from 'node:crypto'
 import { test } from 'node:test'
 import { loadConfig } from './load.js'
 import { DEFAULT_OUTLIER_DETECTION } from './service-settings.js'
@@ -201,4 +202,14 @@ test('route identity settings: Kubernetes token trimmed, Google serverless flag,
   assert.equal(route?.enableGoogleCloudServerlessAuthentication, true)
   assert.deepEqual(route?.jwtGroupsFilter, ['a', 'b'])
   assert.equal(loadYaml(`${ROUTE}    kubernetes_service_account_token: "  "\n`).config?.routes[0]?.kubernetesServiceAccountToken, undefined)
+})
+
+test('signing_key: private keys of a supported kind, checked at load as the authorize service reads them', () => {
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' })
+  const { config, issues } = loadYaml(`signing_key: ${b64(ec)}\n`)
+  assert.deepEqual(errors(issues), [])
+  assert.equal(config?.signingKey, ec)
+  const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' })
+  assert.match(errorsByPath(`signing_key: ${b64(weak)}\n`).get('signing_key') ?? '', /at least 2048 bits/)
+  assert.match(errorsByPath(`signing_key: ${b64(testPem('a.cert.pem'))}\n`).get('signing_key') ?? '', /expected an unencrypted private key/)
 })

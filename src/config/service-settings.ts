@@ -4,6 +4,7 @@
  * here, at their key paths, so that no service has to validate (or silently ignore) a value at
  * run time. Defaults are Pomerium's (docs/reference/config.md).
  */
+import { loadSigningKeys, SigningKeyError } from '../authorize/identity/signing-keys.js'
 import { isRecord } from './coerce.js'
 import { parseIssuerFormat } from './identity-settings.js'
 import { joinPath } from './issues.js'
@@ -74,6 +75,23 @@ function readMetrics(raw: Readonly<Record<string, unknown>>, ctx: LoadContext): 
     ctx.issues.error(at('metrics_client_ca'), undefined, 'needs metrics_certificate and metrics_certificate_key (mTLS is TLS)')
   }
   return metrics
+}
+
+/**
+ * `signing_key`: every PEM block an unencrypted private key of a supported type (EC P-256/384/521,
+ * RSA of 2048 bits or more, Ed25519), read exactly as the authorize service reads it.
+ */
+function readSigningKey(raw: Readonly<Record<string, unknown>>, ctx: LoadContext): string | undefined {
+  const pem = str(raw['signing_key'])
+  if (pem === undefined) return undefined
+  try {
+    // The secret only matters when no key is given; none is derived here.
+    loadSigningKeys(pem, Buffer.alloc(32))
+  } catch (err) {
+    if (!(err instanceof SigningKeyError)) throw err
+    ctx.issues.error(raw['signing_key_file'] !== undefined ? 'signing_key_file' : 'signing_key', undefined, err.message.replace(/^signing_key: /, ''))
+  }
+  return pem
 }
 
 function readBuiltinIdp(raw: Readonly<Record<string, unknown>>, ctx: LoadContext): BuiltinIdpSettings {
@@ -147,7 +165,7 @@ export function readServiceSettings(raw: Readonly<Record<string, unknown>>, ctx:
     idp,
     builtinIdp: readBuiltinIdp(raw, ctx),
     programmaticRedirectDomainWhitelist: strings(raw['programmatic_redirect_domain_whitelist']) ?? ['localhost'],
-    signingKey: str(raw['signing_key']),
+    signingKey: readSigningKey(raw, ctx),
     sharedSecret: str(raw['shared_secret']),
     cookieSecret: str(raw['cookie_secret']),
     jwtIssuerFormat: parseIssuerFormat(raw['jwt_issuer_format']) ?? 'hostOnly',
