@@ -126,6 +126,9 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const defaultUpstreamTimeoutMs = raw['default_upstream_timeout'] as number
   const passIdentityHeaders = raw['pass_identity_headers'] as boolean
   const serviceSettings = readServiceSettings(raw, ctx)
+  if (!services.includes('all') && !services.includes('databroker') && serviceSettings.databrokerServiceUrls.length === 0) {
+    ctx.issues.error('databroker_service_url', undefined, `required when services (${services.join(',')}) does not include databroker (or databroker_service_urls / databroker_internal_service_url)`)
+  }
 
   const mtls = mtlsEnforcementOf(raw)
   // `policy` (older name, and the POLICY env var) comes first, then `routes`, as in Pomerium.

@@ -213,3 +213,9 @@ test('signing_key: private keys of a supported kind, checked at load as the auth
   assert.match(errorsByPath(`signing_key: ${b64(weak)}\n`).get('signing_key') ?? '', /at least 2048 bits/)
   assert.match(errorsByPath(`signing_key: ${b64(testPem('a.cert.pem'))}\n`).get('signing_key') ?? '', /expected an unencrypted private key/)
 })
+
+test('services without the databroker need its URL', () => {
+  assert.match(errorsByPath('services: proxy,authorize\n').get('databroker_service_url') ?? '', /required when services \(proxy,authorize\) does not include databroker/)
+  assert.deepEqual(loadYaml('services: proxy\ndatabroker_service_urls: [http://db:5443]\n').config?.databrokerServiceUrls, ['http://db:5443'])
+  assert.ok(loadYaml('services: proxy,databroker\n').config)
+})
