@@ -141,7 +141,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
     if (!Array.isArray(list)) continue
     list.forEach((entry: unknown, i) => {
       const routePath = indexPath(key, i)
-      const route = buildRoute(entry, index++, routePath, ctx, {
+      const built = buildRoute(entry, index++, routePath, ctx, {
         defaultUpstreamTimeoutMs,
         setResponseHeaders,
         allowUpgrades,
@@ -149,9 +149,10 @@ export function loadConfig(options: LoadOptions): LoadResult {
         circuitBreakers,
         services: routeServiceDefaults(raw),
       })
-      if (route) {
+      if (built) {
+        const { route } = built
         routes.push(route)
-        inactive.push(...inactiveRouteSettings(route.raw, routePath))
+        inactive.push(...inactiveRouteSettings(built.raw, routePath))
         // Policies compile here once so that a bad one is a config error with its key path.
         for (const e of compileRoutePolicy(route, { path: routePath, ...(mtls ? { mtls } : {}) }).errors) ctx.issues.error(e.path, undefined, e.message)
       }

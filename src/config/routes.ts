@@ -275,13 +275,19 @@ export function routeId(parts: {
 }
 
 /** Validates and builds one route; undefined when it has errors. */
+/** A valid route, and its keys as written (normalised) for the loader's own checks. */
+export interface BuiltRoute {
+  readonly route: RouteConfig
+  readonly raw: Readonly<Record<string, unknown>>
+}
+
 export function buildRoute(
   input: unknown,
   index: number,
   path: string,
   ctx: LoadContext,
   defaults: RouteDefaults,
-): RouteConfig | undefined {
+): BuiltRoute | undefined {
   if (!isRecord(input)) {
     ctx.issues.error(path, input, 'expected a route mapping with from and to')
     return undefined
@@ -416,7 +422,7 @@ export function buildRoute(
   const regex = raw['regex'] as string | undefined
   const destination = raw['to'] ?? raw['redirect'] ?? raw['response']
   const services = readRouteServiceSettings(raw, path, ctx, defaults.services)
-  return {
+  const route: RouteConfig = {
     index,
     id: routeId({ from: from.url, prefix, path: exactPath, regex, destination }),
     name: raw['name'] as string | undefined,
@@ -468,6 +474,6 @@ export function buildRoute(
     policy: raw['policy'],
     passIdentityHeaders: (raw['pass_identity_headers'] as boolean | undefined) ?? defaults.passIdentityHeaders,
     ...services,
-    raw,
   }
+  return { route, raw }
 }

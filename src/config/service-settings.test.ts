@@ -194,6 +194,12 @@ test('route upstream health: healthy_panic_threshold is a percentage; outlier_de
   assert.deepEqual(gateway, { ...DEFAULT_OUTLIER_DETECTION, consecutiveFailures: 2 })
 })
 
+test('route jwt_issuer_format: hostOnly or uri (also Pomerium spellings), else an error at its key path', () => {
+  assert.equal(loadYaml(`${ROUTE}    jwt_issuer_format: IssuerURI\n`).config?.routes[0]?.jwtIssuerFormat, 'uri')
+  assert.match(errorsByPath(`${ROUTE}    jwt_issuer_format: bogus\n`).get('routes[0].jwt_issuer_format') ?? '', /expected hostOnly or uri/)
+  assert.match(errorsByPath(`policy:\n  - from: https://p.example.com\n    to: http://p\n    jwt_issuer_format: x\n`).get('policy[0].jwt_issuer_format') ?? '', /expected hostOnly or uri/)
+})
+
 test('route identity settings: Kubernetes token trimmed, Google serverless flag, groups filter', () => {
   const { config, issues } = loadYaml(`${ROUTE}    kubernetes_service_account_token: " tok\\n"\n    enable_google_cloud_serverless_authentication: true\n    jwt_groups_filter: [a, b]\n`)
   assert.deepEqual(errors(issues), [])
@@ -205,11 +211,11 @@ test('route identity settings: Kubernetes token trimmed, Google serverless flag,
 })
 
 test('signing_key: private keys of a supported kind, checked at load as the authorize service reads them', () => {
-  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' })
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   const { config, issues } = loadYaml(`signing_key: ${b64(ec)}\n`)
   assert.deepEqual(errors(issues), [])
   assert.equal(config?.signingKey, ec)
-  const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' })
+  const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   assert.match(errorsByPath(`signing_key: ${b64(weak)}\n`).get('signing_key') ?? '', /at least 2048 bits/)
   assert.match(errorsByPath(`signing_key: ${b64(testPem('a.cert.pem'))}\n`).get('signing_key') ?? '', /expected an unencrypted private key/)
 })

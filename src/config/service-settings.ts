@@ -257,12 +257,14 @@ export type RouteServiceSettings = Pick<
 /** Reads (and checks) a route's service settings from its normalised keys; `path` is the route's key path. */
 export function readRouteServiceSettings(raw: Readonly<Record<string, unknown>>, path: string, ctx: LoadContext, defaults: RouteServiceDefaults): RouteServiceSettings {
   const token = typeof raw['kubernetes_service_account_token'] === 'string' ? raw['kubernetes_service_account_token'].trim() : ''
+  const issuerFormat = parseIssuerFormat(raw['jwt_issuer_format'])
+  if (raw['jwt_issuer_format'] !== undefined && issuerFormat === undefined) ctx.issues.error(joinPath(path, 'jwt_issuer_format'), raw['jwt_issuer_format'], 'expected hostOnly or uri')
   const panic = raw['healthy_panic_threshold']
   if (typeof panic === 'number' && panic > 100) ctx.issues.error(joinPath(path, 'healthy_panic_threshold'), panic, 'expected a percentage from 0 to 100')
   return {
     showErrorDetails: raw['show_error_details'] === true,
     jwtGroupsFilter: nonEmptyStrings(raw['jwt_groups_filter']),
-    jwtIssuerFormat: parseIssuerFormat(raw['jwt_issuer_format']),
+    jwtIssuerFormat: issuerFormat,
     kubernetesServiceAccountToken: token === '' ? undefined : token,
     enableGoogleCloudServerlessAuthentication: raw['enable_google_cloud_serverless_authentication'] === true,
     idpClientId: str(raw['idp_client_id']),

@@ -200,15 +200,6 @@ export interface RouteConfig {
   readonly healthyPanicThresholdPercent: number
   /** `outlier_detection` over Envoy's defaults. */
   readonly outlierDetection: OutlierDetection
-
-  /**
-   * Config-internal: every key of the route as written (validated), for the config system's own
-   * checks and the status/validate commands. Services read the typed fields above (lint enforces
-   * it outside src/config/). Values are coerced to their kind: durations in ms, bools/ints as numbers, enums in canonical
-   * case; `<key>_file` contents are read into `<key>` (the `_file` key holds the absolute path)
-   * and inline base64 PEM is decoded to PEM text. No defaults are filled in.
-   */
-  readonly raw: Readonly<Record<string, unknown>>
 }
 
 export interface ServerCertificate {
@@ -360,8 +351,10 @@ export interface Config {
   /**
    * Config-internal: every global key (validated), for the config system's own checks, the
    * status/validate commands and the config checksum. Services read the typed fields above
-   * (lint enforces it outside src/config/). Same normalisation as
-   * `RouteConfig.raw`, and descriptor defaults are filled in (e.g. `cookie_name` = `_pomerium`,
+   * (lint enforces it outside src/config/). Values are coerced to their kind: durations in ms,
+   * bools/ints as numbers, enums in canonical case; `<key>_file` contents are read into `<key>`
+   * (the `_file` key holds the absolute path) and inline base64 PEM is decoded to PEM text;
+   * descriptor defaults are filled in (e.g. `cookie_name` = `_pomerium`,
    * `cookie_expire` = 50400000). `runtime_flags` is merged over the flag defaults,
    * `jwt_claims_headers` is normalised to a `Header: claim` map, and `routes`/`policy` are
    * removed (use `routes` above).

@@ -171,7 +171,7 @@ test('identityOptionsFromConfig reads the typed settings; identityConfigIssues c
     jwtClaimsHeaders: { 'X-Email': 'email' },
     passIdentityHeaders: true,
     routes: [
-      routeConfig({ setRequestHeaders: { 'X-A': '${pomerium.jwt}', 'X-B': '${pomerium.nope}', 'X-C': 'plain' }, raw: { jwt_issuer_format: 'bogus' } }),
+      routeConfig({ setRequestHeaders: { 'X-A': '${pomerium.jwt}', 'X-B': '${pomerium.nope}', 'X-C': 'plain' } }),
     ],
   } as unknown as Config
   const o = identityOptionsFromConfig(config, keys)
@@ -182,7 +182,7 @@ test('identityOptionsFromConfig reads the typed settings; identityConfigIssues c
   const issues = identityConfigIssues(config)
   assert.deepEqual(
     issues.map((i) => i.path),
-    ['jwt_claims_headers.Content-Length', 'routes[0].jwt_issuer_format', 'routes[0].set_request_headers.X-B'],
+    ['jwt_claims_headers.Content-Length', 'routes[0].set_request_headers.X-B'],
   )
-  assert.match(issues[2]?.message ?? '', /unknown template variable \$\{pomerium\.nope\}/)
+  assert.match(issues[1]?.message ?? '', /unknown template variable \$\{pomerium\.nope\}/)
 })
