@@ -12,6 +12,15 @@ const TEST_HELPER_IMPORTS = [
   },
 ]
 
+const BASE_RESTRICTED_SYNTAX = [
+  { selector: 'ExportDefaultDeclaration', message: 'Use named exports.' },
+  {
+    selector: "CallExpression[callee.property.name='only']",
+    message: 'No .only in tests.',
+  },
+]
+
+
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'eslint.config.js'] },
   js.configs.recommended,
@@ -31,12 +40,21 @@ export default tseslint.config(
       '@typescript-eslint/only-throw-error': 'error',
       '@typescript-eslint/consistent-type-imports': 'error',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'no-restricted-syntax': ['error', ...BASE_RESTRICTED_SYNTAX],
+    },
+  },
+  {
+    // Services read the typed, load-time-checked fields of Config / RouteConfig; `raw` (every key
+    // as written) is for the config system itself (status, validate, the checks).
+    files: ['src/**/*.ts'],
+    ignores: ['src/config/**', 'src/**/*.test.ts', ...TEST_HELPER_FILES],
+    rules: {
       'no-restricted-syntax': [
         'error',
-        { selector: 'ExportDefaultDeclaration', message: 'Use named exports.' },
+        ...BASE_RESTRICTED_SYNTAX,
         {
-          selector: "CallExpression[callee.property.name='only']",
-          message: 'No .only in tests.',
+          selector: "MemberExpression[computed=true] > MemberExpression.object[property.name='raw']",
+          message: 'Read the typed Config / RouteConfig field (src/config/types.ts), not raw; add one in src/config/ if it is missing.',
         },
       ],
     },

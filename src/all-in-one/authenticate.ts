@@ -61,7 +61,7 @@ export function setupAuthenticate(config: Config, options: AuthenticateOptions):
   const { sessions: s, logger } = options
   let routeForHost = routeLookup(config)
   const portalFor = (c: Config): PortalSource => ({
-    enabled: (c.raw['runtime_flags'] as Readonly<Record<string, unknown>> | undefined)?.['routes_portal'] !== false,
+    enabled: c.runtimeFlags['routes_portal'] !== false,
     routes: c.routes,
     policyFor: (route) => options.plans().forRoute(route).policy,
   })

@@ -38,14 +38,14 @@ export interface PrimaryHooks {
 export async function runClusterPrimary(config: Config, workers: number, logger: Logger, stop: StopRequest, hooks: PrimaryHooks): Promise<number> {
   // Workers must share the process secrets; random ones are made once here and inherited.
   for (const [key, env] of [['shared_secret', 'SHARED_SECRET'], ['cookie_secret', 'COOKIE_SECRET']] as const) {
-    if (decodeSecret(config.raw[key]) === undefined) {
+    if (decodeSecret(key === 'shared_secret' ? config.sharedSecret : config.cookieSecret) === undefined) {
       logger.warn({ setting: key }, `${key} is not set: using a random one for this run; sessions will not survive a restart`)
       process.env[env] = randomBytes(32).toString('base64')
     }
   }
   // One store for all workers: the primary opens it and serves it to them on loopback; each
   // worker keeps a synced local copy of the sessions, so requests read memory.
-  const primarySecrets = resolveSecrets({ ...config.raw, shared_secret: process.env['SHARED_SECRET'] ?? config.raw['shared_secret'] }, logger)
+  const primarySecrets = resolveSecrets({ shared_secret: process.env['SHARED_SECRET'] ?? config.sharedSecret, cookie_secret: config.cookieSecret }, logger)
   const plan = servicePlan(config)
   const opened = new OpenedResources()
   let health: HealthServer | undefined

@@ -34,13 +34,11 @@ export function buildInfo(): BuildInfo {
   return { version, revision: process.env['PORTCULLIS_REVISION'] ?? '' }
 }
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined)
-
 let workerAggregator: AggregatorRegistry<'text/plain; version=0.0.4; charset=utf-8'> | undefined
 
 /** Metrics are collected only when they are served. */
 export function createMetrics(config: Config): PortcullisMetrics | undefined {
-  if (str(config.raw['metrics_address']) === undefined) return undefined
+  if (config.metrics.address === undefined) return undefined
   const metrics = new PortcullisMetrics(buildInfo())
   // A worker answers its primary's requests for metrics (prom-client's cluster protocol; the
   // constructor is what installs the worker's message listener).
@@ -59,16 +57,10 @@ export function configChecksum(config: Config): number {
 
 /** Serves `metrics_address`; with workers (in the primary), the sum over every worker. */
 export async function startMetricsListener(config: Config, logger: Logger, metrics: PortcullisMetrics | undefined, workers: boolean): Promise<MetricsServer | undefined> {
-  const address = str(config.raw['metrics_address'])
+  // The settings were checked at load (src/config/service-settings.ts).
+  const { address, certificate: cert, certificateKey: key, clientCa } = config.metrics
   if (address === undefined) return undefined
-  const rawAuth = str(config.raw['metrics_basic_auth'])
-  const basicAuth = rawAuth === undefined ? undefined : decodeMetricsBasicAuth(rawAuth)
-  if (rawAuth !== undefined && basicAuth === undefined) throw new Error('metrics_basic_auth: expected base64 of user:password')
-  const cert = str(config.raw['metrics_certificate'])
-  const key = str(config.raw['metrics_certificate_key'])
-  const clientCa = str(config.raw['metrics_client_ca'])
-  if ((cert === undefined) !== (key === undefined)) throw new Error('metrics_certificate and metrics_certificate_key: set both or neither')
-  if (clientCa !== undefined && cert === undefined) throw new Error('metrics_client_ca: needs metrics_certificate and metrics_certificate_key (mTLS is TLS)')
+  const basicAuth = config.metrics.basicAuth === undefined ? undefined : decodeMetricsBasicAuth(config.metrics.basicAuth)
   const aggregator = workers ? new AggregatorRegistry() : undefined
   // The primary forwards no traffic: its own registry would only repeat the process metrics.
   const exposition = aggregator ? () => aggregator.clusterMetrics() : async () => (metrics ? await metrics.exposition() : '')
@@ -87,12 +79,11 @@ export async function startMetricsListener(config: Config, logger: Logger, metri
  * is a warning, not a failure; an address set explicitly must be free.
  */
 export async function startHealthListener(config: Config, logger: Logger, checks: () => readonly ReadinessCheck[], status: () => Record<string, unknown>): Promise<HealthServer | undefined> {
-  const configured = str(config.raw['health_check_addr'])
-  const address = configured ?? DEFAULT_HEALTH_CHECK_ADDR
+  const address = config.healthCheckAddr
   try {
     return await startHealthServer({ address, logger, checks, status })
   } catch (err) {
-    if ((err as { code?: string }).code === 'EADDRINUSE' && (configured === undefined || configured === DEFAULT_HEALTH_CHECK_ADDR)) {
+    if ((err as { code?: string }).code === 'EADDRINUSE' && address === DEFAULT_HEALTH_CHECK_ADDR) {
       logger.warn({ address }, 'health_check_addr is in use (another instance on this host?): health probes are not served by this one')
       return undefined
     }

@@ -30,25 +30,11 @@ export interface ServicePlan {
   readonly grpcInsecure: boolean
 }
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined)
-const list = (v: unknown): string[] => (Array.isArray(v) ? v.filter((u): u is string => typeof u === 'string' && u !== '') : [])
-
-/** The internal URL, else the URL list, else the single URL. */
-function serviceUrls(raw: Readonly<Record<string, unknown>>, service: string): string[] {
-  const internal = str(raw[`${service}_internal_service_url`])
-  if (internal !== undefined) return [internal]
-  const many = list(raw[`${service}_service_urls`])
-  if (many.length > 0) return many
-  const one = str(raw[`${service}_service_url`])
-  return one === undefined ? [] : [one]
-}
-
 export function servicePlan(config: Config): ServicePlan {
   const s = config.services
   const all = s.includes('all')
   const runs = (name: string): boolean => all || s.includes(name)
-  const raw = config.raw
-  const explicitGrpc = str(raw['grpc_address'])
+  const explicitGrpc = config.grpcAddress
   const databroker = runs('databroker')
   const authorize = runs('authorize')
   const proxy = runs('proxy')
@@ -59,10 +45,10 @@ export function servicePlan(config: Config): ServicePlan {
     authenticate,
     authorize,
     databroker,
-    databrokerUrls: serviceUrls(raw, 'databroker'),
-    authorizeUrls: serviceUrls(raw, 'authorize'),
-    authenticateInternalUrl: str(raw['authenticate_internal_service_url']),
+    databrokerUrls: config.databrokerServiceUrls,
+    authorizeUrls: config.authorizeServiceUrls,
+    authenticateInternalUrl: config.authenticateInternalServiceUrl,
     grpcAddress: servesInternal ? (all ? explicitGrpc : (explicitGrpc ?? ALL_IN_ONE_GRPC_ADDRESS)) : undefined,
-    grpcInsecure: typeof raw['grpc_insecure'] === 'boolean' ? raw['grpc_insecure'] : all,
+    grpcInsecure: config.grpcInsecure ?? all,
   }
 }

@@ -14,7 +14,7 @@ export interface SigningKeySource {
 }
 
 export function setupSigningKeys(config: Config, secrets: Secrets): SigningKeySource {
-  const load = (c: Config): SigningKeys => loadSigningKeys(typeof c.raw['signing_key'] === 'string' ? c.raw['signing_key'] : undefined, secrets.sharedSecret)
+  const load = (c: Config): SigningKeys => loadSigningKeys(c.signingKey, secrets.sharedSecret)
   let keys = load(config)
   let jwks = jwksResponse(keys)
   return {

@@ -61,8 +61,8 @@ export interface ServiceOptions {
 
 /** Whether sign-in is configured: sessions then live in this process's memory store. */
 function signInConfigured(config: Config): boolean {
-  const idp = config.raw['idp_provider']
-  return typeof idp === 'string' && idp !== '' && idp !== 'hosted'
+  const idp = config.idp.provider
+  return idp !== undefined && idp !== '' && idp !== 'hosted'
 }
 
 /**
@@ -83,7 +83,7 @@ async function startServicesTracked(source: ConfigSource, logger: Logger, option
   const stopCheck = (): void => options.stop?.throwIfRequested()
   const config = source.current()
   const metrics = options.metrics
-  const secrets = resolveSecrets(config.raw, logger)
+  const secrets = resolveSecrets({ shared_secret: config.sharedSecret, cookie_secret: config.cookieSecret }, logger)
   // With workers, the primary runs the built-in provider and the databroker; workers use them.
   const workerDatabroker = cluster.isWorker ? process.env[WORKER_DATABROKER_ENV] : undefined
   const configured = servicePlan(config)
@@ -92,10 +92,10 @@ async function startServicesTracked(source: ConfigSource, logger: Logger, option
   const builtinIdp = workerDatabroker === undefined && plan.authenticate ? await startBuiltinIdpFromConfig(config, secrets.sharedSecret, logger) : undefined
   opened.add(() => builtinIdp?.close())
   stopCheck()
-  const ca = typeof config.raw['certificate_authority'] === 'string' ? config.raw['certificate_authority'] : undefined
-  const overrideName = typeof config.raw['override_certificate_name'] === 'string' ? config.raw['override_certificate_name'] : undefined
-  // `grpc_client_timeout`: one internal call on one URL (durations are milliseconds once loaded).
-  const timeoutMs = typeof config.raw['grpc_client_timeout'] === 'number' && config.raw['grpc_client_timeout'] > 0 ? config.raw['grpc_client_timeout'] : undefined
+  const ca = config.certificateAuthority
+  const overrideName = config.overrideCertificateName
+  // `grpc_client_timeout`: one internal call on one URL (0: no limit).
+  const timeoutMs = config.grpcClientTimeoutMs > 0 ? config.grpcClientTimeoutMs : undefined
   const clientTls = ca || overrideName ? { ...(ca ? { ca } : {}), ...(overrideName ? { serverName: overrideName } : {}) } : undefined
   const storage = await openStorage(config, plan, logger, { sharedSecret: secrets.sharedSecret, tls: clientTls, timeoutMs })
   const rawStore = storage.store

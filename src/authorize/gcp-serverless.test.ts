@@ -66,13 +66,13 @@ test('audience: https:// + hostname of the (last) to URL, no port, path or trail
 test('route without the setting: no headers, no fetch', async () => {
   reset()
   assert.equal(await gcpServerlessHeaders(routeConfig(), source()), undefined)
-  assert.equal(await gcpServerlessHeaders(routeConfig({ raw: { enable_google_cloud_serverless_authentication: false } }), source()), undefined)
+  assert.equal(await gcpServerlessHeaders(routeConfig({ enableGoogleCloudServerlessAuthentication: false }), source()), undefined)
   assert.equal(metadata.identityRequestCount(), 0)
 })
 
 test('route with the setting: Authorization replaced by a Google-signed ID token for the upstream', async () => {
   reset()
-  const route = routeConfig({ to: [{ url: new URL('https://hello-abc123-uc.a.run.app/'), weight: 1 }], raw: { enable_google_cloud_serverless_authentication: true } })
+  const route = routeConfig({ to: [{ url: new URL('https://hello-abc123-uc.a.run.app/'), weight: 1 }], enableGoogleCloudServerlessAuthentication: true })
   const changes = await gcpServerlessHeaders(route, source())
   assert.ok(changes)
   assert.deepEqual(changes.remove, ['authorization'])

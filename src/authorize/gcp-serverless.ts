@@ -86,7 +86,7 @@ export function gcpAudience(route: RouteConfig): string {
 
 /** Whether the route asks for a Google Cloud identity token (and has an upstream to send it to). */
 export function gcpServerlessEnabled(route: RouteConfig): boolean {
-  return route.raw['enable_google_cloud_serverless_authentication'] === true && route.to.length > 0
+  return route.enableGoogleCloudServerlessAuthentication && route.to.length > 0
 }
 
 /**

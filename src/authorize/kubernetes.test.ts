@@ -4,15 +4,23 @@ import assert from 'node:assert/strict'
 import { routeConfig } from '../../test/fixtures/route-config.js'
 import { errors, loadYaml, tempDir } from '../config/test-helpers.js'
 import type { RouteConfig } from '../config/types.js'
-import { isImpersonationHeader, kubernetesHeaders, kubernetesServiceAccountToken, wireValue } from './kubernetes.js'
+import { isImpersonationHeader, kubernetesHeaders, wireValue } from './kubernetes.js'
 
-const k8sRoute = (token: unknown = 'sa-token'): RouteConfig => routeConfig({ raw: { kubernetes_service_account_token: token } })
+const k8sRoute = (token = 'sa-token'): RouteConfig => routeConfig({ kubernetesServiceAccountToken: token })
+/** The route a config with this (YAML) token value loads to. */
+const loadedK8sRoute = (yamlToken: string): RouteConfig => {
+  const loaded = loadYaml(`routes:\n  - from: https://k8s.example.com\n    to: https://kubernetes.default.svc\n    kubernetes_service_account_token: ${yamlToken}\n`)
+  assert.deepEqual(errors(loaded.issues), [])
+  const route = loaded.config?.routes[0]
+  assert.ok(route)
+  return route
+}
 const FIXED_REMOVALS = ['authorization', 'impersonate-user', 'impersonate-group', 'impersonate-uid']
 
 test('no token on the route: no changes', () => {
   assert.equal(kubernetesHeaders(routeConfig(), { userId: 'u1', email: 'a@example.com' }), undefined)
-  assert.equal(kubernetesHeaders(k8sRoute(''), { userId: 'u1' }), undefined)
-  assert.equal(kubernetesHeaders(k8sRoute('  \n'), { userId: 'u1' }), undefined)
+  assert.equal(kubernetesHeaders(loadedK8sRoute('""'), { userId: 'u1' }), undefined)
+  assert.equal(kubernetesHeaders(loadedK8sRoute('"  \\n"'), { userId: 'u1' }), undefined)
 })
 
 test('token, email and groups: Authorization replaced, Impersonate-User is the email, one Impersonate-Group value per group', () => {
@@ -25,8 +33,8 @@ test('token, email and groups: Authorization replaced, Impersonate-User is the e
 })
 
 test('the token from a _file is trimmed (trailing newline)', () => {
-  assert.equal(kubernetesServiceAccountToken(k8sRoute('eyJhbGciOi.x.y\n')), 'eyJhbGciOi.x.y')
-  assert.equal(kubernetesHeaders(k8sRoute('tok\n'), { userId: 'u1' })?.set['authorization'], 'Bearer tok')
+  assert.equal(loadedK8sRoute('"eyJhbGciOi.x.y\\n"').kubernetesServiceAccountToken, 'eyJhbGciOi.x.y')
+  assert.equal(kubernetesHeaders(loadedK8sRoute('"tok\\n"'), { userId: 'u1' })?.set['authorization'], 'Bearer tok')
 })
 
 test('no email: Impersonate-User is the user id; no groups: no Impersonate-Group', () => {
@@ -108,7 +116,7 @@ test('config: a Kubernetes route allows the websocket and spdy/3.1 upgrades (tok
     const route = fromFile.config?.routes[0]
     assert.ok(route)
     assert.deepEqual(route.allowedUpgrades, ['websocket', 'spdy/3.1'], 'no duplicates')
-    assert.equal(kubernetesServiceAccountToken(route), 'from-file')
+    assert.equal(route.kubernetesServiceAccountToken, 'from-file')
   } finally {
     tmp.cleanup()
   }

@@ -69,14 +69,6 @@ export function isImpersonationHeader(name: string): boolean {
   return n === 'impersonate-user' || n === 'impersonate-group' || n === 'impersonate-uid' || n.startsWith(IMPERSONATE_EXTRA_PREFIX)
 }
 
-/** The route's service account token, trimmed (a `_file` usually ends in a newline); undefined when unset or blank. */
-export function kubernetesServiceAccountToken(route: RouteConfig): string | undefined {
-  const v = route.raw['kubernetes_service_account_token']
-  if (typeof v !== 'string') return undefined
-  const token = v.trim()
-  return token === '' ? undefined : token
-}
-
 /**
  * The upstream header changes for a Kubernetes route, or undefined when the route has no service
  * account token. `identity` is undefined for an anonymous request. `requestHeaders` (the check
@@ -88,7 +80,7 @@ export function kubernetesHeaders(
   identity: KubernetesIdentity | undefined,
   requestHeaders?: Readonly<Record<string, string | string[] | undefined>>,
 ): UpstreamHeaderChanges | undefined {
-  const token = kubernetesServiceAccountToken(route)
+  const token = route.kubernetesServiceAccountToken
   if (token === undefined) return undefined
 
   const remove = [...KUBERNETES_REMOVED_HEADERS]

@@ -4,7 +4,6 @@
  * are logged, and how to build the upstream identity headers. Requests never parse or compile.
  */
 import type { Session } from '../session/session-store.js'
-import { mtlsEnforcementOf } from '../config/mtls.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import { compilePolicy, compileRoutePolicy } from '../policy/index.js'
 import type { CompiledPolicy, Evaluation, MtlsEnforcement, PolicyError } from '../policy/index.js'
@@ -46,12 +45,12 @@ export type UpstreamHeaderFactory = (route: RouteConfig, config: Config) => Rout
 const NO_HEADERS: UpstreamHeaders = {}
 
 /** `downstream_mtls.enforcement` when client certificates are configured. */
-export function mtlsEnforcement(config: Pick<Config, 'raw'>): MtlsEnforcement | undefined {
-  return mtlsEnforcementOf(config.raw)
+export function mtlsEnforcement(config: Pick<Config, 'mtlsEnforcement'>): MtlsEnforcement | undefined {
+  return config.mtlsEnforcement
 }
 
 /** Compiles every route's policy; the loader reports the same errors with their key paths. */
-export function routePolicyErrors(config: Pick<Config, 'routes' | 'raw'>): PolicyError[] {
+export function routePolicyErrors(config: Pick<Config, 'routes' | 'mtlsEnforcement'>): PolicyError[] {
   const errors: PolicyError[] = []
   const mtls = mtlsEnforcement(config)
   for (const route of config.routes) errors.push(...compileRoutePolicy(route, { path: `routes[${route.index}]`, ...(mtls ? { mtls } : {}) }).errors)
@@ -60,8 +59,7 @@ export function routePolicyErrors(config: Pick<Config, 'routes' | 'raw'>): Polic
 
 export function buildAuthorizePlans(config: Config, options: { logger: Logger; headers?: UpstreamHeaderFactory }): AuthorizePlans {
   const mtls = mtlsEnforcement(config)
-  const fields = Array.isArray(config.raw['authorize_log_fields']) ? (config.raw['authorize_log_fields'] as string[]) : []
-  const logDecision = createDecisionLog(options.logger, fields)
+  const logDecision = createDecisionLog(options.logger, config.authorizeLogFields)
   const denyAll = compilePolicy({ allow: { or: [{ reject: true }] } }).policy as CompiledPolicy
   const plans = new Map<RouteConfig, RoutePlan>()
   for (const route of config.routes) {
@@ -71,7 +69,7 @@ export function buildAuthorizePlans(config: Config, options: { logger: Logger; h
       // The loader refuses configs whose policies do not compile; deny everything if one slips through.
       policy: compiled.policy ?? denyAll,
       label: route.name ?? route.fromUrl,
-      showErrorDetails: route.raw['show_error_details'] === true,
+      showErrorDetails: route.showErrorDetails,
       logDecision,
       skipsIdentity: route.allowPublicUnauthenticatedAccess && route.passIdentityHeaders !== true && route.policy === undefined && mtls === undefined,
       upstreamHeaders,

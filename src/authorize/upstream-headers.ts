@@ -41,8 +41,8 @@ export function createUpstreamHeaderFactory(deps: UpstreamHeaderDeps): UpstreamH
       perConfig.set(config, identity)
     }
     const identityHeaders = identity.forRoute(route)
-    const kubernetes = typeof route.raw['kubernetes_service_account_token'] === 'string' && route.raw['kubernetes_service_account_token'].trim() !== ''
-    const google = route.raw['enable_google_cloud_serverless_authentication'] === true
+    const kubernetes = route.kubernetesServiceAccountToken !== undefined
+    const google = route.enableGoogleCloudServerlessAuthentication
     if (google) gcp ??= createGcpIdentityTokenSource()
     const source = gcp
     return (request: CheckRequest, who: IdentitySession | undefined): UpstreamHeaders | Promise<UpstreamHeaders> => {

@@ -12,38 +12,31 @@ import type { Logger } from '../shared/log.js'
 import { startBuiltinIdp } from './server.js'
 import type { BuiltinIdp } from './server.js'
 
-const DEFAULT_BUILTIN_ADDRESS = '127.0.0.1:8081'
-
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined)
-
 /** The client secret Portcullis uses with the built-in provider when none is configured. */
 export function builtinClientSecret(config: Config, sharedSecret: Buffer): string {
-  return str(config.raw['idp_client_secret']) ?? Buffer.from(hkdfSync('sha256', sharedSecret, Buffer.alloc(0), 'portcullis builtin idp client secret', 32)).toString('base64url')
+  return config.idp.clientSecret ?? Buffer.from(hkdfSync('sha256', sharedSecret, Buffer.alloc(0), 'portcullis builtin idp client secret', 32)).toString('base64url')
 }
 
 /** `idp_provider_url` of the built-in provider: as configured, else its listen address over http. */
-function builtinIssuer(raw: Readonly<Record<string, unknown>>): string {
-  return str(raw['idp_provider_url']) ?? `http://${str(raw['builtin_idp_address']) ?? DEFAULT_BUILTIN_ADDRESS}`
+export function builtinIssuer(config: Config): string {
+  return config.idp.providerUrl ?? `http://${config.builtinIdp.address}`
 }
 
 export async function startBuiltinIdpFromConfig(config: Config, sharedSecret: Buffer, logger: Logger): Promise<BuiltinIdp | undefined> {
-  const raw = config.raw
-  if (raw['idp_provider'] !== 'builtin') return undefined
-  const usersFile = str(raw['builtin_idp_users_file'])
+  if (config.idp.provider !== 'builtin') return undefined
+  // The loader requires the users file with idp_provider: builtin and checks the address.
+  const usersFile = config.builtinIdp.usersFile
   if (usersFile === undefined) throw new Error('builtin_idp_users_file is required with idp_provider: builtin')
-  const address = str(raw['builtin_idp_address']) ?? DEFAULT_BUILTIN_ADDRESS
-  const m = /^(.*):(\d+)$/.exec(address)
-  if (!m) throw new Error(`builtin_idp_address: expected host:port, got ${JSON.stringify(address)}`)
-  const authenticate = new URL(str(raw['authenticate_service_url']) ?? '')
-  const signoutRedirect = str(raw['signout_redirect_url'])
+  const authenticate = new URL(config.authenticateServiceUrl)
+  const signoutRedirect = config.signoutRedirectUrl
   const idp = await startBuiltinIdp({
-    issuer: builtinIssuer(raw),
-    host: (m[1] ?? '').replace(/^\[|\]$/g, '') || '0.0.0.0',
-    port: Number(m[2]),
+    issuer: builtinIssuer(config),
+    host: config.builtinIdp.host || '0.0.0.0',
+    port: config.builtinIdp.port,
     usersFile,
     clients: [
       {
-        clientId: str(raw['idp_client_id']) ?? BUILTIN_CLIENT_ID,
+        clientId: config.idp.clientId ?? BUILTIN_CLIENT_ID,
         clientSecret: builtinClientSecret(config, sharedSecret),
         redirectUris: [new URL('/oauth2/callback', authenticate).href],
         postLogoutRedirectUris: [new URL('/.pomerium/signed_out', authenticate).href, ...(signoutRedirect ? [signoutRedirect] : [])],

@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import { createAssertionMinter } from '../authorize/identity/assertion.js'
 import type { IdentitySession } from '../authorize/identity/assertion.js'
 import { claimHeaderProblem, claimHeaderValues, claimStrings, normaliseClaimHeaders, wireValue } from './claim-headers.js'
-import { loadSigningKeys } from '../authorize/identity/signing-keys.js'
+import { loadSigningKeys } from '../shared/signing-keys.js'
 
 const keys = loadSigningKeys(undefined, Buffer.alloc(32, 1))
 const NOW = 1_767_000_000_000

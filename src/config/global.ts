@@ -18,6 +18,7 @@ import { indexPath, joinPath } from './issues.js'
 import { suggestion } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { keyPairError } from './tls.js'
+import { metricsBasicAuthProblem } from './service-settings.js'
 
 /** The key that supplied a value: `<key>_file` when the file variant was used. */
 function sourceKey(raw: Readonly<Record<string, unknown>>, key: string): string {
@@ -119,9 +120,8 @@ export function checkSecrets(raw: Readonly<Record<string, unknown>>, ctx: LoadCo
     }
   }
   const auth = raw['metrics_basic_auth']
-  if (typeof auth === 'string' && !Buffer.from(auth, 'base64').toString('utf8').includes(':')) {
-    ctx.issues.error('metrics_basic_auth', auth, 'expected base64 of user:password')
-  }
+  const authProblem = typeof auth === 'string' ? metricsBasicAuthProblem(auth) : undefined
+  if (authProblem !== undefined) ctx.issues.error('metrics_basic_auth', auth, authProblem)
 }
 
 /** Keeps known log field names, warning about (and dropping) the rest. */

@@ -29,7 +29,6 @@ export function identityConfigIssues(config: { readonly raw: Readonly<Record<str
   }
   checkFormat('jwt_issuer_format', config.raw['jwt_issuer_format'])
   config.routes.forEach((route, i) => {
-    checkFormat(`routes[${i}].jwt_issuer_format`, route.raw['jwt_issuer_format'])
     for (const [name, value] of Object.entries(route.setRequestHeaders)) {
       if (!isTemplate(value)) continue
       const compiled = compileTemplate(value)

@@ -32,6 +32,7 @@ import type { NodePositions } from './issues.js'
 import { normaliseObject } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { buildRoute, circuitBreakersOf, DEFAULT_CIRCUIT_BREAKERS } from './routes.js'
+import { readServiceSettings, routeServiceDefaults } from './service-settings.js'
 import { inactiveGlobalSettings, inactiveRouteSettings, inactiveSettingsMessage } from './status.js'
 
 /** Inputs of {@link loadConfig}. */
@@ -106,7 +107,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const services = checkServices(raw, ctx)
   const { address, httpRedirectAddr } = checkAddresses(raw, ctx)
   const certificates = checkCertificates(raw, ctx)
-  checkDownstreamMtls(raw, ctx.issues)
+  const downstreamMtls = checkDownstreamMtls(raw, ctx.issues)
   checkSecrets(raw, ctx)
   applyBuiltinDefault(raw, ctx)
   checkSignIn(raw, ctx, new Set(Object.keys(applied.raw)))
@@ -124,6 +125,10 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const allowUpgrades = ((raw['allow_upgrades'] as string[] | undefined) ?? []).map((u) => u.toLowerCase())
   const defaultUpstreamTimeoutMs = raw['default_upstream_timeout'] as number
   const passIdentityHeaders = raw['pass_identity_headers'] as boolean
+  const serviceSettings = readServiceSettings(raw, ctx)
+  if (!services.includes('all') && !services.includes('databroker') && serviceSettings.databrokerServiceUrls.length === 0) {
+    ctx.issues.error('databroker_service_url', undefined, `required when services (${services.join(',')}) does not include databroker (or databroker_service_urls / databroker_internal_service_url)`)
+  }
 
   const mtls = mtlsEnforcementOf(raw)
   // `policy` (older name, and the POLICY env var) comes first, then `routes`, as in Pomerium.
@@ -136,16 +141,18 @@ export function loadConfig(options: LoadOptions): LoadResult {
     if (!Array.isArray(list)) continue
     list.forEach((entry: unknown, i) => {
       const routePath = indexPath(key, i)
-      const route = buildRoute(entry, index++, routePath, ctx, {
+      const built = buildRoute(entry, index++, routePath, ctx, {
         defaultUpstreamTimeoutMs,
         setResponseHeaders,
         allowUpgrades,
         passIdentityHeaders,
         circuitBreakers,
+        services: routeServiceDefaults(raw),
       })
-      if (route) {
+      if (built) {
+        const { route } = built
         routes.push(route)
-        inactive.push(...inactiveRouteSettings(route.raw, routePath))
+        inactive.push(...inactiveRouteSettings(built.raw, routePath))
         // Policies compile here once so that a bad one is a config error with its key path.
         for (const e of compileRoutePolicy(route, { path: routePath, ...(mtls ? { mtls } : {}) }).errors) ctx.issues.error(e.path, undefined, e.message)
       }
@@ -204,6 +211,12 @@ export function loadConfig(options: LoadOptions): LoadResult {
     accessLogFields,
     workers: raw['workers'] as number,
     routes,
+    ...serviceSettings,
+    authorizeLogFields,
+    jwtClaimsHeaders: raw['jwt_claims_headers'] as Record<string, string>,
+    mtlsEnforcement: mtls,
+    downstreamMtls,
+    runtimeFlags: raw['runtime_flags'] as Record<string, boolean>,
     raw,
   }
   return { config: deepFreeze(config), issues: sorted }

@@ -30,4 +30,10 @@ test('downstream_mtls: a CA without certificates is an error; valid settings loa
   const good = loadYaml(`${BASE}downstream_mtls:\n  ca_file: ${ca.certFile}\n  crl: ${b64(makeCrl(ca).pem)}\n  match_subject_alt_names:\n    - dns: ".*"\n`)
   assert.deepEqual(errors(good.issues), [])
   assert.ok(good.config)
+  // The policy the TLS layer uses is built once, at load (CRLs, anchors and SAN matchers included).
+  assert.equal(good.config.mtlsEnforcement, 'policy_with_default_deny')
+  assert.equal(good.config.downstreamMtls?.anchors.length, 1)
+  assert.equal(good.config.downstreamMtls.crls.length, 1)
+  assert.equal(good.config.downstreamMtls.sanMatchers.length, 1)
+  assert.ok(Object.isFrozen(good.config.downstreamMtls))
 })

@@ -1,7 +1,7 @@
 /**
  * `downstream_mtls` (reference 3.8): the settings checked at load time, with the loader's
  * messages (file, key path, what is expected), and turned into the verification policy the TLS
- * layer and the mTLS stage (src/proxy/client-cert.ts) use: the trusted CAs, the CRLs,
+ * layer and the mTLS stage (src/proxy/client-cert.ts) use (`Config.downstreamMtls`): the trusted CAs, the CRLs,
  * `match_subject_alt_names` and `max_verify_depth`.
  */
 import { X509Certificate } from 'node:crypto'
@@ -182,11 +182,12 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  * issue at its key path, so a config that would refuse every client certificate does not load
  * (a reload keeps the running config) instead of failing closed at run time.
  */
-export function checkDownstreamMtls(raw: Readonly<Record<string, unknown>>, issues: IssueCollector): void {
+export function checkDownstreamMtls(raw: Readonly<Record<string, unknown>>, issues: IssueCollector): ClientCertPolicy | undefined {
   const policy = buildClientCertPolicy(raw['downstream_mtls'])
-  if (!policy) return
+  if (!policy) return undefined
   for (const p of policy.problems) {
     if (p.severity === 'error') issues.error(p.path, undefined, p.message)
     else issues.warning(p.path, undefined, p.message)
   }
+  return policy
 }

@@ -23,6 +23,8 @@ import { isHeaderName, readHeaderMap, routeResponseHeaders } from './headers.js'
 import { normaliseObject } from './normalise.js'
 import type { LoadContext } from './normalise.js'
 import { certificateError, keyPairError } from './tls.js'
+import { readRouteServiceSettings } from './service-settings.js'
+import type { RouteServiceDefaults } from './service-settings.js'
 
 /** Global values that routes inherit. */
 export interface RouteDefaults {
@@ -32,6 +34,8 @@ export interface RouteDefaults {
   readonly passIdentityHeaders: boolean
   /** Global `circuit_breaker_thresholds`, over Envoy's defaults. */
   readonly circuitBreakers: CircuitBreakers
+  /** Global `bearer_token_format` and `idp_access_token_allowed_audiences`. */
+  readonly services: RouteServiceDefaults
 }
 
 /** Envoy's circuit-breaker defaults (max_connections, max_pending_requests, max_requests: 1024). */
@@ -271,13 +275,19 @@ export function routeId(parts: {
 }
 
 /** Validates and builds one route; undefined when it has errors. */
+/** A valid route, and its keys as written (normalised) for the loader's own checks. */
+export interface BuiltRoute {
+  readonly route: RouteConfig
+  readonly raw: Readonly<Record<string, unknown>>
+}
+
 export function buildRoute(
   input: unknown,
   index: number,
   path: string,
   ctx: LoadContext,
   defaults: RouteDefaults,
-): RouteConfig | undefined {
+): BuiltRoute | undefined {
   if (!isRecord(input)) {
     ctx.issues.error(path, input, 'expected a route mapping with from and to')
     return undefined
@@ -411,7 +421,8 @@ export function buildRoute(
   const exactPath = raw['path'] as string | undefined
   const regex = raw['regex'] as string | undefined
   const destination = raw['to'] ?? raw['redirect'] ?? raw['response']
-  return {
+  const services = readRouteServiceSettings(raw, path, ctx, defaults.services)
+  const route: RouteConfig = {
     index,
     id: routeId({ from: from.url, prefix, path: exactPath, regex, destination }),
     name: raw['name'] as string | undefined,
@@ -462,6 +473,7 @@ export function buildRoute(
     allowedIdpClaims,
     policy: raw['policy'],
     passIdentityHeaders: (raw['pass_identity_headers'] as boolean | undefined) ?? defaults.passIdentityHeaders,
-    raw,
+    ...services,
   }
+  return { route, raw }
 }

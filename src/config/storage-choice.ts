@@ -6,7 +6,7 @@
 
 export type StorageType = 'memory' | 'file' | 'postgres'
 
-interface StorageChoice {
+export interface StorageChoice {
   readonly type: StorageType
   /** The connection string, when the type needs one. */
   readonly connectionString: string | undefined

@@ -1,4 +1,9 @@
+import type { MtlsEnforcement } from '../policy/index.js'
 import type { Pattern } from '../shared/pattern.js'
+import type { ClientCertPolicy } from './mtls.js'
+import type { StorageChoice } from './storage-choice.js'
+import type { TracingSettings } from './tracing.js'
+import type { IssuerFormat } from './identity-settings.js'
 
 /**
  * The normalised, validated configuration that every service consumes.
@@ -96,6 +101,18 @@ export interface CircuitBreakers {
   readonly maxRequests: number
 }
 
+/**
+ * Passive ejection of a failing upstream (`outlier_detection`, Envoy's fields). Envoy's defaults:
+ * 5 consecutive gateway failures, 30 s base ejection, 300 s at most.
+ */
+export interface OutlierDetection {
+  readonly consecutiveFailures: number
+  readonly baseEjectionMs: number
+  readonly maxEjectionMs: number
+  /** Also count upstream 5xx answers (`outlier_detection.consecutive_5xx` is set). */
+  readonly count5xx: boolean
+}
+
 export interface RouteConfig {
   /** Position in the config's route list (0-based); also used in key paths (`routes[3]`). */
   readonly index: number
@@ -159,19 +176,79 @@ export interface RouteConfig {
   readonly policy: unknown
   /** Effective value: the route's setting, else the global `pass_identity_headers`. */
   readonly passIdentityHeaders: boolean | undefined
+  /** `show_error_details`: policy evaluation details on the route's error pages. */
+  readonly showErrorDetails: boolean
+  /** `jwt_groups_filter` of the route ([] when unset). */
+  readonly jwtGroupsFilter: readonly string[]
+  /** `jwt_issuer_format` of the route; undefined uses the global one. */
+  readonly jwtIssuerFormat: IssuerFormat | undefined
+  /** `kubernetes_service_account_token[_file]`, trimmed; undefined when unset or blank. */
+  readonly kubernetesServiceAccountToken: string | undefined
+  readonly enableGoogleCloudServerlessAuthentication: boolean
 
-  /**
-   * Every key of the route as written (validated), for settings consumed by later issues.
-   * Values are coerced to their kind: durations in ms, bools/ints as numbers, enums in canonical
-   * case; `<key>_file` contents are read into `<key>` (the `_file` key holds the absolute path)
-   * and inline base64 PEM is decoded to PEM text. No defaults are filled in.
-   */
-  readonly raw: Readonly<Record<string, unknown>>
+  // Sign-in: consumed by the authenticate service.
+  /** The route's own `idp_client_id` / `idp_client_secret[_file]` (undefined: the global client). */
+  readonly idpClientId: string | undefined
+  readonly idpClientSecret: string | undefined
+  /** Effective `bearer_token_format`: the route's, else the global one (default `default`). */
+  readonly bearerTokenFormat: string
+  /** Effective `idp_access_token_allowed_audiences`: the route's, else the global list ([] when neither). */
+  readonly idpAccessTokenAllowedAudiences: readonly string[]
+
+  // Upstream health: consumed by the proxy's clusters.
+  /** `healthy_panic_threshold` (percent, 0..100); Envoy's default 50. */
+  readonly healthyPanicThresholdPercent: number
+  /** `outlier_detection` over Envoy's defaults. */
+  readonly outlierDetection: OutlierDetection
 }
 
 export interface ServerCertificate {
   readonly cert: string
   readonly key: string
+}
+
+/** The session cookie (`cookie_*`). */
+export interface CookieSettings {
+  /** `cookie_name` (default `_pomerium`). */
+  readonly name: string
+  readonly domain: string | undefined
+  /** `cookie_http_only` (default true). */
+  readonly httpOnly: boolean
+  /** `cookie_expire` in ms (default 14 h): the cookie's and the session's lifetime. */
+  readonly expireMs: number
+  readonly sameSite: 'strict' | 'lax' | 'none' | undefined
+}
+
+/** The global identity provider client (`idp_*`). */
+export interface IdpClientSettings {
+  /** `idp_provider` as written (canonical case); undefined when unset. */
+  readonly provider: string | undefined
+  readonly providerUrl: string | undefined
+  readonly clientId: string | undefined
+  readonly clientSecret: string | undefined
+  readonly scopes: readonly string[] | undefined
+  readonly requestParams: Readonly<Record<string, string>> | undefined
+}
+
+/** The built-in provider (`builtin_idp_*`, Portcullis only; docs/builtin-idp.md). */
+export interface BuiltinIdpSettings {
+  readonly usersFile: string | undefined
+  /** `builtin_idp_address` as written (default `127.0.0.1:8081`). */
+  readonly address: string
+  /** Its host without brackets ('' when the address has none) and port. */
+  readonly host: string
+  readonly port: number
+}
+
+/** The metrics listener (`metrics_*`); every field undefined when unset. */
+export interface MetricsSettings {
+  readonly address: string | undefined
+  /** Base64 of `user:password` (checked at load). */
+  readonly basicAuth: string | undefined
+  /** PEM; certificate and key are both set or both unset, and a client CA needs them (checked at load). */
+  readonly certificate: string | undefined
+  readonly certificateKey: string | undefined
+  readonly clientCa: string | undefined
 }
 
 export type HeadersWithUnderscoresAction = 'allow' | 'reject' | 'drop'
@@ -216,9 +293,68 @@ export interface Config {
 
   readonly routes: readonly RouteConfig[]
 
+  // Sign-in (authenticate service, session settings).
+  /** `authenticate_service_url` (default `https://authenticate.pomerium.app`). */
+  readonly authenticateServiceUrl: string
+  readonly authenticateInternalServiceUrl: string | undefined
+  readonly signoutRedirectUrl: string | undefined
+  readonly cookie: CookieSettings
+  readonly idp: IdpClientSettings
+  readonly builtinIdp: BuiltinIdpSettings
+  /** `programmatic_redirect_domain_whitelist` (default `[localhost]`). */
+  readonly programmaticRedirectDomainWhitelist: readonly string[]
+  /** `signing_key[_file]` PEM text; undefined: derived from `shared_secret`. */
+  readonly signingKey: string | undefined
+  /** `shared_secret[_file]` / `cookie_secret[_file]` as written (base64 of 32 bytes, checked at load). */
+  readonly sharedSecret: string | undefined
+  readonly cookieSecret: string | undefined
+
+  // Authorize.
+  /** `authorize_log_fields`, unknown names dropped (with a warning at load). */
+  readonly authorizeLogFields: readonly string[]
+  /** `jwt_claims_headers` normalised to `Header: claim`. */
+  readonly jwtClaimsHeaders: Readonly<Record<string, string>>
+  /** Global `jwt_issuer_format` (default `hostOnly`). */
+  readonly jwtIssuerFormat: IssuerFormat
+  /** Global `jwt_groups_filter` ([] when unset). */
+  readonly jwtGroupsFilter: readonly string[]
+  /** `downstream_mtls.enforcement` when a client CA is configured, else undefined. */
+  readonly mtlsEnforcement: MtlsEnforcement | undefined
+  /** `downstream_mtls` as the TLS layer and the mTLS stage use it; undefined when no CA is set. */
+  readonly downstreamMtls: ClientCertPolicy | undefined
+  /** `runtime_flags` merged over the flag defaults. */
+  readonly runtimeFlags: Readonly<Record<string, boolean>>
+
+  // Internal services.
+  /** Where the databroker is: `databroker_internal_service_url`, else `_service_urls`, else `_service_url`. */
+  readonly databrokerServiceUrls: readonly string[]
+  /** Same for the authorize service. */
+  readonly authorizeServiceUrls: readonly string[]
+  readonly grpcAddress: string | undefined
+  /** `grpc_insecure`; undefined when unset (the default depends on the services run). */
+  readonly grpcInsecure: boolean | undefined
+  /** `grpc_client_timeout` in ms (default 10 s; 0 = none). */
+  readonly grpcClientTimeoutMs: number
+  /** `certificate_authority[_file]` PEM, trusted when dialing internal services. */
+  readonly certificateAuthority: string | undefined
+  readonly overrideCertificateName: string | undefined
+  /** The record store (`databroker_storage_*`). */
+  readonly storage: StorageChoice
+
+  // Observability.
+  readonly metrics: MetricsSettings
+  /** `health_check_addr` (default `127.0.0.1:28080`). */
+  readonly healthCheckAddr: string
+  /** OpenTelemetry tracing (`otel_*`); undefined when off. */
+  readonly tracing: TracingSettings | undefined
+
   /**
-   * Every global key (validated), for settings consumed by later issues. Same normalisation as
-   * `RouteConfig.raw`, and descriptor defaults are filled in (e.g. `cookie_name` = `_pomerium`,
+   * Config-internal: every global key (validated), for the config system's own checks, the
+   * status/validate commands and the config checksum. Services read the typed fields above
+   * (lint enforces it outside src/config/). Values are coerced to their kind: durations in ms,
+   * bools/ints as numbers, enums in canonical case; `<key>_file` contents are read into `<key>`
+   * (the `_file` key holds the absolute path) and inline base64 PEM is decoded to PEM text;
+   * descriptor defaults are filled in (e.g. `cookie_name` = `_pomerium`,
    * `cookie_expire` = 50400000). `runtime_flags` is merged over the flag defaults,
    * `jwt_claims_headers` is normalised to a `Header: claim` map, and `routes`/`policy` are
    * removed (use `routes` above).

@@ -9,15 +9,13 @@ import type { Logger } from '../shared/log.js'
 import { MemoryRecordStore } from './memory.js'
 import { createPostgresRecordStore } from './postgres/index.js'
 import { createSqliteRecordStore, sqlitePathFromUrl } from './sqlite/index.js'
-import { storageChoice } from '../config/storage-choice.js'
 import type { StorageType } from '../config/storage-choice.js'
 import type { RecordStore } from './types.js'
 
-export { storageChoice }
 export type { StorageType }
 
 export async function openRecordStore(config: Config, logger: Logger): Promise<{ store: RecordStore; type: StorageType }> {
-  const choice = storageChoice(config.raw)
+  const choice = config.storage
   switch (choice.type) {
     case 'memory':
       return { store: new MemoryRecordStore(), type: 'memory' }

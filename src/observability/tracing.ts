@@ -21,6 +21,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources'
 import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace-base'
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base'
 import type { Config } from '../config/types.js'
+import type { TracingSettings } from '../config/tracing.js'
 import type { Logger } from '../shared/log.js'
 
 export { SpanKind }
@@ -55,60 +56,6 @@ export interface ChildSpan {
   end(attributes?: Readonly<Record<string, string | number | boolean>>, error?: boolean): void
 }
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined)
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : undefined)
-
-/** `k=v` pairs from a list setting or a comma-separated string. */
-function pairs(v: unknown): Record<string, string> {
-  const items = Array.isArray(v) ? v : typeof v === 'string' ? v.split(',') : []
-  const out: Record<string, string> = {}
-  for (const item of items) {
-    if (typeof item !== 'string') continue
-    const eq = item.indexOf('=')
-    if (eq > 0) out[decodeURIComponent(item.slice(0, eq).trim())] = decodeURIComponent(item.slice(eq + 1).trim())
-  }
-  return out
-}
-
-export type OtlpProtocol = 'grpc' | 'http/protobuf' | 'http/json'
-
-export interface TracingSettings {
-  readonly protocol: OtlpProtocol
-  readonly endpoint: string
-  readonly headers: Record<string, string>
-  readonly timeoutMs: number | undefined
-  readonly samplerRatio: number
-  readonly resourceAttributes: Record<string, string>
-  readonly scheduleDelayMs: number | undefined
-  readonly maxExportBatchSize: number | undefined
-  readonly attributeValueLengthLimit: number | undefined
-}
-
-/** The tracing settings of a config; undefined when tracing is off. Throws on a malformed value. */
-export function tracingSettings(raw: Readonly<Record<string, unknown>>): TracingSettings | undefined {
-  const exporter = str(raw['otel_traces_exporter'])?.toLowerCase()
-  if (exporter === undefined || exporter === 'none') return undefined
-  if (exporter !== 'otlp') throw new Error(`otel_traces_exporter: expected otlp or none, got ${JSON.stringify(exporter)}`)
-  const protocol = (str(raw['otel_exporter_otlp_traces_protocol']) ?? str(raw['otel_exporter_otlp_protocol']) ?? 'http/protobuf') as OtlpProtocol
-  if (!['grpc', 'http/protobuf', 'http/json'].includes(protocol)) throw new Error(`otel_exporter_otlp_protocol: expected grpc, http/protobuf or http/json, got ${JSON.stringify(protocol)}`)
-  const base = str(raw['otel_exporter_otlp_endpoint'])
-  const specific = str(raw['otel_exporter_otlp_traces_endpoint'])
-  const endpoint =
-    specific ?? (protocol === 'grpc' ? (base ?? 'http://localhost:4317') : `${(base ?? 'http://localhost:4318').replace(/\/+$/, '')}/v1/traces`)
-  const ratio = num(raw['otel_traces_sampler_arg'])
-  return {
-    protocol,
-    endpoint,
-    headers: { ...pairs(raw['otel_exporter_otlp_headers']), ...pairs(raw['otel_exporter_otlp_traces_headers']) },
-    timeoutMs: num(raw['otel_exporter_otlp_traces_timeout']) ?? num(raw['otel_exporter_otlp_timeout']),
-    samplerRatio: ratio === undefined ? 1 : Math.min(1, Math.max(0, ratio)),
-    resourceAttributes: pairs(raw['otel_resource_attributes']),
-    scheduleDelayMs: num(raw['otel_bsp_schedule_delay']),
-    maxExportBatchSize: num(raw['otel_bsp_max_export_batch_size']),
-    attributeValueLengthLimit: num(raw['otel_attribute_value_length_limit']),
-  }
-}
-
 function exporterFor(s: TracingSettings): SpanExporter {
   const common = { url: s.endpoint, headers: s.headers, ...(s.timeoutMs !== undefined ? { timeoutMillis: s.timeoutMs } : {}) }
   switch (s.protocol) {
@@ -128,7 +75,7 @@ const headerValue = (v: string | string[] | undefined): string | undefined => (A
 
 /** Starts tracing for a config; undefined when it is off. Registers the global context manager and propagator. */
 export function createTracing(config: Config, logger: Logger, service: string): Tracing | undefined {
-  const settings = tracingSettings(config.raw)
+  const settings = config.tracing
   if (!settings) return undefined
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': 'portcullis', 'portcullis.service': service, ...settings.resourceAttributes }),

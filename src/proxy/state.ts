@@ -9,7 +9,7 @@ import type { PathComparison } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import { createAccessLogger } from './access-log.js'
 import type { AccessLogger } from './access-log.js'
-import { buildClientCertPolicy, connectionCertificate } from './client-cert.js'
+import { connectionCertificate } from './client-cert.js'
 import type { ClientCertPolicy } from './client-cert.js'
 import { buildHeaderPlan } from './headers.js'
 import type { HeaderPlan } from './headers.js'
@@ -71,7 +71,7 @@ export class ProxyState {
     this.plans = plans
     this.table = new RouteTable([...plans.values()], (plan) => plan.route)
     this.transportKeys = keys
-    this.clientCertificates = buildClientCertPolicy(config.raw['downstream_mtls'])
+    this.clientCertificates = config.downstreamMtls
     this.accessLog = createAccessLogger(config.accessLogFields, logger, (req) => this.clientCertificateFor(req))
     const mtls = this.clientCertificates
     if (mtls) {
@@ -82,8 +82,7 @@ export class ProxyState {
     this.certificates = config.insecureServer ? undefined : buildCertificateSet(config.certificates, mtls)
     this.localHeaders = Object.fromEntries(Object.entries(config.setResponseHeaders).map(([k, v]) => [k.toLowerCase(), v]))
     this.scheme = config.insecureServer ? 'http' : 'https'
-    const cookie = config.raw['cookie_name']
-    this.cookieName = typeof cookie === 'string' && cookie !== '' ? cookie : '_pomerium'
+    this.cookieName = config.cookie.name
   }
 
   /**

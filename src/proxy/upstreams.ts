@@ -12,27 +12,11 @@ import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { lookup as dnsLookup } from 'node:dns'
 import type { LookupAddress, LookupOptions } from 'node:dns'
-import type { CircuitBreakers, Config, HealthCheckConfig, RouteConfig, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
+import type { CircuitBreakers, Config, HealthCheckConfig, OutlierDetection, RouteConfig, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
-import { createBalancer, DEFAULT_PANIC_THRESHOLD_PERCENT } from './balancer.js'
+import { createBalancer } from './balancer.js'
 import type { Balanced, Balancer } from './balancer.js'
 import { UpstreamLoad } from './circuit-breaker.js'
-
-/** Passive ejection ("outlier detection"): Envoy's defaults, counting gateway failures only. */
-export interface OutlierSettings {
-  readonly consecutiveFailures: number
-  readonly baseEjectionMs: number
-  readonly maxEjectionMs: number
-  /** Also count upstream 5xx answers (route `outlier_detection.consecutive_5xx`). */
-  readonly count5xx: boolean
-}
-
-export const DEFAULT_OUTLIER: OutlierSettings = {
-  consecutiveFailures: 5,
-  baseEjectionMs: 30_000,
-  maxEjectionMs: 300_000,
-  count5xx: false,
-}
 
 /** A cleartext HTTP/2 connection, re-established when it closes or receives GOAWAY. */
 export class H2cConnection {
@@ -208,9 +192,9 @@ export class Endpoint implements Balanced {
   ejectedUntil = 0
   #consecutiveFailures = 0
   #ejections = 0
-  readonly #outlier: OutlierSettings
+  readonly #outlier: OutlierDetection
 
-  constructor(target: UpstreamTarget, index: number, transport: { key: string; transport: Transport }, outlier: OutlierSettings) {
+  constructor(target: UpstreamTarget, index: number, transport: { key: string; transport: Transport }, outlier: OutlierDetection) {
     this.target = target
     this.index = index
     this.key = target.url.href
@@ -248,13 +232,10 @@ export class Cluster {
   readonly #checkers: HealthChecker[] = []
 
   constructor(route: RouteConfig, registry: TransportRegistry, dnsLookupFamily: Config['dnsLookupFamily'], logger: Logger) {
-    // Envoy-shaped settings (outlier_detection, healthy_panic_threshold) are read from the route's
-    // validated raw values: they are data-plane details no other service needs typed.
-    const outlier = outlierFromRoute(route)
+    const outlier = route.outlierDetection
     const connect: ConnectOptions = { limits: route.circuitBreakers, dnsLookupFamily }
     this.endpoints = route.to.map((t, i) => new Endpoint(t, i, registry.get(t, route.tls, connect), outlier))
-    const panic = typeof route.raw['healthy_panic_threshold'] === 'number' ? route.raw['healthy_panic_threshold'] : DEFAULT_PANIC_THRESHOLD_PERCENT
-    this.balancer = createBalancer(route.loadBalancingPolicy, this.endpoints, panic)
+    this.balancer = createBalancer(route.loadBalancingPolicy, this.endpoints, route.healthyPanicThresholdPercent)
     for (const hc of route.healthChecks) {
       if (!hc.http) continue
       for (const endpoint of this.endpoints) this.#checkers.push(new HealthChecker(endpoint, hc, route, logger))
@@ -268,31 +249,6 @@ export class Cluster {
   stop(): void {
     for (const c of this.#checkers) c.stop()
   }
-}
-
-function outlierFromRoute(route: RouteConfig): OutlierSettings {
-  const raw = route.raw['outlier_detection']
-  if (!raw || typeof raw !== 'object') return DEFAULT_OUTLIER
-  const od = raw as Record<string, unknown>
-  const consecutive5xx = typeof od['consecutive_5xx'] === 'number' ? od['consecutive_5xx'] : undefined
-  const gateway = typeof od['consecutive_gateway_failure'] === 'number' ? od['consecutive_gateway_failure'] : undefined
-  const base = parseSimpleDuration(od['base_ejection_time'])
-  return {
-    consecutiveFailures: consecutive5xx ?? gateway ?? DEFAULT_OUTLIER.consecutiveFailures,
-    baseEjectionMs: base ?? DEFAULT_OUTLIER.baseEjectionMs,
-    maxEjectionMs: parseSimpleDuration(od['max_ejection_time']) ?? DEFAULT_OUTLIER.maxEjectionMs,
-    count5xx: consecutive5xx !== undefined,
-  }
-}
-
-/** Envoy durations in YAML appear as `30s` or `0.5s`; numbers are seconds. */
-function parseSimpleDuration(value: unknown): number | undefined {
-  if (typeof value === 'number') return value * 1000
-  if (typeof value !== 'string') return undefined
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(value.trim())
-  if (!m) return undefined
-  const n = Number(m[1])
-  return m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000
 }
 
 /** Active HTTP health checking of one endpoint, with Envoy's threshold semantics. */

@@ -1,5 +1,5 @@
 /**
- * The sign-in settings of one config generation, read once from the validated raw config:
+ * The sign-in settings of one config generation, read once from the validated config:
  * where authenticate lives, the session cookie, the identity providers (the global one and any
  * per-route clients), and the hosts a browser may be sent back to. Everything the authenticate
  * service, the route endpoints and the authorizer need, in one immutable value rebuilt on reload.
@@ -51,50 +51,37 @@ export interface AuthSettings {
   providerFor(route: RouteConfig): IdpSettings | undefined
 }
 
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined)
-
-function stringList(v: unknown): string[] | undefined {
-  return Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v) : undefined
-}
-
-function stringMap(v: unknown): Record<string, string> | undefined {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined
-  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, String(x)]))
-}
-
 interface AuthSettingsOptions {
   /** The client secret to use with the built-in provider when `idp_client_secret` is unset. */
   readonly builtinClientSecret?: string
 }
 
 export function buildAuthSettings(config: Config, options: AuthSettingsOptions = {}): AuthSettings {
-  const raw = config.raw
-  const providerName = str(raw['idp_provider'])
+  const providerName = config.idp.provider
   const enabled = providerName !== undefined && providerName !== 'hosted'
-  const authenticateUrl = new URL(str(raw['authenticate_service_url']) ?? 'https://authenticate.pomerium.app')
+  const authenticateUrl = new URL(config.authenticateServiceUrl)
   const authenticateHost = authenticateUrl.hostname.toLowerCase()
-  const cookieName = str(raw['cookie_name']) ?? '_pomerium'
-  const lifetime = typeof raw['cookie_expire'] === 'number' ? raw['cookie_expire'] : 14 * 3_600_000
-  const sameSite = str(raw['cookie_same_site'])?.toLowerCase()
+  const cookieName = config.cookie.name
+  const lifetime = config.cookie.expireMs
   const cookie: CookieOptions = {
-    domain: str(raw['cookie_domain']),
-    httpOnly: raw['cookie_http_only'] !== false,
-    sameSite: sameSite === 'strict' || sameSite === 'lax' || sameSite === 'none' ? sameSite : undefined,
+    domain: config.cookie.domain,
+    httpOnly: config.cookie.httpOnly,
+    sameSite: config.cookie.sameSite,
     maxAgeS: Math.floor(lifetime / 1000),
   }
 
   const providers = new Map<string, IdpSettings>()
   const builtin = providerName === 'builtin'
   const make = (clientId: string, clientSecret: string | undefined): IdpSettings => {
-    const url = str(raw['idp_provider_url']) ?? (builtin ? `http://${str(raw['builtin_idp_address']) ?? '127.0.0.1:8081'}` : undefined)
+    const url = config.idp.providerUrl ?? (builtin ? `http://${config.builtinIdp.address}` : undefined)
     const settings: IdpSettings = {
       id: providerIdFor({ provider: providerName ?? 'oidc', url, clientId }),
       provider: providerName ?? 'oidc',
       url,
       clientId,
       clientSecret,
-      scopes: stringList(raw['idp_scopes']),
-      requestParams: stringMap(raw['idp_request_params']),
+      scopes: config.idp.scopes,
+      requestParams: config.idp.requestParams,
     }
     const existing = providers.get(settings.id)
     if (existing) return existing
@@ -102,13 +89,12 @@ export function buildAuthSettings(config: Config, options: AuthSettingsOptions =
     return settings
   }
   const defaultProvider = enabled
-    ? make(str(raw['idp_client_id']) ?? (builtin ? 'portcullis' : ''), str(raw['idp_client_secret']) ?? (builtin ? options.builtinClientSecret : undefined))
+    ? make(config.idp.clientId ?? (builtin ? 'portcullis' : ''), config.idp.clientSecret ?? (builtin ? options.builtinClientSecret : undefined))
     : undefined
   const byRoute = new Map<RouteConfig, IdpSettings>()
   if (enabled) {
     for (const route of config.routes) {
-      const clientId = str(route.raw['idp_client_id'])
-      if (clientId !== undefined) byRoute.set(route, make(clientId, str(route.raw['idp_client_secret'])))
+      if (route.idpClientId !== undefined) byRoute.set(route, make(route.idpClientId, route.idpClientSecret))
     }
   }
 
@@ -119,10 +105,10 @@ export function buildAuthSettings(config: Config, options: AuthSettingsOptions =
     if (host.startsWith('*.')) wildcardSuffixes.push(host.slice(1))
     else if (!host.includes('*')) exactHosts.add(host)
   }
-  const programmaticHosts = (stringList(raw['programmatic_redirect_domain_whitelist']) ?? ['localhost']).map((h) => h.toLowerCase())
+  const programmaticHosts = config.programmaticRedirectDomainWhitelist.map((h) => h.toLowerCase())
 
   const formActions = new Set<string>([authenticateUrl.origin])
-  for (const u of [...[...providers.values()].map((p) => p.url), str(raw['signout_redirect_url'])]) {
+  for (const u of [...[...providers.values()].map((p) => p.url), config.signoutRedirectUrl]) {
     try {
       if (u !== undefined) formActions.add(new URL(u).origin)
     } catch {
@@ -139,7 +125,7 @@ export function buildAuthSettings(config: Config, options: AuthSettingsOptions =
     cookieName,
     cookie,
     sessionLifetimeMs: lifetime,
-    signoutRedirectUrl: str(raw['signout_redirect_url']),
+    signoutRedirectUrl: config.signoutRedirectUrl,
     programmaticHosts,
     defaultProvider,
     providers,
@@ -149,10 +135,7 @@ export function buildAuthSettings(config: Config, options: AuthSettingsOptions =
       allowLoopbackHttp: false,
     },
     providerFor: (route) => byRoute.get(route) ?? defaultProvider,
-    bearerFor: (route) => ({
-      format: str(route.raw['bearer_token_format']) ?? str(raw['bearer_token_format']) ?? 'default',
-      audiences: stringList(route.raw['idp_access_token_allowed_audiences']) ?? stringList(raw['idp_access_token_allowed_audiences']) ?? [],
-    }),
+    bearerFor: (route) => ({ format: route.bearerTokenFormat, audiences: route.idpAccessTokenAllowedAudiences }),
   }
 }
 

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { createIdentityHeaders, JWKS_PATH } from '../../src/authorize/identity/index.js'
 import type { IdentityHeaders, IdentitySession } from '../../src/authorize/identity/index.js'
-import { loadSigningKeys } from '../../src/authorize/identity/signing-keys.js'
+import { loadSigningKeys } from '../../src/shared/signing-keys.js'
 import { buildHeaderPlan, buildUpstreamHeaders } from '../../src/proxy/headers.js'
 import { routeConfig } from '../fixtures/route-config.js'
 

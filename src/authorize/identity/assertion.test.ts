@@ -4,8 +4,8 @@ import { test } from 'node:test'
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose'
 import { createAssertionMinter, parseIssuerFormat } from './assertion.js'
 import type { AssertionOptions, IdentitySession } from './assertion.js'
-import { loadSigningKeys } from './signing-keys.js'
-import type { SigningKeys } from './signing-keys.js'
+import { loadSigningKeys } from '../../shared/signing-keys.js'
+import type { SigningKeys } from '../../shared/signing-keys.js'
 
 const keys = loadSigningKeys(undefined, Buffer.alloc(32, 7))
 const jwks = (k: SigningKeys = keys) => createLocalJWKSet({ keys: k.jwks.keys.map((j) => ({ ...j })) })

@@ -19,7 +19,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { claimStrings } from '../../config/claim-headers.js'
-import type { SigningKey, SigningKeys } from './signing-keys.js'
+import type { SigningKey, SigningKeys } from '../../shared/signing-keys.js'
 
 import type { IssuerFormat } from '../../config/identity-settings.js'
 

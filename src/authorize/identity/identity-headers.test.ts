@@ -7,7 +7,7 @@ import type { Config, RouteConfig } from '../../config/types.js'
 import type { IdentitySession } from './assertion.js'
 import { createIdentityHeaders, identityConfigIssues, identityOptionsFromConfig, identitySession, jwksResponse } from './identity-headers.js'
 import type { IdentityHeadersOptions } from './identity-headers.js'
-import { loadSigningKeys } from './signing-keys.js'
+import { loadSigningKeys } from '../../shared/signing-keys.js'
 
 const keys = loadSigningKeys(undefined, Buffer.alloc(32, 3))
 const NOW = 1_767_225_600_000
@@ -117,8 +117,8 @@ test('hostile: a claim value with CR/LF drops that header only; the assertion st
   for (const v of Object.values(out.set)) assert.doesNotMatch(v, /[\r\n\0]/)
 })
 
-test('route jwt_issuer_format and jwt_groups_filter (raw settings) apply; route filter is a union with the global one', async () => {
-  const route = routeConfig({ passIdentityHeaders: true, raw: { jwt_issuer_format: 'uri', jwt_groups_filter: ['sre'] } })
+test('route jwt_issuer_format and jwt_groups_filter apply; route filter is a union with the global one', async () => {
+  const route = routeConfig({ passIdentityHeaders: true, jwtIssuerFormat: 'uri', jwtGroupsFilter: ['sre'] })
   const out = make({ groupsFilter: ['eng'] }).identityHeaders({ request: request(route), session: { ...carol, groups: ['eng', 'sre', 'other'] }, now: NOW })
   const { payload } = await verify(out.set['x-pomerium-jwt-assertion'], 'app.example.com', 'https://app.example.com/')
   assert.deepEqual(payload.groups, ['eng', 'sre'])
@@ -163,22 +163,26 @@ test('identitySession maps a stored session and user as Pomerium fills the paylo
   assert.equal(identitySession({ ...session, claims: { email: 'claim@example.com' } }, undefined).email, 'claim@example.com')
 })
 
-test('identityOptionsFromConfig and identityConfigIssues read config.raw', () => {
+test('identityOptionsFromConfig reads the typed settings; identityConfigIssues checks the written ones', () => {
   const config = {
     raw: { jwt_issuer_format: 'uri', jwt_groups_filter: ['a'], jwt_claims_headers: { 'X-Email': 'email', 'Content-Length': 'email' } },
+    jwtIssuerFormat: 'uri',
+    jwtGroupsFilter: ['a'],
+    jwtClaimsHeaders: { 'X-Email': 'email' },
     passIdentityHeaders: true,
     routes: [
-      routeConfig({ setRequestHeaders: { 'X-A': '${pomerium.jwt}', 'X-B': '${pomerium.nope}', 'X-C': 'plain' }, raw: { jwt_issuer_format: 'bogus' } }),
+      routeConfig({ setRequestHeaders: { 'X-A': '${pomerium.jwt}', 'X-B': '${pomerium.nope}', 'X-C': 'plain' } }),
     ],
   } as unknown as Config
   const o = identityOptionsFromConfig(config, keys)
   assert.equal(o.issuerFormat, 'uri')
   assert.deepEqual(o.groupsFilter, ['a'])
+  assert.deepEqual(o.claimHeaders, { 'X-Email': 'email' })
   assert.equal(o.passIdentityHeaders, true)
   const issues = identityConfigIssues(config)
   assert.deepEqual(
     issues.map((i) => i.path),
-    ['jwt_claims_headers.Content-Length', 'routes[0].jwt_issuer_format', 'routes[0].set_request_headers.X-B'],
+    ['jwt_claims_headers.Content-Length', 'routes[0].set_request_headers.X-B'],
   )
-  assert.match(issues[2]?.message ?? '', /unknown template variable \$\{pomerium\.nope\}/)
+  assert.match(issues[1]?.message ?? '', /unknown template variable \$\{pomerium\.nope\}/)
 })

@@ -16,10 +16,10 @@
 import type { Session, User } from '../../session/session-store.js'
 import type { Config, RouteConfig } from '../../config/types.js'
 import type { CheckRequest } from '../types.js'
-import { createAssertionMinter, parseIssuerFormat } from './assertion.js'
+import { createAssertionMinter } from './assertion.js'
 import type { Assertion, AssertionMinter, IdentitySession, IssuerFormat } from './assertion.js'
 import { claimHeaderValues, claimStrings, isSettableHeaderName } from '../../config/claim-headers.js'
-import type { SigningKeys } from './signing-keys.js'
+import type { SigningKeys } from '../../shared/signing-keys.js'
 import { compileTemplate, isTemplate } from '../../config/header-templates.js'
 import type { CompiledTemplate } from '../../config/header-templates.js'
 
@@ -32,7 +32,7 @@ export interface IdentityHeadersOptions {
   readonly issuerFormat?: IssuerFormat | undefined
   /** Global `jwt_groups_filter`. */
   readonly groupsFilter?: readonly string[] | undefined
-  /** `jwt_claims_headers` normalised to `Header: claim` (config.raw holds it so). */
+  /** `jwt_claims_headers` normalised to `Header: claim` (`Config.jwtClaimsHeaders`). */
   readonly claimHeaders: Readonly<Record<string, string>>
   /** Global `pass_identity_headers`, for routes that do not set it. */
   readonly passIdentityHeaders: boolean
@@ -104,10 +104,10 @@ export function createIdentityHeaders(options: IdentityHeadersOptions): Identity
       if ('error' in compiled) continue
       templates.push([lower, compiled])
     }
-    const filter = stringList(route.raw['jwt_groups_filter'])
+    const filter = route.jwtGroupsFilter
     plan = {
       pass: route.passIdentityHeaders ?? options.passIdentityHeaders,
-      issuerFormat: parseIssuerFormat(route.raw['jwt_issuer_format']),
+      issuerFormat: route.jwtIssuerFormat,
       groupsFilter: filter.length > 0 ? new Set(filter) : undefined,
       templates,
       remove: Object.freeze([...new Set([...claimNames, ...templates.map(([n]) => n)])]),
@@ -172,12 +172,11 @@ export function jwksResponse(keys: SigningKeys): JwksResponse {
 
 /** Settings of `config` the identity headers need (`signing_key` is loaded separately). */
 export function identityOptionsFromConfig(config: Config, keys: SigningKeys): IdentityHeadersOptions {
-  const raw = config.raw
   return {
     keys,
-    issuerFormat: parseIssuerFormat(raw['jwt_issuer_format']) ?? 'hostOnly',
-    groupsFilter: stringList(raw['jwt_groups_filter']),
-    claimHeaders: (raw['jwt_claims_headers'] as Record<string, string> | undefined) ?? {},
+    issuerFormat: config.jwtIssuerFormat,
+    groupsFilter: config.jwtGroupsFilter,
+    claimHeaders: config.jwtClaimsHeaders,
     passIdentityHeaders: config.passIdentityHeaders,
   }
 }
@@ -205,9 +204,3 @@ export function identitySession(session: Session, user: User | undefined): Ident
 export type { IdentityConfigIssue } from '../../config/identity-settings.js'
 
 export { identityConfigIssues } from '../../config/identity-settings.js'
-
-function stringList(value: unknown): string[] {
-  if (Array.isArray(value)) return value.filter((v): v is string => typeof v === 'string' && v !== '')
-  if (typeof value === 'string') return value.split(',').map((s) => s.trim()).filter((s) => s !== '')
-  return []
-}

@@ -1,6 +1,6 @@
 /** The identity statement Portcullis sends upstream (reference 5): see docs/identity-headers.md. */
-export { loadSigningKeys, deriveSigningKeyPem, deriveSigningPrivateKey, thumbprintKid, SigningKeyError, DERIVED_KEY_INFO } from './signing-keys.js'
-export type { SigningAlg, SigningKey, SigningKeys, PublicJwk } from './signing-keys.js'
+export { loadSigningKeys, deriveSigningKeyPem, deriveSigningPrivateKey, thumbprintKid, SigningKeyError, DERIVED_KEY_INFO } from '../../shared/signing-keys.js'
+export type { SigningAlg, SigningKey, SigningKeys, PublicJwk } from '../../shared/signing-keys.js'
 export { createAssertionMinter, parseIssuerFormat, ASSERTION_LIFETIME_S, STANDARD_CLAIMS } from './assertion.js'
 export type { Assertion, AssertionInput, AssertionMinter, AssertionOptions, AssertionRouteOptions, IdentitySession, IssuerFormat } from './assertion.js'
 export { claimHeaderName, claimHeaderValues, normaliseClaimHeaders, claimHeaderProblem, wireValue } from '../../config/claim-headers.js'

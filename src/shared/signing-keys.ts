@@ -18,7 +18,7 @@
  */
 import { createECDH, createHash, createPrivateKey, createPublicKey, hkdfSync, sign as cryptoSign } from 'node:crypto'
 import type { KeyObject } from 'node:crypto'
-import { CodedError } from '../../shared/errors.js'
+import { CodedError } from './errors.js'
 
 export type SigningAlg = 'ES256' | 'ES384' | 'ES512' | 'RS256' | 'EdDSA'
 
