@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 
-import { PROVIDER_NAMES, effectiveScopes, isProviderName, providerDefaults } from '../config/providers.js'
+import { PROVIDER_NAMES, effectiveScopes, isProviderName, providerDefaults } from './providers.js'
 
 // Every idp_provider of reference section 8 (hosted aside).
 const REFERENCE_8 = ['oidc', 'google', 'azure', 'okta', 'onelogin', 'ping', 'auth0', 'cognito', 'gitlab', 'apple', 'github']
