@@ -12,6 +12,8 @@ import { createLogger } from '../shared/log.js'
 
 const logger = createLogger('disabled')
 const CASE = { timeout: 20_000 }
+/** An idle stretch four times the sync idle timeout (100 ms): only heartbeats keep the sync open through it. */
+const IDLE_SYNC_MS = 400
 
 /** What each conformance store runs on: a server wrapping a memory store with the suite's clock. */
 const backing = new Map<RecordStore, { server: DatabrokerServer; local: MemoryRecordStore }>()
@@ -180,7 +182,8 @@ describe('RemoteRecordStore specifics', () => {
     try {
       const it = remote.sync(0, { signal: AbortSignal.timeout(10_000) })[Symbol.asyncIterator]()
       const next = it.next()
-      await new Promise((r) => setTimeout(r, 400))
+      // The idle stretch is the behaviour under test, not a wait for something.
+      await new Promise((r) => setTimeout(r, IDLE_SYNC_MS))
       const [put] = await local.put([{ type: 't', id: 'x', data: 1 }])
       const got = await next
       assert.equal(got.done, false)

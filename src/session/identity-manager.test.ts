@@ -97,6 +97,10 @@ interface Setup {
   close(): Promise<void>
 }
 
+/**
+ * Lets the manager's store subscription deliver what a step just wrote (the clock is manual, so
+ * this short real pause only yields to I/O and timers already due; it does not stand in for time).
+ */
 const settle = (): Promise<void> => sleep(15)
 
 function setup(options: { store?: (db: MemoryRecordStore) => RecordStore; refreshWith?: 'refresh_token' | 'access_token' } = {}): Setup {

@@ -7,6 +7,11 @@ import { createLogger } from '../shared/log.js'
 import { SessionCache } from './session-cache.js'
 import { SESSION_TYPE } from './session-store.js'
 
+/** An outage shorter than the 300 ms grace: the copy must bridge it. */
+const SHORT_OUTAGE_MS = 150
+/** A stretch four times the 100 ms staleness limit: a reachable store must keep the copy in use through it. */
+const HEALTHY_STRETCH_MS = 400
+
 /** A memory store whose change stream is stuck (delivers nothing) and whose reachability is switchable. */
 function stuckStore(): { store: RecordStore; backing: MemoryRecordStore; setReachable(up: boolean): void } {
   const backing = new MemoryRecordStore()
@@ -55,7 +60,8 @@ test('a copy that cannot reach its store stops answering after the grace, and st
     // Signed out elsewhere; the stuck stream never tells this copy.
     await backing.delete(SESSION_TYPE, 's1')
     stuck.setReachable(false)
-    await sleep(150)
+    // The outage's length is the behaviour under test, not a wait for something.
+    await sleep(SHORT_OUTAGE_MS)
     assert.deepEqual(cache.get('s1'), { id: 's1' }, 'a short outage is bridged by the copy')
     await until(() => !cache.ready, 2000, 'the copy to be dropped')
     assert.equal(cache.get('s1'), undefined, 'no stale answer once the store has been unreachable for the grace')
@@ -74,7 +80,8 @@ test('a reachable store keeps the copy in use', async () => {
   cache.start()
   try {
     await until(() => cache.ready, 2000, 'the first snapshot')
-    await sleep(400)
+    // Proving that nothing happens: a copy wrongly taken for stale would be dropped within this stretch.
+    await sleep(HEALTHY_STRETCH_MS)
     assert.equal(cache.ready, true)
     assert.deepEqual(cache.get('s2'), { id: 's2' })
   } finally {

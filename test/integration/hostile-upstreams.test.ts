@@ -15,9 +15,12 @@ import { rawHttp, request, startPortcullis } from '../fixtures/portcullis.js'
 import type { PortcullisProcess } from '../fixtures/portcullis.js'
 import { startHttpEcho } from '../fixtures/upstreams.js'
 import type { Upstream } from '../fixtures/upstreams.js'
+import { waitFor } from '../fixtures/wait.js'
 
 /** Script answer: close the connection without a word. ('' means: stay silent.) */
 const CLOSE = '<close>'
+/** The pause between the chunks of a deliberately slow upload: 4 of them outlast the 1 s route timeout. */
+const SLOW_UPLOAD_CHUNK_GAP_MS = 400
 
 /** A TCP upstream that answers each request line by a scripted raw response, and records request heads. */
 async function scriptedUpstream(script: (head: string) => string | Buffer): Promise<{ port: number; heads: string[]; close: () => Promise<void> }> {
@@ -242,14 +245,15 @@ describe('hostile upstreams and tunnel abuse', () => {
   })
 
   it('the route timeout starts when the upload is complete, not when it starts', async () => {
-    // 4 chunks 400 ms apart: 1.6 s of upload against a 1 s route timeout.
+    // A deliberately slow client: 4 chunks 400 ms apart, 1.6 s of upload against a 1 s route
+    // timeout (the pauses are the behaviour under test, not a wait for something).
     const socket = net.connect(proxy.port, '127.0.0.1')
     await new Promise<void>((r) => socket.once('connect', () => r()))
     let answer = ''
     socket.on('data', (d: Buffer) => (answer += d.toString('latin1')))
     socket.write('POST /upload HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: 4\r\nConnection: close\r\n\r\n')
     for (let i = 0; i < 4; i++) {
-      await new Promise((r) => setTimeout(r, 400))
+      await new Promise((r) => setTimeout(r, SLOW_UPLOAD_CHUNK_GAP_MS))
       socket.write('x')
     }
     await new Promise<void>((r) => socket.once('close', () => r()))
@@ -288,14 +292,18 @@ describe('clients that hang up', () => {
     const first = await request(`${proxy.url}/who`, { host: 'app.localhost', headers: { 'X-Forwarded-For': ip } })
     assert.equal(first.status, 200)
     const sticky = a.requests.length > 0 ? a : b
+    const hangUps = (): number => proxy.logs.filter((l) => l.includes('downstream_remote_disconnect')).length
+    const hangUpsBefore = hangUps()
     for (let i = 0; i < 8; i++) {
+      const reached = a.requests.length + b.requests.length
       const socket = net.connect(proxy.port, '127.0.0.1')
       socket.on('error', () => {})
       socket.write(`GET /delay/1000 HTTP/1.1\r\nHost: app.localhost\r\nX-Forwarded-For: ${ip}\r\n\r\n`)
-      await new Promise((r) => setTimeout(r, 100))
+      // Hang up mid-request: once the upstream has the request, before its delayed answer.
+      await waitFor('the request to reach an upstream', () => a.requests.length + b.requests.length > reached)
       socket.destroy()
     }
-    await new Promise((r) => setTimeout(r, 200))
+    await waitFor('the proxy to log every hang-up', () => hangUps() >= hangUpsBefore + 8)
     const before = sticky.requests.length
     const after = await request(`${proxy.url}/who-again`, { host: 'app.localhost', headers: { 'X-Forwarded-For': ip } })
     assert.equal(after.status, 200)

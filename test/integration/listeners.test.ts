@@ -24,6 +24,10 @@ import {
 import type { PortcullisProcess } from '../fixtures/portcullis.js'
 import { startHttpEcho } from '../fixtures/upstreams.js'
 import type { EchoRecord, Upstream } from '../fixtures/upstreams.js'
+import { waitFor } from '../fixtures/wait.js'
+
+/** How long a connection that must stay open is watched for an (unwanted) close. */
+const STAYS_OPEN_WINDOW_MS = 2500
 
 const pki = testPki()
 /** Names Node's client accepts (it refuses a wildcard directly under `localhost`). */
@@ -427,10 +431,11 @@ void describe('limits and timeouts', () => {
       s.on('data', () => undefined)
       s.on('error', () => undefined)
       s.once('close', () => resolve('closed'))
+      // Proving that nothing happens: the short idle timeout above closed its connection well within this.
       setTimeout(() => {
         s.destroy()
         resolve('open')
-      }, 2500)
+      }, STAYS_OPEN_WINDOW_MS)
     })
     assert.equal(outcome, 'open')
   })
@@ -550,9 +555,14 @@ void describe('shutdown', () => {
       while (!up.requests.some((r) => r.url === '/delay/2000') && Date.now() < deadline) await sleep(20)
       assert.ok(up.requests.some((r) => r.url === '/delay/2000'), 'slow request reached the upstream')
       const signalledAt = Date.now()
+      let slowSettled = false
+      void slow.then(
+        () => (slowSettled = true),
+        () => (slowSettled = true),
+      )
       px.process.kill('SIGTERM')
-      await sleep(300)
-      assert.equal(await connectOutcome(px.port), 'ECONNREFUSED', 'new connections are refused while draining')
+      await waitFor('new connections to be refused', async () => (await connectOutcome(px.port)) === 'ECONNREFUSED', { timeoutMs: 5_000 })
+      assert.equal(slowSettled, false, 'new connections are refused while draining (the request in flight is not done yet)')
       const res = await slow
       assert.equal(res.status, 200)
       assert.equal(res.json<EchoRecord>().url, '/delay/2000')

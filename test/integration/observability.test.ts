@@ -20,6 +20,7 @@ import type { PortcullisProcess } from '../fixtures/portcullis.js'
 import { freePort } from '../fixtures/sign-in.js'
 import { startHttpEcho } from '../fixtures/upstreams.js'
 import type { Upstream } from '../fixtures/upstreams.js'
+import { waitFor } from '../fixtures/wait.js'
 
 const promtool = spawnSync('promtool', ['--version']).status === 0
 if (!promtool && process.env['CI'] === undefined) {
@@ -255,8 +256,9 @@ describe('health probes', () => {
     const p = await startPortcullis(baseConfig({ metrics_address: undefined }))
     const base = p.listeners['health'] as string
     assert.equal((await request(`${base}/readyz`)).status, 200)
+    const reached = upstream.requests.length
     const slow = request(`${p.url}/delay/1500`, { host: 'echo.localhost' })
-    await sleep(200)
+    await waitFor('the slow request to reach the upstream', () => upstream.requests.slice(reached).some((r) => r.url === '/delay/1500'))
     p.process.kill('SIGTERM')
     let draining = false
     const deadline = Date.now() + 1000

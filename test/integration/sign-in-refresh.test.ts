@@ -10,6 +10,7 @@ import { request } from 'undici'
 import type { CookieJar } from '../fixtures/oidc-provider.js'
 import { signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
+import { waitFor } from '../fixtures/wait.js'
 
 let setup: SignInSetup
 
@@ -53,14 +54,25 @@ test('concurrent requests of one session never refresh it twice with the same to
   setup.idp.setUser('carol@example.com', { password: 'carol-password', groups: ['staff'] })
   const { jar } = await signIn(setup, `${setup.app}/`, 'carol@example.com', 'carol-password')
   const tokensBefore = refreshTokensOf('carol@example.com')
-  await sleep(2300)
-  const answers = await Promise.all(Array.from({ length: 20 }, () => get(`${setup.app}/`, jar)))
-  assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([200]))
-  assert.ok(refreshTokensOf('carol@example.com') > tokensBefore, 'the session was refreshed')
-  // The provider rotates refresh tokens and revokes the whole grant when a spent one is used
-  // again: a duplicate refresh (by two requests, or a request and the identity manager) would
-  // end the session. It still works two token lifetimes later.
-  await sleep(4200)
+  // Bursts of 20 concurrent requests until the session has been refreshed, so that bursts run
+  // while the 2 s token nears and passes its expiry.
+  const statuses = new Set<number>()
+  await waitFor(
+    'the session to be refreshed',
+    async () => {
+      const answers = await Promise.all(Array.from({ length: 20 }, () => get(`${setup.app}/`, jar)))
+      for (const a of answers) statuses.add(a.status)
+      return refreshTokensOf('carol@example.com') > tokensBefore
+    },
+    { timeoutMs: 15_000, intervalMs: 100 },
+  )
+  assert.deepEqual(statuses, new Set([200]))
+  // The provider rotates refresh tokens and revokes the whole grant (its refresh tokens included)
+  // when a spent one is used again: a duplicate refresh (by two requests, or a request and the
+  // identity manager) would end the session, and no further refresh would succeed. Two more
+  // refreshes go through, and the session still works.
+  const tokensAfterFirst = refreshTokensOf('carol@example.com')
+  await waitFor('two more refreshes of the session', () => refreshTokensOf('carol@example.com') >= tokensAfterFirst + 2, { timeoutMs: 15_000 })
   assert.equal((await get(`${setup.app}/`, jar)).status, 200)
   assert.deepEqual(setup.idp.serverErrors, [])
 })

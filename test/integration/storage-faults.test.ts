@@ -32,6 +32,7 @@ import { privatePostgresMissing, startPrivatePostgres } from '../fixtures/privat
 import type { PrivatePostgres } from '../fixtures/private-postgres.js'
 import { freePort, signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
+import { waitFor } from '../fixtures/wait.js'
 
 const missing = privatePostgresMissing()
 if (missing !== undefined && process.env['CI'] === undefined) {
@@ -149,18 +150,26 @@ describe('PostgreSQL restarted under load', suiteOptions, () => {
       loop('unknown-other', otherBase, unknown),
     ])
 
+    const loopNames = ['valid-1', 'valid-2', 'valid-other', 'no-cookie', 'garbage', 'tampered', 'unknown', 'unknown-other']
+    const answered = (p: Phase): number[] => loopNames.map((name) => seen[name]?.[p].length ?? 0)
+    /** Waits until every load loop has `n` more answers in phase `p` than it had in `from`. */
+    const everyLoopAnswers = (p: Phase, n: number, from: readonly number[] = loopNames.map(() => 0)): Promise<number> =>
+      waitFor(`every load loop to get ${n} more answers (${p})`, () => answered(p).every((count, i) => count >= (from[i] ?? 0) + n), { timeoutMs: 20_000 })
+
     let recoveryMs: number | undefined
     let unknownAnsweredMs: number | undefined
     let outageMs = 0
     try {
-      await sleep(700)
+      await everyLoopAnswers('before', 3)
       phase = 'outage'
       const down = Date.now()
       await pgServer.stop()
       // PostgreSQL really is down (else this test proves nothing).
       const probe = new pg.Client({ connectionString: pgServer.url, connectionTimeoutMillis: 1000 })
       await assert.rejects(probe.connect(), 'PostgreSQL refuses connections during the outage')
-      await sleep(2000)
+      // Each loop has one request in flight at most, so at least two of its three answers were
+      // asked for with PostgreSQL refusing connections.
+      await everyLoopAnswers('outage', 3, answered('outage'))
       // A correctly signed handle naming an unknown session: only the store could tell, so no access.
       assert.equal(await status(s, `${s.app}/outage-probe`, unknown), 503, 'an unknown session gets 503 while the store is down')
       await pgServer.start()
@@ -169,7 +178,7 @@ describe('PostgreSQL restarted under load', suiteOptions, () => {
       phase = 'after'
       recoveryMs = await within(15_000, async () => (await status(s, `${s.app}/recovered`, valid)) === 200)
       unknownAnsweredMs = await within(15_000 - (Date.now() - back), async () => (await status(s, `${s.app}/recovered-unknown`, unknown)) === 302)
-      await sleep(500)
+      await everyLoopAnswers('after', 3)
     } finally {
       running = false
       await loops
@@ -340,11 +349,15 @@ describe('one of two databroker URLs down', suiteOptions, () => {
       for (let i = 0; running && i < 2000 && Date.now() < deadline; i++) seen[name]?.push(await status(s, `${s.app}/during/${name}/${i}`, c))
     }
     const loops = Promise.all([loop('valid', cookie), loop('valid', cookie), loop('unknown', unknown), loop('unknown', unknown)])
+    const answers = (): number[] => [seen['valid']?.length ?? 0, seen['unknown']?.length ?? 0]
+    const bothKindsAnswer = (n: number, from: readonly number[]): Promise<number> =>
+      waitFor(`${n} more answers for both kinds of request`, () => answers().every((count, i) => count >= (from[i] ?? 0) + n), { timeoutMs: 15_000 })
     try {
-      await sleep(300)
+      await bothKindsAnswer(4, [0, 0])
       brokerA.child.kill('SIGKILL')
       await new Promise((r) => brokerA.child.once('exit', r))
-      await sleep(1500)
+      // Each loop has one request in flight at most, so most of these were asked for with A dead.
+      await bothKindsAnswer(10, answers())
     } finally {
       running = false
       await loops

@@ -9,12 +9,12 @@ import { randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, test } from 'node:test'
 import pg from 'pg'
 import { request } from 'undici'
 import { signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
+import { waitFor } from '../fixtures/wait.js'
 
 const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/postgres'
 
@@ -111,11 +111,17 @@ describe('postgres storage', pgOptions, () => {
     const cookie = appCookie(setup, jar)
     assert.equal(await status(setup, onB('/'), cookie), 200, 'a session made through A works through B')
 
-    // Past token expiry both instances serve the session; whichever refreshes, neither ends it.
-    await sleep(3300)
+    // Across token refreshes both instances serve the session; whichever refreshes, neither ends it
+    // (the provider revokes the grant, refresh tokens included, if a spent refresh token is reused).
+    const refreshTokens = (): number => {
+      const sub = setup.idp.getUser('bob@example.com')?.sub
+      return setup.idp.artifacts('RefreshToken').filter((a) => a.payload['accountId'] === sub).length
+    }
+    const issued = refreshTokens()
+    await waitFor('a refresh of the session', () => refreshTokens() > issued, { timeoutMs: 15_000 })
     const both = await Promise.all([status(setup, `${setup.app}/r`, cookie), status(setup, onB('/r'), cookie)])
     assert.deepEqual(both, [200, 200])
-    await sleep(500)
+    await waitFor('another refresh of the session', () => refreshTokens() > issued + 1, { timeoutMs: 15_000 })
     assert.deepEqual(await Promise.all([status(setup, `${setup.app}/r2`, cookie), status(setup, onB('/r2'), cookie)]), [200, 200])
 
     const out = await request(`${setup.app}/.pomerium/sign_out`, { dispatcher: setup.dispatcher, headers: { cookie } })
