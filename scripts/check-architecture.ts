@@ -24,11 +24,13 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
   idp: ['shared', 'config'],
   session: ['shared', 'ui', 'policy', 'config', 'databroker', 'observability', 'idp'],
   'builtin-idp': ['shared', 'ui', 'config'],
+  /** The `portcullis tcp|udp` client's parts: it talks to a server over the network, never imports one. */
+  client: ['shared'],
   authorize: ['shared', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session'],
   authenticate: ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session'],
   proxy: ['shared', 'ui', 'policy', 'config', 'observability'],
   'all-in-one': ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session', 'builtin-idp', 'authorize', 'authenticate', 'proxy'],
-  cmd: ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session', 'builtin-idp', 'authorize', 'authenticate', 'proxy', 'all-in-one'],
+  cmd: ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session', 'builtin-idp', 'authorize', 'authenticate', 'proxy', 'all-in-one', 'client'],
 }
 
 /**

@@ -55,6 +55,14 @@ test('nothing imports up into the composition root or the commands', () => {
   assert.ok(!refused('all-in-one/start.ts', 'proxy/server.ts'))
 })
 
+test('the tunnel client imports no server part; only the commands use it', () => {
+  assert.ok(refused('client/jwt-cache.ts', 'proxy/server.ts'))
+  assert.ok(refused('client/jwt-cache.ts', 'session/session-store.ts'))
+  assert.ok(!refused('client/jwt-cache.ts', 'shared/log.ts'))
+  assert.ok(!refused('cmd/tcp.ts', 'client/jwt-cache.ts'))
+  assert.ok(refused('proxy/server.ts', 'client/jwt-cache.ts'))
+})
+
 test('a folder missing from the layer table is refused', () => {
   const [v] = violations([{ from: 'tunnels/relay.ts', to: 'shared/log.ts' }])
   assert.match(v?.message ?? '', /not in the layer table/)
