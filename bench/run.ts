@@ -1,7 +1,7 @@
 /**
- * Throughput/latency benchmark: Portcullis against nginx, the yardstick used in
- * /work/shared/docs/performance.md (ratios to nginx measured in the same run are what is stable;
- * absolute req/s drift by about 25% between runs on these machines).
+ * Throughput/latency benchmark: Portcullis against nginx as the yardstick (ratios to nginx
+ * measured in the same run are what is stable; absolute req/s drift by about 25% between runs on
+ * these machines).
  *
  * Targets, each measured with `wrk -t1 -c1` and `wrk -t1 -c64` (--latency):
  *   direct          the upstream itself (nginx `return 200 "ok"`, 1 worker; node:http without nginx)

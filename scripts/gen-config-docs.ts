@@ -53,7 +53,7 @@ export async function renderMetricsDocs(): Promise<string> {
     '# Metrics',
     '',
     'Served on `metrics_address` at `/metrics` (Prometheus text format); see docs/observability.md.',
-    'Names follow Pomerium (reference 9.1) where a Pomerium metric exists; label values are bounded',
+    "Names follow Pomerium's (its Prometheus metrics documentation) where a Pomerium metric exists; label values are bounded",
     'by the configuration (`route` = route name, else its id; `status` = status class such as `2xx`;',
     '`method` = a standard method or `OTHER`).',
     '',

@@ -1,7 +1,7 @@
 /**
  * The authenticate service of one process, and the endpoints the proxy serves on route hosts
  * (`/.pomerium/*`, `/.well-known/pomerium`): which of them this process answers depends on the
- * services it runs (reference 1.2).
+ * services it runs (Pomerium docs: All-in-one vs split).
  */
 import { createBackchannelLogout } from '../authenticate/backchannel.js'
 import type { EndpointRequest, EndpointResponse } from '../authenticate/endpoint.js'
@@ -24,7 +24,7 @@ export interface Endpoints {
   serviceFor(host: string): 'proxy' | 'authenticate'
 }
 
-/** Which of Portcullis' own endpoints a process serves (services apart, reference 1.2). */
+/** Which of Portcullis' own endpoints a process serves (services apart, Pomerium docs: All-in-one vs split). */
 export interface EndpointChoice {
   /** The authenticate host: served here, passed to the authenticate service, or not served. */
   readonly authenticateHost: 'local' | 'none' | ((request: EndpointRequest) => Promise<EndpointResponse>)

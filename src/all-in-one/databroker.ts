@@ -1,7 +1,7 @@
 /**
  * Storage for the services of one process, and the databroker service itself: a process that runs
  * the databroker opens the configured store (memory, file, PostgreSQL) and serves it on the
- * internal API; every other process reaches a databroker over that API (reference 1.2).
+ * internal API; every other process reaches a databroker over that API (Pomerium docs: All-in-one vs split).
  */
 import type { Config } from '../config/types.js'
 import { openRecordStore } from '../databroker/from-config.js'

@@ -1,5 +1,5 @@
 /**
- * Which services this process runs (`services`, reference 1.2) and where it finds the others.
+ * Which services this process runs (`services`, Pomerium docs: All-in-one vs split) and where it finds the others.
  *
  * - `all` (default) runs everything with a local store.
  * - A process without `databroker` uses the databroker of `databroker_internal_service_url`, else

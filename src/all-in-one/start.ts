@@ -1,5 +1,5 @@
 /**
- * The composition root: starts the services this process runs (`services`, reference 1.2) for an
+ * The composition root: starts the services this process runs (`services`, Pomerium docs: All-in-one vs split) for an
  * already loaded config source, wires them together, and follows config changes. Each service is
  * set up by its own `setupX`; only this module knows them all (see docs/architecture.md).
  */

@@ -1,7 +1,7 @@
 /**
  * Back-channel logout: a real logout POSTed by oidc-provider (test fixture) to a loopback
  * receiver, parsed and verified; then forged logout tokens, each its own test, signed by a tiny
- * loopback issuer whose keys the test holds (security-tests 33, 38, 39).
+ * loopback issuer whose keys the test holds (hostile-input case: sessions / cookies / csrf; tokens / jwt).
  *
  * node:test's describe/it return promises the runner already tracks.
  */

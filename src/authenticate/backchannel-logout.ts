@@ -1,7 +1,7 @@
 /**
  * OpenID Connect Back-Channel Logout 1.0: the provider POSTs a signed logout token to our
  * `backchannel_logout_uri` when a user's session at the provider ends. This module reads the
- * request body and validates the token (spec section 2.6, security-tests 33, 38, 39); ending the
+ * request body and validates the token (spec section 2.6, hostile-input case: sessions / cookies / csrf; tokens / jwt); ending the
  * matching sessions is the caller's business.
  *
  * Signature rules are those of ID tokens (`verifyProviderJwt` in provider-tokens.ts: asymmetric

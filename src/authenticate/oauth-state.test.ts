@@ -13,7 +13,7 @@ test('a state verifies with its CSRF cookie within five minutes and gives back t
   assert.deepEqual(verifyState(state, csrfToken, secret, now + 361), { problem: 'expired' })
 })
 
-test('hostile: missing or foreign CSRF cookie, tampering, another key and junk are refused (security-tests 28)', () => {
+test('hostile: missing or foreign CSRF cookie, tampering, another key and junk are refused (hostile-input case: sessions / cookies / csrf)', () => {
   const { state, csrfToken } = createState(redirect, secret, now)
   const other = createState(redirect, secret, now)
   assert.deepEqual(verifyState(state, undefined, secret, now), { problem: 'csrf-mismatch' })

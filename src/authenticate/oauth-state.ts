@@ -1,5 +1,5 @@
 /**
- * The OAuth `state` parameter and its CSRF cookie (reference fact 12, security-tests 28).
+ * The OAuth `state` parameter and its CSRF cookie (hostile-input case: sessions / cookies / csrf).
  *
  * `state` = base64url(`csrfToken|issuedAt|sealed(redirectUrl)`), sealed with the cookie secret;
  * the browser also gets the CSRF token in the `<cookie_name>_csrf` cookie. The callback accepts a

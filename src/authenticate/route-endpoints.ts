@@ -1,5 +1,5 @@
 /**
- * Portcullis' own endpoints on every route host (reference 6.1): the session callback, sign-out,
+ * Portcullis' own endpoints on every route host (Pomerium docs: On every route host): the session callback, sign-out,
  * the user page and JSON, programmatic login, and the discovery document. They are answered by
  * Portcullis and never forwarded upstream.
  */
@@ -184,7 +184,7 @@ export class RouteEndpoints implements EndpointHandler {
     return portal?.enabled === true ? portal : undefined
   }
 
-  /** The routes this request's user may open (reference 6.1 routes portal). */
+  /** The routes this request's user may open (Pomerium docs: On every route host routes portal). */
   #portalEntries(req: EndpointRequest, settings: AuthSettings, portal: PortalSource, session: Session): PortalEntry[] {
     const candidates = portal.routes.map((route) => ({ route, policy: portal.policyFor(route), idpId: settings.providerFor(route)?.id }))
     const viewer = { session: policySession(session), idpId: session.idpId, clientIp: req.clientIp, now: new Date(), clientCertificate: req.clientCertificate }
@@ -275,7 +275,7 @@ export class RouteEndpoints implements EndpointHandler {
       if (ended) return ended
     }
     // Another site may link or post here (a cross-site GET carries Lax cookies); Pomerium ends
-    // the session at once, Portcullis asks first, as the authenticate host does (reference 7.4).
+    // the session at once, Portcullis asks first, as the authenticate host does (Pomerium docs: Sign-out).
     const csrfName = `${settings.cookieName}_csrf`
     const csrfCookie = readCookie(req.headers['cookie'], csrfName)
     const { cookieSecret } = this.#deps.secrets

@@ -1,5 +1,5 @@
 /**
- * The routes portal (reference 6.1, `/.pomerium/routes` and `/.pomerium/api/v1/routes`): which
+ * The routes portal (Pomerium docs: On every route host, `/.pomerium/routes` and `/.pomerium/api/v1/routes`): which
  * configured routes the signed-in user may open, with what a person needs to recognise them.
  *
  * Pure: no I/O, no clock, no config loading. The caller passes the routes with their compiled

@@ -1,5 +1,5 @@
 /**
- * The authenticate service (reference 6.2, 7.1, 7.4): everything served on the
+ * The authenticate service (Pomerium docs: On the authenticate host, Stateful flow, Sign-out): everything served on the
  * `authenticate_service_url` host. It runs the provider login, owns the authenticate-domain
  * session cookie, hands sessions to route domains through signed, sealed, single-use URLs, and
  * ends sessions on sign-out (here and, through RP-initiated logout, at the provider).
@@ -219,7 +219,7 @@ export class AuthenticateService implements EndpointHandler {
     const flowCookie: CookieOptions = { domain: undefined, httpOnly: true, sameSite: formPost ? 'none' : 'lax', maxAgeS: STATE_LIFETIME_S * 2 }
     const secrets: LoginSecrets = { verifier, nonce, idpId }
     return redirect(target.href, [
-      // A planted or stale session cookie never survives into the new sign-in (security-tests 27).
+      // A planted or stale session cookie never survives into the new sign-in (hostile-input case: sessions / cookies / csrf).
       clearCookie(settings.cookieName, settings.cookie),
       ...cleanupCookies,
       setCookie(csrfName, csrfToken, { ...flowCookie, maxAgeS: CSRF_MAX_AGE_S }),
@@ -316,7 +316,7 @@ export class AuthenticateService implements EndpointHandler {
         return this.#endSession(req, settings, new URLSearchParams())
       }
       if (req.method === 'POST') return this.#error(req, 400, 'Bad Request', 'Invalid CSRF token: open the sign-out page again and press the button there.')
-      // Unsigned GET: anyone can link here, so ask first (reference 7.4).
+      // Unsigned GET: anyone can link here, so ask first (Pomerium docs: Sign-out).
       const token = csrfCookie ?? randomBytes(32).toString('base64url')
       const action = signUrl(new URL('/.pomerium/sign_out', settings.authenticateUrl), this.#deps.secrets.sharedSecret).href
       const rendered = signOutConfirmPage(action, this.#signOutToken(token, sessionId), settings.formActions)
@@ -483,7 +483,7 @@ export function userPageData(session: Session, signOutAction: string, csrfToken:
   }
 }
 
-/** `/.pomerium/user` (reference 6.1): the identity claims of the JWT assertion, without iss/aud/exp/iat/jti. */
+/** `/.pomerium/user` (Pomerium docs: On every route host): the identity claims of the JWT assertion, without iss/aud/exp/iat/jti. */
 export function userJson(session: Session): Record<string, unknown> {
   const claims = session.claims
   return {

@@ -1,5 +1,5 @@
 /**
- * The authorize log (reference 9.3): one line per decision, `"service":"authorize"`, message
+ * The authorize log (Pomerium docs: Authorize log): one line per decision, `"service":"authorize"`, message
  * `authorize check`, with the fields named by `authorize_log_fields` and, always, `allow`,
  * `allow-why-true|false`, `deny`, `deny-why-true|false`. Fields are chosen once per config;
  * values that would leak credentials are never written (`id-token` is logged as the fact that

@@ -1,5 +1,5 @@
 /**
- * The authorize service's decision for one request (reference 4.2): find who is asking (session
+ * The authorize service's decision for one request (Pomerium docs: Result & reason propagation): find who is asking (session
  * cookie, Pomerium token, or a provider bearer token on routes that accept one), evaluate the
  * route's compiled policy, and turn the result into the proxy's answer, in Pomerium's order:
  * 495 for client-certificate problems, sign-in when a rule needed a session that is not there,

@@ -1,5 +1,5 @@
 /**
- * `jwt_claims_headers` (reference 5.2): upstream headers carrying claims of the assertion.
+ * `jwt_claims_headers` (Pomerium docs: Claim headers): upstream headers carrying claims of the assertion.
  *
  * Map form `{X-Email: email}` names the header; list form `[email, given_name]` (or a comma
  * string) gives `x-pomerium-claim-<claim>` with the claim name verbatim, as Pomerium's
@@ -8,7 +8,7 @@
  * A header's value is the claim of the assertion payload: arrays joined with `,`, numbers and
  * booleans as text; a claim the payload lacks gives an empty value.
  *
- * Header safety (security-tests 7): a value containing CR, LF, NUL or any other control
+ * Header safety (hostile-input case: redirect / open-redirect): a value containing CR, LF, NUL or any other control
  * character except TAB is never sent: the header is **dropped** (its name stays in the remove
  * list, so the client's copy is gone too). Non-ASCII text is sent as UTF-8 bytes, as Envoy
  * does; Node writes header strings one byte per character, so the value is re-encoded.

@@ -1,5 +1,5 @@
 /**
- * `${pomerium.*}` templates in a route's `set_request_headers` (reference 3.4).
+ * `${pomerium.*}` templates in a route's `set_request_headers` (Pomerium docs: Headers).
  *
  * Syntax, as Pomerium's `internal/headertemplate` parses it:
  * - `$$` is a literal `$`;

@@ -1,5 +1,5 @@
 /**
- * `downstream_mtls` (reference 3.8): the settings checked at load time, with the loader's
+ * `downstream_mtls` (Pomerium docs: Downstream mTLS): the settings checked at load time, with the loader's
  * messages (file, key path, what is expected), and turned into the verification policy the TLS
  * layer and the mTLS stage (src/proxy/client-cert.ts) use (`Config.downstreamMtls`): the trusted CAs, the CRLs,
  * `match_subject_alt_names` and `max_verify_depth`.
@@ -14,7 +14,7 @@ import type { IssueCollector } from './issues.js'
 export type { MtlsEnforcement }
 
 /**
- * `downstream_mtls.enforcement` when a client CA is configured (reference 3.8; default
+ * `downstream_mtls.enforcement` when a client CA is configured (Pomerium docs: Downstream mTLS; default
  * `policy_with_default_deny`, whose deny rule joins every route policy), else undefined.
  */
 export function mtlsEnforcementOf(raw: Readonly<Record<string, unknown>>): MtlsEnforcement | undefined {

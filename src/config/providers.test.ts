@@ -3,11 +3,11 @@ import { describe, it } from 'node:test'
 
 import { PROVIDER_NAMES, effectiveScopes, isProviderName, providerDefaults } from './providers.js'
 
-// Every idp_provider of reference section 8 (hosted aside).
+// Every idp_provider of Pomerium docs: Identity providers (hosted aside).
 const REFERENCE_8 = ['oidc', 'google', 'azure', 'okta', 'onelogin', 'ping', 'auth0', 'cognito', 'gitlab', 'apple', 'github']
 
 void describe('provider defaults', () => {
-  void it('has an entry for every provider of reference section 8, and no other', () => {
+  void it('has an entry for every provider of Pomerium docs: Identity providers, and no other', () => {
     for (const name of REFERENCE_8) {
       const defaults = providerDefaults(name)
       assert.ok(defaults, name)

@@ -1,5 +1,5 @@
 /**
- * Per-provider defaults for `idp_provider` (reference section 8), as data. Configured values
+ * Per-provider defaults for `idp_provider` (Pomerium docs: Identity providers), as data. Configured values
  * (`idp_provider_url`, `idp_scopes`, `idp_request_params`) override these. The validation of
  * the provider settings lives here too, as pure functions: config loading reports its problems
  * with key paths, and the provider factory (`src/idp/factory.ts`) refuses the same settings.
@@ -198,7 +198,7 @@ export function effectiveScopes(
 
 /**
  * Parameters only this module sets on an authorization request. Caller-supplied copies (from
- * `requestParams` or `extraParams`) are dropped, so each appears exactly once (security test 32).
+ * `requestParams` or `extraParams`) are dropped, so each appears exactly once (hostile-input case: sessions / cookies / csrf).
  */
 export const PROTOCOL_PARAMS: ReadonlySet<string> = new Set([
   'response_type',

@@ -187,7 +187,7 @@ test('tls _file variants are read relative to the config file', () => {
   assert.equal(config?.source.referencedFiles.length, 2)
 })
 
-test('access control combinations (reference 3.7)', () => {
+test('access control combinations (Pomerium docs: Access-control)', () => {
   assert.equal(
     routeErrors(['from: https://a.example.com', 'to: http://a', 'allow_public_unauthenticated_access: true', 'allowed_users: [a@example.com]'])[0]?.[0],
     'routes[0].allow_public_unauthenticated_access',

@@ -210,7 +210,7 @@ export const SERVICE_NAMES: readonly string[] = [
   'cache',
 ]
 
-/** The provider names of reference 8, plus Pomerium's hosted authenticate. */
+/** The provider names of Pomerium docs: Identity providers, plus Pomerium's hosted authenticate. */
 const IDP_PROVIDERS = [...PROVIDER_NAMES, 'hosted', 'builtin']
 
 const CIRCUIT_BREAKER_FIELDS = [

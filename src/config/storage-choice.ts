@@ -1,5 +1,5 @@
 /**
- * Which record store a config selects (reference 1.4), without opening anything: the type follows
+ * Which record store a config selects (Pomerium docs: Databroker model), without opening anything: the type follows
  * `databroker_storage_type`, or, as in Pomerium, the connection string's scheme when only that is
  * given (`postgres://`/`postgresql://` → postgres, `file:` → file).
  */

@@ -1,5 +1,5 @@
 /**
- * The OpenTelemetry tracing settings (reference 9.4): `otel_traces_exporter: otlp` turns tracing
+ * The OpenTelemetry tracing settings (Pomerium docs: Tracing): `otel_traces_exporter: otlp` turns tracing
  * on; the `otel_exporter_otlp_*` settings say where spans go. Checked at load time: a value the
  * exporter could not use is a config error at its key path.
  */

@@ -1,5 +1,5 @@
 /**
- * Opens the record store a config asks for (reference 1.4): `databroker_storage_type` `memory`
+ * Opens the record store a config asks for (Pomerium docs: Databroker model): `databroker_storage_type` `memory`
  * (default), `file` (SQLite) or `postgres`, with `databroker_storage_connection_string[_file]`.
  * As in Pomerium, the type follows from the connection string when only that is given:
  * `postgres://` / `postgresql://` mean postgres, `file://` means file.

@@ -1,7 +1,7 @@
 /**
  * One factory from provider settings (`idp_provider`, `idp_provider_url`, `idp_client_id`,
  * `idp_client_secret`, `idp_scopes`, `idp_request_params`) to an {@link IdentityProvider}, for
- * every provider of reference section 8 plus `builtin` (Portcullis' own OpenID provider). The
+ * every provider of Pomerium docs: Identity providers plus `builtin` (Portcullis' own OpenID provider). The
  * per-provider differences and the settings' validation are data in `config/providers.ts`; this module applies them, and applies the
  * transport rule of `transport.ts` (HTTPS, plain HTTP only to loopback hosts) to every provider.
  */

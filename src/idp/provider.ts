@@ -1,7 +1,7 @@
 /**
  * The identity-provider boundary of the authenticate service: the few operations sign-in, refresh
  * and sign-out need, independent of the library or protocol behind them. The generic OpenID
- * Connect implementation is `oidc.ts`; named providers (reference section 8) are that
+ * Connect implementation is `oidc.ts`; named providers (Pomerium docs: Identity providers) are that
  * implementation with the defaults of `defaults.ts`.
  */
 

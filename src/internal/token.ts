@@ -1,5 +1,5 @@
 /**
- * The internal API credential (security-tests 40): a short-lived HS256 JWT that one Portcullis
+ * The internal API credential (hostile-input case: tokens / jwt): a short-lived HS256 JWT that one Portcullis
  * service presents to another as `Authorization: Bearer <jwt>`.
  *
  * It is signed with a key DERIVED from `shared_secret` (HKDF-SHA256, info

@@ -1,6 +1,6 @@
 /**
  * The metrics listener (`metrics_address`): `GET /metrics` in the Prometheus text format, on its
- * own listener only, never on a route host or the authenticate host (security-tests 43).
+ * own listener only, never on a route host or the authenticate host (hostile-input case: exposed endpoints / information leaks).
  *
  * - `metrics_basic_auth` (base64 of `user:password`) requires those credentials, compared in
  *   constant time; a wrong or missing header gets 401 with a `WWW-Authenticate` challenge.

@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (reference 9.1), on a registry of our own: Pomerium's names where they
+ * Prometheus metrics (Pomerium docs: Prometheus), on a registry of our own: Pomerium's names where they
  * apply (`pomerium_http_server_*`, `pomerium_http_client_*`, config reload, build info, storage
  * operations, identity manager), plus Node's process and event-loop metrics from prom-client.
  *
@@ -14,7 +14,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 /**
  * Counters and gauges for the observability issue. Pomerium exports the same facts as
- * `pomerium_identity_manager_*` (reference 9.1); the names to export each under are given.
+ * `pomerium_identity_manager_*` (Pomerium docs: Prometheus); the names to export each under are given.
  * Timestamps are Unix milliseconds (Pomerium's `*_timestamp` gauges are in seconds: divide).
  */
 export interface IdentityManagerMetrics {

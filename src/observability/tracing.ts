@@ -1,5 +1,5 @@
 /**
- * OpenTelemetry tracing (reference 9.4), off unless `otel_traces_exporter: otlp` (or the
+ * OpenTelemetry tracing (Pomerium docs: Tracing), off unless `otel_traces_exporter: otlp` (or the
  * standard `OTEL_TRACES_EXPORTER=otlp`, which the config loader maps to the same setting).
  *
  * Spans: the proxied request (server), its authorize decision, the upstream request (client; the

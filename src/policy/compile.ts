@@ -7,7 +7,7 @@
  * criterion registry, and in the steady state it allocates nothing (reason unions and the
  * resulting `Evaluation` objects are memoised per policy).
  *
- * Reason propagation (reference 4.2): an operator that is true reports the reasons of its true
+ * Reason propagation (Pomerium docs: Result & reason propagation): an operator that is true reports the reasons of its true
  * children, one that is false those of its false children; `not` and `nor` invert each child's
  * value and keep its reasons, then merge as `and` and `or`. Every child is evaluated (no
  * short-circuit), because the reasons of all of them are part of the result.
@@ -118,7 +118,7 @@ function compileCriterion(node: CriterionNode, sets: ReasonSets, errors: PolicyE
   return (input) => encoded[run(input)] as number
 }
 
-/** Merges children per reference 4.2; also used to OR the clauses of one action. */
+/** Merges children per Pomerium docs: Result & reason propagation; also used to OR the clauses of one action. */
 function merger(checks: readonly Check[], invert: 0 | 1, all: boolean, sets: ReasonSets): Check {
   const n = checks.length
   if (n === 0) return () => 0

@@ -1,6 +1,6 @@
 /* eslint-disable no-restricted-imports -- tests run on node:test; the policy code itself stays free of node:* */
 /**
- * The conformance cases of reference 4.6 that concern policy evaluation, as one table: policy
+ * The conformance cases of Pomerium docs: Conformance cases that concern policy evaluation, as one table: policy
  * (PPL as YAML, or legacy route fields), identity and request, and the expected decision kind
  * and reasons. HTTP details (302 vs 401, JSON bodies, 404 for unknown hosts) belong to the
  * authorize service; here "sign-in" stands for both 2 and 3. Device (37, 38) and MCP (40)

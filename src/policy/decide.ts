@@ -1,5 +1,5 @@
 /**
- * The decision order of Pomerium's authorize (reference 4.2), reduced to the outcomes Portcullis
+ * The decision order of Pomerium's authorize (Pomerium docs: Result & reason propagation), reduced to the outcomes Portcullis
  * has (no device criteria):
  *
  * 1. the deny reasons name a missing or invalid client certificate → 495, no sign-in redirect;

@@ -1,6 +1,6 @@
 /* eslint-disable no-restricted-imports -- tests run on node:test; the policy code itself stays free of node:* */
 /**
- * Email, domain and user canonicalisation (security tests 34-36): case-folded comparison, and
+ * Email, domain and user canonicalisation (hostile-input cases: identity and claims): case-folded comparison, and
  * refusal of anything that could be a look-alike of an allowed identity.
  */
 import { test } from 'node:test'
@@ -11,7 +11,7 @@ import type { PolicySession } from './types.js'
 
 const as = (email: string, extra: Partial<PolicySession> = {}): PolicySession => session('u-1', email, {}, extra)
 
-test('hostile: email-domain policy refuses smuggled, look-alike and quoted addresses (security test 34)', () => {
+test('hostile: email-domain policy refuses smuggled, look-alike and quoted addresses (hostile-input case: identity / claims / policy inputs)', () => {
   const hostile = [
     'a@evil.com@company.com',
     'a@company.com.evil.com',
@@ -57,7 +57,7 @@ test('email and domain compare case-folded (A@COMPANY.COM is a@company.com)', ()
   assert.equal(holds({ domain: 'company.com' }, input(as(''))), false)
 })
 
-test('hostile: email_verified false fails email and domain (security test 35); undefined is accepted', () => {
+test('hostile: email_verified false fails email and domain (hostile-input case: identity / claims / policy inputs); undefined is accepted', () => {
   assert.equal(holds({ email: 'a@company.com' }, input(as('a@company.com', { emailVerified: false }))), false)
   assert.equal(holds({ domain: 'company.com' }, input(as('a@company.com', { emailVerified: false }))), false)
   assert.equal(holds({ email: 'a@company.com' }, input(as('a@company.com', { emailVerified: undefined }))), true)
@@ -67,7 +67,7 @@ test('hostile: email_verified false fails email and domain (security test 35); u
 })
 
 
-test('hostile: allowed_users canonicalisation is consistent (security test 36)', () => {
+test('hostile: allowed_users canonicalisation is consistent (hostile-input case: identity / claims / policy inputs)', () => {
   const { policy } = compileRoutePolicy({ ...NO_ACCESS, allowedUsers: ['alice@corp.example'] }, { path: 'routes[0]' })
   assert.ok(policy)
   const allowed = (userId: string, email: string): boolean => policy.evaluate(input(session(userId, email))).allow

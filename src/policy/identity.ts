@@ -1,6 +1,6 @@
 /**
  * Canonical forms of user ids and email addresses for the `user`, `email` and `domain` criteria
- * (security tests 34-36).
+ * (hostile-input cases: identity and claims).
  *
  * Both sides are compared case-folded. Operands written by the operator are NFKC-normalised and
  * lower-cased. Values from the identity provider are *refused* (the criterion is false) rather

@@ -1,5 +1,5 @@
 /**
- * Matchers (reference 4.4), compiled into predicates.
+ * Matchers (Pomerium docs: Matchers), compiled into predicates.
  *
  * String matcher: `{is, not, starts_with, ends_with, contains, in, not_in}`, operators AND-ed; a
  * bare string means `is`. String-list matcher (claims, groups): `{has, is, exclude}`, AND-ed; a

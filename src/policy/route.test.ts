@@ -1,5 +1,5 @@
 /* eslint-disable no-restricted-imports -- tests run on node:test; the policy code itself stays free of node:* */
-/** Legacy route fields → PPL (reference 3.7), embedded policies, and the downstream_mtls default deny. */
+/** Legacy route fields → PPL (Pomerium docs: Access-control), embedded policies, and the downstream_mtls default deny. */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { compileRoutePolicy } from './route.js'

@@ -1,5 +1,5 @@
 /**
- * A route's policy: the legacy access fields translated to PPL (reference 3.7), the `downstream_mtls`
+ * A route's policy: the legacy access fields translated to PPL (Pomerium docs: Access-control), the `downstream_mtls`
  * default deny, and the route's embedded `policy`, compiled together.
  *
  * ```

@@ -1,4 +1,4 @@
-/** Fixtures for the policy tests: the identities of reference 4.6, request inputs and a YAML shorthand. */
+/** Fixtures for the policy tests: the identities of Pomerium docs: Conformance cases, request inputs and a YAML shorthand. */
 import { parse } from 'yaml'
 import { compilePolicy } from './compile.js'
 import { decide } from './decide.js'

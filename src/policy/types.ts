@@ -97,7 +97,7 @@ export interface RuleTrace {
   criteria: CriterionTrace[]
 }
 
-/** The result of evaluating a policy for one request. Reasons follow reference 4.2. */
+/** The result of evaluating a policy for one request. Reasons follow Pomerium docs: Result & reason propagation. */
 export interface Evaluation {
   readonly allow: boolean
   readonly deny: boolean
@@ -120,7 +120,7 @@ export interface CompiledPolicy {
   readonly source: unknown
 }
 
-/** What the authorize service should do with a request (reference 4.2 decision order). */
+/** What the authorize service should do with a request (Pomerium docs: Result & reason propagation decision order). */
 export type Decision =
   | { readonly kind: 'allow'; readonly reasons: readonly string[] }
   | { readonly kind: 'client-certificate'; readonly status: 495; readonly reasons: readonly string[] }

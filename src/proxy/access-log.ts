@@ -1,5 +1,5 @@
 /**
- * The access log (reference 9.2): one JSON line per request with Pomerium's field names, chosen
+ * The access log (Pomerium docs: Access log): one JSON line per request with Pomerium's field names, chosen
  * by `access_log_fields`. The field list is compiled once per config into getter functions.
  * Cookies and credentials are never among the values: `headers` omits them.
  */

@@ -1,6 +1,6 @@
 /**
  * Error responses a person (or a script) reads: an HTML page, or JSON when the client prefers it
- * (reference fact 22: `{"error": "...", "request_id": "..."}`). Every page carries the request id
+ * (as Pomerium: `{"error": "...", "request_id": "..."}`). Every page carries the request id
  * so that a report can be matched with the log line. Denials arrive from the authorize service as
  * data (`Denial`) and are rendered here, on the side that talks to the client.
  */

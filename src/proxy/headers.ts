@@ -1,5 +1,5 @@
 /**
- * Header rules between client, proxy and upstream (reference 3.3, 3.4, 5.4, 5.5).
+ * Header rules between client, proxy and upstream (Pomerium docs: Rewriting, Headers, Other upstream headers, Stripped from client requests).
  *
  * Request headers are rebuilt from the client's raw list in one pass: hop-by-hop headers, our
  * own credentials and every `x-pomerium-*`/`x-envoy-*` header a client tries to supply are
@@ -145,7 +145,7 @@ export function buildUpstreamHeaders(input: UpstreamHeaderInput): string[] {
       case 'host':
         continue
       case 'authorization':
-        // Our session handle in either accepted form (reference fact 5) stays with us.
+        // Our session handle in either accepted form (the forms Pomerium accepts) stays with us.
         if (/^pomerium\s/i.test(value) || /^bearer\s+pomerium-/i.test(value)) continue
         break
       case 'cookie': {

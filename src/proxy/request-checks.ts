@@ -1,5 +1,5 @@
 /**
- * Cheap checks on the request head, done once before routing (security-tests 11, 18, 24).
+ * Cheap checks on the request head, done once before routing (hostile-input case: header trust; host / route confusion; path normalisation).
  */
 import type { HeadersWithUnderscoresAction } from '../config/types.js'
 

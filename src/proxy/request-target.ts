@@ -1,5 +1,5 @@
 /**
- * Request-target hygiene (security-tests 20-23): the path a route is matched and authorised on is
+ * Request-target hygiene (hostile-input cases: path normalisation): the path a route is matched and authorised on is
  * the path the upstream receives. Ambiguous encodings are refused instead of guessed at.
  *
  * Steps, as Envoy does them for Pomerium: only origin-form targets (`/...`) are accepted; a

@@ -1,6 +1,6 @@
 /**
  * Where a matched request goes: the upstream path (prefix/regex rewrites and the path of the
- * `to` URL) and the upstream Host (reference 3.3, precedence host_rewrite > host_rewrite_header
+ * `to` URL) and the upstream Host (Pomerium docs: Rewriting, precedence host_rewrite > host_rewrite_header
  * > host_path_regex_rewrite > preserve_host_header > automatic).
  */
 import type { RouteConfig, UpstreamTarget } from '../config/types.js'

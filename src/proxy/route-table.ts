@@ -1,7 +1,7 @@
 /**
  * The route table: compiled once per config, consulted once per request.
  *
- * Matching follows Pomerium (reference 3.1): a host picks exact-host routes when any exist for it,
+ * Matching follows Pomerium (Pomerium docs: Matching): a host picks exact-host routes when any exist for it,
  * otherwise the wildcard routes that match it; inside that candidate list routes are tried in
  * config order and the first whose path rule matches wins (`regex` > `path` > `prefix` > `/`).
  * An exact host is a Map lookup, and the wildcard candidates of a host are computed once and

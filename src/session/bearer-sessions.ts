@@ -1,6 +1,6 @@
 /**
  * Provider tokens as credentials (`bearer_token_format: idp_access_token | idp_identity_token`,
- * reference 7.6): `Authorization: Bearer <token issued by the route's provider>` is verified
+ * Pomerium docs: Non-interactive credentials): `Authorization: Bearer <token issued by the route's provider>` is verified
  * (JWKS, issuer, audience, expiry; see provider-tokens.ts) and cached as a session until the token
  * expires, so the next request with the same token costs one store read.
  */
@@ -55,7 +55,7 @@ export class BearerSessions {
 
   async session(token: string, format: BearerFormat, idp: IdpSettings, audiences: readonly string[]): Promise<BearerResult> {
     // The id covers the token, the provider, the format and the audiences: a token accepted under
-    // one route's rules is never reused under another's (security-tests 48).
+    // one route's rules is never reused under another's (hostile-input case: protocol / availability).
     const id = `bearer-${createHash('sha256').update(`${idp.id}\n${format}\n${audiences.join(',')}\n${token}`).digest('base64url').slice(0, 32)}`
     const existing = await this.#deps.sessions.get(id)
     if (existing) return { kind: 'ok', session: existing }

@@ -1,5 +1,5 @@
 /**
- * Session cookie reading and writing (reference 2.2 cookie_*, security-tests 26, 31). Cookies
+ * Session cookie reading and writing (Pomerium docs: Global settings cookie_*, hostile-input case: sessions / cookies / csrf). Cookies
  * are always `Secure` and `Path=/`; `HttpOnly` unless `cookie_http_only: false`; `SameSite` and
  * `Domain` only when configured (host-only by default).
  */
@@ -18,7 +18,7 @@ const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 const COOKIE_VALUE = /^[!#-+\--:<-[\]-~]*$/
 /** Paths a cookie may be set with: absolute, and nothing that ends the attribute. */
 const COOKIE_PATH = /^\/[!#-:<-~]*$/
-/** Above this a Cookie header is not searched (cookie bombs, security-tests 26). */
+/** Above this a Cookie header is not searched (cookie bombs, hostile-input case: sessions / cookies / csrf). */
 const MAX_COOKIE_HEADER = 64 * 1024
 
 function attributes(options: CookieOptions): string {

@@ -14,7 +14,7 @@ test('a session handle is found in every form Pomerium accepts, explicit credent
   assert.equal(findHandle({}, '', '_pomerium'), undefined)
 })
 
-test('browsers are sent to sign in; scripts, XHR, gRPC and token-bearing requests get 401 (reference fact 22)', () => {
+test('browsers are sent to sign in; scripts, XHR, gRPC and token-bearing requests get 401 (as Pomerium does)', () => {
   assert.equal(shouldRedirectToSignIn({}, false), true, 'no Accept')
   assert.equal(shouldRedirectToSignIn({ accept: '*/*' }, false), true)
   assert.equal(shouldRedirectToSignIn({ accept: 'text/html,application/xhtml+xml,*/*;q=0.8' }, false), true)

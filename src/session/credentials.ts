@@ -1,6 +1,6 @@
 /**
- * Where a request carries its session handle (reference fact 5), and whether an unauthenticated
- * request should be sent to sign in or told 401 (reference fact 22).
+ * Where a request carries its session handle (the forms Pomerium accepts), and whether an unauthenticated
+ * request should be sent to sign in or told 401 (as Pomerium does).
  */
 import { preferredType } from '../ui/negotiate.js'
 import { readCookie } from './cookies.js'

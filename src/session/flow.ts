@@ -1,5 +1,5 @@
 /**
- * The URLs and tokens of the cross-domain sign-in flow (reference 7.1), shared by the authorizer
+ * The URLs and tokens of the cross-domain sign-in flow (Pomerium docs: Stateful flow), shared by the authorizer
  * (which sends browsers to sign in), the route endpoints and the authenticate service:
  *
  *   route --302 signed--> authenticate /.pomerium/sign_in --(provider login)--> /oauth2/callback
@@ -49,7 +49,7 @@ export function signInUrl(
 }
 
 /**
- * Carries the current trace through a redirect (`pomerium_traceparent`, reference 9.4), so that
+ * Carries the current trace through a redirect (`pomerium_traceparent`, Pomerium docs: Tracing), so that
  * the next request joins it. A no-op when tracing is off (no propagator is registered).
  */
 export function addTraceContext(url: URL): void {

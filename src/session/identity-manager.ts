@@ -1,5 +1,5 @@
 /**
- * The identity manager (reference 7.3, Pomerium's `pkg/identity/manager`): refreshes sessions'
+ * The identity manager (Pomerium docs: Refresh, Pomerium's `pkg/identity/manager`): refreshes sessions'
  * tokens shortly before they expire, re-reads every user's UserInfo every ten minutes and deletes
  * sessions past their end, without waiting for a request. Refresh-on-use (`SessionRefresher`)
  * stays as the fallback for a request that arrives with already-expired tokens; both write
@@ -129,7 +129,7 @@ function quarterLifetime(e: Entry): number {
 }
 
 /**
- * When a session next needs the manager: its end, or its refresh time (reference 7.3) = token
+ * When a session next needs the manager: its end, or its refresh time (Pomerium docs: Refresh) = token
  * expiry (the earlier of access and ID token) minus the lead (1 min, or a quarter of the token
  * lifetime if shorter), never sooner than the cool-off (10 s, or that quarter) after the tokens
  * were obtained or last tried, nor before a retry after a temporary failure.

@@ -4,7 +4,7 @@ import { allowedRedirect } from './redirects.js'
 
 const policy = { hosts: new Set(['app.example.com', 'a.example.com']), allowLoopbackHttp: false }
 
-test('hostile: the post-login return URL table of security-tests 3 is refused, allowed hosts pass', () => {
+test('hostile: the post-login return URL table of hostile-input case: redirect / open-redirect is refused, allowed hosts pass', () => {
   const refused = [
     '//evil.com',
     '/\\evil.com',
@@ -35,14 +35,14 @@ test('hostile: the post-login return URL table of security-tests 3 is refused, a
   assert.equal(allowedRedirect('https://APP.example.com:8443/x', policy)?.hostname, 'app.example.com')
 })
 
-test('hostile: suffix look-alikes of an allowed host are refused (security-tests 4)', () => {
+test('hostile: suffix look-alikes of an allowed host are refused (hostile-input case: redirect / open-redirect)', () => {
   for (const host of ['evilexample.com', 'app.example.com.evil.net', 'evil-app.example.com', 'example.com']) {
     assert.equal(allowedRedirect(`https://${host}/`, policy), undefined, host)
   }
   assert.ok(allowedRedirect('https://a.example.com/', policy))
 })
 
-test('programmatic login: loopback http on any port only when allowed (security-tests 2)', () => {
+test('programmatic login: loopback http on any port only when allowed (hostile-input case: redirect / open-redirect)', () => {
   const programmatic = { hosts: new Set<string>(), allowLoopbackHttp: true }
   assert.ok(allowedRedirect('http://127.0.0.1:8000/cb', programmatic))
   assert.ok(allowedRedirect('http://localhost:9999/cb', programmatic))

@@ -1,5 +1,5 @@
 /**
- * Where sign-in and sign-out may send a browser (security-tests 1-5, 7, 8). A redirect target is
+ * Where sign-in and sign-out may send a browser (hostile-input cases: open redirects). A redirect target is
  * accepted only as an absolute https (or, for loopback programmatic clients, http) URL whose host
  * is exactly one of the allowed hosts; everything ambiguous is refused rather than normalised,
  * because browsers and servers disagree about how to read it.

@@ -1,5 +1,5 @@
 /**
- * One session refresh (reference 7.3), shared by the on-demand refresher (refresher.ts) and the
+ * One session refresh (Pomerium docs: Refresh), shared by the on-demand refresher (refresher.ts) and the
  * identity manager (identity-manager.ts): which credential renews the session, the call to the
  * provider, what a refusal means, and the write of the renewed session and user. The callers
  * differ only in when they refresh and in what they do with the outcome (log, count, delete,

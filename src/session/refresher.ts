@@ -1,5 +1,5 @@
 /**
- * Token refresh (reference 7.3): shortly before a session's access or ID token expires, its
+ * Token refresh (Pomerium docs: Refresh): shortly before a session's access or ID token expires, its
  * refresh token buys new ones and UserInfo is read again, so a group removed at the provider
  * stops granting access within the token lifetime. Concurrent requests of one session share one
  * refresh; a permanent refusal (revoked grant, deleted user) ends the session.

@@ -1,5 +1,5 @@
 /**
- * Sealed payloads between services over the browser (reference 1.3): XChaCha20-Poly1305 under a
+ * Sealed payloads between services over the browser (Pomerium docs: Communication & trust): XChaCha20-Poly1305 under a
  * 32-byte key, random 24-byte nonce, optional associated data binding a payload to its purpose
  * (a session handed to one route's callback cannot be replayed as another kind of payload).
  * Format: base64url(nonce || ciphertext || tag).

@@ -1,5 +1,5 @@
 /**
- * A local, synced copy of the session records (reference 1.4 "synced data"): filled with
+ * A local, synced copy of the session records (Pomerium docs: Databroker model "synced data"): filled with
  * `syncLatest`, kept current with `sync`, so that the request path reads sessions from memory
  * even when the store is another process or PostgreSQL. A session the copy does not have yet
  * (made a moment ago through another instance) is read through from the store, so a fresh

@@ -21,7 +21,7 @@ test('a handle round-trips', () => {
   assert.deepEqual(verifySessionHandle(signSessionHandle(handle, key), key, now), handle)
 })
 
-test('hostile: tampered, truncated, foreign-key, expired and re-algorithmed handles are "no session" (security-tests 25, 38)', () => {
+test('hostile: tampered, truncated, foreign-key, expired and re-algorithmed handles are "no session" (hostile-input case: sessions / cookies / csrf; tokens / jwt)', () => {
   const good = signSessionHandle(handle, key)
   const [h, p, s] = good.split('.') as [string, string, string]
   const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url')

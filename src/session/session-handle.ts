@@ -1,12 +1,12 @@
 /**
- * The session handle (reference fact 4): an HS256 JWT signed with the shared secret that names a
+ * The session handle (as Pomerium's): an HS256 JWT signed with the shared secret that names a
  * session and nothing more; tokens and claims stay in the databroker. It travels in the session
  * cookie, in `Authorization: Pomerium <jwt>` and friends, and as `pomerium_jwt` after programmatic
  * sign-in. Signing and verifying use node:crypto directly: this runs on every request, where a
  * JOSE library's async WebCrypto path costs ten times more (docs/performance.md).
  *
  * Decoding never throws: anything malformed, foreign-keyed, expired or signed another way is
- * simply "no session" (security-tests 25, 38).
+ * simply "no session" (hostile-input case: sessions / cookies / csrf; tokens / jwt).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
 

@@ -5,7 +5,7 @@
  * A handle counts only when it is signed with the shared secret and unexpired, names this host
  * in its audience, belongs to the route's identity provider, and names a session that still
  * exists for the same user and provider. Anything else is "no session" — never an error page
- * and never access (security-tests 25, 30).
+ * and never access (hostile-input case: sessions / cookies / csrf).
  */
 import { findHandle } from './credentials.js'
 import type { FoundHandle, HandleSource } from './credentials.js'

@@ -1,5 +1,5 @@
 /**
- * Sessions and users in the databroker (reference 1.4, 7.2). The cookie only names a session;
+ * Sessions and users in the databroker (Pomerium docs: Databroker model, Session storage summary). The cookie only names a session;
  * everything else — tokens, claims, lifetime — is read from here, so a session deleted here
  * (sign-out, back-channel logout, failed refresh) stops working on every route at once.
  * Record types use Pomerium's names, so tooling that lists databroker records reads the same.
@@ -45,7 +45,7 @@ export interface User {
 
 export type NewSession = Omit<Session, 'id' | 'issuedAt' | 'expiresAt'>
 
-/** A fresh, unguessable session id (128 bits); a new one at every sign-in (security-tests 27). */
+/** A fresh, unguessable session id (128 bits); a new one at every sign-in (hostile-input case: sessions / cookies / csrf). */
 function newSessionId(): string {
   return randomBytes(16).toString('base64url')
 }

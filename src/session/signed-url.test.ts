@@ -17,7 +17,7 @@ test('a signed URL verifies, keeps its parameters, and lasts five minutes plus o
   assert.equal(verifySignedUrl(signed, key, now - 61), 'not-yet-valid')
 })
 
-test('hostile: tampering with any part of a signed URL is detected (security-tests 6)', () => {
+test('hostile: tampering with any part of a signed URL is detected (hostile-input case: redirect / open-redirect)', () => {
   const signed = signUrl(target, key, now)
   const variants: [string, (u: URL) => void][] = [
     ['unsigned', (u) => u.searchParams.delete('pomerium_signature')],

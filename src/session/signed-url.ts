@@ -1,9 +1,9 @@
 /**
- * Signed URLs between the proxy and authenticate (reference 1.3, 7.1): the query gains
+ * Signed URLs between the proxy and authenticate (Pomerium docs: Communication & trust, Stateful flow): the query gains
  * `pomerium_issued` and `pomerium_expiry` (issued + 5 minutes) and `pomerium_signature`, an
  * HMAC-SHA512/256 over the URL without the signature followed by both times. Verification allows
  * one minute of clock skew and compares in constant time. Only signed URLs are followed, so
- * nobody can make authenticate redirect to a host of their choosing (security-tests 1, 6).
+ * nobody can make authenticate redirect to a host of their choosing (hostile-input case: redirect / open-redirect).
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
 

@@ -1,5 +1,5 @@
 /**
- * The two process secrets (reference 2.2): `shared_secret` signs session handles and internal
+ * The two process secrets (Pomerium docs: Global settings): `shared_secret` signs session handles and internal
  * calls and seals payloads between services; `cookie_secret` protects CSRF, state and PKCE
  * cookies. Both are 32 bytes, base64 in the config. When one is missing in all-in-one mode a
  * random one is made per process, as Pomerium does: sessions then do not survive a restart, and

@@ -1,5 +1,5 @@
 /**
- * The keys that sign `X-Pomerium-Jwt-Assertion` (reference 5.3, fact 9).
+ * The keys that sign `X-Pomerium-Jwt-Assertion` (Pomerium docs: Signing / JWKS).
  *
  * `signing_key` holds one or more PEM private keys: the first signs, all are published in the
  * JWKS so that upstreams keep verifying assertions of the previous key during a rotation.

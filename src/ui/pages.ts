@@ -159,7 +159,7 @@ function logoSource(url: string): { src: string; origin: string } | undefined {
   return CSP_ORIGIN.test(origin) ? { src: url, origin } : undefined
 }
 
-/** The routes portal: a card per route the user may open (reference 6.1 `/.pomerium/routes`). */
+/** The routes portal: a card per route the user may open (Pomerium docs: On every route host `/.pomerium/routes`). */
 export function routesPage(d: RoutesPageData): RenderedPage {
   const origins: string[] = []
   const cards = d.routes.map((r) => {

@@ -1,5 +1,5 @@
 /**
- * Client certificates and policy through the running proxy (reference 3.8, conformance 35, 36):
+ * Client certificates and policy through the running proxy (Pomerium docs: Downstream mTLS, conformance 35, 36):
  * with `downstream_mtls` and the default enforcement, a request without a valid certificate gets
  * 495 and no sign-in redirect, while `/.pomerium/*` and `/healthz` stay reachable; the
  * `client_certificate` criterion pins a certificate by fingerprint.

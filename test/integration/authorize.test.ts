@@ -1,8 +1,8 @@
 /**
  * Route policies through the running proxy with real sessions from the real OpenID provider
- * (reference 4, 3.7): allow and deny rules, legacy fields, claims, groups, methods and paths,
+ * (Pomerium docs: Pomerium Policy Language, Access-control): allow and deny rules, legacy fields, claims, groups, methods and paths,
  * the 403 page and its JSON form, robots.txt, show_error_details, the authorize log, and a group
- * removed at the provider taking effect within the token lifetime (security-tests 37).
+ * removed at the provider taking effect within the token lifetime (hostile-input case: identity / claims / policy inputs).
  */
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'

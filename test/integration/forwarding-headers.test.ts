@@ -1,5 +1,5 @@
 /**
- * Forwarding integration tests: request and response header handling (reference 3.4, 5.4, 5.5).
+ * Forwarding integration tests: request and response header handling (Pomerium docs: Headers, Other upstream headers, Stripped from client requests).
  *
  * Two Portcullis instances: one with default global settings, one that trusts one proxy hop
  * (`xff_num_trusted_hops: 1`), does not append to X-Forwarded-For (`skip_xff_append`) and allows

@@ -1,5 +1,5 @@
 /**
- * Forwarding integration tests: path and Host rewriting (reference 3.2, 3.3).
+ * Forwarding integration tests: path and Host rewriting (Pomerium docs: Destination, Rewriting).
  *
  * The echo upstream answers with the request it received, so each test asserts on the path and
  * Host the upstream saw and on the X-Forwarded-Host / x-pomerium-original-host headers.

@@ -1,6 +1,6 @@
 /**
  * Forwarding integration tests: upstream schemes (http, https, h2c, gRPC over h2c behind a TLS
- * listener), upstream TLS settings (reference 3.6), HSTS on TLS listeners, and upgrades
+ * listener), upstream TLS settings (Pomerium docs: Upstream TLS), HSTS on TLS listeners, and upgrades
  * (`allow_websockets`, `allow_spdy`, `allow_upgrades`). Hosts on the TLS listener live under
  * app.localhost because TLS clients do not accept `*.localhost` (a wildcard over one label).
  */

@@ -1,5 +1,5 @@
 /**
- * End-to-end request hygiene (security-tests 17-24, reference facts 14 and 25): the built
+ * End-to-end request hygiene (hostile-input cases: host and route confusion, path normalisation): the built
  * Portcullis binary in front of echo upstreams on loopback, driven with exact bytes.
  *
  * The layout used by most tests: host `pub.localhost` with a public route (prefix /public, echo
@@ -85,7 +85,7 @@ function assertAdminNeverReached(s: Stack): void {
   }
 }
 
-void describe('hostile requests against a public and a protected route (security-tests 20-24)', () => {
+void describe('hostile requests against a public and a protected route (hostile-input cases: path normalisation)', () => {
   let s: Stack | undefined
   before(async () => {
     s = await startStack()
@@ -415,7 +415,7 @@ void describe('configurable hygiene actions', () => {
   })
 })
 
-void describe('host and route confusion (security-tests 17-19)', () => {
+void describe('host and route confusion (hostile-input cases: host and route confusion)', () => {
   const ups: Record<string, Upstream> = {}
   let tlsPx: PortcullisProcess | undefined
   let px: PortcullisProcess | undefined

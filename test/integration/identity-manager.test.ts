@@ -1,6 +1,6 @@
 /**
  * The identity manager against the real test IdP with 2 s tokens: a group removed at the provider
- * disappears from the session, and a revoked grant ends it, without any request (reference 7.3).
+ * disappears from the session, and a revoked grant ends it, without any request (Pomerium docs: Refresh).
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'

@@ -5,7 +5,7 @@
  * - A server process killed with SIGKILL (no goodbye) is failed over: with two servers on one
  *   PostgreSQL, calls continue on the other and a running sync resumes without losing a record.
  * - A user's session handle, a programmatic (`Pomerium`) token or a JWT signed with the raw shared
- *   secret is refused by the server process (security-tests 40).
+ *   secret is refused by the server process (hostile-input case: tokens / jwt).
  *
  * Uses the real PostgreSQL at 127.0.0.1:5432 for the two-server case; when nothing answers there
  * that case is skipped loudly, except under CI, where it fails.

@@ -1,7 +1,7 @@
 /**
  * The identity statement as an upstream sees it: the JWKS served over HTTP and fetched by a
  * standard verifier (jose's remote JWKS), and the identity headers combined with the proxy's
- * upstream header builder against client-supplied copies (security-tests 9, 10, 12, 41).
+ * upstream header builder against client-supplied copies (hostile-input case: header trust; tokens / jwt).
  */
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'

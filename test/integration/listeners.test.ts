@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of the listeners (reference 2.2, 6.1, facts 15 and 25) and of shutdown:
+ * End-to-end tests of the listeners (Pomerium docs: Global settings, On every route host) and of shutdown:
  * TLS certificates from every config form, ALPN, the HTTP redirect listener, security headers,
  * header-size and slow-header limits, idle timeouts, health endpoints, and SIGTERM draining,
  * all against the built binary on loopback.

@@ -1,6 +1,6 @@
 /**
  * Metrics and health probes through the real process (issue 6, parts 1 and 4): `/metrics` on its
- * own listener only (security-tests 43) with basic auth and mTLS, Pomerium's metric names checked
+ * own listener only (hostile-input case: exposed endpoints / information leaks) with basic auth and mTLS, Pomerium's metric names checked
  * with `promtool check metrics`, counters that move with traffic, labels that do not grow with
  * it, config reload gauges, workers summed by the primary; `/healthz`, `/startupz`, `/readyz`
  * (store and provider discovery), `/status`, and SIGTERM turning readiness off before draining.

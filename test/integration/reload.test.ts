@@ -1,5 +1,5 @@
 /**
- * End-to-end hot reload (reference 1.5, fact 17) and the command line: the running binary picks
+ * End-to-end hot reload (Pomerium docs: Config sources and hot reload) and the command line: the running binary picks
  * up edits of its config file and of files the config references, on its own and on SIGHUP,
  * keeps serving the old config when the new one is invalid, and never drops requests or
  * WebSocket connections that are in flight. `portcullis validate` and start-up errors are

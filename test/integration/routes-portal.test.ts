@@ -1,5 +1,5 @@
 /**
- * The routes portal end to end (reference 6.1 `/.pomerium/routes`, `/.pomerium/api/v1/routes`):
+ * The routes portal end to end (Pomerium docs: On every route host `/.pomerium/routes`, `/.pomerium/api/v1/routes`):
  * the real process, sessions from the real OpenID provider, and route policies deciding which
  * routes each user sees; sign-in for browsers and 401 for scripts without a session.
  */

@@ -1,7 +1,7 @@
 /**
  * OpenID Connect Back-Channel Logout (a Portcullis addition): the provider's signed logout token,
  * posted to `/.pomerium/backchannel_logout`, ends the matching sessions at once; forged, replayed
- * and incomplete tokens are refused (security-tests 33). The real provider signs the tokens; a
+ * and incomplete tokens are refused (hostile-input case: sessions / cookies / csrf). The real provider signs the tokens; a
  * loopback receiver catches them (Node cannot resolve `*.localhost`), and the test delivers them.
  */
 import assert from 'node:assert/strict'

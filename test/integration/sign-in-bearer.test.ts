@@ -1,5 +1,5 @@
 /**
- * Provider tokens as credentials (`bearer_token_format`, reference 7.6; security-tests 38, 39,
+ * Provider tokens as credentials (`bearer_token_format`, Pomerium docs: Non-interactive credentials; hostile-input case: tokens / jwt,
  * 48): genuine ID and access tokens of the route's provider are accepted; forged, foreign and
  * expired ones get 401, never a sign-in redirect.
  */

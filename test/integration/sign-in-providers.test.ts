@@ -1,5 +1,5 @@
 /**
- * Per-route identity provider clients (reference 3.7 `idp_client_id`/`idp_client_secret`): a
+ * Per-route identity provider clients (Pomerium docs: Access-control `idp_client_id`/`idp_client_secret`): a
  * route with its own client signs in through that client, and its sessions are bound to it.
  */
 import assert from 'node:assert/strict'

@@ -1,7 +1,7 @@
 /**
  * Token refresh past expiry with short provider token lifetimes (2 s): claims re-read at the
  * provider, one refresh per session under concurrent requests, and a refused refresh ending the
- * session (reference 7.3, security-tests 37).
+ * session (Pomerium docs: Refresh, hostile-input case: identity / claims / policy inputs).
  */
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'

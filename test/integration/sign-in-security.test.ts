@@ -1,6 +1,6 @@
 /**
- * Attacks on the sign-in flow (security-tests 1-8, 25, 27-32, 42, 44), programmatic access
- * (reference fact 20, 7.6) and sign-out (7.4), against the real Portcullis process and a real
+ * Attacks on the sign-in flow (hostile-input cases: open redirects; sessions, cookies and CSRF; exposed endpoints), programmatic access
+ * (Pomerium docs: Non-interactive credentials) and sign-out (Pomerium docs: Sign-out), against the real Portcullis process and a real
  * OpenID provider on loopback.
  */
 import assert from 'node:assert/strict'
@@ -55,13 +55,13 @@ async function signInLink(target: string): Promise<URL> {
 }
 
 describe('sign-in links and redirects', () => {
-  test('unsigned sign_in with a foreign redirect is refused (security-tests 1)', async () => {
+  test('unsigned sign_in with a foreign redirect is refused (hostile-input case: redirect / open-redirect)', async () => {
     const a = await http(`${setup.authn}/.pomerium/sign_in?pomerium_redirect_uri=https://evil.com`)
     assert.equal(a.status, 400)
     assert.equal(a.headers['location'], undefined)
   })
 
-  test('tampered, stripped, re-timed and expired signatures are all refused (security-tests 6)', async () => {
+  test('tampered, stripped, re-timed and expired signatures are all refused (hostile-input case: redirect / open-redirect)', async () => {
     const link = await signInLink(`${setup.app}/x`)
     const variants: URL[] = []
     const flip = new URL(link)
@@ -92,7 +92,7 @@ describe('sign-in links and redirects', () => {
     assert.ok(!(await http(redirected.href)).body.includes('evil.com/"'))
   })
 
-  test('even a correctly signed link never redirects off the route hosts (security-tests 3, 4, 7, 8)', async () => {
+  test('even a correctly signed link never redirects off the route hosts (hostile-input case: redirect / open-redirect)', async () => {
     const idpId = (await signInLink(`${setup.app}/`)).searchParams.get('pomerium_idp_id') as string
     const { jar } = await signIn(setup, `${setup.app}/`, 'alice@example.com', 'alice-password')
     const app = new URL(setup.app).host
@@ -182,7 +182,7 @@ describe('OAuth state, CSRF, PKCE and codes', () => {
     return { jar, callback: r.url, authorize }
   }
 
-  test('the authorization request carries each protocol parameter once, PKCE S256 and a nonce (security-tests 29, 32)', async () => {
+  test('the authorization request carries each protocol parameter once, PKCE S256 and a nonce (hostile-input case: sessions / cookies / csrf)', async () => {
     const link = await signInLink(`${setup.app}/`)
     link.searchParams.append('scope', 'openid admin')
     link.searchParams.append('redirect_uri', 'https://evil.com/')
@@ -197,7 +197,7 @@ describe('OAuth state, CSRF, PKCE and codes', () => {
     assert.equal(authorize.searchParams.get('redirect_uri'), `${setup.authn}/oauth2/callback`)
   })
 
-  test('a finished callback cannot be replayed, and the code is single-use (security-tests 28)', async () => {
+  test('a finished callback cannot be replayed, and the code is single-use (hostile-input case: sessions / cookies / csrf)', async () => {
     const { jar, callback } = await toCallback('alice@example.com', 'alice-password')
     const first = await http(callback.href, { jar })
     assert.equal(first.status, 302)
@@ -224,7 +224,7 @@ describe('OAuth state, CSRF, PKCE and codes', () => {
     assert.equal((await http(tampered.href, { jar })).status, 400)
   })
 
-  test('provider errors are shown escaped, with 401 for access_denied (security-tests 44)', async () => {
+  test('provider errors are shown escaped, with 401 for access_denied (hostile-input case: exposed endpoints / information leaks)', async () => {
     const a = await http(`${setup.authn}/oauth2/callback?error=access_denied&error_description=${encodeURIComponent('<script>alert(1)</script>')}`)
     assert.equal(a.status, 401)
     assert.ok(!a.body.includes('<script>alert(1)</script>'))
@@ -236,7 +236,7 @@ describe('OAuth state, CSRF, PKCE and codes', () => {
 })
 
 describe('sessions', () => {
-  test('a planted cookie never becomes authenticated: every sign-in makes a new session (security-tests 27)', async () => {
+  test('a planted cookie never becomes authenticated: every sign-in makes a new session (hostile-input case: sessions / cookies / csrf)', async () => {
     const attacker = await signIn(setup, `${setup.app}/`, 'bob@example.com', 'bob-password')
     const planted = attacker.jar.forHost(new URL(setup.authn).host)['_pomerium'] as string
     assert.ok(planted)
@@ -253,7 +253,7 @@ describe('sessions', () => {
     assert.equal((JSON.parse(me.body) as { email: string }).email, 'alice@example.com')
   })
 
-  test('garbage, truncated, foreign and re-signed cookies mean "not signed in", never 500 (security-tests 25)', async () => {
+  test('garbage, truncated, foreign and re-signed cookies mean "not signed in", never 500 (hostile-input case: sessions / cookies / csrf)', async () => {
     const { jar } = await signIn(setup, `${setup.app}/`, 'alice@example.com', 'alice-password')
     const good = jar.forHost(new URL(setup.app).host)['_pomerium'] as string
     const [h, p] = good.split('.') as [string, string, string]
@@ -268,7 +268,7 @@ describe('sessions', () => {
     }
   })
 
-  test('the user page shows identity, never tokens, with no-store and a strict CSP (security-tests 42)', async () => {
+  test('the user page shows identity, never tokens, with no-store and a strict CSP (hostile-input case: exposed endpoints / information leaks)', async () => {
     const { jar } = await signIn(setup, `${setup.app}/`, 'alice@example.com', 'alice-password')
     for (const base of [setup.app, setup.authn]) {
       const a = await http(`${base}/.pomerium/`, { jar })
@@ -302,7 +302,7 @@ describe('sessions', () => {
 })
 
 describe('programmatic access', () => {
-  test('the login URL is only given for whitelisted redirect hosts (security-tests 2)', async () => {
+  test('the login URL is only given for whitelisted redirect hosts (hostile-input case: redirect / open-redirect)', async () => {
     const evil = await http(`${setup.app}/.pomerium/api/v1/login?pomerium_redirect_uri=https://evil.com/cb`)
     assert.equal(evil.status, 400)
     assert.equal((await http(`${setup.app}/.pomerium/api/v1/login`)).status, 404)
@@ -347,7 +347,7 @@ describe('programmatic access', () => {
 })
 
 describe('sign-out', () => {
-  test('route sign-out ends the session everywhere, through the provider logout (security-tests 5, 30)', async () => {
+  test('route sign-out ends the session everywhere, through the provider logout (hostile-input case: redirect / open-redirect; sessions / cookies / csrf)', async () => {
     const { jar } = await signIn(setup, `${setup.app}/`, 'alice@example.com', 'alice-password')
     await signIn(setup, `${setup.other}/`, 'alice@example.com', 'x', jar)
     const appCookie = jar.forHost(new URL(setup.app).host)['_pomerium'] as string

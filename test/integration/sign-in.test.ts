@@ -1,7 +1,7 @@
 /**
  * The sign-in flow end to end against a real OpenID provider (oidc-provider on loopback) and the
- * real Portcullis process over TLS, with a scripted browser (cookie jar + redirects): reference
- * 7.1 and 7.4, security-tests 1-8, 25, 27-32, 42.
+ * real Portcullis process over TLS, with a scripted browser (cookie jar + redirects): Pomerium
+ * docs: Stateful flow and Sign-out; hostile-input cases: open redirects; sessions, cookies and CSRF; exposed endpoints.
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
@@ -68,7 +68,7 @@ describe('sign-in across domains', () => {
     assert.ok(jar.forHost(new URL(setup.other).host)['_pomerium'])
   })
 
-  test('API clients get 401 JSON instead of a redirect (reference fact 22)', async () => {
+  test('API clients get 401 JSON instead of a redirect (as Pomerium does)', async () => {
     for (const headers of [{ accept: 'application/json' }, { 'x-requested-with': 'XMLHttpRequest' }, { authorization: 'Pomerium not-a-token' }]) {
       const res = await get(`${setup.app}/api`, undefined, headers)
       assert.equal(res.status, 401, JSON.stringify(headers))

@@ -1,5 +1,5 @@
 /**
- * The four services as four processes (issue 5, reference 1.2): a databroker, an authorize
+ * The four services as four processes (issue 5, Pomerium docs: All-in-one vs split): a databroker, an authorize
  * service and an authenticate service, each alone, and a proxy that asks the authorize service
  * over the internal API (TLS, verified against `certificate_authority`) and passes the
  * authenticate host to `authenticate_internal_service_url`. The whole sign-in and policy flow

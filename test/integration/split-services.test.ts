@@ -1,8 +1,8 @@
 /**
- * Services apart (issue 5, reference 1.2): a databroker-only process serves the store over the
+ * Services apart (issue 5, Pomerium docs: All-in-one vs split): a databroker-only process serves the store over the
  * internal API, and two proxy processes (proxy, authenticate, authorize) use it: a session made
  * through one works through the other, and the internal API refuses a user's session token
- * (security-tests 40).
+ * (hostile-input case: tokens / jwt).
  */
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'

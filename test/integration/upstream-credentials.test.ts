@@ -1,5 +1,5 @@
 /**
- * Upstream credentials through the running proxy (reference 3.4): Kubernetes impersonation with
+ * Upstream credentials through the running proxy (Pomerium docs: Headers): Kubernetes impersonation with
  * the route's service account token, and a Google ID token from a faithful local copy of the GCE
  * metadata server (chosen with GCE_METADATA_HOST, as Google's libraries do).
  */

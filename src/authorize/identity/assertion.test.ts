@@ -28,7 +28,7 @@ async function verify(token: string, host = 'app.example.com', k: SigningKeys = 
   return jwtVerify(token, jwks(k), { issuer, audience: host, currentDate: new Date(NOW) })
 }
 
-test('assertion: verifies against the JWKS and carries every claim of reference 5.1', async () => {
+test('assertion: verifies against the JWKS and carries every claim of Pomerium docs: X-Pomerium-Jwt-Assertion', async () => {
   const minter = createAssertionMinter(keys, options())
   const token = minter.mint({ host: 'app.example.com', session: alice, now: NOW })
   const { payload, protectedHeader } = await verify(token)

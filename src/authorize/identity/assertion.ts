@@ -1,5 +1,5 @@
 /**
- * `X-Pomerium-Jwt-Assertion` (reference 5.1): the signed statement of who made a request,
+ * `X-Pomerium-Jwt-Assertion` (Pomerium docs: X-Pomerium-Jwt-Assertion): the signed statement of who made a request,
  * minted for the route host it is sent to.
  *
  * JOSE header `{"alg","kid","typ":"JWT"}`; payload `aud` (route host), `email`, `exp` (= iat +

@@ -1,5 +1,5 @@
 /**
- * What the authorizer adds to an allowed request for its upstream (reference 5, fact 8, 24):
+ * What the authorizer adds to an allowed request for its upstream (Pomerium docs: Identity headers):
  *
  * - `pass_identity_headers` on (route, else global): `x-pomerium-jwt-assertion` and the
  *   `jwt_claims_headers` headers are set;
@@ -161,7 +161,7 @@ export function createIdentityHeaders(options: IdentityHeadersOptions): Identity
   return { identityHeaders, forRoute, minter, jwks: jwksResponse(options.keys) }
 }
 
-/** `/.well-known/pomerium/jwks.json`: every key's public part; cached 60 s (reference 5.3). */
+/** `/.well-known/pomerium/jwks.json`: every key's public part; cached 60 s (Pomerium docs: Signing / JWKS). */
 export function jwksResponse(keys: SigningKeys): JwksResponse {
   return {
     status: 200,

@@ -1,4 +1,4 @@
-/** The identity statement Portcullis sends upstream (reference 5): see docs/identity-headers.md. */
+/** The identity statement Portcullis sends upstream (Pomerium docs: Identity headers): see docs/identity-headers.md. */
 export { loadSigningKeys, deriveSigningKeyPem, deriveSigningPrivateKey, thumbprintKid, SigningKeyError, DERIVED_KEY_INFO } from '../../shared/signing-keys.js'
 export type { SigningAlg, SigningKey, SigningKeys, PublicJwk } from '../../shared/signing-keys.js'
 export { createAssertionMinter, parseIssuerFormat, ASSERTION_LIFETIME_S, STANDARD_CLAIMS } from './assertion.js'

@@ -11,7 +11,7 @@ interface TokenCacheOptions {
  * A bounded LRU of verification results with expiry. Entries are keyed by SHA-256 over the whole
  * token and a context (the kind of token and the accepted audiences), never by a prefix, a claim
  * or `kid`: a result is only ever reused for the very same token checked the very same way
- * (security-tests 48). Raw tokens are not kept.
+ * (hostile-input case: protocol / availability). Raw tokens are not kept.
  */
 export class TokenCache<T> {
   readonly maxEntries: number

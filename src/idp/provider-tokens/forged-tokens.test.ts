@@ -1,7 +1,7 @@
 /**
  * Provider tokens signed by keys the test holds (a tiny loopback issuer: discovery, JWKS,
  * UserInfo): claim-level forgeries, algorithms, key rotation and the JWKS rate limit, opaque and
- * JWT access tokens (security-tests 38/39/48).
+ * JWT access tokens (hostile-input case: tokens / jwt; protocol / availability).
  *
  * node:test's describe/it return promises the runner already tracks.
  */

@@ -1,10 +1,10 @@
 /**
  * Tokens an identity provider issued, verified by us: the bearer tokens of
- * `bearer_token_format: idp_identity_token | idp_access_token` (reference 7.6), and, through the
+ * `bearer_token_format: idp_identity_token | idp_access_token` (Pomerium docs: Non-interactive credentials), and, through the
  * shared {@link ProviderKeySource} and {@link verifyProviderJwt}, back-channel logout tokens
  * (`src/authenticate/backchannel-logout.ts`).
  *
- * The rules (security-tests 38, 39, 48; operator view in docs/provider-tokens.md):
+ * The rules (hostile-input case: tokens / jwt; protocol / availability; operator view in docs/provider-tokens.md):
  * - Only asymmetric signatures from the provider's own JWKS (`jwks_uri` of its discovery
  *   document). `none`, a missing `alg`, every `HS*` (an HMAC "signed" with the provider's public
  *   key is the classic confusion attack) and anything outside RS/PS/ES/EdDSA are refused before any

@@ -1,6 +1,6 @@
 /**
  * Discovery and JWKS of one provider, fetched lazily, cached, and re-read on an unknown `kid` or
- * with age, at most once per cooldown (security-tests 38; docs/provider-tokens.md).
+ * with age, at most once per cooldown (hostile-input case: tokens / jwt; docs/provider-tokens.md).
  */
 import { importJWK } from 'jose'
 import type { CryptoKey, JWK } from 'jose'

@@ -1,7 +1,7 @@
 /**
  * Provider bearer tokens (`idp_identity_token`, `idp_access_token`): genuine ID and access tokens
  * minted by a real OpenID provider (oidc-provider, test fixture) on 127.0.0.1, then forgeries of
- * every kind security-tests 38/39/48 name, each its own test. Claim-level forgeries need a signer
+ * every kind hostile-input case: tokens / jwt; protocol / availability name, each its own test. Claim-level forgeries need a signer
  * the verifier trusts, so a second, tiny loopback issuer serves discovery, a JWKS of keys the test
  * holds, and UserInfo; it also drives key rotation and the JWKS rate limit.
  *

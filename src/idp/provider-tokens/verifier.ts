@@ -1,6 +1,6 @@
 /**
  * The bearer-token verifier of `bearer_token_format: idp_identity_token | idp_access_token`
- * (reference 7.6): JWTs through {@link verifyProviderJwt} with a result cache, opaque access
+ * (Pomerium docs: Non-interactive credentials): JWTs through {@link verifyProviderJwt} with a result cache, opaque access
  * tokens through the provider's UserInfo endpoint.
  */
 import { TokenCache } from './cache.js'

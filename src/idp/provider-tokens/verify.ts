@@ -113,7 +113,7 @@ function checkHeader(header: Record<string, unknown>, policy: JwtPolicy): { alg:
       fail('ERR_TOKEN_HEADER', 'the token kid is not a short string')
     }
     // A kid is only ever compared with the JWKS, but path-like ones are refused outright
-    // (security-tests 38). "/" alone is tolerated for exact JWKS matches (AWS Cognito kids are
+    // (hostile-input case: tokens / jwt). "/" alone is tolerated for exact JWKS matches (AWS Cognito kids are
     // standard base64); keysFor never refetches the JWKS for such a kid.
     // eslint-disable-next-line no-control-regex
     if (kid.includes('..') || kid.includes('\\') || /[\u0000-\u001f\u007f]/.test(kid)) {
