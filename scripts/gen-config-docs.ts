@@ -18,7 +18,7 @@ import {
 import type { SettingDescriptor } from '../src/config/schema.js'
 import { isInEffect, runtimeFlagsInEffect } from '../src/config/status.js'
 import type { SettingScope } from '../src/config/status.js'
-import { PortcullisMetrics } from '../src/observability/metrics.js'
+import { IDLE_IDENTITY_MANAGER_METRICS, PortcullisMetrics } from '../src/observability/metrics.js'
 
 const OUTPUT = resolve(dirname(fileURLToPath(import.meta.url)), '../docs/reference/config.md')
 const METRICS_OUTPUT = resolve(dirname(fileURLToPath(import.meta.url)), '../docs/reference/metrics.md')
@@ -27,20 +27,7 @@ const METRICS_OUTPUT = resolve(dirname(fileURLToPath(import.meta.url)), '../docs
 export async function renderMetricsDocs(): Promise<string> {
   const metrics = new PortcullisMetrics({ version: '0.0.0', revision: '' }, { processMetrics: false })
   // The identity manager's gauges exist in processes that run it (authenticate or authorize): list them too.
-  metrics.identityManager(() => ({
-    sessionRefreshSuccess: 0,
-    sessionRefreshError: 0,
-    sessionDeleted: 0,
-    userInfoRefreshSuccess: 0,
-    userInfoRefreshError: 0,
-    lastRefreshAt: undefined,
-    sessionRefreshSuccessAt: undefined,
-    sessionRefreshErrorAt: undefined,
-    userInfoRefreshSuccessAt: undefined,
-    userInfoRefreshErrorAt: undefined,
-    leader: false,
-    sessions: 0,
-  }))
+  metrics.identityManager(() => IDLE_IDENTITY_MANAGER_METRICS)
   const list = (await metrics.registry.getMetricsAsJSON()) as unknown as { name: string; type: string; help: string }[]
   const rows = list
     .map((m) => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test } from 'node:test'
 import { stringify } from 'yaml'
-import { PortcullisMetrics } from './metrics.js'
+import { IDLE_IDENTITY_MANAGER_METRICS, PortcullisMetrics } from './metrics.js'
 
 const DASHBOARD = new URL('../../deploy/grafana/portcullis-dashboard.json', import.meta.url)
 
@@ -24,20 +24,7 @@ const exprs = dashboard.panels.flatMap((p) => p.targets.map((t) => ({ panel: p.t
 test('every metric the dashboard queries is exported', async () => {
   const metrics = new PortcullisMetrics({ version: '0.0.0', revision: '' })
   // As in a process that runs authenticate or authorize (the one that runs the identity manager).
-  metrics.identityManager(() => ({
-    sessionRefreshSuccess: 0,
-    sessionRefreshError: 0,
-    sessionDeleted: 0,
-    userInfoRefreshSuccess: 0,
-    userInfoRefreshError: 0,
-    lastRefreshAt: undefined,
-    sessionRefreshSuccessAt: undefined,
-    sessionRefreshErrorAt: undefined,
-    userInfoRefreshSuccessAt: undefined,
-    userInfoRefreshErrorAt: undefined,
-    leader: false,
-    sessions: 0,
-  }))
+  metrics.identityManager(() => IDLE_IDENTITY_MANAGER_METRICS)
   const names = new Set<string>()
   for (const m of await metrics.registry.getMetricsAsJSON()) {
     names.add(m.name)

@@ -47,6 +47,22 @@ export interface IdentityManagerMetrics {
   readonly sessions: number
 }
 
+/** What an identity manager reports before it has done anything (the docs and dashboard checks register it). */
+export const IDLE_IDENTITY_MANAGER_METRICS: IdentityManagerMetrics = Object.freeze({
+  sessionRefreshSuccess: 0,
+  sessionRefreshError: 0,
+  sessionDeleted: 0,
+  userInfoRefreshSuccess: 0,
+  userInfoRefreshError: 0,
+  lastRefreshAt: undefined,
+  sessionRefreshSuccessAt: undefined,
+  sessionRefreshErrorAt: undefined,
+  userInfoRefreshSuccessAt: undefined,
+  userInfoRefreshErrorAt: undefined,
+  leader: false,
+  sessions: 0,
+})
+
 /** Milliseconds, as Pomerium's `*_duration_ms` histograms. */
 const DURATION_BUCKETS_MS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000]
 const SIZE_BUCKETS_BYTES = [64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216]
