@@ -114,6 +114,20 @@ void describe('relayUdp', () => {
     await waitFor('the client sees the stream end', client.ended)
   })
 
+  void it('relays the capsules that came with the request head first', async () => {
+    const target = await echo()
+    const { a, b } = await pair()
+    const head = Buffer.concat([encodeDatagram(Buffer.from('early')), encodeDatagram(Buffer.from('split')).subarray(0, 3)])
+    const tunnel = relayUdp(b, { host: '127.0.0.1', port: target.port }, { ...LONG, head })
+    const client = capsulesOf(a)
+    a.write(encodeDatagram(Buffer.from('split')).subarray(3))
+    a.write(encodeDatagram(Buffer.from('later')))
+    await waitFor('three echoes', () => client.capsules.length === 3)
+    assert.deepEqual(target.received, [Buffer.from('early'), Buffer.from('split'), Buffer.from('later')])
+    tunnel.close('test_done')
+    await tunnel.done
+  })
+
   void it('reaches an IPv6 target given in brackets', async () => {
     const target = await echo({ type: 'udp6' })
     const { a, b } = await pair()

@@ -95,6 +95,11 @@ export interface UdpTunnelOptions {
   readonly maxDurationMs: number
   /** Unwritten bytes above which datagrams are dropped instead of queued (default 1 MiB). */
   readonly maxBufferedBytes?: number
+  /**
+   * Stream bytes already read with the request head (Node's `upgrade` event hands them over as
+   * `head`): a client may send capsules right after its request, before the 101 answer.
+   */
+  readonly head?: Buffer
   /** How the target's name is resolved (default dns.lookup); for tests. */
   readonly lookup?: (host: string) => Promise<{ address: string; family: number }>
 }
@@ -250,7 +255,8 @@ export function relayUdp(stream: Duplex, target: { host: string; port: number },
       udp.connect(target.port, address, () => {
         if (finished) return
         connected = true
-        stream.on('data', onData)
+        if (options.head !== undefined && options.head.length > 0) onData(options.head)
+        if (!finished) stream.on('data', onData)
       })
     },
     () => finish('resolve_failed'),
