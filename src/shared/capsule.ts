@@ -1,7 +1,7 @@
 /**
  * QUIC variable-length integers (RFC 9000 section 16) and the HTTP capsule protocol (RFC 9297
  * section 3.2) that CONNECT-UDP (RFC 9298) tunnels speak over an HTTP/1.1 upgrade or an HTTP/2
- * stream (docs: DESIGN of issue 13, "Wire"). Pure: imports nothing, used by the proxy and the client.
+ * stream. Pure: imports nothing, used by the proxy and the client.
  *
  * A varint's two most significant bits give its length (00 = 1, 01 = 2, 10 = 4, 11 = 8 bytes), the
  * other bits the value, network byte order; so values reach 2^62-1. JavaScript numbers hold
