@@ -26,6 +26,11 @@ export interface EndpointRequest {
   readonly scheme: 'http' | 'https'
   /** The connection's client certificate, when the listener asks for one (`downstream_mtls`). */
   readonly clientCertificate?: ClientCertificateInfo | undefined
+  /**
+   * Names of the listener address this request reached: its IP (IPv6 in brackets), and
+   * `localhost` on loopback. A tunnel client may run its login on them (docs/tunnels.md).
+   */
+  readonly localNames?: readonly string[] | undefined
 }
 
 export interface EndpointResponse {

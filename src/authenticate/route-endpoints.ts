@@ -326,6 +326,12 @@ export class RouteEndpoints implements EndpointHandler {
     if (!target) {
       return this.#error(req, 400, 'Bad Request', 'pomerium_redirect_uri must be an http(s) URL on a host in programmatic_redirect_domain_whitelist.')
     }
+    // A route host, or (for tunnel clients, which dial Portcullis itself, docs/tunnels.md) the
+    // listener's own address. Never any other name: the callback below receives the session,
+    // so it must be a host that reaches this Portcullis.
+    if (!this.#deps.routeForHost(req.host) && !(req.localNames ?? []).includes(req.host)) {
+      return this.#error(req, 404, 'Not Found', 'No route is configured for this host.')
+    }
     const idpId = this.#idpIdFor(req, settings)
     if (idpId === undefined) return this.#error(req, 404, 'Not Found', 'No route is configured for this host.')
     const url = signInUrl(settings, this.#deps.secrets.sharedSecret, target.href, idpId, {

@@ -4,6 +4,8 @@
  * session cookie, hands sessions to route domains through signed, sealed, single-use URLs, and
  * ends sessions on sign-out (here and, through RP-initiated logout, at the provider).
  */
+import { isIP } from 'node:net'
+import { isBrowserLoopbackHost } from '../shared/loopback.js'
 import { createHmac, randomBytes } from 'node:crypto'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
@@ -160,7 +162,7 @@ export class AuthenticateService implements EndpointHandler {
     let callback: URL
     const callbackParam = params.get(PARAM_CALLBACK_URI)
     if (callbackParam !== null) {
-      const c = allowedRedirect(callbackParam, settings.redirects)
+      const c = allowedRedirect(callbackParam, settings.redirects) ?? listenerAddressCallback(callbackParam, programmatic)
       if (!c || (c.pathname !== '/.pomerium/callback/' && c.pathname !== '/.pomerium/callback')) {
         return this.#error(req, 400, 'Bad Request', 'The callback address of this sign-in link is not a route callback.')
       }
@@ -481,6 +483,29 @@ export function userPageData(session: Session, signOutAction: string, csrfToken:
     signOutAction,
     csrfToken,
   }
+}
+
+/**
+ * A programmatic sign-in whose callback is Portcullis' own listener address (an IP, or
+ * `localhost`): a tunnel client that dialled Portcullis by address ran its login there
+ * (docs/tunnels.md). The proxy only puts such a callback into the signed sign-in URL when the
+ * login request reached that very address, so the signature (verified above) vouches for it.
+ */
+function listenerAddressCallback(callback: string, programmatic: boolean): URL | undefined {
+  if (!programmatic) return undefined
+  let url: URL
+  try {
+    url = new URL(callback)
+  } catch {
+    return undefined
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || url.username !== '' || url.password !== '') return undefined
+  const host = url.hostname.toLowerCase()
+  const address = isIP(host.replace(/^\[|\]$/g, '')) !== 0
+  if (!address && host !== 'localhost') return undefined
+  // Plain http only for loopback, as for every other redirect.
+  if (url.protocol === 'http:' && !isBrowserLoopbackHost(host)) return undefined
+  return url
 }
 
 /** `/.pomerium/user` (Pomerium docs: On every route host): the identity claims of the JWT assertion, without iss/aud/exp/iat/jti. */

@@ -89,7 +89,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     const decision = decide(evaluation)
     plan.logDecision?.(request, who.session, evaluation)
     if (decision.kind === 'allow') {
-      const routing = who.session ? { routingKey: who.session.id } : {}
+      const routing = who.session ? { routingKey: who.session.id, user: userOf(who.session) } : {}
       const headers = plan.upstreamHeaders(request, views?.identity)
       if (!(headers instanceof Promise)) return { allow: true, ...headers, ...routing }
       return headers.then(
@@ -198,7 +198,6 @@ function denied(
       : "You are not allowed to open this app: its access policy did not admit this request."
   // Which rule decided needs the trace; denials are the slow path, so evaluate once more with it.
   const reasons = describeDenial(evaluation.trace ? evaluation : plan.policy.evaluate(input, { trace: true }), decision)
-  const email = session && typeof session.claims['email'] === 'string' ? session.claims['email'] : undefined
   return {
     allow: false,
     status,
@@ -207,9 +206,15 @@ function denied(
     reasons,
     policyReasons: decision.reasons,
     route: plan.label,
-    ...(session ? { user: email ?? session.userId } : {}),
+    ...(session ? { user: userOf(session) } : {}),
     ...(plan.showErrorDetails ? { details: explainEvaluation(evaluation) } : {}),
   }
+}
+
+/** Who a session is, in logs and on pages: the email, else the user id. */
+function userOf(session: Session): string {
+  const email = session.claims['email']
+  return typeof email === 'string' ? email : session.userId
 }
 
 /** The full evaluation as text, for `show_error_details` and `portcullis policy explain`. */

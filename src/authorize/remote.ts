@@ -72,6 +72,8 @@ export function decodeCheckRequest(body: unknown, route: RouteConfig): CheckRequ
   }
   if (body['scheme'] !== 'http' && body['scheme'] !== 'https') throw bad('scheme must be http or https')
   const clientCertificate = certificateOf(body['clientCertificate'])
+  const tokenHosts = body['tokenHosts']
+  if (tokenHosts !== undefined && !isStringList(tokenHosts)) throw bad('tokenHosts must be a list of strings')
   return {
     route,
     requestId: body['requestId'] as string,
@@ -84,6 +86,7 @@ export function decodeCheckRequest(body: unknown, route: RouteConfig): CheckRequ
     clientIp: body['clientIp'] as string,
     scheme: body['scheme'],
     ...(clientCertificate ? { clientCertificate } : {}),
+    ...(tokenHosts !== undefined ? { tokenHosts } : {}),
   }
 }
 
@@ -128,6 +131,7 @@ export function decodeCheckResult(v: unknown): CheckResult | undefined {
       (v['removeHeaders'] === undefined || isStringList(v['removeHeaders'])) &&
       (v['removeHeaderPrefixes'] === undefined || isStringList(v['removeHeaderPrefixes'])) &&
       (v['routingKey'] === undefined || isString(v['routingKey'])) &&
+      (v['user'] === undefined || isString(v['user'])) &&
       (v['setMultiHeaders'] === undefined || (isObject(v['setMultiHeaders']) && Object.values(v['setMultiHeaders']).every(isStringList)))
     return ok ? (v as unknown as CheckResult) : undefined
   }

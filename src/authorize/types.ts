@@ -30,6 +30,12 @@ export interface CheckRequest {
   readonly scheme: 'http' | 'https'
   /** Set when the listener asks for client certificates (`downstream_mtls`). */
   readonly clientCertificate?: ClientCertificateInfo
+  /**
+   * Tunnels only (docs/tunnels.md): other hosts whose session tokens this request accepts: the
+   * names the client dialled Portcullis by (TLS server name, the listener's own address), where
+   * `/.pomerium/api/v1/login` issued the token. A CONNECT's `host` is its target, not Portcullis.
+   */
+  readonly tokenHosts?: readonly string[]
 }
 
 export type CheckResult =
@@ -45,6 +51,8 @@ export type CheckResult =
       readonly removeHeaderPrefixes?: readonly string[]
       /** Key for hash load balancing (session id once sessions exist). */
       readonly routingKey?: string
+      /** Who was allowed (email, else user id), for the data plane's own logs (tunnels). */
+      readonly user?: string
     }
   | Denial
 

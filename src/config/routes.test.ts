@@ -53,8 +53,25 @@ test('to: single URL, list, weights, schemes, mixing', () => {
   assert.deepEqual(routeErrors(['from: https://a.example.com', 'to: ["http://a", "http://b,zero"]'])[0]?.[0], 'routes[0].to[1]')
   assert.match(routeErrors(['from: https://a.example.com', 'to: [http://a, tcp://b:1]'])[0]?.[1] ?? '', /cannot mix/)
   assert.deepEqual(routeErrors(['from: https://a.example.com', 'to: []'])[0]?.[0], 'routes[0].to')
-  const { issues } = loadYaml('routes:\n  - from: tcp+https://a.example.com:22\n    to: tcp://a:22\n')
+  const { issues } = loadYaml('routes:\n  - from: ssh://a.example.com\n    to: ssh://a:22\n')
   assert.match(warnings(issues)[0]?.message ?? '', /not supported yet/)
+})
+
+test('tunnel routes: tcp+https and udp+https take a port, tcp:// / udp:// (or for tcp an http proxy) upstreams, no paths', () => {
+  const tcp = route(['from: tcp+https://db.example.com:5432', 'to: [tcp://10.0.0.5:5432, tcp://10.0.0.6:5432]'])
+  assert.deepEqual(tcp.to.map((t) => t.url.href), ['tcp://10.0.0.5:5432', 'tcp://10.0.0.6:5432'])
+  assert.equal(tcp.timeoutMs, 0, 'tunnels have no request timeout unless one is set')
+  assert.equal(route(['from: tcp+https://db.example.com:5432', 'to: http://corp-proxy:3128']).to[0]?.url.protocol, 'http:')
+  assert.equal(route(['from: udp+https://dns.example.com:53', 'to: udp://10.0.0.53:53']).from.scheme, 'udp+https')
+  const { issues } = loadYaml('routes:\n  - from: tcp+https://a.example.com:22\n    to: tcp://a:22\n')
+  assert.deepEqual(warnings(issues).filter((w) => w.path.startsWith('routes')), [])
+  assert.match(routeErrors(['from: tcp+https://db.example.com', 'to: tcp://db:5432'])[0]?.[1] ?? '', /host:port/)
+  assert.match(routeErrors(['from: tcp+https://db.example.com:5432', 'to: tcp://db'])[0]?.[1] ?? '', /with a port/)
+  assert.match(routeErrors(['from: udp+https://dns.example.com:53', 'to: tcp://db:53'])[0]?.[1] ?? '', /udp:\/\/host:port/)
+  assert.match(routeErrors(['from: tcp+https://db.example.com:5432', 'to: udp://db:5432'])[0]?.[1] ?? '', /tcp:\/\/host:port/)
+  assert.deepEqual(routeErrors(['from: tcp+https://db.example.com:5432', 'to: tcp://db:5432', 'prefix: /x'])[0]?.[0], 'routes[0].prefix')
+  assert.match(routeErrors(['from: tcp+https://*.example.com:5432', 'to: tcp://db:5432'])[0]?.[1] ?? '', /wildcard/)
+  assert.match(routeErrors(['from: https://a.example.com', 'to: tcp://db:5432'])[0]?.[1] ?? '', /tunnel route/)
 })
 
 test('exactly one of to, redirect or response', () => {
@@ -112,8 +129,13 @@ test('load_balancing_policy and health_checks', () => {
     unhealthyThreshold: 3,
     healthyThreshold: 2,
     http: { host: 'h.example.com', path: '/healthz', expectedStatuses: [[200, 300]] },
+    tcp: undefined,
   })
   assert.equal(r.healthChecks[1]?.http, undefined)
+  assert.deepEqual(r.healthChecks[1]?.tcp, { send: Buffer.from([0]), receive: [] })
+  const withReceive = route(['from: tcp+https://db.example.com:5432', 'to: tcp://db:5432', 'health_checks: [{tcp_health_check: {send: {text: "50494e470d0a"}, receive: [{text: "2b504f4e47"}]}}]'])
+  assert.deepEqual(withReceive.healthChecks[0]?.tcp, { send: Buffer.from('PING\r\n'), receive: [Buffer.from('+PONG')] })
+  assert.equal(routeErrors(['from: tcp+https://db.example.com:5432', 'to: tcp://db:5432', 'health_checks: [{tcp_health_check: {send: {text: "xyz"}}}]'])[0]?.[0], 'routes[0].health_checks[0].tcp_health_check.send')
   // Envoy's logging switches are known keys (no unknown-setting warning).
   const logged = loadYaml('routes:\n  - from: https://a.example.com\n    to: http://a\n    health_checks:\n      - http_health_check: {}\n        always_log_health_check_success: true\n        always_log_health_check_failures: true\n')
   assert.deepEqual(warnings(logged.issues).filter((i) => /unknown setting/.test(i.message)), [])

@@ -14,6 +14,7 @@ import type {
   RewriteResponseHeader,
   RouteConfig,
   RouteFrom,
+  TcpHealthCheck,
   UpstreamTarget,
 } from './types.js'
 import { HEALTH_CHECK_SETTINGS, REMOVED_ROUTE_KEYS, ROUTE_SETTINGS } from './schema.js'
@@ -87,6 +88,56 @@ export function parseFrom(text: string): (RouteFrom & { url: string }) | undefin
   return { scheme, host, port, url: `${scheme}://${host}${port === undefined ? '' : `:${port}`}` }
 }
 
+/**
+ * TCP and UDP tunnel routes (Pomerium docs: TCP support, UDP support): the port in `from` tells
+ * routes apart (clients ask for `host:port`), `to` is `tcp://` / `udp://` with a port, or for TCP
+ * an `http(s)://` proxy that receives a CONNECT of its own; there is no path to match.
+ */
+function checkTunnelRoute(from: RouteFrom, raw: Record<string, unknown>, to: readonly UpstreamTarget[], path: string, ctx: LoadContext): void {
+  const kind = from.scheme === 'tcp+https' ? 'tcp' : 'udp'
+  if (from.port === undefined) {
+    ctx.issues.error(joinPath(path, 'from'), raw['from'], `expected ${from.scheme}://host:port: a ${kind} route names the port clients ask for`)
+  }
+  if (from.host.includes('*')) ctx.issues.error(joinPath(path, 'from'), raw['from'], `${kind} routes take an exact host, not a wildcard`)
+  for (const key of ['prefix', 'path', 'regex', 'redirect', 'response']) {
+    if (raw[key] !== undefined) ctx.issues.error(joinPath(path, key), raw[key], `not allowed on a ${kind} route (it has no paths and always needs a to)`, 'key')
+  }
+  to.forEach((t, i) => {
+    const scheme = t.url.protocol.slice(0, -1)
+    const ok = kind === 'udp' ? scheme === 'udp' : scheme === 'tcp' || scheme === 'http' || scheme === 'https'
+    if (!ok) {
+      const expected = kind === 'udp' ? 'a udp://host:port upstream' : 'a tcp://host:port upstream, or an http(s):// proxy to send a CONNECT to'
+      ctx.issues.error(to.length === 1 && !Array.isArray(raw['to']) ? joinPath(path, 'to') : indexPath(joinPath(path, 'to'), i), t.url.href, `expected ${expected}`)
+    }
+  })
+}
+
+/**
+ * Envoy's `tcp_health_check` (Pomerium docs: Health Checks): connect, optionally send
+ * `send.text` (hex) and expect every `receive[].text` (hex) in the answer; with neither, a
+ * connection that opens is healthy.
+ */
+function buildTcpHealthCheck(value: unknown, path: string, ctx: LoadContext): TcpHealthCheck | undefined {
+  if (value === null) return { send: undefined, receive: [] }
+  if (!isRecord(value)) {
+    ctx.issues.error(path, value, 'expected a mapping {send: {text: HEX}, receive: [{text: HEX}]} (both optional)')
+    return undefined
+  }
+  const hex = (v: unknown, at: string): Buffer | undefined => {
+    const text = isRecord(v) ? v['text'] : undefined
+    if (typeof text !== 'string' || !/^(?:[0-9a-fA-F]{2})+$/.test(text)) {
+      ctx.issues.error(at, v, 'expected {text: HEX} with an even number of hex digits')
+      return undefined
+    }
+    return Buffer.from(text, 'hex')
+  }
+  const send = value['send'] === undefined ? undefined : hex(value['send'], joinPath(path, 'send'))
+  const receiveRaw = value['receive'] ?? []
+  const list = Array.isArray(receiveRaw) ? receiveRaw : [receiveRaw]
+  const receive = list.map((r, i) => hex(r, indexPath(joinPath(path, 'receive'), i))).filter((b): b is Buffer => b !== undefined)
+  return { send, receive }
+}
+
 /** Compiles a route regex with RE2 semantics, as Pomerium/Envoy apply it; a string is the error. */
 export function compileRegex(source: string, anchored: boolean): Pattern | string {
   return Pattern.compile(source, anchored)
@@ -143,8 +194,12 @@ function parseTo(value: unknown, path: string, ctx: LoadContext): UpstreamTarget
       ctx.issues.error(p, entry, 'expected an upstream URL with a host')
       return
     }
-    if (!FORWARDED_TO_SCHEMES.includes(scheme)) {
-      ctx.issues.warning(p, entry, `${scheme}:// upstreams are not supported yet; only http, https, h2c and http(s)+unix are forwarded`)
+    if (scheme === 'ssh') {
+      ctx.issues.warning(p, entry, 'ssh:// upstreams are not supported yet (native SSH routes)')
+    }
+    if ((scheme === 'tcp' || scheme === 'udp') && url.port === '') {
+      ctx.issues.error(p, entry, `expected a ${scheme}://host:port upstream with a port`)
+      return
     }
     families.add(upstreamFamily(scheme))
     targets.push({ url, weight })
@@ -194,10 +249,8 @@ function buildHealthChecks(value: unknown, path: string, ctx: LoadContext): Heal
   value.forEach((entry, i) => {
     const p = indexPath(path, i)
     const hc = normaliseObject(entry as Record<string, unknown>, HEALTH_CHECK_SETTINGS, p, ctx, { applyDefaults: true })
-    for (const kind of ['tcp_health_check', 'grpc_health_check']) {
-      if (hc[kind] !== undefined) {
-        ctx.issues.warning(joinPath(p, kind), undefined, `${kind} is not supported yet; this health check is ignored`, 'key')
-      }
+    if (hc['grpc_health_check'] !== undefined) {
+      ctx.issues.warning(joinPath(p, 'grpc_health_check'), undefined, 'grpc_health_check is not supported yet; this health check is ignored', 'key')
     }
     const httpRaw = hc['http_health_check']
     if (httpRaw === undefined && hc['tcp_health_check'] === undefined && hc['grpc_health_check'] === undefined) {
@@ -232,7 +285,9 @@ function buildHealthChecks(value: unknown, path: string, ctx: LoadContext): Heal
         expectedStatuses: statuses.length > 0 ? statuses : [[200, 201]],
       }
     }
+    const tcp = hc['tcp_health_check'] === undefined ? undefined : buildTcpHealthCheck(hc['tcp_health_check'], joinPath(p, 'tcp_health_check'), ctx)
     checks.push({
+      tcp,
       timeoutMs: hc['timeout'] as number,
       intervalMs: hc['interval'] as number,
       unhealthyThreshold: hc['unhealthy_threshold'] as number,
@@ -324,6 +379,10 @@ export function buildRoute(
     ctx.issues.error(at(destinations[1] ?? ''), undefined, `to, redirect and response are mutually exclusive (found ${destinations.join(', ')})`, 'key')
   }
   const to = raw['to'] === undefined ? [] : parseTo(raw['to'], at('to'), ctx)
+  if (from && (from.scheme === 'tcp+https' || from.scheme === 'udp+https')) checkTunnelRoute(from, raw, to, path, ctx)
+  else if (from && (from.scheme === 'https' || from.scheme === 'http') && to.some((t) => t.url.protocol === 'tcp:' || t.url.protocol === 'udp:')) {
+    ctx.issues.error(at('to'), raw['to'], `tcp:// and udp:// upstreams need a tcp+https:// or udp+https:// from (a tunnel route), not ${from.scheme}://`)
+  }
   const redirect = isRecord(raw['redirect']) ? buildRedirect(raw['redirect'], at('redirect'), ctx) : undefined
   const response = isRecord(raw['response']) ? buildResponse(raw['response'], at('response'), ctx) : undefined
   const healthChecks = buildHealthChecks(raw['health_checks'], at('health_checks'), ctx)

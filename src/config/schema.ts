@@ -515,6 +515,6 @@ export const HEALTH_CHECK_SETTINGS: readonly SettingDescriptor[] = [
       route('codec_client_type', 'any', 'HTTP version of the check (HTTP1 or HTTP2).'),
     ],
   }),
-  route('tcp_health_check', 'any', 'TCP health check (not supported yet).'),
+  route('tcp_health_check', 'any', 'TCP health check `{send: {text: HEX}, receive: [{text: HEX}]}` (both optional: then a connection that opens is healthy).'),
   route('grpc_health_check', 'any', 'gRPC health check (not supported yet).'),
 ]

@@ -42,8 +42,15 @@ export interface HealthCheckConfig {
   readonly intervalMs: number
   readonly unhealthyThreshold: number
   readonly healthyThreshold: number
-  /** Only HTTP health checks are performed; tcp/grpc ones are accepted and reported as unsupported warnings. */
+  /** HTTP and TCP health checks are performed; grpc ones are accepted and reported as unsupported warnings. */
   readonly http: HttpHealthCheck | undefined
+  readonly tcp: TcpHealthCheck | undefined
+}
+
+/** Envoy's `tcp_health_check`: bytes to send, and the byte strings the answer must contain in order. */
+export interface TcpHealthCheck {
+  readonly send: Buffer | undefined
+  readonly receive: readonly Buffer[]
 }
 
 export interface RedirectConfig {

@@ -98,6 +98,9 @@ interface ClientChildren {
   readonly duration: Histogram.Internal<string>
 }
 
+/** Tunnels last from a second (a refused psql) to days (an SSH session): 100 ms to 1 day. */
+const TUNNEL_DURATION_BUCKETS_MS = [100, 1000, 10_000, 60_000, 600_000, 3_600_000, 86_400_000]
+
 export class PortcullisMetrics {
   readonly registry = new Registry()
   readonly #serverRequests: Counter<string>
@@ -113,6 +116,10 @@ export class PortcullisMetrics {
   readonly #reloadTimestamp: Gauge
   readonly #configChecksum: Gauge
   readonly #policyCount: Gauge
+  readonly #tunnelsOpen: Gauge<string>
+  readonly #tunnelsClosed: Counter<string>
+  readonly #tunnelBytes: Counter<string>
+  readonly #tunnelDuration: Histogram<string>
   readonly #serverChildren = new Map<string, ServerChildren>()
   readonly #clientChildren = new Map<string, ClientChildren>()
   #identityManager: (() => IdentityManagerMetrics) | undefined
@@ -135,6 +142,10 @@ export class PortcullisMetrics {
     this.#reloadSuccess = new Gauge({ name: 'pomerium_config_last_reload_success', help: 'Whether the last configuration load succeeded (1) or failed (0).', registers, aggregator: 'min' })
     this.#reloadTimestamp = new Gauge({ name: 'pomerium_config_last_reload_success_timestamp', help: 'Unix time of the last successful configuration load, in seconds.', registers, aggregator: 'max' })
     this.#configChecksum = new Gauge({ name: 'pomerium_config_checksum_int64', help: 'Checksum of the configuration in effect (48 bits of its SHA-256).', registers, aggregator: 'first' })
+    this.#tunnelsOpen = new Gauge({ name: 'portcullis_tunnels_open', help: 'TCP and UDP tunnels open now, by route and kind.', labelNames: ['route', 'kind'], registers })
+    this.#tunnelsClosed = new Counter({ name: 'portcullis_tunnels_closed_total', help: 'TCP and UDP tunnels ended, by route, kind and close reason.', labelNames: ['route', 'kind', 'reason'], registers })
+    this.#tunnelBytes = new Counter({ name: 'portcullis_tunnel_bytes_total', help: 'Bytes relayed by tunnels, by route, kind and direction (upstream: from the client; downstream: to it).', labelNames: ['route', 'kind', 'direction'], registers })
+    this.#tunnelDuration = new Histogram({ name: 'portcullis_tunnel_duration_ms', help: 'How long tunnels stayed open, in milliseconds.', labelNames: ['route', 'kind'], buckets: TUNNEL_DURATION_BUCKETS_MS, registers })
     this.#policyCount = new Gauge({ name: 'pomerium_policy_count_total', help: 'Routes in the configuration in effect.', registers, aggregator: 'first' })
 
   }
@@ -158,6 +169,20 @@ export class PortcullisMetrics {
     c.duration.observe(durationMs)
     c.requestSize.observe(requestBytes)
     c.responseSize.observe(responseBytes)
+  }
+
+  /** A tunnel was granted and its upstream connected. */
+  tunnelOpened(route: string, kind: 'tcp' | 'udp'): void {
+    this.#tunnelsOpen.inc({ route, kind })
+  }
+
+  /** A tunnel ended (route labels are bounded by the configuration, reasons by the code). */
+  tunnelClosed(route: string, kind: 'tcp' | 'udp', reason: string, bytesFromClient: number, bytesToClient: number, durationMs: number): void {
+    this.#tunnelsOpen.dec({ route, kind })
+    this.#tunnelsClosed.inc({ route, kind, reason })
+    this.#tunnelBytes.inc({ route, kind, direction: 'upstream' }, bytesFromClient)
+    this.#tunnelBytes.inc({ route, kind, direction: 'downstream' }, bytesToClient)
+    this.#tunnelDuration.observe({ route, kind }, durationMs)
   }
 
   /** One upstream exchange; `status` undefined when the upstream gave no answer. */

@@ -382,6 +382,7 @@ export function forward(f: ForwardRequest): void {
     new H2cExchange(f).start()
     return
   }
+  if (transport.kind === 'raw') throw new Error('an HTTP request routed to a tcp:// or udp:// upstream')
   const exchange = new UndiciExchange(f)
   const idle = f.idleTimeoutMs
   transport.pool.dispatch(

@@ -18,8 +18,10 @@ import type { CertificateSet } from './tls.js'
 
 /** The client address of a connection (from PROXY protocol, else the peer), set on the socket handed to HTTP. */
 export const kClientAddress = Symbol('portcullis.clientAddress')
+/** The listener's own address the client reached (tunnels accept tokens issued for it), set beside kClientAddress. */
+export const kLocalAddress = Symbol('portcullis.localAddress')
 
-type Tagged = Socket & { [kClientAddress]?: string }
+type Tagged = Socket & { [kClientAddress]?: string; [kLocalAddress]?: string }
 
 export type Protocol = 'h1' | 'h2'
 
@@ -45,13 +47,16 @@ export interface Front {
 }
 
 export function createFront(options: FrontOptions): Front {
-  const server = createNetServer({ noDelay: true })
+  // Half-open: a tunnel client's FIN ends one direction only (docs/tunnels.md); the HTTP servers
+  // still close a connection whose client has finished, as they do by default.
+  const server = createNetServer({ noDelay: true, allowHalfOpen: true })
   server.on('connection', (raw: Socket) => {
     options.track(raw)
     raw.on('error', () => raw.destroy())
     /** `head`: bytes already read from the connection (past a PROXY header). */
     const proceed = (address: string | undefined, head: Buffer): void => {
       ;(raw as Tagged)[kClientAddress] = address ?? normaliseRemote(raw.remoteAddress)
+      ;(raw as Tagged)[kLocalAddress] = normaliseRemote(raw.localAddress)
       if (options.insecure) return routeCleartext(raw, head, options)
       terminateTls(detachBuffered(raw, head), options)
     }
@@ -119,6 +124,7 @@ function terminateTls(stream: Socket | Duplex, options: FrontOptions): void {
       }
     }
     ;(socket as Tagged)[kClientAddress] = (stream as unknown as Tagged)[kClientAddress] ?? ''
+    ;(socket as Tagged)[kLocalAddress] = (stream as unknown as Tagged)[kLocalAddress] ?? ''
     options.deliver(socket, socket.alpnProtocol === 'h2' ? 'h2' : 'h1')
   })
 }
@@ -223,6 +229,6 @@ function detachBuffered(raw: Socket, head: Buffer): Socket | Duplex {
   })
   raw.on('end', () => stream.push(null))
   raw.on('close', () => stream.destroy())
-  Object.assign(stream, { [kClientAddress]: (raw as Tagged)[kClientAddress], remoteAddress: raw.remoteAddress })
+  Object.assign(stream, { [kClientAddress]: (raw as Tagged)[kClientAddress], [kLocalAddress]: (raw as Tagged)[kLocalAddress], remoteAddress: raw.remoteAddress })
   return stream
 }

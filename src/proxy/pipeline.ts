@@ -30,10 +30,13 @@ import { forward } from './forward.js'
 import type { AnyRequest, ForwardRequest } from './forward.js'
 import type { AnyResponse } from './respond.js'
 import { sendBody, sendDenial, sendError } from './respond.js'
-import { authorityOf, checkRequest, clientAddressOf, prepare, upstreamRequest, withTraceparent } from './stages.js'
+import { authorityOf, checkRequest, clientAddressOf, localNamesOf, prepare, upstreamRequest, withTraceparent } from './stages.js'
 import type { EndpointTarget, LocalReply, Prepared, RoutedRequest, UpstreamRequest } from './stages.js'
 import type { ProxyState } from './state.js'
 import { rejectUpgrade, tunnelUpgrade } from './upgrade.js'
+import { h2TunnelIo, TunnelExchange } from './tunnel-exchange.js'
+import type { TunnelIo } from './tunnel-exchange.js'
+import { TunnelRegistry } from './tunnels.js'
 import type { UpgradeRequest } from './upgrade.js'
 
 /** Portcullis' own endpoints (authenticate host, `/.pomerium/*` on route hosts). */
@@ -59,20 +62,26 @@ export interface PipelineDeps {
   readonly forward?: ((request: ForwardRequest) => void) | undefined
   /** The forward stage of upgrades (default: a tunnel, upgrade.ts). */
   readonly tunnel?: ((upgrade: UpgradeRequest) => void) | undefined
+  /** How often open TCP/UDP tunnels are authorised again (default tunnels.ts TUNNEL_RECHECK_MS). */
+  readonly tunnelRecheckMs?: number | undefined
 }
 
 /** The access-log (and request span) call of one exchange. */
-type Log = (status: number, bytes: number, details: string) => void
+export type Log = (status: number, bytes: number, details: string) => void
 
 /** The `route` label of a route's metrics: its name, else its id (bounded by the configuration). */
-function routeLabel(route: RouteConfig): string {
+export function routeLabel(route: RouteConfig): string {
   return route.name ?? route.id
 }
 
-/** What differs between a plain request and an upgrade; the stages themselves are shared. */
-interface Exchange {
+/** What differs between a plain request, an upgrade and a tunnel; the stages themselves are shared. */
+export interface Exchange {
   readonly req: AnyRequest
   readonly requestId: string
+  /** Stage 1 for exchanges that are not HTTP requests for a path (tunnels); default `prepare`. */
+  prepare?(state: ProxyState): Prepared
+  /** Other hosts whose session tokens are accepted (tunnels: the names Portcullis was dialled by). */
+  readonly tokenHosts?: readonly string[]
   /** The Upgrade header the headers stage keeps; undefined for a plain request. */
   readonly upgrade: string | undefined
   /** Answers a local reply of `prepare`; returns the body bytes written. */
@@ -82,16 +91,20 @@ interface Exchange {
   endpoint(p: EndpointTarget, state: ProxyState, log: Log, rt: RequestTrace | undefined): HandlerOutcome
   /** Route-level answers before authorisation; true when the exchange was answered. */
   screen(p: RoutedRequest, state: ProxyState, log: Log): boolean
-  /** Stage 4; `upstream` is undefined when no endpoint is available. */
-  forward(p: RoutedRequest, upstream: UpstreamRequest | undefined, state: ProxyState, rt: RequestTrace | undefined, log: Log): void
+  /** Stage 4; `upstream` is undefined when no endpoint is available; `user`: who was allowed. */
+  forward(p: RoutedRequest, upstream: UpstreamRequest | undefined, state: ProxyState, rt: RequestTrace | undefined, log: Log, user?: string): void
 }
 
 /** What an exchange uses of its pipeline. */
-interface PipelineContext {
+export interface PipelineContext {
   readonly deps: PipelineDeps
+  /** Open tunnels, asked again while they last (tunnels.ts). */
+  readonly tunnels: TunnelRegistry
   forward(request: ForwardRequest): void
   /** Hands the socket to a tunnel (from then on the error boundary only closes it). */
   tunnel(socket: Duplex, upgrade: UpgradeRequest): void
+  /** Marks a stream as carrying a tunnel: the error boundary must not write an answer on it. */
+  claim(stream: Duplex): void
 }
 
 export class ProxyPipeline {
@@ -113,11 +126,13 @@ export class ProxyPipeline {
     const tunnel = deps.tunnel ?? tunnelUpgrade
     this.#context = {
       deps,
+      tunnels: new TunnelRegistry(deps.authorizer, () => this.#state().tunnelRoutes, deps.logger, deps.tunnelRecheckMs),
       forward: deps.forward ?? forward,
       tunnel: (socket, upgrade) => {
         this.#tunnelled.add(socket)
         tunnel(upgrade)
       },
+      claim: (stream) => this.#tunnelled.add(stream),
     }
   }
 
@@ -127,6 +142,12 @@ export class ProxyPipeline {
    * running, for the error boundary.
    */
   handle(req: AnyRequest, res: AnyResponse, requestId: string, expectsContinue = false): HandlerOutcome {
+    if ('stream' in req && req.method === 'CONNECT') {
+      // HTTP/2 CONNECT (RFC 9113 8.5) and extended CONNECT for connect-udp (RFC 8441, RFC 9298).
+      const protocol = req.headers[':protocol']
+      const kind = protocol === undefined ? 'tcp' : protocol === 'connect-udp' ? 'udp' : undefined
+      if (kind) return this.handleTunnel(req, h2TunnelIo(req), requestId, kind)
+    }
     if (this.#draining() && !('stream' in req)) res.setHeader('connection', 'close')
     return this.#run(new RequestExchange(this.#context, req, res, requestId, expectsContinue))
   }
@@ -135,6 +156,19 @@ export class ProxyPipeline {
   handleUpgrade(req: AnyRequest, socket: Duplex, head: Buffer, requestId: string): HandlerOutcome {
     const token = (req.headers.upgrade ?? '').trim().toLowerCase()
     return this.#run(new UpgradeExchange(this.#context, req, socket, head, requestId, token))
+  }
+
+  /**
+   * A TCP tunnel (HTTP/1.1 CONNECT: the listener's `connect` event) or a UDP one (CONNECT-UDP:
+   * `Upgrade: connect-udp`) through the same stages (docs/tunnels.md).
+   */
+  handleTunnel(req: AnyRequest, io: TunnelIo, requestId: string, kind: 'tcp' | 'udp'): HandlerOutcome {
+    return this.#run(new TunnelExchange(this.#context, req, io, requestId, kind))
+  }
+
+  /** The tunnels open now (for shutdown and tests). */
+  get tunnels(): TunnelRegistry {
+    return this.#context.tunnels
   }
 
   /** Whether a tunnel owns this upgrade socket (no HTTP answer can be written on it any more). */
@@ -146,7 +180,7 @@ export class ProxyPipeline {
     const state = this.#state()
     const req = x.req
     // Stage 1: prepare.
-    const prepared = prepare(req, state, this.#claims)
+    const prepared = x.prepare ? x.prepare(state) : prepare(req, state, this.#claims)
     const logged = this.#accessLogFor(req, state, x.requestId, prepared)
     if (prepared.kind === 'reply') {
       const bytes = x.reply(prepared, state)
@@ -173,7 +207,7 @@ export class ProxyPipeline {
         log(result.status, bytes, 'ext_authz_denied')
         return
       }
-      x.forward(p, upstreamRequest(x.req, p, result, state, x.requestId, x.upgrade), state, rt, log)
+      x.forward(p, upstreamRequest(x.req, p, result, state, x.requestId, x.upgrade), state, rt, log, result.user)
     }
     const fail = (err: unknown): void => {
       span?.end({}, true)
@@ -181,7 +215,7 @@ export class ProxyPipeline {
       const bytes = x.error(500, 'Authorization could not be completed.', state)
       log(500, bytes, 'ext_authz_error')
     }
-    const check = checkRequest(x.req, p, x.requestId, state)
+    const check = checkRequest(x.req, p, x.requestId, state, x.tokenHosts)
     if (span) return span.run(() => decide(this.#deps.authorizer, check, then, fail))
     return decide(this.#deps.authorizer, check, then, fail)
   }
@@ -285,7 +319,7 @@ class RequestExchange implements Exchange {
           return
         }
         return endpoints
-          .handle({ requestId, method, host: p.host, authority: p.authority, path: p.path, query: p.query, headers: req.headers, body, clientIp: p.clientIp, scheme: state.scheme, clientCertificate: state.clientCertificateFor(req) })
+          .handle({ requestId, method, host: p.host, authority: p.authority, path: p.path, query: p.query, headers: req.headers, body, clientIp: p.clientIp, scheme: state.scheme, clientCertificate: state.clientCertificateFor(req), localNames: localNamesOf(req) })
           .then(
             (answer) => {
               const headers: Record<string, string | string[]> = { ...answer.headers, ...state.localHeaders, 'x-request-id': requestId }

@@ -30,6 +30,7 @@ import { sendError } from './respond.js'
 import { ProxyState } from './state.js'
 import { rejectUpgrade } from './upgrade.js'
 import { TransportRegistry } from './upstreams.js'
+import { h1TunnelIo } from './tunnel-exchange.js'
 
 export const MAX_HEADER_BYTES = 128 * 1024
 /** HTTP/2 listener limits per connection, as Pomerium sets them (see docs/proxy.md). */
@@ -77,6 +78,8 @@ export class ProxyServer {
     // sends `100 Continue` only once the request is allowed (a refusal closes the connection).
     this.#h1.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.#handleRequest(req, res, true))
     this.#h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#handleUpgrade(req, socket, head))
+    // HTTP/1.1 CONNECT: a TCP tunnel (docs/tunnels.md). Node hands over the socket unread.
+    this.#h1.on('connect', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#handleTunnel(req, socket, head, 'tcp'))
     this.#h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.#onClientError(err, socket))
     // #h1 never listens itself (connections are handed to it), but Node starts the connection
     // tracking behind headersTimeout/requestTimeout and closeIdleConnections() on 'listening'.
@@ -91,6 +94,8 @@ export class ProxyServer {
         // What a client may send on a stream before the proxy has read it, so one connection
         // buffers at most 100 x 64 KiB of request bodies.
         initialWindowSize: H2_INITIAL_STREAM_WINDOW,
+        // RFC 8441 extended CONNECT, for CONNECT-UDP over HTTP/2 (RFC 9298; docs/tunnels.md).
+        enableConnectProtocol: true,
       },
       // nghttp2's own memory per session (headers, frames waiting to be sent), in MB: past it new
       // streams are refused. Node's default, stated here because the bound matters.
@@ -98,6 +103,9 @@ export class ProxyServer {
     })
     this.#h2.on('request', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#handleRequest(req, res, false))
     this.#h2.on('checkContinue', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#handleRequest(req, res, true))
+    // Node's HTTP/2 compatibility layer emits CONNECT (and extended CONNECT) as 'connect', not
+    // 'request'; the pipeline tells tunnels apart by method (docs/tunnels.md).
+    this.#h2.on('connect', (req: Http2ServerRequest, res: Http2ServerResponse) => this.#handleRequest(req, res, false))
     this.#h2.on('session', (session: Http2Session) => {
       this.#sessions.add(session)
       session.once('close', () => this.#sessions.delete(session))
@@ -184,6 +192,8 @@ export class ProxyServer {
    */
   async close(graceMs = 10_000): Promise<void> {
     this.#draining = true
+    // A tunnel has no end of its own to wait for: shutting down ends them.
+    this.#pipeline.tunnels.closeAll('shutdown')
     const closed = [this.#front?.server, this.#redirect].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve()))
     this.#h1.closeIdleConnections()
     for (const session of this.#sessions) session.close()
@@ -252,8 +262,22 @@ export class ProxyServer {
     )
   }
 
+  /** The error boundary of every HTTP/1.1 tunnel request (CONNECT, connect-udp), as for upgrades. */
+  #handleTunnel(req: IncomingMessage, socket: Duplex, head: Buffer, kind: 'tcp' | 'udp'): void {
+    const requestId = randomUUID()
+    runGuarded(
+      () => this.#pipeline.handleTunnel(req, h1TunnelIo(req, socket, head), requestId, kind),
+      (err) => {
+        this.#deps.logger.error({ err, requestId }, 'tunnel handling failed')
+        if (this.#pipeline.tunnelled(socket)) socket.destroy()
+        else if (!socket.destroyed && !socket.writableEnded) rejectUpgrade(socket, 500, 'Internal Server Error', 'The request could not be completed.', requestId)
+      },
+    )
+  }
+
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string): HandlerOutcome {
     const token = (req.headers.upgrade ?? '').trim().toLowerCase()
+    if (token === 'connect-udp') return this.#pipeline.handleTunnel(req, h1TunnelIo(req, socket, head), requestId, 'udp')
     if (token === 'h2c') {
       if ((req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined) {
         // Node has already taken such a request's body off the HTTP parser; rather than forward

@@ -4,10 +4,12 @@
  * `CheckRequest`, and `upstreamRequest` (the headers stage: endpoint, path, Host and headers for
  * the upstream). Plain requests and upgrades run the same functions, so both apply the same rules.
  */
+import { isIP } from 'node:net'
 import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { CheckRequest, CheckResult } from '../authorize/types.js'
 import type { AnyRequest } from './forward.js'
-import { kClientAddress } from './front.js'
+import { kClientAddress, kLocalAddress } from './front.js'
 import { buildUpstreamHeaders } from './headers.js'
 import { normaliseRemote, parseAuthority, screenHeaders, trustedClientIp } from './request-checks.js'
 import { normaliseTarget, parameterAmbiguity, pathAmbiguity } from './request-target.js'
@@ -126,7 +128,7 @@ export function prepare(req: AnyRequest, state: ProxyState, claims: ((host: stri
 }
 
 /** Stage 2's question to the authorize service (src/authorize/types.ts). */
-export function checkRequest(req: AnyRequest, p: RoutedRequest, requestId: string, state: ProxyState): CheckRequest {
+export function checkRequest(req: AnyRequest, p: RoutedRequest, requestId: string, state: ProxyState, tokenHosts?: readonly string[]): CheckRequest {
   // downstream_mtls: what this connection's TLS handshake established (verified once per connection).
   const clientCertificate = state.clientCertificateFor(req)
   return {
@@ -141,6 +143,7 @@ export function checkRequest(req: AnyRequest, p: RoutedRequest, requestId: strin
     clientIp: p.clientIp,
     scheme: state.scheme,
     ...(clientCertificate ? { clientCertificate } : {}),
+    ...(tokenHosts ? { tokenHosts } : {}),
   }
 }
 
@@ -209,6 +212,33 @@ export function clientAddressOf(req: AnyRequest): string {
   // HTTP/2 over a wrapped stream (cleartext h2 after a PROXY header) sees Node's stream adapter,
   // which keeps the wrapped stream as `.stream`.
   return socket?.[kClientAddress] ?? socket?.stream?.[kClientAddress] ?? normaliseRemote(socket?.remoteAddress)
+}
+
+type Addressed = Socket & { [kLocalAddress]?: string; stream?: Addressed }
+
+function connectionOf(req: AnyRequest): Addressed | undefined {
+  return ('stream' in req ? req.stream.session?.socket : req.socket)
+}
+
+/** Names of the listener address a request reached: its IP, and `localhost` when that is loopback. */
+export function localNamesOf(req: AnyRequest): string[] {
+  const socket = connectionOf(req)
+  const local = socket?.[kLocalAddress] ?? socket?.stream?.[kLocalAddress] ?? normaliseRemote(socket?.localAddress)
+  if (!local) return []
+  const names = [isIP(local) === 6 ? `[${local}]` : local]
+  if (local === '::1' || local.startsWith('127.')) names.push('localhost')
+  return names
+}
+
+/**
+ * The names a client dialled Portcullis by: the TLS server name it sent, and the listener's
+ * address names. A tunnel's session token may have been issued for any of them.
+ */
+export function dialledNamesOf(req: AnyRequest): string[] {
+  const sni = (connectionOf(req) as TLSSocket | undefined)?.servername
+  const names = localNamesOf(req)
+  if (typeof sni === 'string' && sni !== '') names.unshift(sni.toLowerCase())
+  return names
 }
 
 function isInternalPath(path: string): boolean {

@@ -36,8 +36,14 @@ export interface RoutePlan {
 
 export class ProxyState {
   readonly config: Config
-  /** Finds a request's route plan (route, headers, upstreams) in one lookup. */
+  /** Finds a request's route plan (route, headers, upstreams) in one lookup (HTTP routes only). */
   readonly table: RouteTable<RoutePlan>
+  /** `tcp+https` routes, found by the CONNECT target `host:port` (docs/tunnels.md). */
+  readonly tcpTunnels: RouteTable<RoutePlan>
+  /** `udp+https` routes, found by the CONNECT-UDP target `host:port`. */
+  readonly udpTunnels: RouteTable<RoutePlan>
+  /** Tunnel routes by id, so that an open tunnel finds its route again after a reload. */
+  readonly tunnelRoutes: ReadonlyMap<string, RoutePlan>
   readonly plans: ReadonlyMap<RouteConfig, RoutePlan>
   readonly accessLog: AccessLogger
   readonly certificates: CertificateSet | undefined
@@ -55,7 +61,7 @@ export class ProxyState {
     const plans = new Map<RouteConfig, RoutePlan>()
     const keys = new Set<string>()
     for (const route of config.routes) {
-      const cluster = route.to.length > 0 && isHttpTarget(route) ? new Cluster(route, registry, config.dnsLookupFamily, logger) : undefined
+      const cluster = route.to.length > 0 && (isHttpTarget(route) || isTunnelRoute(route)) ? new Cluster(route, registry, config.dnsLookupFamily, logger) : undefined
       for (const e of cluster?.endpoints ?? []) keys.add(e.transportKey)
       plans.set(route, {
         route,
@@ -69,7 +75,12 @@ export class ProxyState {
       })
     }
     this.plans = plans
-    this.table = new RouteTable([...plans.values()], (plan) => plan.route)
+    const all = [...plans.values()]
+    const scheme = (s: string) => all.filter((p) => p.route.from.scheme === s)
+    this.table = new RouteTable(all.filter((p) => p.route.from.scheme === 'https' || p.route.from.scheme === 'http'), (plan) => plan.route)
+    this.tcpTunnels = new RouteTable(scheme('tcp+https'), (plan) => plan.route)
+    this.udpTunnels = new RouteTable(scheme('udp+https'), (plan) => plan.route)
+    this.tunnelRoutes = new Map(all.filter((p) => isTunnelRoute(p.route)).map((p) => [p.route.id, p]))
     this.transportKeys = keys
     this.clientCertificates = config.downstreamMtls
     this.accessLog = createAccessLogger(config.accessLogFields, logger, (req) => this.clientCertificateFor(req))
@@ -104,6 +115,10 @@ export class ProxyState {
 }
 
 const FORWARDED_PROTOCOLS = new Set(['http:', 'https:', 'h2c:', 'http+unix:', 'https+unix:'])
+
+export function isTunnelRoute(route: RouteConfig): boolean {
+  return route.from.scheme === 'tcp+https' || route.from.scheme === 'udp+https'
+}
 
 function isHttpTarget(route: RouteConfig): boolean {
   return route.to.every((t) => FORWARDED_PROTOCOLS.has(t.url.protocol))

@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto'
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { lookup as dnsLookup } from 'node:dns'
+import { connect as netConnect } from 'node:net'
 import type { LookupAddress, LookupOptions } from 'node:dns'
-import type { CircuitBreakers, Config, HealthCheckConfig, OutlierDetection, RouteConfig, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
+import type { CircuitBreakers, Config, HealthCheckConfig, OutlierDetection, RouteConfig, TcpHealthCheck, UpstreamTarget, UpstreamTlsConfig } from '../config/types.js'
 import type { Logger } from '../shared/log.js'
 import { createBalancer } from './balancer.js'
 import type { Balanced, Balancer } from './balancer.js'
@@ -52,6 +53,8 @@ export class H2cConnection {
 export type Transport =
   | { readonly kind: 'pool'; readonly pool: Dispatcher; readonly load: UpstreamLoad }
   | { readonly kind: 'h2c'; readonly connection: H2cConnection; readonly load: UpstreamLoad }
+  /** A tcp:// or udp:// target of a tunnel route: every tunnel dials its own connection. */
+  | { readonly kind: 'raw'; readonly load: UpstreamLoad }
 
 /** Keeps one transport per origin + TLS setting across config generations. */
 export class TransportRegistry {
@@ -86,6 +89,7 @@ export class TransportRegistry {
 }
 
 function closeTransport(transport: Transport, force = false): Promise<void> {
+  if (transport.kind === 'raw') return Promise.resolve()
   if (transport.kind === 'h2c') {
     transport.connection.close()
     return Promise.resolve()
@@ -135,6 +139,10 @@ type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | Look
 
 function createTransport(target: UpstreamTarget, tls: UpstreamTlsConfig, options: ConnectOptions): Transport {
   const url = target.url
+  if (url.protocol === 'tcp:' || url.protocol === 'udp:') {
+    // Envoy's TCP proxy bounds upstream connections (max_connections); each tunnel is one.
+    return { kind: 'raw', load: new UpstreamLoad({ ...options.limits, maxRequests: options.limits.maxConnections }, false) }
+  }
   if (url.protocol === 'h2c:') {
     return { kind: 'h2c', connection: new H2cConnection(`http://${url.host}`), load: new UpstreamLoad(options.limits, false) }
   }
@@ -237,7 +245,7 @@ export class Cluster {
     this.endpoints = route.to.map((t, i) => new Endpoint(t, i, registry.get(t, route.tls, connect), outlier))
     this.balancer = createBalancer(route.loadBalancingPolicy, this.endpoints, route.healthyPanicThresholdPercent)
     for (const hc of route.healthChecks) {
-      if (!hc.http) continue
+      if (!hc.http && !hc.tcp) continue
       for (const endpoint of this.endpoints) this.#checkers.push(new HealthChecker(endpoint, hc, route, logger))
     }
   }
@@ -287,12 +295,15 @@ class HealthChecker {
   }
 
   async #probe(): Promise<void> {
-    const http = this.#hc.http
-    if (!http) return
+    const { http, tcp } = this.#hc
     let ok = false
     try {
-      const status = await probe(this.#endpoint.transport, this.#endpoint.target, http.path, this.#host, this.#hc.timeoutMs)
-      ok = http.expectedStatuses.some(([lo, hi]) => status >= lo && status < hi)
+      if (http) {
+        const status = await probe(this.#endpoint.transport, this.#endpoint.target, http.path, this.#host, this.#hc.timeoutMs)
+        ok = http.expectedStatuses.some(([lo, hi]) => status >= lo && status < hi)
+      } else if (tcp) {
+        ok = await probeTcp(this.#endpoint.target.url, tcp, this.#hc.timeoutMs)
+      }
     } catch {
       ok = false
     }
@@ -316,8 +327,48 @@ class HealthChecker {
   }
 }
 
+/**
+ * Envoy's TCP health check: the connection opens, and when `send` is set, the answer contains
+ * every `receive` string in order before the timeout. Only tcp:// (and http(s):// proxy) targets.
+ */
+function probeTcp(url: URL, check: TcpHealthCheck, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port) || (url.protocol === 'https:' ? 443 : 80) })
+    let received = Buffer.alloc(0)
+    let next = 0
+    const finish = (ok: boolean): void => {
+      clearTimeout(timer)
+      socket.destroy()
+      resolve(ok)
+    }
+    const timer = setTimeout(() => finish(false), timeoutMs > 0 ? timeoutMs : 5000)
+    socket.once('error', () => finish(false))
+    socket.once('connect', () => {
+      if (check.receive.length === 0) {
+        if (check.send) socket.write(check.send)
+        finish(true)
+        return
+      }
+      if (check.send) socket.write(check.send)
+    })
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]).subarray(-64 * 1024)
+      while (next < check.receive.length) {
+        const expected = check.receive[next] as Buffer
+        const at = received.indexOf(expected)
+        if (at === -1) return
+        received = received.subarray(at + expected.length)
+        next++
+      }
+      finish(true)
+    })
+    socket.once('end', () => finish(false))
+  })
+}
+
 async function probe(transport: Transport, target: UpstreamTarget, path: string, host: string, timeoutMs: number): Promise<number> {
   const signal = AbortSignal.timeout(timeoutMs > 0 ? timeoutMs : 5000)
+  if (transport.kind === 'raw') throw new Error('HTTP health checks need an HTTP upstream')
   if (transport.kind === 'pool') {
     const res = await transport.pool.request({ path, method: 'GET', headers: { host, 'user-agent': 'Portcullis-HealthCheck' }, signal })
     await res.body.dump()

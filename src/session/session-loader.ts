@@ -19,6 +19,8 @@ interface SessionRequest {
   readonly query: string
   /** Canonical request host (lower case, no port). */
   readonly host: string
+  /** Tunnels: the names the client dialled Portcullis by, whose tokens are accepted too. */
+  readonly tokenHosts?: readonly string[]
 }
 
 interface SessionLoaderDeps {
@@ -73,7 +75,7 @@ export async function loadSession(
   const nowS = deps.nowS?.() ?? Math.floor(Date.now() / 1000)
   const handle = deps.verified ? deps.verified.verify(found.token, deps.sharedSecret, nowS) : verifySessionHandle(found.token, deps.sharedSecret, nowS)
   if (!handle) return invalid('the session token is not valid')
-  if (!audienceIncludes(handle.aud, req.host)) return invalid('the session token was not issued for this host')
+  if (!audienceIncludes(handle.aud, req.host) && !(req.tokenHosts?.some((h) => audienceIncludes(handle.aud, h)) ?? false)) return invalid('the session token was not issued for this host')
   if (handle.idp_id !== routeIdpId) return invalid('the session belongs to another identity provider')
   const session = await deps.sessions.get(handle.jti)
   if (!session) return invalid('the session has ended')

@@ -1,0 +1,227 @@
+/**
+ * TCP tunnels (docs/tunnels.md): the upstream connection of an allowed CONNECT, and the relay
+ * between it and the client's stream (an HTTP/1.1 socket after `200`, or an HTTP/2 stream).
+ *
+ * The relay passes each side's FIN on (half-close) and ends when both directions are done, reads
+ * a side only while the other can take more (a slow reader never makes the proxy buffer without
+ * bound), and closes on the idle timeout, the maximum duration or `close(reason)`.
+ */
+import { connect as netConnect } from 'node:net'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { connect as tlsConnect } from 'node:tls'
+import type { UpstreamTlsConfig } from '../config/types.js'
+
+/** How long a tunnel's upstream may take to accept the connection (Envoy's connect_timeout is 10 s). */
+export const TUNNEL_CONNECT_TIMEOUT_MS = 10_000
+const MAX_PROXY_RESPONSE_HEAD = 16 * 1024
+
+/** Why the upstream could not be reached, as the status the client gets. */
+export class UpstreamDialError extends Error {
+  readonly status: 502 | 504
+  readonly details: string
+  constructor(status: 502 | 504, details: string, message: string) {
+    super(message)
+    this.status = status
+    this.details = details
+  }
+}
+
+export interface DialTarget {
+  /** The route's `to`: `tcp://host:port`, or an `http(s)://` proxy that gets a CONNECT of its own. */
+  readonly url: URL
+  /** For a proxy upstream: the `host:port` to ask it for (the route's `from`). */
+  readonly connectAuthority: string
+  readonly tls: UpstreamTlsConfig
+  readonly timeoutMs?: number
+}
+
+/** Opens the upstream connection of a tunnel; rejects with an UpstreamDialError. */
+export function dialUpstream(target: DialTarget): Promise<{ socket: Socket; head: Buffer }> {
+  const url = target.url
+  const host = url.hostname.replace(/^\[|\]$/g, '')
+  const secure = url.protocol === 'https:'
+  const port = Number(url.port) || (secure ? 443 : 80)
+  const timeoutMs = target.timeoutMs ?? TUNNEL_CONNECT_TIMEOUT_MS
+  return new Promise((resolve, reject) => {
+    const tls = target.tls
+    const socket: Socket = secure
+      ? tlsConnect({
+          host,
+          port,
+          rejectUnauthorized: !tls.skipVerify,
+          ...(tls.serverName !== undefined ? { servername: tls.serverName } : /^[0-9.:]+$/.test(host) ? {} : { servername: host }),
+          ...(tls.customCa !== undefined ? { ca: tls.customCa } : {}),
+          ...(tls.clientCert !== undefined && tls.clientKey !== undefined ? { cert: tls.clientCert, key: tls.clientKey } : {}),
+        })
+      : netConnect({ host, port, allowHalfOpen: true, noDelay: true })
+    let settled = false
+    const fail = (err: UpstreamDialError): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.destroy()
+      reject(err)
+    }
+    const succeed = (head: Buffer): void => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      socket.off('error', onError)
+      resolve({ socket, head })
+    }
+    const timer = setTimeout(() => fail(new UpstreamDialError(504, 'upstream_connect_timeout', 'The upstream service did not accept the connection in time.')), timeoutMs)
+    const onError = (err: NodeJS.ErrnoException): void => {
+      const timedOut = err.code === 'ETIMEDOUT'
+      fail(new UpstreamDialError(timedOut ? 504 : 502, timedOut ? 'upstream_connect_timeout' : 'upstream_connect_failure', 'The upstream service could not be reached.'))
+    }
+    socket.on('error', onError)
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
+      if (url.protocol === 'tcp:') {
+        succeed(Buffer.alloc(0))
+        return
+      }
+      // An HTTP proxy upstream: ask it for the route's own target, as Pomerium does.
+      socket.write(`CONNECT ${target.connectAuthority} HTTP/1.1\r\nHost: ${target.connectAuthority}\r\n\r\n`)
+      let buffered = Buffer.alloc(0)
+      const onData = (chunk: Buffer): void => {
+        buffered = Buffer.concat([buffered, chunk])
+        const end = buffered.indexOf('\r\n\r\n')
+        if (end === -1) {
+          if (buffered.length > MAX_PROXY_RESPONSE_HEAD) fail(new UpstreamDialError(502, 'upstream_bad_response', 'The upstream proxy sent an invalid answer.'))
+          return
+        }
+        socket.off('data', onData)
+        socket.off('end', onEnd)
+        socket.pause()
+        const status = /^HTTP\/1\.[01] (\d{3})/.exec(buffered.subarray(0, end).toString('latin1'))
+        if (!status || !(status[1] ?? '').startsWith('2')) {
+          fail(new UpstreamDialError(502, 'upstream_connect_refused', `The upstream proxy refused the connection${status ? ` (${status[1]})` : ''}.`))
+          return
+        }
+        succeed(buffered.subarray(end + 4))
+      }
+      const onEnd = (): void => fail(new UpstreamDialError(502, 'upstream_bad_response', 'The upstream proxy closed the connection without answering.'))
+      socket.on('data', onData)
+      socket.once('end', onEnd)
+    })
+  })
+}
+
+export interface TunnelEnd {
+  /** `closed` (both sides finished), `client_reset`, `upstream_reset`, `idle_timeout`, `max_duration`, or a reason given to close(). */
+  readonly reason: string
+  readonly bytesFromClient: number
+  readonly bytesToClient: number
+  readonly durationMs: number
+}
+
+export interface RelayOptions {
+  /** Ends the tunnel after this long without a byte either way; 0 = never. */
+  readonly idleTimeoutMs: number
+  /** Ends the tunnel after this long whatever happens; 0 = never. */
+  readonly maxDurationMs: number
+}
+
+export interface Relay {
+  /** Ends both sides at once with this reason (access revoked, shutdown). */
+  close(reason: string): void
+  readonly done: Promise<TunnelEnd>
+  /** Bytes so far, for metrics while the tunnel is open. */
+  readonly bytes: () => { fromClient: number; toClient: number }
+}
+
+/**
+ * Relays bytes between `client` and `upstream` until both directions have ended or either side
+ * fails. `clientHead`: bytes the client sent before the tunnel was granted (sent upstream first);
+ * `upstreamHead`: bytes the upstream sent before the relay started (sent to the client first).
+ */
+export function relay(client: Duplex, upstream: Duplex, clientHead: Buffer, upstreamHead: Buffer, options: RelayOptions): Relay {
+  const startedAt = Date.now()
+  let fromClient = 0
+  let toClient = 0
+  let clientEnded = false
+  let upstreamEnded = false
+  let finished = false
+  let resolveDone!: (end: TunnelEnd) => void
+  const done = new Promise<TunnelEnd>((resolve) => {
+    resolveDone = resolve
+  })
+  let idleTimer: NodeJS.Timeout | undefined
+  let maxTimer: NodeJS.Timeout | undefined
+
+  const finish = (reason: string, destroy: boolean): void => {
+    if (finished) return
+    finished = true
+    if (idleTimer) clearTimeout(idleTimer)
+    if (maxTimer) clearTimeout(maxTimer)
+    if (destroy) {
+      client.destroy()
+      upstream.destroy()
+    }
+    resolveDone({ reason, bytesFromClient: fromClient, bytesToClient: toClient, durationMs: Date.now() - startedAt })
+  }
+  const touch = (): void => {
+    idleTimer?.refresh()
+  }
+
+  const pump = (from: Duplex, to: Duplex, count: (n: number) => void, onEnd: () => void): void => {
+    from.on('data', (chunk: Buffer) => {
+      count(chunk.length)
+      touch()
+      if (!to.write(chunk)) {
+        from.pause()
+        to.once('drain', () => from.resume())
+      }
+    })
+    from.once('end', () => {
+      // Half-close: pass the FIN on, keep the other direction open.
+      to.end()
+      onEnd()
+    })
+  }
+
+  const maybeDone = (): void => {
+    if (!clientEnded || !upstreamEnded) return
+    // Both FINs passed on: wait for the last bytes to be flushed, then close.
+    let pending = 2
+    const flushed = (): void => {
+      pending--
+      if (pending === 0) finish('closed', true)
+    }
+    for (const side of [client, upstream]) {
+      if (side.writableFinished) flushed()
+      else side.once('finish', flushed)
+    }
+  }
+
+  if (clientHead.length > 0) {
+    fromClient += clientHead.length
+    upstream.write(clientHead)
+  }
+  if (upstreamHead.length > 0) {
+    toClient += upstreamHead.length
+    client.write(upstreamHead)
+  }
+  pump(client, upstream, (n) => (fromClient += n), () => {
+    clientEnded = true
+    maybeDone()
+  })
+  pump(upstream, client, (n) => (toClient += n), () => {
+    upstreamEnded = true
+    maybeDone()
+  })
+  client.on('error', () => finish('client_reset', true))
+  upstream.on('error', () => finish('upstream_reset', true))
+  client.once('close', () => finish(clientEnded && upstreamEnded ? 'closed' : 'client_reset', true))
+  upstream.once('close', () => finish(clientEnded && upstreamEnded ? 'closed' : 'upstream_reset', true))
+  if (options.idleTimeoutMs > 0) idleTimer = setTimeout(() => finish('idle_timeout', true), options.idleTimeoutMs)
+  if (options.maxDurationMs > 0) maxTimer = setTimeout(() => finish('max_duration', true), options.maxDurationMs)
+  client.resume()
+  upstream.resume()
+  return {
+    close: (reason) => finish(reason, true),
+    done,
+    bytes: () => ({ fromClient, toClient }),
+  }
+}
