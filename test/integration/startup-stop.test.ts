@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { after, describe, it } from 'node:test'
 import { isBuilt, MAIN_SCRIPT, parseLogLine, REPO_ROOT } from '../fixtures/portcullis.js'
 import type { LogEntry } from '../fixtures/portcullis.js'
@@ -57,9 +58,34 @@ async function waitFor(condition: () => boolean, ms: number): Promise<boolean> {
   return true
 }
 
-/** `when` picks the moment: undefined is right after spawn, else the first log line it matches. */
-async function stopDuringStartup(configFile: string, when: ((e: LogEntry) => boolean) | undefined): Promise<void> {
-  const child = spawn(process.execPath, [MAIN_SCRIPT, '--config', configFile], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+/**
+ * A start-up gate for cluster workers, loaded with `node --import` (cluster workers inherit the
+ * primary's execArgv): a worker says so on stdout, then its entry point waits (top-level await of
+ * an imported module holds the main module back) for `HOLD_MS`, so it has not even loaded
+ * Portcullis, let alone reported ready. The primary is not held. This lives only in the test: the
+ * product has no such hook. Without it, a signal sent at a worker's first log line raced the
+ * workers' start-up: sometimes both had reported ready before the stop arrived, the primary had
+ * announced its listeners, and the test saw an ordinary shutdown instead of a stop during start-up.
+ */
+const GATE_MSG = 'test gate: worker held before loading'
+const HOLD_MS = 30_000
+const workerGate = join(dir, 'worker-gate.mjs')
+writeFileSync(
+  workerGate,
+  `import cluster from 'node:cluster'
+if (cluster.isWorker) {
+  process.stdout.write(JSON.stringify({ pid: process.pid, msg: ${JSON.stringify(GATE_MSG)} }) + '\\n')
+  await new Promise((resolve) => setTimeout(resolve, ${HOLD_MS}))
+}
+`,
+)
+
+/**
+ * `when` picks the moment: undefined is right after spawn, else the first log line it matches.
+ * `nodeArgs` go before the script (e.g. `--import` of the worker gate). Returns the log lines.
+ */
+async function stopDuringStartup(configFile: string, when: ((e: LogEntry) => boolean) | undefined, nodeArgs: readonly string[] = []): Promise<LogEntry[]> {
+  const child = spawn(process.execPath, [...nodeArgs, MAIN_SCRIPT, '--config', configFile], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   const pgid = child.pid as number
   const entries: LogEntry[] = []
   let stderr = ''
@@ -84,7 +110,9 @@ async function stopDuringStartup(configFile: string, when: ((e: LogEntry) => boo
   child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
   try {
     if (when === undefined) signal()
-    const exit = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 60_000))])
+    let timer: NodeJS.Timeout | undefined
+    const exit = await Promise.race([exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), 60_000)))])
+    clearTimeout(timer)
     const describe = `\n--- stdout ---\n${entries.map((e) => JSON.stringify(e)).join('\n')}\n--- stderr ---\n${stderr}`
     assert.ok(exit, `the process exited${describe}`)
     assert.ok(signalled !== undefined, `the moment to signal came${describe}`)
@@ -98,6 +126,7 @@ async function stopDuringStartup(configFile: string, when: ((e: LogEntry) => boo
       assert.deepEqual(later, [], `no listener comes up after "shutting down"${describe}`)
     }
     assert.ok(await waitFor(() => !groupAlive(pgid), 3_000), `no worker outlives the process${describe}`)
+    return entries
   } finally {
     try {
       process.kill(-pgid, 'SIGKILL')
@@ -125,11 +154,27 @@ describe('SIGTERM during start-up', { skip: isBuilt() ? false : 'run npm run bui
   }
 
   void it('workers: 2, while the workers start: the primary stops them at once', async () => {
-    // A worker's first log line: the workers are loading or starting, none has reported yet.
-    let primary: unknown
-    await stopDuringStartup(writeConfig(2), (e) => {
-      primary ??= e['pid']
-      return e['pid'] !== primary
-    })
+    // Both workers are held by the gate, so neither can have reported ready: the stop comes while
+    // they start. A held worker has no handler for anything yet; unless the primary ends it at
+    // once (SIGTERM, whose default action ends a process that has no handler), it stays held for
+    // HOLD_MS, far beyond EXIT_BOUND_MS, and the exit bound fails.
+    const held = new Set<unknown>()
+    const entries = await stopDuringStartup(
+      writeConfig(2),
+      (e) => {
+        if (e['msg'] === GATE_MSG) held.add(e['pid'])
+        return held.size === 2
+      },
+      ['--import', pathToFileURL(workerGate).href],
+    )
+    assert.deepEqual(
+      entries.filter((e) => e['msg'] === 'listening'),
+      [],
+      'the primary never announced its listeners: the workers were still starting when the stop came',
+    )
+    assert.ok(
+      entries.some((e) => e['msg'] === 'shutting down workers'),
+      'the primary was supervising the workers when the stop came',
+    )
   })
 })
