@@ -59,7 +59,7 @@ function keyOf(server: FakeServer): string {
 }
 
 async function tcpClient(server: FakeServer, h: Harness, dest = 'db.example.com:5432'): Promise<TcpListener> {
-  return (await startTunnelClient('tcp', [dest, '--pomerium-url', server.url], h.io)) as TcpListener
+  return (await startTunnelClient('tcp', [dest, '--pomerium-url', server.url], h.io))
 }
 
 /** Connects to the client, sends `data`, half-closes, and collects everything until the other side's FIN. */
@@ -191,7 +191,7 @@ test('the loopback listener answers 400 to requests without pomerium_jwt and kee
       assert.match(await done.text(), /you may close this window/)
     },
   }
-  const client = (await startTunnelClient('tcp', ['db.example.com:5432', '--pomerium-url', server.url], io)) as TcpListener
+  const client = (await startTunnelClient('tcp', ['db.example.com:5432', '--pomerium-url', server.url], io))
   t.after(() => client.close())
   const { received } = await roundTrip(client.port, Buffer.from('x'))
   assert.equal(received.toString(), 'x')

@@ -32,7 +32,7 @@ export interface FakeServer {
   token: string
   /** Decides a tunnel request's status when it carries a valid token (default 200 / 101). */
   status: (req: SeenRequest) => number
-  /** Bytes sent right after a 200's head, in the same write (tunnel data the client must keep). */
+  /** Bytes sent right after a 200's or 101's head, in the same write (tunnel data the client must keep). */
   early: Buffer
   close(): Promise<void>
 }
@@ -71,7 +71,7 @@ export async function startFakeServer(): Promise<FakeServer> {
     }
     const status = state.status(seen)
     if (status === 101) {
-      socket.write('HTTP/1.1 101 Switching Protocols\r\nupgrade: connect-udp\r\ncapsule-protocol: ?1\r\nconnection: Upgrade\r\n\r\n')
+      socket.write(Buffer.concat([Buffer.from('HTTP/1.1 101 Switching Protocols\r\nupgrade: connect-udp\r\ncapsule-protocol: ?1\r\nconnection: Upgrade\r\n\r\n'), state.early]))
       return
     }
     if (status !== 200) return answer(socket, status, REASONS[status] ?? 'Error', `${status} from the fake server\nsecond line\n`)

@@ -50,6 +50,9 @@ export function listenUdp(listenHost: string, listenPort: number, options: UdpOp
         return
       }
       const current = relayDatagrams(tunnel, socket)
+      // openTunnel leaves the socket paused (its first bytes buffered): a relay that reads with
+      // 'data' listeners needs it flowing; one that reads with 'readable' or pipe is unaffected.
+      tunnel.resume()
       relay = current
       opened++
       renewTimer = setTimeout(() => current.close(), options.lifetimeMs ?? UDP_TUNNEL_LIFETIME_MS)
