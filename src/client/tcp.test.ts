@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { after, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
+import { testPki } from '../../test/fixtures/certs.js'
 import { startTunnelClient, type ClientIo } from './cli.js'
 import { defaultJwtCacheDir, JwtCache, jwtCacheKey } from './jwt-cache.js'
 import type { TcpListener } from './tcp.js'
@@ -220,4 +221,29 @@ test('--listen - relays stdin and stdout (OpenSSH ProxyCommand), through the rea
   assert.equal(code, 0, err)
   assert.ok(Buffer.concat(out).equals(payload), 'stdout carries the tunnel, byte-exact')
   assert.equal(server.tunnels[0]?.url, 'ssh.example.com:22')
+})
+
+test('over TLS: verified against --alternate-ca-path, with a client certificate, half-close included; an unknown CA is refused unless --disable-tls-verification', async (t) => {
+  const pki = testPki()
+  const server = await startFakeServer({ cert: pki.server.certPem, key: pki.server.keyPem, clientCa: pki.ca.certPem })
+  t.after(() => server.close())
+  const h = harness()
+  h.cache.set(jwtCacheKey(`localhost:${server.port}`, true), server.token)
+  const mtls = ['--client-cert', pki.client.certFile, '--client-key', pki.client.keyFile]
+  const client = (await startTunnelClient('tcp', ['db.example.com:5432', '--pomerium-url', server.url, '--alternate-ca-path', pki.ca.certFile, ...mtls], h.io))
+  t.after(() => client.close())
+  const payload = randomBytes(512 * 1024)
+  const { received } = await roundTrip(client.port, payload)
+  assert.ok(received.equals(payload), 'byte-exact through TLS, after the half-close')
+  assert.equal(server.tunnels[0]?.clientCn, 'test-client')
+
+  // Without the CA the server's certificate is not trusted: nothing reaches the server.
+  const strict = (await startTunnelClient('tcp', ['db.example.com:5432', '--pomerium-url', server.url, ...mtls], h.io))
+  t.after(() => strict.close())
+  await refusedConnection(strict.port)
+  assert.match(h.stderr(), /cannot reach https:\/\/localhost:\d+: .*(self-signed|unable to verify|issuer)/i)
+  assert.equal(server.tunnels.length, 1)
+  const lax = (await startTunnelClient('tcp', ['db.example.com:5432', '--pomerium-url', server.url, '--disable-tls-verification', ...mtls], h.io))
+  t.after(() => lax.close())
+  assert.equal((await roundTrip(lax.port, Buffer.from('lax'))).received.toString(), 'lax')
 })

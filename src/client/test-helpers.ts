@@ -5,8 +5,10 @@
  * a token, and the routes API. On a 200 CONNECT it plays the upstream: it collects what the
  * client sends until the client's FIN, then sends it all back and ends (a half-close test).
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createTlsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { Duplex } from 'node:stream'
 
 /** An unsigned compact JWT (the client never verifies it). */
@@ -16,6 +18,8 @@ export function fakeJwt(sub: string, expSeconds = Math.floor(Date.now() / 1000) 
 }
 
 export interface SeenRequest {
+  /** The client certificate's subject CN when the server asked for one. */
+  readonly clientCn?: string
   readonly method: string
   readonly url: string
   readonly headers: IncomingMessage['headers']
@@ -43,7 +47,15 @@ function answer(socket: Duplex, status: number, reason: string, body: string): v
 
 const REASONS: Record<number, string> = { 302: 'Found', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' }
 
-export async function startFakeServer(): Promise<FakeServer> {
+export interface FakeTls {
+  readonly cert: string
+  readonly key: string
+  /** Asks for (and requires) a client certificate from this CA. */
+  readonly clientCa?: string
+}
+
+/** `tls`: serve HTTPS on https://localhost:PORT instead of cleartext. */
+export async function startFakeServer(tls?: FakeTls): Promise<FakeServer> {
   let logins = 0
   const sockets = new Set<Socket>()
   const state: FakeServer = {
@@ -62,7 +74,8 @@ export async function startFakeServer(): Promise<FakeServer> {
   }
   const authorized = (req: IncomingMessage): boolean => req.headers.authorization === `Pomerium ${state.token}`
   const tunnel = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers }
+    const cn = tls?.clientCa !== undefined ? String((req.socket as TLSSocket).getPeerCertificate().subject.CN) : undefined
+    const seen = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, ...(cn !== undefined ? { clientCn: cn } : {}) }
     state.tunnels.push(seen)
     socket.on('error', () => undefined)
     if (!authorized(req)) {
@@ -80,7 +93,7 @@ export async function startFakeServer(): Promise<FakeServer> {
     socket.on('data', (c: Buffer) => received.push(c))
     socket.on('end', () => socket.end(Buffer.concat(received)))
   }
-  const server: Server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', state.url)
     if (url.pathname === '/.pomerium/api/v1/login') {
       logins++
@@ -115,8 +128,11 @@ export async function startFakeServer(): Promise<FakeServer> {
     }
     res.writeHead(404)
     res.end('not found\n')
-  })
-  server.on('connection', (s: Socket) => {
+  }
+  const server: Server = tls
+    ? createTlsServer({ cert: tls.cert, key: tls.key, ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) }, handler)
+    : createServer(handler)
+  server.on(tls ? 'secureConnection' : 'connection', (s: Socket) => {
     sockets.add(s)
     s.once('close', () => sockets.delete(s))
   })
@@ -124,7 +140,7 @@ export async function startFakeServer(): Promise<FakeServer> {
   server.on('upgrade', tunnel)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const { port } = server.address() as AddressInfo
-  Object.assign(state, { url: `http://127.0.0.1:${port}`, port })
+  Object.assign(state, { url: tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`, port })
   return state
 }
 
