@@ -2,7 +2,8 @@
  * Command-line parsing: `portcullis [serve|validate|demo] [--config FILE]`. Pomerium's Go-style
  * single-dash `-config FILE` and `-config=FILE` are accepted too, so existing unit files work.
  * `portcullis users ...` and `portcullis policy ...` hand everything after the command word to
- * their own modules, which have their own options and `--help`.
+ * their own modules, which have their own options and `--help`; so do the tunnel client's
+ * `tcp|udp|logout|routes|k8s` (src/client/cli.ts, dispatched by main.ts before this parser).
  */
 import { applyEnv } from '../config/env.js'
 
@@ -62,6 +63,19 @@ export const USAGE = `Usage:
   portcullis users add --file FILE --email EMAIL ...  add a user to that file (portcullis users --help)
   portcullis policy explain --config FILE --url URL --email E [--groups a,b] [--claim k=v]
                                      what a route's policy decides for someone, rule by rule
+
+Tunnel client (pomerium-cli's commands and flags):
+  portcullis tcp HOST:PORT [--listen ADDR|-] [--pomerium-url URL]
+                                     a local TCP port (or stdin/stdout) tunnelled to the route
+                                     tcp+https://HOST:PORT; signs in through a browser when asked
+  portcullis udp HOST:PORT [--listen ADDR] [--pomerium-url URL]
+                                     the same for a udp+https:// route (CONNECT-UDP)
+  portcullis routes list [--pomerium-url URL] [--json]
+                                     the routes you may open, with their connect commands
+  portcullis k8s exec-credential SERVER-URL
+                                     a kubectl credential plugin (ExecCredential with your token)
+  portcullis logout [--pomerium-url URL]
+                                     forget the cached sign-in tokens
   portcullis --version
 
 Every command has its own help: portcullis COMMAND --help.

@@ -46,6 +46,9 @@ test('every command has its own --help, printed on stdout with exit 0', async ()
     [['serve', '--help'], /^Usage: portcullis \[serve\] --config FILE/],
     [['validate', '-h'], /^Usage: portcullis validate --config FILE/],
     [['demo', '--help'], /^Usage: portcullis demo[\s\S]*PORT=9090/],
+    [['help'], /portcullis tcp HOST:PORT[\s\S]*portcullis udp HOST:PORT[\s\S]*portcullis routes list[\s\S]*portcullis k8s exec-credential[\s\S]*portcullis logout/],
+    [['tcp', '--help'], /^Usage: portcullis tcp HOST:PORT \[--listen ADDR \| --listen -\]/],
+    [['routes', '--help'], /^Usage: portcullis routes list/],
   ]
   for (const [args, expected] of cases) {
     const run = await portcullis(args)

@@ -3,6 +3,7 @@
  * The `portcullis` command: parses arguments and runs one command; nothing else.
  */
 import { readFileSync } from 'node:fs'
+import { clientCommand, isClientCommand, processIo } from '../client/cli.js'
 import { flushLogs } from '../shared/log.js'
 import { COMMAND_HELP, environmentConfigures, needsConfig, parseArgs, USAGE } from './args.js'
 import { demo } from './demo.js'
@@ -16,7 +17,23 @@ function version(): string {
   return pkg.version
 }
 
+/** The tunnel client's commands run until SIGINT/SIGTERM (a listener) or their work is done. */
+async function client(command: Parameters<typeof clientCommand>[0], argv: readonly string[]): Promise<number> {
+  const stop = new AbortController()
+  const onSignal = (): void => stop.abort()
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    return await clientCommand(command, argv, processIo(stop.signal))
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
 async function main(argv: readonly string[]): Promise<number> {
+  const word = argv[0]
+  if (isClientCommand(word)) return await client(word, argv.slice(1))
   const args = parseArgs(argv)
   if (args.errors.length > 0) {
     for (const e of args.errors) process.stderr.write(`portcullis: ${e}\n`)
