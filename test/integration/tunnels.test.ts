@@ -18,6 +18,9 @@ import { parseLogLine } from '../fixtures/portcullis.js'
 import { freePort, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
 import { waitFor } from '../fixtures/wait.js'
+import { startUdpEcho } from '../fixtures/udp.js'
+import type { UdpEcho } from '../fixtures/udp.js'
+import { CapsuleParser, decodeDatagram, encodeCapsule, encodeDatagram } from '../../src/shared/capsule.js'
 
 /** A TCP server that echoes, answers `bye` to the client's FIN and then finishes its side. */
 interface Echo {
@@ -70,6 +73,7 @@ async function startEcho(): Promise<Echo> {
 
 let setup: SignInSetup
 let echo: Echo
+let udpEcho: UdpEcho
 let deadPort: number
 /** A token from the login on Portcullis' address, for alice (allowed) and bob (not on the admins route). */
 let aliceJwt: string
@@ -89,12 +93,14 @@ async function loginOnAddress(email: string, password: string): Promise<string> 
 
 before(async () => {
   echo = await startEcho()
+  udpEcho = await startUdpEcho({ reply: (d) => Buffer.concat([Buffer.from('echo:'), d]) })
   deadPort = await freePort()
   setup = await startSignInSetup({
     routes: () => [
       { from: 'tcp+https://db.localhost:5432', to: `tcp://127.0.0.1:${echo.port}`, allow_any_authenticated_user: true },
       { from: 'tcp+https://admin-db.localhost:5432', to: `tcp://127.0.0.1:${echo.port}`, allowed_users: ['alice@example.com'] },
       { from: 'tcp+https://dead.localhost:5432', to: `tcp://127.0.0.1:${deadPort}`, allow_any_authenticated_user: true },
+      { from: 'udp+https://dns.localhost:53', to: `udp://127.0.0.1:${udpEcho.port}`, allowed_users: ['alice@example.com'] },
     ],
   })
   aliceJwt = await loginOnAddress('alice@example.com', 'alice-password')
@@ -104,6 +110,7 @@ before(async () => {
 after(async () => {
   await setup?.close()
   await echo?.close()
+  await udpEcho?.close()
 })
 
 /** Opens TLS to Portcullis by address (as `pomerium-cli --pomerium-url https://127.0.0.1:PORT` does). */
@@ -193,6 +200,16 @@ describe('refusals come before any byte is relayed', () => {
     const r = await connectTunnel('dead.localhost:5432', { authorization: `Pomerium ${aliceJwt}` })
     assert.equal(r.status, 502)
     r.socket.destroy()
+  })
+})
+
+describe('the tunnel login', () => {
+  test('answers on route hosts and on Portcullis\' own address only: any other name could receive the session', async () => {
+    const socket = await dial()
+    socket.write('GET /.pomerium/api/v1/login?pomerium_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n')
+    const answer = (await readAll(socket)).toString('latin1')
+    assert.match(answer, /^HTTP\/1\.1 404 /)
+    assert.ok(!answer.includes('pomerium_callback_uri'))
   })
 })
 
@@ -315,5 +332,101 @@ describe('open tunnels follow the session and the configuration', () => {
     const again = await connectTunnel('db.localhost:5432', { authorization: `Pomerium ${jwt}` })
     assert.equal(again.status, 302)
     again.socket.destroy()
+  })
+})
+
+describe('UDP tunnels (CONNECT-UDP, RFC 9298)', () => {
+  const MASQUE = '/.well-known/masque/udp/dns.localhost/53/'
+
+  /** Collects the DATAGRAM payloads (context 0) that arrive on a capsule stream. */
+  function datagrams(stream: NodeJS.ReadableStream, initial: Buffer = Buffer.alloc(0)): Buffer[] {
+    const parser = new CapsuleParser()
+    const out: Buffer[] = []
+    const take = (chunk: Buffer): void => {
+      for (const c of parser.push(chunk)) if (c.type === 0) out.push(decodeDatagram(c.value).payload)
+    }
+    if (initial.length > 0) take(initial)
+    stream.on('data', take)
+    return out
+  }
+
+  async function upgrade(headers: Record<string, string>, path = MASQUE): Promise<{ socket: TLSSocket; status: number; head: string; rest: Buffer }> {
+    const socket = await dial()
+    let text = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${setup.port}\r\nConnection: Upgrade\r\nUpgrade: connect-udp\r\nCapsule-Protocol: ?1\r\n`
+    for (const [k, v] of Object.entries(headers)) text += `${k}: ${v}\r\n`
+    socket.write(`${text}\r\n`)
+    let buffered = Buffer.alloc(0)
+    return await new Promise((resolve, reject) => {
+      const onData = (chunk: Buffer): void => {
+        buffered = Buffer.concat([buffered, chunk])
+        const end = buffered.indexOf('\r\n\r\n')
+        if (end === -1) return
+        socket.off('data', onData)
+        const head = buffered.subarray(0, end).toString('latin1')
+        resolve({ socket, status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1]), head, rest: buffered.subarray(end + 4) })
+      }
+      socket.on('data', onData)
+      socket.once('error', reject)
+    })
+  }
+
+  test('HTTP/1.1 Upgrade: connect-udp: 101, datagrams both ways as DATAGRAM capsules; other context ids are dropped', async () => {
+    const r = await upgrade({ authorization: `Pomerium ${aliceJwt}` })
+    assert.equal(r.status, 101, r.head)
+    assert.match(r.head, /\r\nupgrade: connect-udp/i)
+    assert.match(r.head, /\r\ncapsule-protocol: \?1/i)
+    const got = datagrams(r.socket, r.rest)
+    // A context id other than 0 is not UDP payload: dropped, never sent to the target.
+    r.socket.write(encodeCapsule(0, Buffer.concat([Buffer.from([0x02]), Buffer.from('not-udp')])))
+    r.socket.write(encodeDatagram(Buffer.from('query-1')))
+    r.socket.write(encodeDatagram(Buffer.from('query-2')))
+    await waitFor('both answers', () => got.length === 2)
+    assert.deepEqual(got.map(String).sort(), ['echo:query-1', 'echo:query-2'])
+    assert.ok(!udpEcho.received.some((d) => d.toString() === 'not-udp'))
+    r.socket.destroy()
+  })
+
+  test('refusals: no token 302, a user the policy denies 403, an unknown target 404, a malformed path 400', async () => {
+    const none = await upgrade({})
+    assert.equal(none.status, 302)
+    none.socket.destroy()
+    const bob = await upgrade({ authorization: `Pomerium ${bobJwt}` })
+    assert.equal(bob.status, 403)
+    bob.socket.destroy()
+    const unknown = await upgrade({ authorization: `Pomerium ${aliceJwt}` }, '/.well-known/masque/udp/other.localhost/53/')
+    assert.equal(unknown.status, 404)
+    unknown.socket.destroy()
+    const bad = await upgrade({ authorization: `Pomerium ${aliceJwt}` }, '/.well-known/masque/udp/dns.localhost/99999/')
+    assert.equal(bad.status, 400)
+    bad.socket.destroy()
+  })
+
+  test('HTTP/2 extended CONNECT (RFC 8441) with :protocol connect-udp: 200 and the stream carries capsules', async () => {
+    const client = http2Connect(`https://127.0.0.1:${setup.port}`, { ca: setup.caPem })
+    try {
+      await new Promise<void>((resolve) => client.once('remoteSettings', () => resolve()))
+      const stream = client.request({
+        ':method': 'CONNECT',
+        ':protocol': 'connect-udp',
+        ':scheme': 'https',
+        ':path': MASQUE,
+        ':authority': `127.0.0.1:${setup.port}`,
+        'capsule-protocol': '?1',
+        authorization: `Pomerium ${aliceJwt}`,
+      })
+      const headers = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        stream.once('response', (h) => resolve(h))
+        stream.once('error', reject)
+      })
+      assert.equal(headers[':status'], 200)
+      assert.equal(headers['capsule-protocol'], '?1')
+      const got = datagrams(stream)
+      stream.write(encodeDatagram(Buffer.from('over-h2')))
+      await waitFor('the answer over HTTP/2', () => got.length === 1)
+      assert.equal(got[0]?.toString(), 'echo:over-h2')
+      stream.close()
+    } finally {
+      client.close()
+    }
   })
 })

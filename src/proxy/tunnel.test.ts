@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { connect, createServer } from 'node:net'
+import type { AddressInfo, Server, Socket } from 'node:net'
+import type { Authorizer, CheckRequest, CheckResult } from '../authorize/types.js'
+import type { RouteConfig } from '../config/types.js'
+import { createLogger } from '../shared/log.js'
+import type { RoutePlan } from './state.js'
+import { dialUpstream, relay, UpstreamDialError } from './tunnel.js'
+import { TunnelRegistry } from './tunnels.js'
+
+/** A connected pair of real loopback sockets, both half-open (as the proxy's are). */
+async function socketPair(): Promise<{ a: Socket; b: Socket; close(): void }> {
+  const server = createServer({ allowHalfOpen: true })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const accepted = new Promise<Socket>((resolve) => server.once('connection', resolve))
+  const a = connect({ port: (server.address() as AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true })
+  const b = await accepted
+  await new Promise<void>((resolve) => (a.connecting ? a.once('connect', () => resolve()) : resolve()))
+  server.close()
+  return {
+    a,
+    b,
+    close: () => {
+      a.destroy()
+      b.destroy()
+    },
+  }
+}
+
+function readAll(socket: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    let text = ''
+    socket.setEncoding('utf8')
+    socket.on('data', (c: string) => (text += c))
+    socket.once('end', () => resolve(text))
+  })
+}
+
+/** client <-> [proxy: clientSide relay upstreamSide] <-> upstream */
+async function tunnel(options = { idleTimeoutMs: 0, maxDurationMs: 0 }, clientHead = '', upstreamHead = '') {
+  const down = await socketPair()
+  const up = await socketPair()
+  const r = relay(down.b, up.a, Buffer.from(clientHead), Buffer.from(upstreamHead), options)
+  return { client: down.a, upstream: up.b, relay: r, close: () => (down.close(), up.close()) }
+}
+
+test('relay: head bytes first, then both directions; each FIN is passed on and the tunnel ends when both are done', async () => {
+  const t = await tunnel(undefined, 'early:', 'banner:')
+  const atUpstream = readAll(t.upstream)
+  const atClient = readAll(t.client)
+  t.client.end('from-client')
+  // The client has finished; the upstream can still answer, then finishes too.
+  assert.equal(await atUpstream, 'early:from-client')
+  t.upstream.end('from-upstream')
+  assert.equal(await atClient, 'banner:from-upstream')
+  const end = await t.relay.done
+  assert.equal(end.reason, 'closed')
+  assert.equal(end.bytesFromClient, 'early:from-client'.length)
+  assert.equal(end.bytesToClient, 'banner:from-upstream'.length)
+  t.close()
+})
+
+test('relay: the idle timeout ends a silent tunnel; traffic keeps it open', async () => {
+  const t = await tunnel({ idleTimeoutMs: 300, maxDurationMs: 0 })
+  t.upstream.on('data', (c: Buffer) => t.upstream.write(c))
+  t.client.resume()
+  const started = Date.now()
+  const pings = setInterval(() => t.client.write('.'), 50)
+  await new Promise((r) => setTimeout(r, 600))
+  clearInterval(pings)
+  assert.ok(!t.client.destroyed, 'still open while bytes flow')
+  const end = await t.relay.done
+  assert.equal(end.reason, 'idle_timeout')
+  assert.ok(Date.now() - started >= 600)
+  t.close()
+})
+
+test('relay: the maximum duration ends a busy tunnel; close(reason) ends it at once', async () => {
+  const t = await tunnel({ idleTimeoutMs: 0, maxDurationMs: 200 })
+  t.client.resume()
+  const pings = setInterval(() => t.client.write('.'), 20)
+  const end = await t.relay.done
+  clearInterval(pings)
+  assert.equal(end.reason, 'max_duration')
+  t.close()
+  const u = await tunnel()
+  // The proxy's side is destroyed: the client sees the end of the stream.
+  const closed = new Promise((r) => u.client.once('end', r))
+  u.client.resume()
+  u.relay.close('access_revoked')
+  assert.equal((await u.relay.done).reason, 'access_revoked')
+  await closed
+  u.close()
+})
+
+test('relay: a client that does not read makes the relay stop reading the upstream (bounded memory)', async () => {
+  const t = await tunnel()
+  // The client never reads; the upstream offers 64 MiB.
+  const chunk = Buffer.alloc(1024 * 1024, 1)
+  let offered = 0
+  const offer = (): void => {
+    while (offered < 64 && t.upstream.write(chunk)) offered++
+    if (offered < 64) t.upstream.once('drain', () => {
+      offered++
+      offer()
+    })
+  }
+  offer()
+  // Wait until the relay's reading has settled (it stops when the client side is full).
+  let last = -1
+  for (let i = 0; i < 100 && t.relay.bytes().toClient !== last; i++) {
+    last = t.relay.bytes().toClient
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  const relayed = t.relay.bytes().toClient
+  assert.ok(relayed < 24 * 1024 * 1024, `relayed ${relayed} bytes to a client that reads nothing`)
+  assert.ok(offered < 64, 'the upstream was held back too')
+  t.close()
+})
+
+test('dialUpstream: refused → 502, an http proxy upstream gets a CONNECT of its own (2xx → tunnel, else 502)', async () => {
+  const dead = createServer()
+  await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r))
+  const deadPort = (dead.address() as AddressInfo).port
+  await new Promise<void>((r) => dead.close(() => r()))
+  const tls = { skipVerify: false, serverName: undefined, customCa: undefined, clientCert: undefined, clientKey: undefined }
+  await assert.rejects(dialUpstream({ url: new URL(`tcp://127.0.0.1:${deadPort}`), connectAuthority: 'db:1', tls }), (e: unknown) => e instanceof UpstreamDialError && e.status === 502)
+
+  const seen: string[] = []
+  const proxy: Server = createServer((s) => {
+    s.once('data', (head: Buffer) => {
+      seen.push(head.toString('latin1').split('\r\n')[0] ?? '')
+      if (seen.length === 1) s.write('HTTP/1.1 200 OK\r\n\r\nfirst-bytes')
+      else s.end('HTTP/1.1 403 Forbidden\r\n\r\n')
+    })
+  })
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
+  const url = new URL(`http://127.0.0.1:${(proxy.address() as AddressInfo).port}`)
+  const ok = await dialUpstream({ url, connectAuthority: 'db.example.com:5432', tls })
+  assert.equal(ok.head.toString(), 'first-bytes')
+  ok.socket.destroy()
+  await assert.rejects(dialUpstream({ url, connectAuthority: 'db.example.com:5432', tls }), (e: unknown) => e instanceof UpstreamDialError && e.status === 502)
+  assert.deepEqual(seen, ['CONNECT db.example.com:5432 HTTP/1.1', 'CONNECT db.example.com:5432 HTTP/1.1'])
+  proxy.close()
+})
+
+test('TunnelRegistry: a sweep closes tunnels whose route is gone or whose decision is now a denial (or fails); allowed ones stay', async () => {
+  const route = (id: string): RouteConfig => ({ id }) as RouteConfig
+  const check = (id: string, user: string): CheckRequest => ({ route: route(id), headers: { user } }) as unknown as CheckRequest
+  let routes = new Map<string, RoutePlan>([
+    ['a', { route: route('a') } as RoutePlan],
+    ['b', { route: route('b') } as RoutePlan],
+  ])
+  const authorizer: Authorizer = {
+    check(request): CheckResult {
+      if (request.headers['user'] === 'broken') throw new Error('store down')
+      return request.headers['user'] === 'alice' ? { allow: true } : { allow: false, status: 403, code: 'policy-denied', reason: 'no' }
+    },
+  }
+  const registry = new TunnelRegistry(authorizer, () => routes, createLogger('disabled'), 60_000)
+  const closed: string[] = []
+  const add = (name: string, c: CheckRequest): void => {
+    registry.add({ check: c, close: (reason) => closed.push(`${name}:${reason}`) })
+  }
+  add('alice-a', check('a', 'alice'))
+  add('bob-a', check('a', 'bob'))
+  add('alice-b', check('b', 'alice'))
+  add('broken-a', check('a', 'broken'))
+  await registry.sweep()
+  assert.deepEqual(closed.sort(), ['bob-a:access_revoked', 'broken-a:authorize_error'])
+  routes = new Map([['a', { route: route('a') } as RoutePlan]])
+  closed.length = 0
+  await registry.sweep()
+  assert.ok(closed.includes('alice-b:route_removed'))
+  assert.ok(!closed.some((c) => c.startsWith('alice-a')))
+})
