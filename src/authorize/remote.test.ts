@@ -139,6 +139,14 @@ describe('wire checks', () => {
     }
   })
 
+  it('carries a tunnel\'s token hosts and the allowed user across the wire; malformed ones are refused', () => {
+    const tunnel = { ...check(routeA), method: 'CONNECT', tokenHosts: ['proxy.example.com', '10.0.0.1'] }
+    assert.deepEqual(decodeCheckRequest(JSON.parse(JSON.stringify(encodeCheckRequest(tunnel))), routeA), tunnel)
+    assert.throws(() => decodeCheckRequest({ ...encodeCheckRequest(tunnel), tokenHosts: 'proxy.example.com' }, routeA), /tokenHosts/)
+    assert.deepEqual(decodeCheckResult({ allow: true, user: 'ada@example.com' }), { allow: true, user: 'ada@example.com' })
+    assert.equal(decodeCheckResult({ allow: true, user: 7 }), undefined)
+  })
+
   it('accepts only well-formed results', () => {
     assert.deepEqual(decodeCheckResult({ allow: true }), { allow: true })
     assert.ok(decodeCheckResult({ allow: false, status: 302, code: 'sign-in', reason: 'sign in', location: 'https://x' }))

@@ -56,3 +56,16 @@ test('every dashboard query is valid PromQL', { skip: !promtool && process.env['
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('tunnel metrics: open gauge up and down, closes by reason, bytes by direction, duration', async () => {
+  const metrics = new PortcullisMetrics({ version: '0.0.0', revision: '' }, { processMetrics: false })
+  metrics.tunnelOpened('db', 'tcp')
+  metrics.tunnelOpened('db', 'tcp')
+  metrics.tunnelClosed('db', 'tcp', 'access_revoked', 10, 2000, 1500)
+  const text = await metrics.registry.metrics()
+  assert.match(text, /portcullis_tunnels_open\{route="db",kind="tcp"\} 1\n/)
+  assert.match(text, /portcullis_tunnels_closed_total\{route="db",kind="tcp",reason="access_revoked"\} 1\n/)
+  assert.match(text, /portcullis_tunnel_bytes_total\{route="db",kind="tcp",direction="upstream"\} 10\n/)
+  assert.match(text, /portcullis_tunnel_bytes_total\{route="db",kind="tcp",direction="downstream"\} 2000\n/)
+  assert.match(text, /portcullis_tunnel_duration_ms_count\{route="db",kind="tcp"\} 1\n/)
+})

@@ -278,6 +278,12 @@ describe('an allowed tunnel', () => {
     assert.equal(line['bytesToClient'], 8)
     assert.equal(line['reason'], 'closed')
     assert.equal(line['kind'], 'tcp')
+    const access = setup.portcullis.logs.map(parseLogLine).find((l) => l['request-id'] === line['requestId'] && l['msg'] === 'http-request')
+    assert.ok(access, 'the access-log line of the tunnel')
+    assert.equal(access['method'], 'CONNECT')
+    assert.equal(access['response-code'], 200)
+    assert.equal(access['response-code-details'], 'closed')
+    assert.equal(access['size'], 8)
   })
 })
 
