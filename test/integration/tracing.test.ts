@@ -9,6 +9,9 @@ import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { after, describe, test } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { createServer as createNetServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import { request } from 'undici'
 import { WebSocket } from 'ws'
 import { startOtlpGrpcReceiver, startOtlpHttpReceiver } from '../fixtures/otlp-receiver.js'
@@ -157,6 +160,42 @@ describe('other protocols and tracing off', () => {
     assert.equal(tunnel?.attributes['portcullis.upgrade'], 'websocket')
     assert.ok(children(receiver.spans, server).some((s) => s.name === 'authorize check'))
     assert.equal(ws.upgrades.at(-1)?.headers['traceparent'], `00-${incoming.traceId}-${tunnel?.spanId}-01`)
+  })
+
+  test('a TCP tunnel: request and authorize spans, and a tunnel span that lasts until it closes, with its bytes and close reason', async () => {
+    const receiver = await startOtlpHttpReceiver()
+    cleanup.push(() => receiver.close())
+    const echo = createNetServer((socket) => socket.pipe(socket))
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
+    cleanup.push(() => new Promise<void>((resolve) => echo.close(() => resolve())))
+    const setup = await startSignInSetup({
+      settings: { otel_traces_exporter: 'otlp', otel_exporter_otlp_endpoint: receiver.url, otel_bsp_schedule_delay: 100 },
+      routes: () => [{ from: 'tcp+https://db.localhost:5432', to: `tcp://127.0.0.1:${(echo.address() as AddressInfo).port}`, allow_public_unauthenticated_access: true }],
+    })
+    cleanup.push(() => setup.close())
+    const incoming = newTraceparent()
+    const socket = tlsConnect({ host: '127.0.0.1', port: setup.port, ca: setup.caPem, ALPNProtocols: ['http/1.1'] })
+    socket.write(`CONNECT db.localhost:5432 HTTP/1.1\r\nHost: db.localhost:5432\r\ntraceparent: ${incoming.header}\r\n\r\n`)
+    let received = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (c: string) => {
+      received += c
+      if (received.endsWith('\r\n\r\n')) socket.write('ping')
+      if (received.endsWith('ping')) socket.end()
+    })
+    await new Promise((resolve) => socket.once('close', resolve))
+    assert.match(received, /^HTTP\/1\.1 200 /)
+    await receiver.waitFor((spans) => spans.some((s) => s.traceId === incoming.traceId && s.name === 'tunnel'))
+    const server = receiver.spans.find((s) => s.traceId === incoming.traceId && s.kind === SERVER)
+    assert.ok(server)
+    assert.equal(server.parentSpanId, incoming.spanId)
+    const tunnel = children(receiver.spans, server).find((s) => s.name === 'tunnel')
+    assert.ok(tunnel)
+    assert.equal(tunnel.attributes['portcullis.tunnel'], 'tcp')
+    assert.equal(tunnel.attributes['portcullis.bytes_from_client'], 4)
+    assert.equal(tunnel.attributes['portcullis.bytes_to_client'], 4)
+    assert.ok(typeof tunnel.attributes['portcullis.close_reason'] === 'string')
+    assert.ok(children(receiver.spans, server).some((s) => s.name === 'authorize check'))
   })
 
   test('off by default: nothing is exported and the client’s traceparent reaches the upstream unchanged', async () => {
