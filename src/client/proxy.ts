@@ -95,7 +95,9 @@ export function dial(endpoint: ProxyEndpoint, timeoutMs = 30_000): Promise<Socke
   return new Promise((resolve, reject) => {
     // allowHalfOpen: a tunnel's half-close passes through. TLS takes it from the socket it wraps.
     const tcp = netConnect({ host: endpoint.host, port: endpoint.port, allowHalfOpen: true })
-    const socket: Socket = endpoint.tlsOptions ? tlsConnect({ ...endpoint.tlsOptions, socket: tcp }) : tcp
+    // `host`: the name the certificate is checked against; over a given socket Node would check
+    // "localhost" instead, and a server dialled by address (https://127.0.0.1:PORT) would fail.
+    const socket: Socket = endpoint.tlsOptions ? tlsConnect({ ...endpoint.tlsOptions, host: endpoint.host, socket: tcp }) : tcp
     const timer = setTimeout(() => {
       const err = new Error(`connecting to ${endpoint.origin} timed out`)
       socket.destroy(err)

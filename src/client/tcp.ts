@@ -132,5 +132,12 @@ export function listenTcp(listenHost: string, listenPort: number, options: TcpOp
 export async function stdioTunnel(stdin: Readable, stdout: Writable, options: TcpOptions): Promise<void> {
   stdin.pause()
   const tunnel = await openTunnel('tcp', options.context, options.host, options.port)
-  await splice(stdin, stdout, tunnel)
+  // A process cannot half-close its stdout (pipe() never ends process.stdout, and its end() leaves
+  // fd 1 open), so the program at the other end of the pipe (ssh) would never see the server's
+  // FIN and would wait forever, e.g. for a tunnel the server ended on sign-out. Once the server
+  // has finished sending and stdout has taken every byte, the stdio tunnel is over: the command
+  // returns and the process exits, which closes its stdout.
+  const downstreamDone = new Promise<void>((resolve) => tunnel.once('end', () => stdout.write('', () => resolve())))
+  await Promise.race([splice(stdin, stdout, tunnel), downstreamDone])
+  tunnel.destroy()
 }
