@@ -34,37 +34,51 @@ export function browserCommand(cmd: string, url: string): { file: string; args: 
   return { file, args: [...words.slice(1), url] }
 }
 
-/** Starts a program without waiting for it; an unstartable one is reported, never thrown. */
-function launch(file: string, args: string[]): Promise<boolean> {
+/**
+ * Starts a program without waiting for it; an unstartable one is reported, never thrown.
+ * `failed` resolves with a message if it exits unsuccessfully (it never resolves otherwise).
+ */
+function launch(file: string, args: string[]): Promise<{ started: boolean; failed: Promise<string> }> {
   return new Promise((resolve) => {
     const child = spawn(file, args, { stdio: 'ignore', detached: true })
-    child.once('error', () => resolve(false))
+    const failed = new Promise<string>((fail) => {
+      child.once('exit', (code, signal) => {
+        if (code !== 0) fail(`the browser command (${file}) exited with ${signal ?? `status ${code}`} before the sign-in completed`)
+      })
+    })
+    child.once('error', () => resolve({ started: false, failed }))
     child.once('spawn', () => {
       child.unref()
-      resolve(true)
+      resolve({ started: true, failed })
     })
   })
 }
 
-async function openUrl(url: string, browser: string | OpenBrowser | undefined, say: (line: string) => void): Promise<void> {
+/** Opens the sign-in URL; resolves with a promise of why the browser failed (an explicit command that exited non-zero). */
+async function openUrl(url: string, browser: string | OpenBrowser | undefined, say: (line: string) => void): Promise<{ failed?: Promise<string> }> {
   if (typeof browser === 'function') {
     say(`Your browser has been opened to visit:\n\n${url}\n`)
     await browser(url)
-    return
+    return {}
   }
   let opened = false
+  let failed: Promise<string> | undefined
   if (browser !== undefined) {
     const { file, args } = browserCommand(browser, url)
-    opened = await launch(file, args)
+    const launched = await launch(file, args)
+    opened = launched.started
+    // Only an explicit --browser-cmd is watched: xdg-open's own exit says little about the browser.
+    if (opened) failed = launched.failed
   } else {
     for (const file of process.platform === 'darwin' ? ['open'] : ['xdg-open', 'open']) {
-      if (await launch(file, [url])) {
+      if ((await launch(file, [url])).started) {
         opened = true
         break
       }
     }
   }
   say(opened ? `Your browser has been opened to visit:\n\n${url}\n` : `Open this URL in a browser to sign in:\n\n${url}\n`)
+  return failed ? { failed } : {}
 }
 
 const DONE_PAGE = `<!doctype html>
@@ -164,8 +178,14 @@ export class SignIn {
       if (login.status !== 200 || !/^https?:\/\//i.test(signInUrl)) {
         throw new Error(`sign-in: ${endpoint.origin}/.pomerium/api/v1/login answered ${login.status}${signInUrl !== '' ? `: ${signInUrl.split('\n')[0]?.slice(0, 200)}` : ''}`)
       }
-      await openUrl(signInUrl, this.#options.browser, say)
-      return await catcher.token
+      const browser = await openUrl(signInUrl, this.#options.browser, say)
+      if (!browser.failed) return await catcher.token
+      return await Promise.race([
+        catcher.token,
+        browser.failed.then((why) => {
+          throw new Error(why)
+        }),
+      ])
     } finally {
       catcher.close()
     }
