@@ -47,9 +47,9 @@ export interface Front {
 }
 
 export function createFront(options: FrontOptions): Front {
-  // Half-open: a tunnel client's FIN ends one direction only (docs/tunnels.md); the HTTP servers
-  // still close a connection whose client has finished, as they do by default.
-  const server = createNetServer({ noDelay: true, allowHalfOpen: true })
+  // Not half-open: a client's FIN closes the connection, whoever holds it (the sniff, the TLS
+  // handshake, the HTTP servers). A TCP tunnel makes its own socket half-open (tunnel-exchange.ts).
+  const server = createNetServer({ noDelay: true })
   server.on('connection', (raw: Socket) => {
     options.track(raw)
     raw.on('error', () => raw.destroy())

@@ -53,6 +53,9 @@ export interface TunnelIo {
 
 /** An HTTP/1.1 CONNECT (the listener's `connect` event) or a connect-udp upgrade. */
 export function h1TunnelIo(req: IncomingMessage, socket: Duplex, head: Buffer): TunnelIo {
+  // From now on the client's FIN ends one direction only (half-close): the stream reads this at
+  // the time the FIN arrives, and nothing has been read past the request head yet.
+  socket.allowHalfOpen = true
   return {
     stream: socket,
     head,

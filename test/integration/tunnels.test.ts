@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { connect as http2Connect } from 'node:http2'
-import { createServer as createNetServer } from 'node:net'
+import { connect as netConnect, createServer as createNetServer } from 'node:net'
 import type { AddressInfo, Server, Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import type { ConnectionOptions, TLSSocket } from 'node:tls'
@@ -200,6 +200,18 @@ describe('refusals come before any byte is relayed', () => {
     const r = await connectTunnel('dead.localhost:5432', { authorization: `Pomerium ${aliceJwt}` })
     assert.equal(r.status, 502)
     r.socket.destroy()
+  })
+})
+
+describe('connections that are not tunnels', () => {
+  test('a client that closes before sending a byte is closed at once (no half-open socket left behind)', async () => {
+    const socket = netConnect({ host: '127.0.0.1', port: setup.port })
+    let closed = false
+    socket.once('close', () => (closed = true))
+    socket.once('connect', () => socket.end())
+    socket.on('error', () => undefined)
+    // Well within the 10 s handshake timeout, which would otherwise be what closes it.
+    await waitFor('Portcullis closes its side', () => closed, { timeoutMs: 3_000 })
   })
 })
 
