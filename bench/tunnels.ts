@@ -4,8 +4,9 @@
  *
  *   throughput  one connection moves BENCH_TUNNEL_BYTES (default 1 GiB) each way: upload (client
  *               -> a sink that counts and answers the count when the client finishes) and
- *               download (a source sends that many bytes and finishes); MiB/s, the ratio to the
- *               direct copy measured just before it, and Portcullis' CPU seconds per GiB
+ *               download (a source sends that many bytes and finishes); MiB/s (median of
+ *               BENCH_TUNNEL_REPEAT runs alternating with the direct copy), the ratio to the
+ *               direct copy's median, and Portcullis' CPU seconds per GiB
  *   set-up      BENCH_TUNNEL_SETUPS (default 500) sequential new tunnels, each: TCP (+ TLS)
  *               connect, CONNECT, 200, one byte written and echoed back; against a direct TCP
  *               connect + one byte echoed. Public route (no token) and a signed-in route with the
@@ -25,6 +26,7 @@
  *   BENCH_TUNNEL_BYTES   bytes per direction, e.g. `1GiB` (default), `256M`, `1000000`
  *   BENCH_TUNNEL_SETUPS  sequential set-ups per path, default 500
  *   BENCH_TUNNEL_IDLE    idle tunnels held open at once, default 200
+ *   BENCH_TUNNEL_REPEAT  throughput runs (direct and tunnel alternating), default 3; medians reported
  *   BENCH_TUNNEL_TLS=0   skip the TLS listener
  */
 import { execFileSync, spawn } from 'node:child_process'
@@ -70,6 +72,7 @@ const transferBytes = parseBytes(process.env['BENCH_TUNNEL_BYTES'] ?? '1GiB')
 const setups = parseCount('BENCH_TUNNEL_SETUPS', 500)
 const idleTunnels = parseCount('BENCH_TUNNEL_IDLE', 200)
 const withTls = process.env['BENCH_TUNNEL_TLS'] !== '0'
+const repeats = parseCount('BENCH_TUNNEL_REPEAT', 3)
 
 /** The tunnel routes' names (CONNECT targets). */
 const SINK = 'sink.localhost:9000'
@@ -651,7 +654,7 @@ async function measureMemory(proxy: Proxy, pid: number, label: string): Promise<
 
 function report(throughputs: readonly Throughput[], setupRows: readonly Setup[], memories: readonly Memory[]): string {
   const out: string[] = []
-  out.push(`Throughput, one connection, ${fmtBytes(transferBytes)} each way:`)
+  out.push(`Throughput, one connection, ${fmtBytes(transferBytes)} each way (median of ${repeats}):`)
   out.push('')
   out.push('| path | upload MiB/s | download MiB/s | upload ÷ direct | download ÷ direct | Portcullis CPU s/GiB |')
   out.push('|---|---:|---:|---:|---:|---:|')
@@ -718,9 +721,28 @@ async function runMode(up: Upstreams, useTls: boolean, results: { t: Throughput[
   await upload(await openTunnel(proxy, SINK), warm)
   await download(await openTunnel(proxy, SOURCE), warm)
 
-  const direct = await measureDirectThroughput(up, `direct TCP (paired with ${name})`)
-  results.t.push(direct)
-  results.t.push(await measureTunnelThroughput(proxy, pid, `tunnel, ${name}`, direct))
+  // Direct and tunnel alternate, `repeats` times; the medians are reported (other work on a
+  // shared machine moves single transfers by a factor of two).
+  const directs: Throughput[] = []
+  const tunnels: Throughput[] = []
+  for (let i = 0; i < repeats; i++) {
+    const d = await measureDirectThroughput(up, `direct TCP #${i + 1}`)
+    directs.push(d)
+    tunnels.push(await measureTunnelThroughput(proxy, pid, `tunnel, ${name} #${i + 1}`, d))
+  }
+  const median = (xs: readonly number[]): number => quantile([...xs].sort((a, b) => a - b), 0.5)
+  const direct: Throughput = {
+    label: `direct TCP (paired with ${name})`,
+    upMiBs: median(directs.map((d) => d.upMiBs)),
+    downMiBs: median(directs.map((d) => d.downMiBs)),
+  }
+  results.t.push(direct, {
+    label: `tunnel, ${name}`,
+    upMiBs: median(tunnels.map((t) => t.upMiBs)),
+    downMiBs: median(tunnels.map((t) => t.downMiBs)),
+    cpuPerGiB: median(tunnels.map((t) => t.cpuPerGiB ?? NaN)),
+    direct,
+  })
 
   const directSetup = summarise(`direct TCP connect (paired with ${name})`, await measureSetups(setups, () => openDirect(up.echo)))
   results.s.push(directSetup)
@@ -739,7 +761,7 @@ async function main(): Promise<number> {
   }
   const modes = withTls ? [false, true] : [false]
   // Bound the whole run: transfers at 20 MiB/s at worst, set-ups at 20 ms, startup and slack.
-  const budgetMs = modes.length * (((4 * transferBytes) / (20 * MiB)) * 1000 + setups * 3 * 20 + 90_000)
+  const budgetMs = modes.length * (((4 * repeats * transferBytes) / (20 * MiB)) * 1000 + setups * 3 * 20 + 90_000)
   const watchdog = setTimeout(() => {
     console.error(`bench: exceeded its ${Math.round(budgetMs / 1000)} s budget; stopping everything`)
     void cleanupAll().finally(() => process.exit(2))
