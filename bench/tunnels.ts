@@ -180,6 +180,53 @@ Promise.all([listen(sink), listen(source), listen(echo)]).then(([sink, source, e
 process.on('SIGTERM', () => process.exit(0))
 `
 
+/**
+ * The floor for any Node.js relay: ten lines that accept a connection, dial the upstream and
+ * `pipe()` both ways, in a process of their own as Portcullis is. Listens once per upstream.
+ */
+const BARE_RELAY_CODE = `
+const net = require('node:net')
+const targets = JSON.parse(process.argv[1])
+const listen = (target) => new Promise((r) => {
+  const srv = net.createServer({ allowHalfOpen: true, noDelay: true }, (c) => {
+    const u = net.connect({ host: '127.0.0.1', port: target, allowHalfOpen: true, noDelay: true })
+    c.pipe(u)
+    u.pipe(c)
+    c.on('error', () => u.destroy())
+    u.on('error', () => c.destroy())
+  })
+  srv.listen(0, '127.0.0.1', 1024, () => r(srv.address().port))
+})
+Promise.all(targets.map(listen)).then((ports) => process.stdout.write(JSON.stringify(ports) + '\\n'))
+process.on('SIGTERM', () => process.exit(0))
+`
+
+/** The bare relay's ports for the sink and the source. */
+async function startBareRelay(up: Upstreams): Promise<{ sink: number; source: number }> {
+  const child: ChildProcess = spawn(process.execPath, ['-e', BARE_RELAY_CODE, JSON.stringify([up.sink, up.source])], { stdio: ['ignore', 'pipe', 'inherit'] })
+  cleanups.push(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill('SIGTERM')
+    await exited
+  })
+  const line = await withTimeout(
+    new Promise<string>((resolve, reject) => {
+      let out = ''
+      child.stdout?.on('data', (c: Buffer) => {
+        out += c.toString()
+        const nl = out.indexOf('\n')
+        if (nl !== -1) resolve(out.slice(0, nl))
+      })
+      child.once('exit', () => reject(new Error('the bare relay exited during startup')))
+    }),
+    10_000,
+    'starting the bare relay',
+  )
+  const [sink, source] = JSON.parse(line) as [number, number]
+  return { sink, source }
+}
+
 async function startUpstreams(): Promise<Upstreams> {
   const child: ChildProcess = spawn(process.execPath, ['-e', UPSTREAM_CODE], { stdio: ['ignore', 'pipe', 'inherit'] })
   cleanups.push(async () => {
@@ -560,6 +607,14 @@ async function measureDirectThroughput(up: Upstreams, label: string): Promise<Th
   return r
 }
 
+async function measureBareThroughput(bare: { sink: number; source: number }, label: string, direct: Throughput): Promise<Throughput> {
+  const upS = await upload(await openDirect(bare.sink), transferBytes)
+  const downS = await download(await openDirect(bare.source), transferBytes)
+  const r = { label, upMiBs: mibs(transferBytes, upS), downMiBs: mibs(transferBytes, downS), direct }
+  console.error(`${label}: upload ${r.upMiBs.toFixed(0)} MiB/s (${(r.upMiBs / direct.upMiBs).toFixed(2)} of direct), download ${r.downMiBs.toFixed(0)} MiB/s (${(r.downMiBs / direct.downMiBs).toFixed(2)} of direct)`)
+  return r
+}
+
 async function measureTunnelThroughput(proxy: Proxy, pid: number, label: string, direct: Throughput): Promise<Throughput> {
   const cpu0 = cpuSeconds(pid)
   const upS = await upload(await openTunnel(proxy, SINK), transferBytes)
@@ -699,7 +754,7 @@ function fmtBytes(n: number): string {
 // ---------------------------------------------------------------------------------------------
 // Main
 
-async function runMode(up: Upstreams, useTls: boolean, results: { t: Throughput[]; s: Setup[]; m: Memory[] }): Promise<void> {
+async function runMode(up: Upstreams, bare: { sink: number; source: number }, useTls: boolean, results: { t: Throughput[]; s: Setup[]; m: Memory[] }): Promise<void> {
   const name = useTls ? 'TLS' : 'cleartext'
   const proxy = await startProxy(up, useTls)
   const pid = serverPid(proxy.px)
@@ -725,10 +780,12 @@ async function runMode(up: Upstreams, useTls: boolean, results: { t: Throughput[
   // shared machine moves single transfers by a factor of two).
   const directs: Throughput[] = []
   const tunnels: Throughput[] = []
+  const bares: Throughput[] = []
   for (let i = 0; i < repeats; i++) {
     const d = await measureDirectThroughput(up, `direct TCP #${i + 1}`)
     directs.push(d)
     tunnels.push(await measureTunnelThroughput(proxy, pid, `tunnel, ${name} #${i + 1}`, d))
+    if (!useTls) bares.push(await measureBareThroughput(bare, `bare Node.js relay #${i + 1}`, d))
   }
   const median = (xs: readonly number[]): number => quantile([...xs].sort((a, b) => a - b), 0.5)
   const direct: Throughput = {
@@ -743,6 +800,14 @@ async function runMode(up: Upstreams, useTls: boolean, results: { t: Throughput[
     cpuPerGiB: median(tunnels.map((t) => t.cpuPerGiB ?? NaN)),
     direct,
   })
+  if (bares.length > 0) {
+    results.t.push({
+      label: 'bare Node.js relay (net pipe, cleartext; the floor)',
+      upMiBs: median(bares.map((t) => t.upMiBs)),
+      downMiBs: median(bares.map((t) => t.downMiBs)),
+      direct,
+    })
+  }
 
   const directSetup = summarise(`direct TCP connect (paired with ${name})`, await measureSetups(setups, () => openDirect(up.echo)))
   results.s.push(directSetup)
@@ -781,11 +846,12 @@ async function main(): Promise<number> {
   console.log()
 
   const up = await startUpstreams()
+  const bare = await startBareRelay(up)
   const results = { t: [] as Throughput[], s: [] as Setup[], m: [] as Memory[] }
   const failures: string[] = []
   for (const useTls of modes) {
     try {
-      await runMode(up, useTls, results)
+      await runMode(up, bare, useTls, results)
     } catch (err) {
       const msg = err instanceof Error ? err.message : String(err)
       failures.push(`${useTls ? 'TLS' : 'cleartext'}: ${msg}`)

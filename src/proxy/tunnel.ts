@@ -166,19 +166,14 @@ export function relay(client: Duplex, upstream: Duplex, clientHead: Buffer, upst
   }
 
   const pump = (from: Duplex, to: Duplex, count: (n: number) => void, onEnd: () => void): void => {
+    // pipe() reads `from` only while `to` takes more (backpressure) and, when `from` ends, ends
+    // `to`: the FIN is passed on and the other direction stays open (half-close).
+    from.pipe(to)
     from.on('data', (chunk: Buffer) => {
       count(chunk.length)
       touch()
-      if (!to.write(chunk)) {
-        from.pause()
-        to.once('drain', () => from.resume())
-      }
     })
-    from.once('end', () => {
-      // Half-close: pass the FIN on, keep the other direction open.
-      to.end()
-      onEnd()
-    })
+    from.once('end', onEnd)
   }
 
   const maybeDone = (): void => {

@@ -101,6 +101,21 @@ before(async () => {
       { from: 'tcp+https://admin-db.localhost:5432', to: `tcp://127.0.0.1:${echo.port}`, allowed_users: ['alice@example.com'] },
       { from: 'tcp+https://dead.localhost:5432', to: `tcp://127.0.0.1:${deadPort}`, allow_any_authenticated_user: true },
       { from: 'udp+https://dns.localhost:53', to: `udp://127.0.0.1:${udpEcho.port}`, allowed_users: ['alice@example.com'] },
+      // Health-checked: the dead upstream is taken out of the rotation; a route with none healthy answers 503.
+      {
+        from: 'tcp+https://pool.localhost:5432',
+        to: [`tcp://127.0.0.1:${deadPort}`, `tcp://127.0.0.1:${echo.port}`],
+        health_checks: [{ tcp_health_check: {}, interval: '100ms', timeout: '1s', unhealthy_threshold: 1, healthy_threshold: 1 }],
+        allow_any_authenticated_user: true,
+      },
+      {
+        from: 'tcp+https://all-dead.localhost:5432',
+        to: `tcp://127.0.0.1:${deadPort}`,
+        // No panic routing (Envoy's default 50% would still try the unhealthy upstream).
+        healthy_panic_threshold: 0,
+        health_checks: [{ tcp_health_check: {}, interval: '100ms', timeout: '1s', unhealthy_threshold: 1, healthy_threshold: 1 }],
+        allow_any_authenticated_user: true,
+      },
     ],
   })
   aliceJwt = await loginOnAddress('alice@example.com', 'alice-password')
@@ -194,6 +209,20 @@ describe('refusals come before any byte is relayed', () => {
     const r = await connectTunnel('db.localhost', { authorization: `Pomerium ${aliceJwt}` })
     assert.equal(r.status, 400)
     r.socket.destroy()
+  })
+
+  test('tcp_health_check: a dead upstream leaves the rotation; with no healthy upstream the answer is 503', async () => {
+    // Once the checks have run, every tunnel of the pool reaches the live upstream.
+    await waitFor('the dead upstream is marked unhealthy', async () => {
+      const r = await connectTunnel('all-dead.localhost:5432', { authorization: `Pomerium ${aliceJwt}` })
+      r.socket.destroy()
+      return r.status === 503
+    })
+    for (let i = 0; i < 4; i++) {
+      const r = await connectTunnel('pool.localhost:5432', { authorization: `Pomerium ${aliceJwt}` })
+      assert.equal(r.status, 200, `tunnel ${i}: ${r.head}`)
+      r.socket.destroy()
+    }
   })
 
   test('an upstream that refuses the connection: 502', async () => {
