@@ -65,6 +65,9 @@ test('tunnel routes: tcp+https and udp+https take a port, tcp:// / udp:// (or fo
   assert.equal(route(['from: udp+https://dns.example.com:53', 'to: udp://10.0.0.53:53']).from.scheme, 'udp+https')
   const { issues } = loadYaml('routes:\n  - from: tcp+https://a.example.com:22\n    to: tcp://a:22\n')
   assert.deepEqual(warnings(issues).filter((w) => w.path.startsWith('routes')), [])
+  // tcp_health_check is in effect: no "accepted but not in effect" warning names it.
+  const checked = loadYaml('routes:\n  - from: tcp+https://a.example.com:22\n    to: tcp://a:22\n    health_checks: [{tcp_health_check: {}}]\n')
+  assert.ok(!warnings(checked.issues).some((w) => w.message.includes('tcp_health_check')), JSON.stringify(warnings(checked.issues)))
   assert.match(routeErrors(['from: tcp+https://db.example.com', 'to: tcp://db:5432'])[0]?.[1] ?? '', /host:port/)
   assert.match(routeErrors(['from: tcp+https://db.example.com:5432', 'to: tcp://db'])[0]?.[1] ?? '', /with a port/)
   assert.match(routeErrors(['from: udp+https://dns.example.com:53', 'to: tcp://db:53'])[0]?.[1] ?? '', /udp:\/\/host:port/)

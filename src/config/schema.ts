@@ -407,7 +407,7 @@ export const ROUTE_SETTINGS: readonly SettingDescriptor[] = [
     children: [route('status', 'int', 'Status code.'), route('body', 'string', 'Body text.')],
   }),
   route('load_balancing_policy', 'enum', 'Upstream selection.', { default: 'ROUND_ROBIN', values: ['ROUND_ROBIN', 'RANDOM', 'LEAST_REQUEST', 'RING_HASH', 'MAGLEV'] }),
-  route('health_checks', 'list', 'Active upstream health checks (`http_health_check` only; tcp/grpc are not supported yet).', { items: 'object' }),
+  route('health_checks', 'list', 'Active upstream health checks (`http_health_check` and `tcp_health_check`; grpc is not supported yet).', { items: 'object' }),
   route('outlier_detection', 'any', 'Passive upstream health (Envoy outlier detection fields).'),
   route('healthy_panic_threshold', 'int', 'Percentage of healthy upstreams below which all are used.'),
   route('circuit_breaker_thresholds', 'object', 'Per-route circuit breaker limits.', { children: CIRCUIT_BREAKER_FIELDS }),

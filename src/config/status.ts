@@ -186,6 +186,7 @@ const HEALTH_CHECK_IN_EFFECT = new Set([
   'http_health_check.host',
   'http_health_check.path',
   'http_health_check.expected_statuses',
+  'tcp_health_check',
 ])
 
 /** Runtime flags whose value changes what Portcullis does; the others keep their default behaviour. */
