@@ -18,6 +18,7 @@ import { SignIn, type OpenBrowser } from './sign-in.js'
 import { listenTcp, stdioTunnel, type TcpListener } from './tcp.js'
 import type { TunnelContext } from './tunnel.js'
 import { listenUdp, type UdpListener } from './udp.js'
+import { CodedError } from '../shared/errors.js'
 
 export interface ClientIo {
   readonly stdin: Readable
@@ -148,7 +149,9 @@ args: [k8s, exec-credential, https://k8s.example.com] }.  TLS and browser flags 
 }
 
 /** A mistake in the command line: exit code 2 and the command's help. */
-class UsageError extends Error {}
+class UsageError extends CodedError {
+  readonly code = 'ERR_USAGE'
+}
 
 interface Context {
   readonly io: ClientIo

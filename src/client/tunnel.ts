@@ -14,11 +14,14 @@ import type { JwtCache } from './jwt-cache.js'
 import { readBodyFirstLine, readHead } from './http-head.js'
 import { dial, type ProxyEndpoint } from './proxy.js'
 import type { SignIn } from './sign-in.js'
+import { CodedError } from '../shared/errors.js'
 
 export type TunnelKind = 'tcp' | 'udp'
 
 /** The tunnel could not be opened: `status` is the server's answer (0 when there was none). */
-export class TunnelError extends Error {
+export class TunnelError extends CodedError {
+  readonly code = 'ERR_TUNNEL_REFUSED'
+  /** Portcullis' answer status, 0 when it could not be reached. */
   readonly status: number
   constructor(status: number, message: string) {
     super(message)

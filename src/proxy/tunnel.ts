@@ -11,17 +11,22 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 import type { UpstreamTlsConfig } from '../config/types.js'
+import { CodedError } from '../shared/errors.js'
 
 /** How long a tunnel's upstream may take to accept the connection (Envoy's connect_timeout is 10 s). */
 export const TUNNEL_CONNECT_TIMEOUT_MS = 10_000
 const MAX_PROXY_RESPONSE_HEAD = 16 * 1024
 
 /** Why the upstream could not be reached, as the status the client gets. */
-export class UpstreamDialError extends Error {
+export class UpstreamDialError extends CodedError {
+  readonly code: 'ERR_TUNNEL_UPSTREAM_FAILED' | 'ERR_UPSTREAM_TIMEOUT'
   readonly status: 502 | 504
+  /** The close reason logged and put on the trace span (`upstream_connect_timeout`, …). */
   readonly details: string
   constructor(status: 502 | 504, details: string, message: string) {
     super(message)
+    this.name = 'UpstreamDialError'
+    this.code = status === 504 ? 'ERR_UPSTREAM_TIMEOUT' : 'ERR_TUNNEL_UPSTREAM_FAILED'
     this.status = status
     this.details = details
   }

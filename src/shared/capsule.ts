@@ -1,7 +1,7 @@
 /**
  * QUIC variable-length integers (RFC 9000 section 16) and the HTTP capsule protocol (RFC 9297
  * section 3.2) that CONNECT-UDP (RFC 9298) tunnels speak over an HTTP/1.1 upgrade or an HTTP/2
- * stream. Pure: imports nothing, used by the proxy and the client.
+ * stream. Pure (it imports only the error registry), used by the proxy and the client.
  *
  * A varint's two most significant bits give its length (00 = 1, 01 = 2, 10 = 4, 11 = 8 bytes), the
  * other bits the value, network byte order; so values reach 2^62-1. JavaScript numbers hold
@@ -12,6 +12,7 @@
  * (type 0x00) carries an HTTP Datagram; in CONNECT-UDP its value is a varint context id followed
  * by the payload, and context id 0 means "the payload is one UDP datagram" (RFC 9298 section 4).
  */
+import { CodedError } from './errors.js'
 
 /** The largest varint value: 2^62 - 1. */
 export const MAX_VARINT = (1n << 62n) - 1n
@@ -29,8 +30,9 @@ export const MAX_UDP_PAYLOAD = 65_527
 export const DEFAULT_MAX_CAPSULE_LENGTH = 65_535 + 16
 
 /** A malformed varint or capsule (truncated, over the bound, above the safe integer range). */
-export class CapsuleError extends Error {
+export class CapsuleError extends CodedError {
   override readonly name = 'CapsuleError'
+  readonly code = 'ERR_CAPSULE_MALFORMED'
 }
 
 /** The encoded length of a varint's value by its first byte (1, 2, 4 or 8). */

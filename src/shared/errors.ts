@@ -22,6 +22,7 @@ export const ERROR_AREAS = {
   idp: 'Identity providers',
   token: 'Provider tokens (bearer, back-channel logout)',
   builtin: 'Built-in identity provider',
+  client: 'Tunnel client (`portcullis tcp|udp`)',
   startup: 'Start-up and command line',
 } as const
 
@@ -37,6 +38,13 @@ export const ERROR_CODES = {
   ERR_UPSTREAM_BAD_RESPONSE: { area: 'proxy', status: 502, title: 'Bad Gateway', description: 'The upstream (or the Google metadata server, for an identity token) gave no usable answer.' },
   ERR_UPSTREAM_TIMEOUT: { area: 'proxy', status: 504, title: 'Gateway Timeout', description: 'The upstream did not answer in time.' },
   ERR_NO_HEALTHY_UPSTREAM: { area: 'proxy', status: 503, title: 'Service Unavailable', description: 'Every upstream of the route is marked unhealthy.' },
+  ERR_TUNNEL_UPSTREAM_FAILED: {
+    area: 'proxy',
+    status: 502,
+    title: 'Bad Gateway',
+    description: 'A TCP or UDP tunnel’s upstream refused the connection or could not be reached (or the chained proxy of a `tcp+https` route refused the CONNECT or answered badly).',
+  },
+  ERR_CAPSULE_MALFORMED: { area: 'proxy', status: 400, title: 'Bad Request', description: 'A CONNECT-UDP capsule stream is malformed: a bad varint, a capsule over the length bound, or a stream that ends inside one.' },
   ERR_UPSTREAM_CREDENTIAL: { area: 'proxy', status: 502, title: 'Bad Gateway', description: 'A credential the route sends upstream (a Google Cloud identity token) could not be obtained.' },
   ERR_INTERNAL: {
     area: 'proxy',
@@ -96,10 +104,17 @@ export const ERROR_CODES = {
   // Built-in identity provider
   ERR_USERS_FILE_INVALID: { area: 'builtin', status: 500, title: 'Internal Server Error', description: 'The users file has problems (listed one a line): start-up stops; a reload keeps the previous users.' },
   ERR_PASSWORD_CHECKS_BUSY: { area: 'builtin', status: 503, title: 'Service Unavailable', description: 'Too many password checks are waiting: the sign-in is refused rather than queued.' },
+  // Tunnel client
+  ERR_TUNNEL_REFUSED: {
+    area: 'client',
+    status: 502,
+    title: 'Bad Gateway',
+    description: 'Portcullis could not be reached, or refused the tunnel (403, 404, 502, 503, 504, or still asking to sign in after signing in): the client prints the answer and closes that connection.',
+  },
   // Start-up and command line
   ERR_SIGNING_KEY: { area: 'startup', status: 500, title: 'Internal Server Error', description: '`signing_key` cannot be used (no PEM block, an encrypted or unsupported key, RSA under 2048 bits, …): start-up stops.' },
   ERR_STARTUP_STOPPED: { area: 'startup', status: 503, title: 'Service Unavailable', description: 'A stop signal arrived during start-up: not a failure, the process exits 0.' },
-  ERR_USAGE: { area: 'startup', status: 400, title: 'Bad Request', description: 'A command-line tool (`portcullis users`) was called wrongly: it prints the reason and exits non-zero.' },
+  ERR_USAGE: { area: 'startup', status: 400, title: 'Bad Request', description: 'A command-line tool (`portcullis users`, `portcullis tcp`, …) was called wrongly: it prints the reason and exits non-zero.' },
 } as const satisfies Record<`ERR_${string}`, ErrorCodeInfo & { readonly area: keyof typeof ERROR_AREAS }>
 
 export type ErrorCode = keyof typeof ERROR_CODES
