@@ -231,7 +231,7 @@ export class TunnelExchange implements Exchange {
     }
     const startedAt = Date.now()
     dialUpstream({ url: endpoint.target.url, connectAuthority: `${route.from.host}:${route.from.port ?? 0}`, tls: route.tls }).then(
-      ({ socket, head }) => {
+      ({ socket, head, reader }) => {
         endpoint.recordOutcome(200)
         if (io.stream.destroyed) {
           socket.destroy()
@@ -241,7 +241,7 @@ export class TunnelExchange implements Exchange {
         }
         this.#context.claim(io.stream)
         io.accept('tcp')
-        opened(relay(io.stream, socket, io.head, head, { idleTimeoutMs, maxDurationMs }))
+        opened(relay(io.stream, socket, io.head, head, { idleTimeoutMs, maxDurationMs, ...(reader !== undefined ? { upstreamReader: reader } : {}) }))
       },
       (err: unknown) => {
         release()

@@ -3,10 +3,13 @@ import { test } from 'node:test'
 import { connect, createServer } from 'node:net'
 import type { AddressInfo, Server, Socket } from 'node:net'
 import type { Authorizer, CheckRequest, CheckResult } from '../authorize/types.js'
-import type { RouteConfig } from '../config/types.js'
+import type { RouteConfig, UpstreamTlsConfig } from '../config/types.js'
 import { createLogger } from '../shared/log.js'
 import type { RoutePlan } from './state.js'
+import { createHash, randomBytes } from 'node:crypto'
+import { Duplex } from 'node:stream'
 import { dialUpstream, relay, UpstreamDialError } from './tunnel.js'
+import type { RelayOptions } from './tunnel.js'
 import { TunnelRegistry } from './tunnels.js'
 
 /** A connected pair of real loopback sockets, both half-open (as the proxy's are). */
@@ -37,16 +40,53 @@ function readAll(socket: Socket): Promise<string> {
   })
 }
 
-/** client <-> [proxy: clientSide relay upstreamSide] <-> upstream */
-async function tunnel(options = { idleTimeoutMs: 0, maxDurationMs: 0 }, clientHead = '', upstreamHead = '') {
+/**
+ * The upstream side as the proxy has it for a `tcp://` route: dialled by dialUpstream, read
+ * through its UpstreamReader. `greeting`: what the upstream sends as soon as it accepts.
+ */
+async function dialledPair(greeting = ''): Promise<{ a: Socket; b: Socket; reader: NonNullable<Awaited<ReturnType<typeof dialUpstream>>['reader']>; close(): void }> {
+  const server = createServer({ allowHalfOpen: true })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const accepted = new Promise<Socket>((resolve) =>
+    server.once('connection', (s: Socket) => {
+      if (greeting !== '') s.write(greeting)
+      resolve(s)
+    }),
+  )
+  const url = new URL(`tcp://127.0.0.1:${(server.address() as AddressInfo).port}`)
+  const dialled = await dialUpstream({ url, connectAuthority: 'x:1', tls: { skipVerify: false } as UpstreamTlsConfig })
+  const b = await accepted
+  server.close()
+  assert.ok(dialled.reader, 'a tcp:// upstream is read through an UpstreamReader')
+  return {
+    a: dialled.socket,
+    b,
+    reader: dialled.reader,
+    close: () => {
+      dialled.socket.destroy()
+      b.destroy()
+    },
+  }
+}
+
+type Variant = 'pipe' | 'reader'
+const VARIANTS: readonly Variant[] = ['pipe', 'reader']
+
+/**
+ * client <-> [proxy: clientSide relay upstreamSide] <-> upstream. `variant`: the upstream side
+ * read through 'data' events (a proxy upstream) or through an UpstreamReader (tcp://).
+ */
+async function tunnel(options: RelayOptions = { idleTimeoutMs: 0, maxDurationMs: 0 }, clientHead = '', upstreamHead = '', variant: Variant = 'pipe') {
   const down = await socketPair()
-  const up = await socketPair()
-  const r = relay(down.b, up.a, Buffer.from(clientHead), Buffer.from(upstreamHead), options)
+  const up = variant === 'reader' ? await dialledPair() : await socketPair()
+  const reader = 'reader' in up ? { upstreamReader: up.reader } : {}
+  const r = relay(down.b, up.a, Buffer.from(clientHead), Buffer.from(upstreamHead), { ...options, ...reader })
   return { client: down.a, upstream: up.b, relay: r, close: () => (down.close(), up.close()) }
 }
 
-test('relay: head bytes first, then both directions; each FIN is passed on and the tunnel ends when both are done', async () => {
-  const t = await tunnel(undefined, 'early:', 'banner:')
+for (const variant of VARIANTS)
+test(`relay (${variant}): head bytes first, then both directions; each FIN is passed on and the tunnel ends when both are done`, async () => {
+  const t = await tunnel(undefined, 'early:', 'banner:', variant)
   const atUpstream = readAll(t.upstream)
   const atClient = readAll(t.client)
   t.client.end('from-client')
@@ -94,8 +134,9 @@ test('relay: the maximum duration ends a busy tunnel; close(reason) ends it at o
   u.close()
 })
 
-test('relay: a client that does not read makes the relay stop reading the upstream (bounded memory)', async () => {
-  const t = await tunnel()
+for (const variant of VARIANTS)
+test(`relay (${variant}): a client that does not read makes the relay stop reading the upstream (bounded memory)`, async () => {
+  const t = await tunnel(undefined, '', '', variant)
   // The client never reads; the upstream offers 64 MiB.
   const chunk = Buffer.alloc(1024 * 1024, 1)
   let offered = 0
@@ -117,6 +158,64 @@ test('relay: a client that does not read makes the relay stop reading the upstre
   assert.ok(relayed < 24 * 1024 * 1024, `relayed ${relayed} bytes to a client that reads nothing`)
   assert.ok(offered < 64, 'the upstream was held back too')
   t.close()
+})
+
+test('relay (reader): a read buffer is reused only once the client has taken it whole (bulk and trickled bytes arrive byte for byte)', async (t) => {
+  // The client's stream completes each write a few milliseconds later and only then takes the
+  // bytes (as a socket whose kernel buffer is full does): a buffer reused too early would already
+  // hold a later read by then.
+  const taken: Buffer[] = []
+  const client = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      setTimeout(() => {
+        taken.push(Buffer.from(chunk))
+        callback()
+      }, 3)
+    },
+  })
+  const up = await dialledPair()
+  t.after(() => {
+    up.close()
+    client.destroy()
+  })
+  const r = relay(client, up.a, Buffer.alloc(0), Buffer.alloc(0), { idleTimeoutMs: 0, maxDurationMs: 0, upstreamReader: up.reader })
+  const bulk = 4 * 1024 * 1024
+  const data = randomBytes(bulk + 256 * 1024)
+  // 4 MiB in bulk (reads fill the buffer), then small pieces a millisecond apart: small reads,
+  // several of them while a write is still pending (under the stream's high-water mark).
+  await new Promise<void>((resolve) => (up.b.write(data.subarray(0, bulk)) ? resolve() : up.b.once('drain', () => resolve())))
+  for (let at = bulk; at < data.length; ) {
+    const n = Math.min(data.length - at, 700 + (at % 900))
+    up.b.write(data.subarray(at, at + n))
+    await new Promise((resolve) => setTimeout(resolve, 1))
+    at += n
+  }
+  const finished = new Promise((resolve) => client.once('finish', resolve))
+  up.b.end()
+  await finished
+  const got = Buffer.concat(taken)
+  assert.equal(got.length, data.length)
+  assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(data).digest('hex'))
+  client.push(null)
+  assert.equal((await r.done).bytesToClient, data.length)
+})
+
+test('relay (reader): what a server-first upstream sends before the relay starts reaches the client first', async (t) => {
+  const down = await socketPair()
+  const up = await dialledPair('SSH-2.0-test\r\n')
+  t.after(() => {
+    down.close()
+    up.close()
+  })
+  // The greeting arrives while the tunnel is being granted, before relay() runs.
+  await new Promise((r) => setTimeout(r, 50))
+  const r = relay(down.b, up.a, Buffer.alloc(0), Buffer.alloc(0), { idleTimeoutMs: 0, maxDurationMs: 0, upstreamReader: up.reader })
+  const atClient = readAll(down.a)
+  up.b.end('rest')
+  down.a.end()
+  assert.equal(await atClient, 'SSH-2.0-test\r\nrest')
+  assert.equal((await r.done).bytesToClient, 'SSH-2.0-test\r\nrest'.length)
 })
 
 test('dialUpstream: refused → 502, an http proxy upstream gets a CONNECT of its own (2xx → tunnel, else 502)', async () => {

@@ -73,6 +73,8 @@ async function startEcho(): Promise<Echo> {
 
 let setup: SignInSetup
 let echo: Echo
+/** The pool route's live upstream: its own server, so health probes do not count as connections to `echo`. */
+let poolEcho: Echo
 let udpEcho: UdpEcho
 let deadPort: number
 /** A token from the login on Portcullis' address, for alice (allowed) and bob (not on the admins route). */
@@ -93,6 +95,7 @@ async function loginOnAddress(email: string, password: string): Promise<string> 
 
 before(async () => {
   echo = await startEcho()
+  poolEcho = await startEcho()
   udpEcho = await startUdpEcho({ reply: (d) => Buffer.concat([Buffer.from('echo:'), d]) })
   deadPort = await freePort()
   setup = await startSignInSetup({
@@ -104,7 +107,7 @@ before(async () => {
       // Health-checked: the dead upstream is taken out of the rotation; a route with none healthy answers 503.
       {
         from: 'tcp+https://pool.localhost:5432',
-        to: [`tcp://127.0.0.1:${deadPort}`, `tcp://127.0.0.1:${echo.port}`],
+        to: [`tcp://127.0.0.1:${deadPort}`, `tcp://127.0.0.1:${poolEcho.port}`],
         health_checks: [{ tcp_health_check: {}, interval: '100ms', timeout: '1s', unhealthy_threshold: 1, healthy_threshold: 1 }],
         allow_any_authenticated_user: true,
       },
@@ -125,6 +128,7 @@ before(async () => {
 after(async () => {
   await setup?.close()
   await echo?.close()
+  await poolEcho?.close()
   await udpEcho?.close()
 })
 
