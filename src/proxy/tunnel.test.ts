@@ -8,7 +8,7 @@ import { createLogger } from '../shared/log.js'
 import type { RoutePlan } from './state.js'
 import { createHash, randomBytes } from 'node:crypto'
 import { Duplex } from 'node:stream'
-import { dialUpstream, relay, UpstreamDialError } from './tunnel.js'
+import { dialUpstream, relay, UpstreamDialError, UpstreamReader } from './tunnel.js'
 import type { RelayOptions } from './tunnel.js'
 import { TunnelRegistry } from './tunnels.js'
 
@@ -199,6 +199,27 @@ test('relay (reader): a read buffer is reused only once the client has taken it 
   assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(data).digest('hex'))
   client.push(null)
   assert.equal((await r.done).bytesToClient, data.length)
+})
+
+test('UpstreamReader: the read buffer starts small, grows fourfold (to 256 KiB) while reads fill it, and is reused until retained', () => {
+  const reader = new UpstreamReader()
+  reader.attach(() => true)
+  const sizes: number[] = []
+  for (let i = 0; i < 5; i++) {
+    const buffer = reader.nextBuffer()
+    sizes.push(buffer.length)
+    reader.onRead(buffer.length, buffer) // a read that filled the buffer: a bulk transfer
+  }
+  assert.deepEqual(sizes, [16384, 65536, 262144, 262144, 262144])
+  const a = reader.nextBuffer()
+  reader.onRead(10, a)
+  const b = reader.nextBuffer()
+  assert.equal(b, a, 'reused: the client took the read whole')
+  reader.onRead(10, b)
+  reader.retain()
+  const c = reader.nextBuffer()
+  assert.notEqual(c, b, 'a new buffer: the client still holds the last read')
+  assert.equal(c.length, 262144)
 })
 
 test('relay (reader): what a server-first upstream sends before the relay starts reaches the client first', async (t) => {

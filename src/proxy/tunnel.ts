@@ -16,8 +16,13 @@ import { CodedError } from '../shared/errors.js'
 /** How long a tunnel's upstream may take to accept the connection (Envoy's connect_timeout is 10 s). */
 export const TUNNEL_CONNECT_TIMEOUT_MS = 10_000
 const MAX_PROXY_RESPONSE_HEAD = 16 * 1024
-/** The buffer a tcp:// upstream is read into, reused while the client takes each read at once. */
-const UPSTREAM_READ_BUFFER = 256 * 1024
+/**
+ * The buffer a tcp:// upstream is read into, reused while the client takes each read at once: it
+ * starts small (most tunnels are interactive or short, and a set-up should not pay for a large
+ * allocation) and grows fourfold, up to the largest, each time a read fills it (a bulk transfer).
+ */
+const FIRST_READ_BUFFER = 16 * 1024
+const LARGEST_READ_BUFFER = 256 * 1024
 /** What a tcp:// upstream may send before the relay starts (a server-first greeting) before it is paused. */
 const MAX_EARLY_UPSTREAM_BYTES = 64 * 1024
 
@@ -31,7 +36,8 @@ const MAX_EARLY_UPSTREAM_BYTES = 64 * 1024
  * before the relay starts are copied and kept (a server-first greeting such as SSH's).
  */
 export class UpstreamReader {
-  #buffer: Buffer = Buffer.allocUnsafe(UPSTREAM_READ_BUFFER)
+  #size = FIRST_READ_BUFFER
+  #buffer: Buffer = Buffer.allocUnsafe(FIRST_READ_BUFFER)
   #inUse = false
   #early: Buffer[] = []
   #earlyBytes = 0
@@ -39,8 +45,8 @@ export class UpstreamReader {
 
   /** For net's `onread.buffer`: called before every read. */
   readonly nextBuffer = (): Buffer => {
-    if (this.#inUse) {
-      this.#buffer = Buffer.allocUnsafe(UPSTREAM_READ_BUFFER)
+    if (this.#inUse || this.#buffer.length < this.#size) {
+      this.#buffer = Buffer.allocUnsafe(this.#size)
       this.#inUse = false
     }
     return this.#buffer
@@ -49,6 +55,7 @@ export class UpstreamReader {
   /** For net's `onread.callback`: false pauses the socket until it is resumed. */
   readonly onRead = (bytes: number, buffer: Uint8Array): boolean => {
     const chunk = Buffer.from(buffer.buffer, buffer.byteOffset, bytes)
+    if (bytes === buffer.length && this.#size < LARGEST_READ_BUFFER) this.#size = Math.min(LARGEST_READ_BUFFER, this.#size * 4)
     if (this.#sink !== undefined) return this.#sink(chunk)
     this.#early.push(Buffer.from(chunk))
     this.#earlyBytes += bytes
