@@ -195,7 +195,7 @@ export class TunnelExchange implements Exchange {
     }
     // The client may go away while the upstream is being dialled.
     io.stream.once('close', release)
-    const opened = (r: Relay): void => {
+    const opened = (r: Pick<Relay, 'close' | 'done' | 'bytes'>): void => {
       metrics?.tunnelOpened(label, this.#kind)
       const forget = this.#context.tunnels.add({
         check: checkRequest(this.req, p, this.requestId, state, this.tokenHosts),

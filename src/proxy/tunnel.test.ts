@@ -8,7 +8,7 @@ import { createLogger } from '../shared/log.js'
 import type { RoutePlan } from './state.js'
 import { createHash, randomBytes } from 'node:crypto'
 import { Duplex } from 'node:stream'
-import { dialUpstream, relay, UpstreamDialError, UpstreamReader } from './tunnel.js'
+import { dialUpstream, relay, UpstreamDialError, SocketReader } from './tunnel.js'
 import type { RelayOptions } from './tunnel.js'
 import { TunnelRegistry } from './tunnels.js'
 
@@ -42,7 +42,7 @@ function readAll(socket: Socket): Promise<string> {
 
 /**
  * The upstream side as the proxy has it for a `tcp://` route: dialled by dialUpstream, read
- * through its UpstreamReader. `greeting`: what the upstream sends as soon as it accepts.
+ * through its SocketReader. `greeting`: what the upstream sends as soon as it accepts.
  */
 async function dialledPair(greeting = ''): Promise<{ a: Socket; b: Socket; reader: NonNullable<Awaited<ReturnType<typeof dialUpstream>>['reader']>; close(): void }> {
   const server = createServer({ allowHalfOpen: true })
@@ -57,7 +57,7 @@ async function dialledPair(greeting = ''): Promise<{ a: Socket; b: Socket; reade
   const dialled = await dialUpstream({ url, connectAuthority: 'x:1', tls: { skipVerify: false } as UpstreamTlsConfig })
   const b = await accepted
   server.close()
-  assert.ok(dialled.reader, 'a tcp:// upstream is read through an UpstreamReader')
+  assert.ok(dialled.reader, 'a tcp:// upstream is read through a SocketReader')
   return {
     a: dialled.socket,
     b,
@@ -73,14 +73,21 @@ type Variant = 'pipe' | 'reader'
 const VARIANTS: readonly Variant[] = ['pipe', 'reader']
 
 /**
- * client <-> [proxy: clientSide relay upstreamSide] <-> upstream. `variant`: the upstream side
- * read through 'data' events (a proxy upstream) or through an UpstreamReader (tcp://).
+ * client <-> [proxy: clientSide relay upstreamSide] <-> upstream. `variant`: both sides read
+ * through stream events (what an HTTP/2 stream or a proxy upstream gets), or each into a
+ * SocketReader's reused buffer (an HTTP/1.1 CONNECT to a tcp:// upstream).
  */
 async function tunnel(options: RelayOptions = { idleTimeoutMs: 0, maxDurationMs: 0 }, clientHead = '', upstreamHead = '', variant: Variant = 'pipe') {
   const down = await socketPair()
-  const up = variant === 'reader' ? await dialledPair() : await socketPair()
-  const reader = 'reader' in up ? { upstreamReader: up.reader } : {}
-  const r = relay(down.b, up.a, Buffer.from(clientHead), Buffer.from(upstreamHead), { ...options, ...reader })
+  if (variant === 'reader') {
+    const up = await dialledPair()
+    const r = relay(down.b, up.a, Buffer.from(clientHead), Buffer.from(upstreamHead), { ...options, upstreamReader: up.reader })
+    assert.deepEqual(r.reads, { client: 'reused-buffer', upstream: 'reused-buffer' }, 'both sides read into reused buffers on this Node.js')
+    return { client: down.a, upstream: up.b, relay: r, close: () => (down.close(), up.close()) }
+  }
+  const up = await socketPair()
+  const r = relay(down.b, up.a, Buffer.from(clientHead), Buffer.from(upstreamHead), { ...options, reuseClientReadBuffer: false })
+  assert.deepEqual(r.reads, { client: 'stream', upstream: 'stream' })
   return { client: down.a, upstream: up.b, relay: r, close: () => (down.close(), up.close()) }
 }
 
@@ -160,12 +167,10 @@ test(`relay (${variant}): a client that does not read makes the relay stop readi
   t.close()
 })
 
-test('relay (reader): a read buffer is reused only once the client has taken it whole (bulk and trickled bytes arrive byte for byte)', async (t) => {
-  // The client's stream completes each write a few milliseconds later and only then takes the
-  // bytes (as a socket whose kernel buffer is full does): a buffer reused too early would already
-  // hold a later read by then.
+/** A stream that completes each write a few milliseconds later and only then takes the bytes. */
+function lateTaker(): { stream: Duplex; taken: Buffer[] } {
   const taken: Buffer[] = []
-  const client = new Duplex({
+  const stream = new Duplex({
     read() {},
     write(chunk: Buffer, _encoding, callback) {
       setTimeout(() => {
@@ -174,35 +179,70 @@ test('relay (reader): a read buffer is reused only once the client has taken it 
       }, 3)
     },
   })
-  const up = await dialledPair()
-  t.after(() => {
-    up.close()
-    client.destroy()
-  })
-  const r = relay(client, up.a, Buffer.alloc(0), Buffer.alloc(0), { idleTimeoutMs: 0, maxDurationMs: 0, upstreamReader: up.reader })
-  const bulk = 4 * 1024 * 1024
-  const data = randomBytes(bulk + 256 * 1024)
-  // 4 MiB in bulk (reads fill the buffer), then small pieces a millisecond apart: small reads,
-  // several of them while a write is still pending (under the stream's high-water mark).
-  await new Promise<void>((resolve) => (up.b.write(data.subarray(0, bulk)) ? resolve() : up.b.once('drain', () => resolve())))
+  return { stream, taken }
+}
+
+/** 4 MiB in bulk (reads fill the buffer), then 256 KiB in small pieces a millisecond apart, then the FIN. */
+async function sendBulkThenTrickle(to: Socket, data: Buffer): Promise<void> {
+  const bulk = data.length - 256 * 1024
+  await new Promise<void>((resolve) => (to.write(data.subarray(0, bulk)) ? resolve() : to.once('drain', () => resolve())))
   for (let at = bulk; at < data.length; ) {
     const n = Math.min(data.length - at, 700 + (at % 900))
-    up.b.write(data.subarray(at, at + n))
+    to.write(data.subarray(at, at + n))
     await new Promise((resolve) => setTimeout(resolve, 1))
     at += n
   }
-  const finished = new Promise((resolve) => client.once('finish', resolve))
-  up.b.end()
+  to.end()
+}
+
+const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+// The receiving stream completes each write a few milliseconds late and only then takes the bytes
+// (as a socket whose kernel buffer is full does): a buffer reused too early would already hold a
+// later read by then. Small reads come several to a pending write (under the high-water mark).
+test("relay (reader): the upstream's read buffer is reused only once the client has taken a read whole (bulk and trickled bytes arrive byte for byte)", async (t) => {
+  const client = lateTaker()
+  const up = await dialledPair()
+  t.after(() => {
+    up.close()
+    client.stream.destroy()
+  })
+  const r = relay(client.stream, up.a, Buffer.alloc(0), Buffer.alloc(0), { idleTimeoutMs: 0, maxDurationMs: 0, upstreamReader: up.reader })
+  assert.equal(r.reads.upstream, 'reused-buffer')
+  const data = randomBytes(4 * 1024 * 1024 + 256 * 1024)
+  const finished = new Promise((resolve) => client.stream.once('finish', resolve))
+  await sendBulkThenTrickle(up.b, data)
   await finished
-  const got = Buffer.concat(taken)
-  assert.equal(got.length, data.length)
-  assert.equal(createHash('sha256').update(got).digest('hex'), createHash('sha256').update(data).digest('hex'))
-  client.push(null)
+  assert.equal(sha256(Buffer.concat(client.taken)), sha256(data))
+  client.stream.push(null)
   assert.equal((await r.done).bytesToClient, data.length)
 })
 
-test('UpstreamReader: the read buffer starts small, grows fourfold (to 256 KiB) while reads fill it, and is reused until retained', () => {
-  const reader = new UpstreamReader()
+test("relay (reader): the client's read buffer is reused only once the upstream has taken a read whole; bytes buffered before the relay go first", async (t) => {
+  const upstream = lateTaker()
+  const down = await socketPair()
+  t.after(() => {
+    down.close()
+    upstream.stream.destroy()
+  })
+  // Bytes the client sends while the tunnel is being decided wait in the socket's stream buffer.
+  down.b.pause()
+  down.a.write('buffered-before-relay:')
+  await new Promise<void>((resolve) => down.b.once('readable', () => resolve()))
+  const r = relay(down.b, upstream.stream, Buffer.from('head:'), Buffer.alloc(0), { idleTimeoutMs: 0, maxDurationMs: 0 })
+  assert.equal(r.reads.client, 'reused-buffer', 'an accepted socket reads into a reused buffer on this Node.js')
+  const data = randomBytes(4 * 1024 * 1024 + 256 * 1024)
+  const finished = new Promise((resolve) => upstream.stream.once('finish', resolve))
+  await sendBulkThenTrickle(down.a, data)
+  await finished
+  const expected = Buffer.concat([Buffer.from('head:buffered-before-relay:'), data])
+  assert.equal(sha256(Buffer.concat(upstream.taken)), sha256(expected))
+  upstream.stream.push(null)
+  assert.equal((await r.done).bytesFromClient, expected.length)
+})
+
+test('SocketReader: the read buffer starts small, grows fourfold (to 256 KiB) while reads fill it, and is reused until retained', () => {
+  const reader = new SocketReader()
   reader.attach(() => true)
   const sizes: number[] = []
   for (let i = 0; i < 5; i++) {

@@ -6,10 +6,9 @@
  * a side only while the other can take more (a slow reader never makes the proxy buffer without
  * bound), and closes on the idle timeout, the maximum duration or `close(reason)`.
  */
-import { connect as netConnect } from 'node:net'
-import type { Socket } from 'node:net'
+import { connect as netConnect, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { connect as tlsConnect } from 'node:tls'
+import { connect as tlsConnect, TLSSocket } from 'node:tls'
 import type { UpstreamTlsConfig } from '../config/types.js'
 import { CodedError } from '../shared/errors.js'
 
@@ -27,15 +26,16 @@ const LARGEST_READ_BUFFER = 256 * 1024
 const MAX_EARLY_UPSTREAM_BYTES = 64 * 1024
 
 /**
- * Reads a `tcp://` upstream into a reused buffer (net's `onread`) rather than a new Buffer per
- * read. A 64 KiB Buffer per read is garbage V8 has to collect, and after the process has been
- * idle it does so with a major collection about every 100 ms of a bulk transfer, which doubled
- * the relay's CPU per byte (README, Tunnel performance). A read is written to the client at once;
- * when the client's stream took it whole (nothing left queued), the same buffer takes the next
- * read, otherwise the queued chunk keeps it and the next read gets a new one. Bytes that arrive
- * before the relay starts are copied and kept (a server-first greeting such as SSH's).
+ * Reads a socket into a reused buffer rather than a new Buffer per read: a `tcp://` upstream
+ * through net's `onread`, the client's connection through readIntoReusedBuffer. A 64 KiB Buffer
+ * per read is garbage V8 has to collect, and after the process has been idle it does so with a
+ * major collection about every 100 ms of a bulk transfer, which doubled the relay's CPU per byte
+ * (README, Tunnel performance). A read is written to the other side at once; when that stream
+ * took it whole (nothing left queued), the same buffer takes the next read, otherwise the queued
+ * chunk keeps it and the next read gets a new one. Bytes that arrive before the relay starts are
+ * copied and kept (a server-first greeting such as SSH's).
  */
-export class UpstreamReader {
+export class SocketReader {
   #size = FIRST_READ_BUFFER
   #buffer: Buffer = Buffer.allocUnsafe(FIRST_READ_BUFFER)
   #inUse = false
@@ -60,6 +60,12 @@ export class UpstreamReader {
     this.#early.push(Buffer.from(chunk))
     this.#earlyBytes += bytes
     return this.#earlyBytes < MAX_EARLY_UPSTREAM_BYTES
+  }
+
+  /** Bytes read before the reader took over (from the socket's stream buffer), to be sent first. */
+  keepEarly(chunk: Buffer): void {
+    this.#early.push(chunk)
+    this.#earlyBytes += chunk.length
   }
 
   /** The current buffer was handed on and is still referenced: the next read needs another. */
@@ -101,16 +107,48 @@ export interface DialTarget {
   readonly timeoutMs?: number
 }
 
+/** Node's own names for a net.Socket's `onread` state (lib/net.js); every socket has the three. */
+const ONREAD_SLOTS = ['kBuffer', 'kBufferCb', 'kBufferGen'] as const
+
+/**
+ * Makes an accepted connection (the client's, handed over by the HTTP/1.1 server after CONNECT)
+ * read into a SocketReader, as if it had been created with net's `onread` option, which only
+ * sockets this process opens can take. This sets the socket's onread state (found by its symbols'
+ * descriptions) and points its handle at the buffer; on any other runtime shape (a TLS socket,
+ * an HTTP/2 stream, a Node.js whose internals differ) it returns undefined and the relay reads
+ * through stream events as before. Bytes already in the socket's stream buffer are kept as early
+ * bytes. tunnel.test.ts checks that this engages on the Node.js we run.
+ */
+export function readIntoReusedBuffer(stream: Duplex): SocketReader | undefined {
+  if (!(stream instanceof Socket) || stream instanceof TLSSocket) return undefined
+  const handle = (stream as unknown as { _handle?: { useUserBuffer?: (buffer: Uint8Array) => void; constructor?: { name?: string } } | null })._handle
+  if (handle?.constructor?.name !== 'TCP' || typeof handle.useUserBuffer !== 'function') return undefined
+  const symbols = new Map(Object.getOwnPropertySymbols(stream).map((symbol) => [symbol.description, symbol]))
+  const slots = ONREAD_SLOTS.map((name) => symbols.get(name))
+  const [kBuffer, kBufferCb, kBufferGen] = slots
+  if (kBuffer === undefined || kBufferCb === undefined || kBufferGen === undefined) return undefined
+  const reader = new SocketReader()
+  let chunk: unknown
+  while ((chunk = stream.read()) !== null) if (Buffer.isBuffer(chunk)) reader.keepEarly(chunk)
+  const first = reader.nextBuffer()
+  const state = stream as unknown as Record<symbol, unknown>
+  state[kBuffer] = first
+  state[kBufferCb] = reader.onRead
+  state[kBufferGen] = reader.nextBuffer
+  handle.useUserBuffer(first)
+  return reader
+}
+
 /** Opens the upstream connection of a tunnel; rejects with an UpstreamDialError. */
-export function dialUpstream(target: DialTarget): Promise<{ socket: Socket; head: Buffer; reader?: UpstreamReader }> {
+export function dialUpstream(target: DialTarget): Promise<{ socket: Socket; head: Buffer; reader?: SocketReader }> {
   const url = target.url
   const host = url.hostname.replace(/^\[|\]$/g, '')
   const secure = url.protocol === 'https:'
   const port = Number(url.port) || (secure ? 443 : 80)
   const timeoutMs = target.timeoutMs ?? TUNNEL_CONNECT_TIMEOUT_MS
-  // Only a plain tcp:// upstream is read through an UpstreamReader: a proxy upstream's answer is
+  // Only a plain tcp:// upstream is read through an SocketReader: a proxy upstream's answer is
   // parsed from 'data' events first, and TLS sockets take no `onread`.
-  const reader = url.protocol === 'tcp:' ? new UpstreamReader() : undefined
+  const reader = url.protocol === 'tcp:' ? new SocketReader() : undefined
   return new Promise((resolve, reject) => {
     const tls = target.tls
     const socket: Socket = secure
@@ -196,7 +234,9 @@ export interface RelayOptions {
   /** Ends the tunnel after this long whatever happens; 0 = never. */
   readonly maxDurationMs: number
   /** How `upstream` is read when it was dialled with one (dialUpstream's `reader`); else 'data' events. */
-  readonly upstreamReader?: UpstreamReader
+  readonly upstreamReader?: SocketReader
+  /** false: read the client through stream events even where readIntoReusedBuffer could (tests). */
+  readonly reuseClientReadBuffer?: boolean
 }
 
 export interface Relay {
@@ -205,7 +245,11 @@ export interface Relay {
   readonly done: Promise<TunnelEnd>
   /** Bytes so far, for metrics while the tunnel is open. */
   readonly bytes: () => { fromClient: number; toClient: number }
+  /** How each side is read: into a reused buffer, or through stream events. */
+  readonly reads: { readonly client: ReadPath; readonly upstream: ReadPath }
 }
+
+export type ReadPath = 'reused-buffer' | 'stream'
 
 /**
  * Relays bytes between `client` and `upstream` until both directions have ended or either side
@@ -241,15 +285,41 @@ export function relay(client: Duplex, upstream: Duplex, clientHead: Buffer, upst
     idleTimer?.refresh()
   }
 
-  const pump = (from: Duplex, to: Duplex, count: (n: number) => void, onEnd: () => void): void => {
-    // pipe() reads `from` only while `to` takes more (backpressure) and, when `from` ends, ends
-    // `to`: the FIN is passed on and the other direction stays open (half-close).
-    from.pipe(to)
-    from.on('data', (chunk: Buffer) => {
+  /**
+   * Moves `from`'s bytes to `to`, reading `from` only while `to` takes more (backpressure), and
+   * ends `to` when `from` ends: the FIN is passed on and the other direction stays open
+   * (half-close). With a SocketReader, reads arrive in its reused buffer; otherwise pipe() does it.
+   */
+  const pump = (from: Duplex, to: Duplex, reader: SocketReader | undefined, count: (n: number) => void, onEnd: () => void): void => {
+    if (reader === undefined) {
+      from.pipe(to)
+      from.on('data', (chunk: Buffer) => {
+        count(chunk.length)
+        touch()
+      })
+      from.once('end', onEnd)
+      return
+    }
+    const resume = (): void => {
+      from.resume()
+    }
+    const early = reader.attach((chunk) => {
       count(chunk.length)
       touch()
+      const more = to.write(chunk)
+      if (to.writableLength > 0) reader.retain()
+      if (more) return true
+      to.once('drain', resume)
+      return false
     })
-    from.once('end', onEnd)
+    if (early.length > 0) {
+      count(early.length)
+      to.write(early)
+    }
+    from.once('end', () => {
+      to.end()
+      onEnd()
+    })
   }
 
   const maybeDone = (): void => {
@@ -274,40 +344,16 @@ export function relay(client: Duplex, upstream: Duplex, clientHead: Buffer, upst
     toClient += upstreamHead.length
     client.write(upstreamHead)
   }
-  pump(client, upstream, (n) => (fromClient += n), () => {
+  const clientReader = options.reuseClientReadBuffer === false ? undefined : readIntoReusedBuffer(client)
+  const upstreamReader = options.upstreamReader
+  pump(client, upstream, clientReader, (n) => (fromClient += n), () => {
     clientEnded = true
     maybeDone()
   })
-  const upstreamDone = (): void => {
+  pump(upstream, client, upstreamReader, (n) => (toClient += n), () => {
     upstreamEnded = true
     maybeDone()
-  }
-  const reader = options.upstreamReader
-  if (reader === undefined) pump(upstream, client, (n) => (toClient += n), upstreamDone)
-  else {
-    // What pipe() does, for reads the UpstreamReader delivers: write, pause the upstream while the
-    // client's stream is full, pass the FIN on.
-    const resume = (): void => {
-      upstream.resume()
-    }
-    const early = reader.attach((chunk) => {
-      toClient += chunk.length
-      touch()
-      const more = client.write(chunk)
-      if (client.writableLength > 0) reader.retain()
-      if (more) return true
-      client.once('drain', resume)
-      return false
-    })
-    if (early.length > 0) {
-      toClient += early.length
-      client.write(early)
-    }
-    upstream.once('end', () => {
-      client.end()
-      upstreamDone()
-    })
-  }
+  })
   client.on('error', () => finish('client_reset', true))
   upstream.on('error', () => finish('upstream_reset', true))
   client.once('close', () => finish(clientEnded && upstreamEnded ? 'closed' : 'client_reset', true))
@@ -320,5 +366,6 @@ export function relay(client: Duplex, upstream: Duplex, clientHead: Buffer, upst
     close: (reason) => finish(reason, true),
     done,
     bytes: () => ({ fromClient, toClient }),
+    reads: { client: clientReader !== undefined ? 'reused-buffer' : 'stream', upstream: upstreamReader !== undefined ? 'reused-buffer' : 'stream' },
   }
 }
