@@ -241,7 +241,7 @@ test("relay (reader): the client's read buffer is reused only once the upstream 
   assert.equal((await r.done).bytesFromClient, expected.length)
 })
 
-test('SocketReader: the read buffer starts small, grows fourfold (to 256 KiB) while reads fill it, and is reused until retained', () => {
+test('SocketReader: the read buffer starts small, grows fourfold (4 KiB to 256 KiB) while reads fill it, and is reused until retained', () => {
   const reader = new SocketReader()
   reader.attach(() => true)
   const sizes: number[] = []
@@ -250,7 +250,7 @@ test('SocketReader: the read buffer starts small, grows fourfold (to 256 KiB) wh
     sizes.push(buffer.length)
     reader.onRead(buffer.length, buffer) // a read that filled the buffer: a bulk transfer
   }
-  assert.deepEqual(sizes, [16384, 65536, 262144, 262144, 262144])
+  assert.deepEqual(sizes, [4096, 16384, 65536, 262144, 262144])
   const a = reader.nextBuffer()
   reader.onRead(10, a)
   const b = reader.nextBuffer()

@@ -16,11 +16,12 @@ import { CodedError } from '../shared/errors.js'
 export const TUNNEL_CONNECT_TIMEOUT_MS = 10_000
 const MAX_PROXY_RESPONSE_HEAD = 16 * 1024
 /**
- * The buffer a tcp:// upstream is read into, reused while the client takes each read at once: it
- * starts small (most tunnels are interactive or short, and a set-up should not pay for a large
- * allocation) and grows fourfold, up to the largest, each time a read fills it (a bulk transfer).
+ * The buffer a side of a tunnel is read into (see SocketReader), reused while the other side takes
+ * each read at once: it starts small (an idle tunnel holds one per side, most tunnels are
+ * interactive or short, and a set-up should not pay for a large allocation) and grows fourfold,
+ * up to the largest, each time a read fills it (a bulk transfer).
  */
-const FIRST_READ_BUFFER = 16 * 1024
+const FIRST_READ_BUFFER = 4 * 1024
 const LARGEST_READ_BUFFER = 256 * 1024
 /** What a tcp:// upstream may send before the relay starts (a server-first greeting) before it is paused. */
 const MAX_EARLY_UPSTREAM_BYTES = 64 * 1024
