@@ -86,7 +86,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
       now: new Date(),
     }
     const evaluation = plan.policy.evaluate(input, plan.showErrorDetails ? { trace: true } : undefined)
-    const decision = decide(evaluation)
+    const decision = decide(evaluation, { deviceTypes: plan.policy.deviceTypes, session: input.session })
     plan.logDecision?.(request, who.session, evaluation)
     if (decision.kind === 'allow') {
       const routing = who.session ? { routingKey: who.session.id, user: userOf(who.session) } : {}
@@ -103,6 +103,18 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     }
     if (request.path === '/robots.txt' && !request.route.allowPublicUnauthenticatedAccess) return ROBOTS
     if (decision.kind === 'sign-in') return signIn(request, settings, idp, who, deps.secrets)
+    if (decision.kind === 'device-enroll') {
+      // Routes with a device rule are refused at load until the enrollment pages exist
+      // (compileRoutePolicy's deviceEnrollment), so only a policy built elsewhere gets here.
+      return {
+        allow: false,
+        status: 403,
+        code: 'device-enrollment',
+        reason: `This app needs a registered device (type ${decision.deviceType}), and device enrollment is not available in this version.`,
+        policyReasons: decision.reasons,
+        route: plan.label,
+      }
+    }
     return denied(plan, decision, who.session, evaluation, input)
   }
 
@@ -186,7 +198,7 @@ function signIn(request: CheckRequest, settings: AuthSettings, idp: IdpSettings 
 
 function denied(
   plan: RoutePlan,
-  decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' }>,
+  decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' } | { kind: 'device-enroll' }>,
   session: Session | undefined,
   evaluation: Evaluation,
   input: PolicyInput,
@@ -195,13 +207,15 @@ function denied(
   const message =
     status === 495
       ? 'This app needs a valid client certificate, and the request did not present one it accepts.'
-      : "You are not allowed to open this app: its access policy did not admit this request."
+      : status === 450
+        ? 'You are not allowed to open this app from this device: its access policy requires another device, or an approved one.'
+        : "You are not allowed to open this app: its access policy did not admit this request."
   // Which rule decided needs the trace; denials are the slow path, so evaluate once more with it.
   const reasons = describeDenial(evaluation.trace ? evaluation : plan.policy.evaluate(input, { trace: true }), decision)
   return {
     allow: false,
     status,
-    code: status === 495 ? 'client-certificate' : 'policy-denied',
+    code: status === 495 ? 'client-certificate' : status === 450 ? 'device-denied' : 'policy-denied',
     reason: message,
     reasons,
     policyReasons: decision.reasons,

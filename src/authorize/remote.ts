@@ -142,6 +142,8 @@ export function decodeCheckResult(v: unknown): CheckResult | undefined {
 const DENIAL_CODES: ReadonlySet<string> = new Set<DenialCode>([
   'policy-denied',
   'client-certificate',
+  'device-denied',
+  'device-enrollment',
   'sign-in',
   'unauthenticated',
   'invalid-credential',

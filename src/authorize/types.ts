@@ -66,6 +66,10 @@ export type DenialCode =
   | 'policy-denied'
   /** 495: the route needs a client certificate it accepts. */
   | 'client-certificate'
+  /** 450: the route's device rule refused the session's device (another one, or not approved). */
+  | 'device-denied'
+  /** The route needs a device of a type the session has no credential of (enrollment, docs/devices.md). */
+  | 'device-enrollment'
   /** 302 to `location`: a browser without a session goes to sign in. */
   | 'sign-in'
   /** 401: no session, and the client is a script (no redirect). */

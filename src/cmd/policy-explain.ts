@@ -115,13 +115,15 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
     { session, method: (values.method ?? 'GET').toUpperCase(), path: url.pathname, headers: {}, clientIp: values.ip ?? '127.0.0.1', now: new Date() },
     { trace: true },
   )
-  const decision = decide(evaluation)
+  const decision = decide(evaluation, { deviceTypes: compiled.policy.deviceTypes, session })
   const verdict =
     decision.kind === 'allow'
       ? 'allow (forwarded upstream)'
       : decision.kind === 'sign-in'
         ? 'sign-in required (302 to sign in for browsers, 401 for scripts)'
-        : `${decision.status} ${decision.status === 495 ? 'client certificate required' : 'Forbidden'}`
+        : decision.kind === 'device-enroll'
+          ? `device required: enroll or authenticate a device of type ${decision.deviceType}`
+          : `${decision.status} ${decision.status === 495 ? 'client certificate required' : decision.status === 450 ? 'device not allowed' : 'Forbidden'}`
   out(
     [
       `route:    ${route.name ?? route.fromUrl} (routes[${route.index}], ${route.from.host}${route.prefix ?? route.path ?? route.regex ?? '/'})`,

@@ -12,6 +12,7 @@
  * value and keep its reasons, then merge as `and` and `or`. Every child is evaluated (no
  * short-circuit), because the reasons of all of them are part of the result.
  */
+import { deviceTypeOf } from './criteria/device.js'
 import { CRITERIA, UNSUPPORTED } from './criteria/index.js'
 import type { CompileContext } from './criteria/types.js'
 import { isPlainObject, parseDocument } from './parse.js'
@@ -70,7 +71,8 @@ export function buildPolicy(clauses: readonly ClauseNode[], source: unknown, err
     })
   }
   if (errors.length > 0) return { errors: unique(errors) }
-  return { policy: createPolicy(compiled, source, sets), errors }
+  const deviceTypes = [...new Set(clauses.flatMap((c) => c.criteria.filter((n) => n.name === 'device').map((n) => deviceTypeOf(n.data))))]
+  return { policy: createPolicy(compiled, source, sets, deviceTypes), errors }
 }
 
 /** Drops repeated errors (one `allowed_users` entry stands for two criteria with the same problem). */
@@ -156,7 +158,7 @@ function mergeOutcomes(outcomes: readonly number[], invert: 0 | 1, all: boolean,
   return (all ? trues === outcomes.length : trues > 0) ? (trueSet << 1) | 1 : falseSet << 1
 }
 
-function createPolicy(clauses: readonly CompiledClause[], source: unknown, sets: ReasonSets): CompiledPolicy {
+function createPolicy(clauses: readonly CompiledClause[], source: unknown, sets: ReasonSets, deviceTypes: readonly string[]): CompiledPolicy {
   const allow = merger(clauses.filter((c) => c.action === 'allow').map((c) => c.check), 0, false, sets)
   const deny = merger(clauses.filter((c) => c.action === 'deny').map((c) => c.check), 0, false, sets)
   const evaluations = new Map<number, Evaluation>()
@@ -193,6 +195,7 @@ function createPolicy(clauses: readonly CompiledClause[], source: unknown, sets:
 
   return Object.freeze({
     source,
+    deviceTypes: Object.freeze(deviceTypes),
     evaluate(input: PolicyInput, options?: EvaluateOptions): Evaluation {
       if (options?.trace === true) return traced(input)
       return evaluation(allow(input), deny(input))

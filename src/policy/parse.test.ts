@@ -28,9 +28,7 @@ test('operators cannot be nested inside criteria', () => {
 
 test('unknown, unsupported and misused criteria', () => {
   assert.deepEqual(pplErrors('allow: {or: [{emails: {is: a@b.c}}]}', P), [`${P}.allow.or[0].emails: unknown criterion "emails"`])
-  assert.deepEqual(pplErrors('allow: {or: [{device: {type: any}}]}', P), [
-    `${P}.allow.or[0].device: criterion "device" is not supported: device identity (WebAuthn) is not supported`,
-  ])
+  assert.deepEqual(pplErrors('allow: {or: [{ssh_username: root}]}', P), [`${P}.allow.or[0].ssh_username: criterion "ssh_username" is not supported: SSH routes are not supported`])
   assert.deepEqual(pplErrors('allow: {or: [{email/x: a@b.c}]}', P), [`${P}.allow.or[0].email/x: email takes no sub-path (write "email", not "email/x")`])
   assert.deepEqual(pplErrors('allow: {or: [{claim: admins}]}', P), [`${P}.allow.or[0].claim: claim needs a claim name: claim/<name>, such as claim/groups`])
   assert.deepEqual(pplErrors('allow: {or: [{claim/: admins}]}', P), [`${P}.allow.or[0].claim/: claim needs a claim name: claim/<name>, such as claim/groups`])

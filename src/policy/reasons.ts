@@ -38,6 +38,9 @@ export const R = {
   dayOfWeekUnauthorized: 'day-of-week-unauthorized',
   timeOfDayOk: 'time-of-day-ok',
   timeOfDayUnauthorized: 'time-of-day-unauthorized',
+  deviceOk: 'device-ok',
+  deviceUnauthorized: 'device-unauthorized',
+  deviceUnauthenticated: 'device-unauthenticated',
 } as const
 
 const DESCRIPTIONS: Readonly<Record<string, string>> = {
@@ -73,6 +76,9 @@ const DESCRIPTIONS: Readonly<Record<string, string>> = {
   [R.dayOfWeekUnauthorized]: 'this route is not available on this day of the week',
   [R.timeOfDayOk]: 'the current time is within the allowed hours',
   [R.timeOfDayUnauthorized]: 'this route is not available at this time of day',
+  [R.deviceOk]: 'your device is one this route allows',
+  [R.deviceUnauthorized]: 'your device is not one this route allows (another device, or one not approved)',
+  [R.deviceUnauthenticated]: 'this route needs a registered device, and this session has none of the required type',
 }
 
 /** Plain English for a reason code, for the 403 page. Unknown codes are returned as they are. */
@@ -132,7 +138,7 @@ function listRequirement(data: unknown): string {
  * decisions, the reason codes are described one by one (`describeReason`).
  */
 export function describeDenial(e: Evaluation, decision: Decision): string[] {
-  if (decision.kind !== 'deny' || e.trace === undefined) return decision.reasons.map(describeReason)
+  if ((decision.kind !== 'deny' && decision.kind !== 'device-denied') || e.trace === undefined) return decision.reasons.map(describeReason)
   const out: string[] = []
   const negates = (r: RuleTrace): boolean => r.operator === 'not' || r.operator === 'nor'
   if (e.deny) {

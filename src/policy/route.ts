@@ -29,7 +29,18 @@ interface LegacyEntry {
 }
 
 /** Builds the route's policy and compiles it. Errors carry key paths under `options.path` (`routes[2]`). */
-export function compileRoutePolicy(route: RouteAccess, options: { readonly path: string; readonly mtls?: MtlsEnforcement | undefined }): CompileResult {
+export function compileRoutePolicy(
+  route: RouteAccess,
+  options: {
+    readonly path: string
+    readonly mtls?: MtlsEnforcement | undefined
+    /**
+     * Whether people can enroll devices (the WebAuthn pages, docs/devices.md). Until they can, a
+     * route that requires one is refused: it would send everybody to a page that is not there.
+     */
+    readonly deviceEnrollment?: boolean
+  },
+): CompileResult {
   const errors: PolicyError[] = []
   const at = (key: string): string => joinPath(options.path, key)
 
@@ -74,6 +85,11 @@ export function compileRoutePolicy(route: RouteAccess, options: { readonly path:
   if (embedded !== undefined) {
     rules.push(...(Array.isArray(embedded) ? (embedded as unknown[]) : [embedded]))
     clauses.push(...parseDocument(embedded, at('policy'), errors))
+  }
+  if (options.deviceEnrollment !== true) {
+    for (const node of clauses.flatMap((c) => c.criteria).filter((n) => n.name === 'device')) {
+      errors.push({ path: node.path, message: 'criterion "device" is not supported yet: device enrollment (WebAuthn) is not available in this version' })
+    }
   }
   return buildPolicy(clauses, Object.freeze(rules), errors)
 }

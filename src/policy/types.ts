@@ -28,6 +28,16 @@ export interface PolicyClientCertificate {
   readonly sanUri: readonly string[]
 }
 
+/** A WebAuthn device credential that authenticated the session (docs/devices.md). */
+export interface PolicyDevice {
+  /** The credential's id (what `device: {is: ...}` names). */
+  readonly id: string
+  /** Its device type: `any`, `enclave_only` or a configured type. */
+  readonly typeId: string
+  /** Whether the device is approved (enrolled through a link, or approved since). */
+  readonly approved: boolean
+}
+
 /** The signed-in user, as far as policy is concerned. */
 export interface PolicySession {
   readonly sessionId: string
@@ -41,6 +51,8 @@ export interface PolicySession {
   readonly claims: Readonly<Record<string, unknown>>
   /** Group ids from a directory source; undefined = none, and then `groups` reads the `groups` claim. */
   readonly directoryGroups?: readonly string[] | undefined
+  /** The device credentials that authenticated this session; undefined or empty = none. */
+  readonly devices?: readonly PolicyDevice[] | undefined
 }
 
 /** Everything a decision may look at. */
@@ -118,6 +130,8 @@ export interface CompiledPolicy {
   evaluate(input: PolicyInput, options?: EvaluateOptions): Evaluation
   /** The PPL it was compiled from (after legacy translation), deep-frozen, for explanations. */
   readonly source: unknown
+  /** The device types its `device` criteria require, in the order written (no repeats). */
+  readonly deviceTypes: readonly string[]
 }
 
 /** What the authorize service should do with a request (Pomerium docs: Result & reason propagation decision order). */
@@ -126,6 +140,10 @@ export type Decision =
   | { readonly kind: 'client-certificate'; readonly status: 495; readonly reasons: readonly string[] }
   | { readonly kind: 'sign-in'; readonly reasons: readonly string[] }
   | { readonly kind: 'deny'; readonly status: 403; readonly reasons: readonly string[] }
+  /** No device credential of `deviceType` on the session: enroll or authenticate a device of that type. */
+  | { readonly kind: 'device-enroll'; readonly deviceType: string; readonly reasons: readonly string[] }
+  /** A device credential that does not satisfy the rule. */
+  | { readonly kind: 'device-denied'; readonly status: 450; readonly reasons: readonly string[] }
 
 /** The result of compiling: a policy when there are no errors. */
 export interface CompileResult {

@@ -10,6 +10,7 @@ import { clientCertificate } from './client-certificate.js'
 import { corsPreflight } from './cors-preflight.js'
 import { date } from './date.js'
 import { dayOfWeek } from './day-of-week.js'
+import { device } from './device.js'
 import { domain } from './domain.js'
 import { email } from './email.js'
 import { groups } from './groups.js'
@@ -41,12 +42,12 @@ export const CRITERIA: ReadonlyMap<string, CriterionDefinition> = new Map(
     date,
     dayOfWeek,
     timeOfDayCriterion,
+    device,
   ].map((c) => [c.name, c]),
 )
 
 /** Criteria of Pomerium that Portcullis does not implement (yet); named in the error message. */
 export const UNSUPPORTED: ReadonlyMap<string, string> = new Map([
-  ['device', 'device identity (WebAuthn) is not supported'],
   ['pomerium_routes', 'internal /.pomerium routes are handled outside the route policy'],
   ['record', 'databroker record criteria are not supported'],
   ['mcp_tool', 'MCP routes are not supported'],
