@@ -241,7 +241,7 @@ test("relay (reader): the client's read buffer is reused only once the upstream 
   assert.equal((await r.done).bytesFromClient, expected.length)
 })
 
-test('SocketReader: the read buffer starts small, grows fourfold (4 KiB to 256 KiB) while reads fill it, and is reused until retained', () => {
+test('SocketReader: the read buffer starts small, grows fourfold (4 KiB to 256 KiB) while reads fill it, shrinks on a trickle, and is reused until retained', () => {
   const reader = new SocketReader()
   reader.attach(() => true)
   const sizes: number[] = []
@@ -252,14 +252,78 @@ test('SocketReader: the read buffer starts small, grows fourfold (4 KiB to 256 K
   }
   assert.deepEqual(sizes, [4096, 16384, 65536, 262144, 262144])
   const a = reader.nextBuffer()
-  reader.onRead(10, a)
+  reader.onRead(100_000, a)
   const b = reader.nextBuffer()
   assert.equal(b, a, 'reused: the client took the read whole')
-  reader.onRead(10, b)
+  reader.onRead(100_000, b)
   reader.retain()
   const c = reader.nextBuffer()
   assert.notEqual(c, b, 'a new buffer: the client still holds the last read')
   assert.equal(c.length, 262144)
+  // A trickle again (an interactive session after a bulk transfer): back to the small buffer.
+  reader.onRead(10, c)
+  assert.equal(reader.nextBuffer().length, 4096)
+})
+
+for (const variant of VARIANTS)
+test(`relay (${variant}): a client FIN that arrived before the relay started is passed on, and the tunnel ends as closed`, { timeout: 10_000 }, async (t) => {
+  const down = await socketPair()
+  const dialled = variant === 'reader' ? await dialledPair() : undefined
+  const up = dialled ?? (await socketPair())
+  t.after(() => {
+    down.close()
+    up.close()
+  })
+  // The client finishes while the upstream is being dialled: its 'end' is emitted before relay().
+  down.a.end()
+  for (let i = 0; i < 200 && !down.b.readableEnded; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  assert.equal(down.b.readableEnded, true)
+  const options: RelayOptions = dialled
+    ? { idleTimeoutMs: 0, maxDurationMs: 0, upstreamReader: dialled.reader }
+    : { idleTimeoutMs: 0, maxDurationMs: 0, reuseClientReadBuffer: false }
+  const r = relay(down.b, up.a, Buffer.from('head'), Buffer.alloc(0), options)
+  assert.equal(await readAll(up.b), 'head', 'the upstream got the bytes and then the FIN')
+  up.b.end('bye')
+  assert.equal(await readAll(down.a), 'bye')
+  assert.equal((await r.done).reason, 'closed')
+})
+
+test('relay (reader): small reads queued behind a stalled client are copied, not left each holding a read buffer', async (t) => {
+  // A client stream that takes writes at once until it stalls, then never completes them (an
+  // HTTP/2 stream out of window, a peer that stopped reading).
+  let stalled = false
+  const held: Buffer[] = []
+  const client = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, callback) {
+      if (stalled) held.push(chunk)
+      else callback()
+    },
+  })
+  const up = await dialledPair()
+  t.after(() => {
+    up.close()
+    client.destroy()
+  })
+  const r = relay(client, up.a, Buffer.alloc(0), Buffer.alloc(0), { idleTimeoutMs: 0, maxDurationMs: 0, upstreamReader: up.reader })
+  // A bulk transfer grows the read buffer to 256 KiB.
+  const bulk = 1024 * 1024
+  up.b.write(randomBytes(bulk))
+  for (let i = 0; i < 400 && r.bytes().toClient < bulk; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  assert.equal(r.bytes().toClient, bulk)
+  // Then the client stalls and a chatty upstream sends 300 short messages, one read each: they
+  // queue (under the stream's high-water mark) behind the first, which never completes.
+  stalled = true
+  for (let i = 0; i < 300; i++) {
+    up.b.write(`message ${i}\n`)
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  for (let i = 0; i < 200 && r.bytes().toClient < bulk + 3000; i++) await new Promise((resolve) => setTimeout(resolve, 5))
+  const queue = (client as unknown as { _writableState: { getBuffer(): { chunk: Buffer }[] } })._writableState.getBuffer().map((e) => e.chunk)
+  const chunks = [...held, ...queue]
+  assert.ok(chunks.length > 100, `${chunks.length} writes queued`)
+  const pinned = [...new Set(chunks.map((c) => c.buffer))].reduce((sum, b) => sum + b.byteLength, 0)
+  assert.ok(pinned < 600 * 1024, `the queued writes hold ${Math.round(pinned / 1024)} KiB of buffers`)
 })
 
 test('relay (reader): what a server-first upstream sends before the relay starts reaches the client first', async (t) => {

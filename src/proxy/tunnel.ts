@@ -42,11 +42,11 @@ export class SocketReader {
   #inUse = false
   #early: Buffer[] = []
   #earlyBytes = 0
-  #sink: ((chunk: Buffer) => boolean) | undefined
+  #sink: ((chunk: Buffer, capacity: number) => boolean) | undefined
 
   /** For net's `onread.buffer`: called before every read. */
   readonly nextBuffer = (): Buffer => {
-    if (this.#inUse || this.#buffer.length < this.#size) {
+    if (this.#inUse || this.#buffer.length !== this.#size) {
       this.#buffer = Buffer.allocUnsafe(this.#size)
       this.#inUse = false
     }
@@ -57,7 +57,10 @@ export class SocketReader {
   readonly onRead = (bytes: number, buffer: Uint8Array): boolean => {
     const chunk = Buffer.from(buffer.buffer, buffer.byteOffset, bytes)
     if (bytes === buffer.length && this.#size < LARGEST_READ_BUFFER) this.#size = Math.min(LARGEST_READ_BUFFER, this.#size * 4)
-    if (this.#sink !== undefined) return this.#sink(chunk)
+    // A trickle after a bulk transfer (an interactive session again): back to the small buffer,
+    // so a tunnel that once moved a file does not keep 256 KiB per side while it idles.
+    else if (bytes * 64 <= buffer.length) this.#size = FIRST_READ_BUFFER
+    if (this.#sink !== undefined) return this.#sink(chunk, buffer.length)
     this.#early.push(Buffer.from(chunk))
     this.#earlyBytes += bytes
     return this.#earlyBytes < MAX_EARLY_UPSTREAM_BYTES
@@ -75,7 +78,7 @@ export class SocketReader {
   }
 
   /** Starts delivering reads to `sink`; returns what arrived before (to be sent first). */
-  attach(sink: (chunk: Buffer) => boolean): Buffer {
+  attach(sink: (chunk: Buffer, capacity: number) => boolean): Buffer {
     this.#sink = sink
     const early = Buffer.concat(this.#early)
     this.#early = []
@@ -121,7 +124,7 @@ const ONREAD_SLOTS = ['kBuffer', 'kBufferCb', 'kBufferGen'] as const
  * bytes. tunnel.test.ts checks that this engages on the Node.js we run.
  */
 export function readIntoReusedBuffer(stream: Duplex): SocketReader | undefined {
-  if (!(stream instanceof Socket) || stream instanceof TLSSocket) return undefined
+  if (!(stream instanceof Socket) || stream instanceof TLSSocket || stream.readableEncoding !== null) return undefined
   const handle = (stream as unknown as { _handle?: { useUserBuffer?: (buffer: Uint8Array) => void; constructor?: { name?: string } } | null })._handle
   if (handle?.constructor?.name !== 'TCP' || typeof handle.useUserBuffer !== 'function') return undefined
   const symbols = new Map(Object.getOwnPropertySymbols(stream).map((symbol) => [symbol.description, symbol]))
@@ -292,24 +295,38 @@ export function relay(client: Duplex, upstream: Duplex, clientHead: Buffer, upst
    * (half-close). With a SocketReader, reads arrive in its reused buffer; otherwise pipe() does it.
    */
   const pump = (from: Duplex, to: Duplex, reader: SocketReader | undefined, count: (n: number) => void, onEnd: () => void): void => {
+    // `from` may have ended already: a client's FIN can arrive while the upstream is dialled,
+    // before the relay starts, and its 'end' has then been emitted (pipe() copes; a listener
+    // added now would never fire and the tunnel would hang).
+    const whenEnded = (ended: () => void): void => {
+      if (from.readableEnded) process.nextTick(ended)
+      else from.once('end', ended)
+    }
     if (reader === undefined) {
       from.pipe(to)
       from.on('data', (chunk: Buffer) => {
         count(chunk.length)
         touch()
       })
-      from.once('end', onEnd)
+      whenEnded(onEnd)
       return
     }
     const resume = (): void => {
       from.resume()
     }
-    const early = reader.attach((chunk) => {
+    const early = reader.attach((chunk, capacity) => {
       count(chunk.length)
       touch()
-      const more = to.write(chunk)
-      if (to.writableLength > 0) reader.retain()
-      if (more) return true
+      // Behind a queue, this chunk waits too. A small one is copied rather than left holding the
+      // whole read buffer: backpressure counts queued bytes, not the buffers behind them, and a
+      // stalled reader of a chatty upstream would otherwise pin a buffer per message.
+      const copy = to.writableLength > 0 && chunk.length * 4 < capacity
+      const more = to.write(copy ? Buffer.from(chunk) : chunk)
+      const pending = to.writableLength > 0
+      if (!copy && pending) reader.retain()
+      // write() answers false for any chunk over the high-water mark even when it went out
+      // whole; only a queue is a reason to stop reading.
+      if (more || !pending) return true
       to.once('drain', resume)
       return false
     })
@@ -317,7 +334,7 @@ export function relay(client: Duplex, upstream: Duplex, clientHead: Buffer, upst
       count(early.length)
       to.write(early)
     }
-    from.once('end', () => {
+    whenEnded(() => {
       to.end()
       onEnd()
     })
