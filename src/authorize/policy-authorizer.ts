@@ -86,7 +86,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
       now: new Date(),
     }
     const evaluation = plan.policy.evaluate(input, plan.showErrorDetails ? { trace: true } : undefined)
-    const decision = decide(evaluation, { deviceTypes: plan.policy.deviceTypes, session: input.session })
+    const decision = decide(evaluation, plan.policy.deviceTypes, input.session)
     plan.logDecision?.(request, who.session, evaluation)
     if (decision.kind === 'allow') {
       const routing = who.session ? { routingKey: who.session.id, user: userOf(who.session) } : {}

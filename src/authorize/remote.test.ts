@@ -188,6 +188,9 @@ describe('wire checks', () => {
       reason: 'x',
     })
     assert.deepEqual(decodeCheckResult({ allow: false, status: 429, code: 'rate-limited', reason: 'slow down' }), { allow: false, status: 429, code: 'denied', reason: 'slow down' })
+    // The device denial keeps its code across the wire (an unknown code would become 'denied').
+    const device = { allow: false, status: 450, code: 'device-denied', reason: 'not from this device', policyReasons: ['device-unauthorized'] }
+    assert.deepEqual(decodeCheckResult(JSON.parse(JSON.stringify(device))), device)
     assert.deepEqual(decodeCheckResult({ allow: false, status: 403, reason: 'x' }), { allow: false, status: 403, code: 'denied', reason: 'x' })
   })
 })

@@ -115,7 +115,7 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
     { session, method: (values.method ?? 'GET').toUpperCase(), path: url.pathname, headers: {}, clientIp: values.ip ?? '127.0.0.1', now: new Date() },
     { trace: true },
   )
-  const decision = decide(evaluation, { deviceTypes: compiled.policy.deviceTypes, session })
+  const decision = decide(evaluation, compiled.policy.deviceTypes, session)
   const verdict =
     decision.kind === 'allow'
       ? 'allow (forwarded upstream)'

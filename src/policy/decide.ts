@@ -15,24 +15,23 @@ import { DEFAULT_DEVICE_TYPE } from './criteria/device.js'
 import { R } from './reasons.js'
 import type { Decision, Evaluation, PolicySession } from './types.js'
 
-/** What step 3 needs: the device types the policy requires, and the session's credentials. */
-export interface DeviceContext {
-  readonly deviceTypes: readonly string[]
-  readonly session: PolicySession | undefined
-}
-
 function denied(reasons: readonly string[]): Decision {
   return reasons.includes(R.deviceUnauthorized) ? { kind: 'device-denied', status: 450, reasons } : { kind: 'deny', status: 403, reasons }
 }
 
 /** The device type to enroll: the first the policy requires that the session has no credential of. */
-function missingDeviceType(context: DeviceContext | undefined): string {
-  const types = context?.deviceTypes ?? []
-  const have = new Set((context?.session?.devices ?? []).map((d) => d.typeId))
-  return types.find((t) => !have.has(t)) ?? types[0] ?? DEFAULT_DEVICE_TYPE
+function missingDeviceType(deviceTypes: readonly string[], session: PolicySession | undefined): string {
+  const have = new Set((session?.devices ?? []).map((d) => d.typeId))
+  return deviceTypes.find((t) => !have.has(t)) ?? deviceTypes[0] ?? DEFAULT_DEVICE_TYPE
 }
 
-export function decide(e: Evaluation, devices?: DeviceContext): Decision {
+const NO_DEVICE_TYPES: readonly string[] = []
+
+/**
+ * `deviceTypes`: the policy's (CompiledPolicy.deviceTypes); only a policy with device criteria can
+ * report device reasons, so the others skip step 3 at no cost. `session`: its credentials.
+ */
+export function decide(e: Evaluation, deviceTypes = NO_DEVICE_TYPES, session?: PolicySession): Decision {
   if (e.denyReasons.includes(R.clientCertificateRequired) || e.denyReasons.includes(R.invalidClientCertificate)) {
     return { kind: 'client-certificate', status: 495, reasons: e.denyReasons }
   }
@@ -42,9 +41,8 @@ export function decide(e: Evaluation, devices?: DeviceContext): Decision {
     const reasons = allowNeedsUser && denyNeedsUser ? [...new Set([...e.allowReasons, ...e.denyReasons])].sort() : allowNeedsUser ? e.allowReasons : e.denyReasons
     return { kind: 'sign-in', reasons }
   }
-  if (e.allowReasons.includes(R.deviceUnauthenticated) || e.denyReasons.includes(R.deviceUnauthenticated)) {
-    const reasons = [...new Set([...e.allowReasons, ...e.denyReasons])].filter((r) => r === R.deviceUnauthenticated)
-    return { kind: 'device-enroll', deviceType: missingDeviceType(devices), reasons }
+  if (deviceTypes.length > 0 && (e.allowReasons.includes(R.deviceUnauthenticated) || e.denyReasons.includes(R.deviceUnauthenticated))) {
+    return { kind: 'device-enroll', deviceType: missingDeviceType(deviceTypes, session), reasons: [R.deviceUnauthenticated] }
   }
   if (e.deny) return denied(e.denyReasons)
   if (e.allow) return { kind: 'allow', reasons: e.allowReasons }

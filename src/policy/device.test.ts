@@ -2,6 +2,8 @@
 /** The `device` criterion (WebAuthn device identity) and the decisions it leads to: enroll, 450. */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { decide } from './decide.js'
+import { describeDenial } from './reasons.js'
 import { compileRoutePolicy } from './route.js'
 import { NO_ACCESS, alice, decision, holds, input, ppl, pplErrors } from './test-helpers.js'
 import type { PolicyDevice, PolicySession } from './types.js'
@@ -79,4 +81,14 @@ test('routes: a device rule is refused until device enrollment is available, and
   const accepted = compileRoutePolicy(route, { path: 'routes[0]', deviceEnrollment: true })
   assert.deepEqual(accepted.errors, [])
   assert.deepEqual(accepted.policy?.deviceTypes, ['any'])
+})
+
+test('the 450 page names the device rule that failed; a policy without device rules never enrolls', () => {
+  const p = ppl('allow: {and: [{email: {is: alice@example.com}}, {device: {is: ID-1}}]}')
+  const e = p.evaluate(input(withDevices(key('ID-2'))), { trace: true })
+  const d = decide(e, p.deviceTypes, withDevices(key('ID-2')))
+  assert.equal(d.kind, 'device-denied')
+  assert.deepEqual(describeDenial(e, d), ['your device is not one this route allows (device is "ID-1")'])
+  // Without the policy's device types (a policy with no device rule) step 3 is skipped.
+  assert.equal(decide({ allow: false, deny: false, allowReasons: ['device-unauthenticated'], denyReasons: [] }).kind, 'deny')
 })

@@ -77,7 +77,7 @@ const DESCRIPTIONS: Readonly<Record<string, string>> = {
   [R.timeOfDayOk]: 'the current time is within the allowed hours',
   [R.timeOfDayUnauthorized]: 'this route is not available at this time of day',
   [R.deviceOk]: 'your device is one this route allows',
-  [R.deviceUnauthorized]: 'your device is not one this route allows (another device, or one not approved)',
+  [R.deviceUnauthorized]: 'your device is not one this route allows',
   [R.deviceUnauthenticated]: 'this route needs a registered device, and this session has none of the required type',
 }
 
@@ -119,6 +119,8 @@ function failedAllowText(c: CriterionTrace): string[] {
     const words = c.reasons.length > 0 ? c.reasons.map(describeReason) : [`the rule ${c.name} does not match`]
     return words.map((w) => `${w} (${what} ${listRequirement(c.data)})`)
   }
+  // A device rule names credential ids and approval, not people: say which rule the device failed.
+  if (base === 'device') return c.reasons.map((r) => `${describeReason(r)} (device ${dataText(c.data)})`)
   return c.reasons.map(describeReason)
 }
 

@@ -62,7 +62,7 @@ export function pplErrors(doc: string | object, path?: string): string[] {
 /** Compiles, evaluates and decides in one step. */
 export function decision(doc: string | object | CompiledPolicy, i: PolicyInput): Decision {
   const policy = typeof doc === 'object' && 'evaluate' in doc ? (doc) : ppl(doc)
-  return decide(policy.evaluate(i), { deviceTypes: policy.deviceTypes, session: i.session })
+  return decide(policy.evaluate(i), policy.deviceTypes, i.session)
 }
 
 /** Whether one criterion is true for an input: `{allow: {or: [criterion]}}`. */

@@ -128,8 +128,7 @@ export function readIntoReusedBuffer(stream: Duplex): SocketReader | undefined {
   const handle = (stream as unknown as { _handle?: { useUserBuffer?: (buffer: Uint8Array) => void; constructor?: { name?: string } } | null })._handle
   if (handle?.constructor?.name !== 'TCP' || typeof handle.useUserBuffer !== 'function') return undefined
   const symbols = new Map(Object.getOwnPropertySymbols(stream).map((symbol) => [symbol.description, symbol]))
-  const slots = ONREAD_SLOTS.map((name) => symbols.get(name))
-  const [kBuffer, kBufferCb, kBufferGen] = slots
+  const [kBuffer, kBufferCb, kBufferGen] = ONREAD_SLOTS.map((name) => symbols.get(name))
   if (kBuffer === undefined || kBufferCb === undefined || kBufferGen === undefined) return undefined
   const reader = new SocketReader()
   let chunk: unknown
@@ -150,7 +149,7 @@ export function dialUpstream(target: DialTarget): Promise<{ socket: Socket; head
   const secure = url.protocol === 'https:'
   const port = Number(url.port) || (secure ? 443 : 80)
   const timeoutMs = target.timeoutMs ?? TUNNEL_CONNECT_TIMEOUT_MS
-  // Only a plain tcp:// upstream is read through an SocketReader: a proxy upstream's answer is
+  // Only a plain tcp:// upstream is read through a SocketReader: a proxy upstream's answer is
   // parsed from 'data' events first, and TLS sockets take no `onread`.
   const reader = url.protocol === 'tcp:' ? new SocketReader() : undefined
   return new Promise((resolve, reject) => {
