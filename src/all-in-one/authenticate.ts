@@ -12,6 +12,9 @@ import { AuthenticateService } from '../authenticate/service.js'
 import type { AuthenticateDeps } from '../authenticate/service.js'
 import type { AuthorizePlans } from '../authorize/plans.js'
 import type { Config, RouteConfig } from '../config/types.js'
+import { WebAuthnEndpoints } from '../authenticate/webauthn.js'
+import { compilePolicy } from '../policy/index.js'
+import type { CompiledPolicy } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
 import type { Sessions } from './sessions.js'
@@ -57,6 +60,12 @@ function routeLookup(config: Config): (host: string) => RouteConfig | undefined 
   return (host) => exact.get(host) ?? wildcard.find((r) => host.endsWith(r.from.host.slice(1)))
 }
 
+/** The device types and the compiled `device_approvers` of a config generation (the loader refused bad ones). */
+function deviceSettingsOf(config: Config): { types: Config['deviceTypes']; approvers: CompiledPolicy | undefined } {
+  const ppl = config.deviceApprovers
+  return { types: config.deviceTypes, approvers: ppl === undefined ? undefined : compilePolicy(ppl, 'device_approvers').policy }
+}
+
 export function setupAuthenticate(config: Config, options: AuthenticateOptions): AuthenticateEndpoints {
   const { sessions: s, logger } = options
   let routeForHost = routeLookup(config)
@@ -69,7 +78,17 @@ export function setupAuthenticate(config: Config, options: AuthenticateOptions):
   const common = { settings: () => s.settings(), secrets: options.secrets, sessions: s.sessions, refresher: s.refresher, logger }
   const backchannelLogout = options.backchannelLogout ?? createBackchannelLogout({ sessions: s.sessions, logger })
   const service = new AuthenticateService({ ...common, providers: s.providers, backchannelLogout })
-  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h), jwks: () => options.keys.jwks(), portal: () => portal })
+  let deviceSettings = deviceSettingsOf(config)
+  const webauthn = new WebAuthnEndpoints({
+    settings: () => s.settings(),
+    secrets: options.secrets,
+    sessions: s.sessions,
+    devices: s.devices,
+    deviceTypes: () => deviceSettings.types,
+    approvers: () => deviceSettings.approvers,
+    logger,
+  })
+  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h), jwks: () => options.keys.jwks(), portal: () => portal, webauthn })
   const notFound = (request: EndpointRequest): Promise<EndpointResponse> => Promise.resolve(json(404, { error: 'not found', request_id: request.requestId }))
   return {
     endpointsFor(choice) {
@@ -94,6 +113,7 @@ export function setupAuthenticate(config: Config, options: AuthenticateOptions):
     applyConfig(next) {
       routeForHost = routeLookup(next)
       portal = portalFor(next)
+      deviceSettings = deviceSettingsOf(next)
     },
   }
 }

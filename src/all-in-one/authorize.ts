@@ -44,6 +44,7 @@ export function setupAuthorize(config: Config, options: AuthorizeOptions): Autho
     settings: () => sessions.settings(),
     secrets: options.secrets,
     sessions: sessions.sessions,
+    devices: sessions.devices,
     refresher: sessions.refresher,
     logger,
     plans: () => plans,

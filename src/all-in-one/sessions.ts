@@ -15,6 +15,7 @@ import { SessionRefresher } from '../session/refresher.js'
 import { SessionCache } from '../session/session-cache.js'
 import { SessionStore, sessionTokenKey } from '../session/session-store.js'
 import { buildAuthSettings } from '../session/settings.js'
+import { DeviceStore } from '../session/devices.js'
 import type { AuthSettings } from '../session/settings.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
@@ -41,6 +42,8 @@ export interface SessionsOptions {
 export interface Sessions {
   settings(): AuthSettings
   readonly sessions: SessionStore
+  /** WebAuthn device credentials and enrollment links (docs/devices.md). */
+  readonly devices: DeviceStore
   readonly providers: ProviderRegistry
   /** The identity provider of an `idp_id` (readiness checks use it to read discovery). */
   providerFor(idpId: string): IdentityProvider | undefined
@@ -68,6 +71,7 @@ export function setupSessions(config: Config, options: SessionsOptions): Session
   return {
     settings: () => settings,
     sessions,
+    devices: new DeviceStore(store),
     providers,
     providerFor,
     refresher,

@@ -41,6 +41,8 @@ import type { Session, SessionStore } from '../session/session-store.js'
 import { browserScheme, programmaticRedirects } from '../session/settings.js'
 import type { AuthSettings } from '../session/settings.js'
 import { SIGNED_URL_LIFETIME_S, verifySignedUrl } from '../session/signed-url.js'
+import { WebAuthnEndpoints } from './webauthn.js'
+import type { WebAuthnContext } from './webauthn.js'
 
 interface RouteEndpointDeps {
   readonly settings: () => AuthSettings
@@ -54,6 +56,8 @@ interface RouteEndpointDeps {
   readonly jwks?: () => { readonly status: number; readonly headers: Readonly<Record<string, string>>; readonly body: string }
   /** The routes portal of the current config generation; without it the portal is not served. */
   readonly portal?: () => PortalSource
+  /** Device identity pages (`/.pomerium/webauthn`, docs/devices.md); without them those paths are 404. */
+  readonly webauthn?: WebAuthnEndpoints
 }
 
 /** What the routes portal reads of the current config generation. */
@@ -126,7 +130,21 @@ export class RouteEndpoints implements EndpointHandler {
         return req.path === ROUTES_PAGE ? this.#routesPage(req, settings, portal) : this.#routesJson(req, settings, portal)
       }
       default:
+        if (this.#deps.webauthn && WebAuthnEndpoints.handles(req.path)) return this.#deps.webauthn.handle(req, this.#webauthnContext(req, settings))
         return this.#error(req, 404, 'Not Found', 'This Portcullis endpoint does not exist.')
+    }
+  }
+
+  #webauthnContext(req: EndpointRequest, settings: AuthSettings): WebAuthnContext {
+    return {
+      origin: this.#origin(req),
+      session: () => this.#session(req, settings),
+      signIn: (returnTo) => {
+        const idpId = this.#idpIdFor(req, settings)
+        if (idpId === undefined) return this.#error(req, 404, 'Not Found', 'No route is configured for this host.')
+        return redirect(signInUrl(settings, this.#deps.secrets.sharedSecret, returnTo, idpId).href)
+      },
+      error: (status, title, message) => this.#error(req, status, title, message),
     }
   }
 
@@ -173,9 +191,15 @@ export class RouteEndpoints implements EndpointHandler {
       return redirect(signInUrl(settings, this.#deps.secrets.sharedSecret, `${this.#origin(req)}/.pomerium/`, idpId).href)
     }
     // The route's own sign-out takes a POST without a token, as Pomerium's does: it only ends a session.
+    const devices = this.#deps.webauthn ? await this.#deps.webauthn.userDevices(session) : undefined
     return page(
       200,
-      userPage({ ...userPageData(session, '/.pomerium/sign_out', ''), formActions: settings.formActions, ...(this.#portal() ? { routesUrl: ROUTES_PAGE } : {}) }),
+      userPage({
+        ...userPageData(session, '/.pomerium/sign_out', ''),
+        formActions: settings.formActions,
+        ...(this.#portal() ? { routesUrl: ROUTES_PAGE } : {}),
+        ...(devices ? { devices } : {}),
+      }),
     )
   }
 

@@ -11,6 +11,7 @@ import type { Logger } from '../shared/log.js'
 import { createDecisionLog } from './decision-log.js'
 import type { IdentitySession } from './identity/index.js'
 import type { CheckRequest } from './types.js'
+import type { DeviceTypeRules } from '../session/devices.js'
 
 export interface UpstreamHeaders {
   readonly setHeaders?: Readonly<Record<string, string>>
@@ -37,6 +38,8 @@ export interface RoutePlan {
 
 export interface AuthorizePlans {
   forRoute(route: RouteConfig): RoutePlan
+  /** The configuration's device types, as device rules read them. */
+  readonly devices: DeviceTypeRules
 }
 
 /** Builds the identity-header function of one route (identity headers, Kubernetes, Google). */
@@ -50,10 +53,11 @@ export function mtlsEnforcement(config: Pick<Config, 'mtlsEnforcement'>): MtlsEn
 }
 
 /** Compiles every route's policy; the loader reports the same errors with their key paths. */
-export function routePolicyErrors(config: Pick<Config, 'routes' | 'mtlsEnforcement'>): PolicyError[] {
+export function routePolicyErrors(config: Pick<Config, 'routes' | 'mtlsEnforcement' | 'deviceTypes'>): PolicyError[] {
   const errors: PolicyError[] = []
   const mtls = mtlsEnforcement(config)
-  for (const route of config.routes) errors.push(...compileRoutePolicy(route, { path: `routes[${route.index}]`, ...(mtls ? { mtls } : {}) }).errors)
+  const deviceTypes = config.deviceTypes.map((t) => t.id)
+  for (const route of config.routes) errors.push(...compileRoutePolicy(route, { path: `routes[${route.index}]`, deviceTypes, ...(mtls ? { mtls } : {}) }).errors)
   return errors
 }
 
@@ -62,8 +66,9 @@ export function buildAuthorizePlans(config: Config, options: { logger: Logger; h
   const logDecision = createDecisionLog(options.logger, config.authorizeLogFields)
   const denyAll = compilePolicy({ allow: { or: [{ reject: true }] } }).policy as CompiledPolicy
   const plans = new Map<RouteConfig, RoutePlan>()
+  const deviceTypes = config.deviceTypes.map((t) => t.id)
   for (const route of config.routes) {
-    const compiled = compileRoutePolicy(route, { path: `routes[${route.index}]`, ...(mtls ? { mtls } : {}) })
+    const compiled = compileRoutePolicy(route, { path: `routes[${route.index}]`, deviceTypes, ...(mtls ? { mtls } : {}) })
     const upstreamHeaders = options.headers?.(route, config) ?? (() => NO_HEADERS)
     plans.set(route, {
       // The loader refuses configs whose policies do not compile; deny everything if one slips through.
@@ -76,5 +81,6 @@ export function buildAuthorizePlans(config: Config, options: { logger: Logger; h
     })
   }
   const fallback: RoutePlan = { policy: denyAll, label: '', showErrorDetails: false, logDecision, skipsIdentity: true, upstreamHeaders: () => NO_HEADERS }
-  return { forRoute: (route) => plans.get(route) ?? fallback }
+  const approval = new Set(config.deviceTypes.filter((t) => t.approvalRequired).map((t) => t.id))
+  return { forRoute: (route) => plans.get(route) ?? fallback, devices: { approvalRequired: (typeId) => approval.has(typeId) } }
 }

@@ -21,12 +21,15 @@ import { browserScheme } from '../session/settings.js'
 import type { AuthSettings, IdpSettings } from '../session/settings.js'
 import { decide, describeDenial } from '../policy/index.js'
 import { policySession } from '../session/policy-session.js'
-import type { Decision, Evaluation, PolicyInput, PolicySession } from '../policy/index.js'
+import type { Decision, Evaluation, PolicyDevice, PolicyInput, PolicySession } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
 import { identitySession } from './identity/index.js'
 import type { IdentitySession } from './identity/index.js'
 import type { AuthorizePlans, RoutePlan } from './plans.js'
+import type { DeviceStore } from '../session/devices.js'
+import { signUrl } from '../session/signed-url.js'
+import { PARAM_DEVICE_TYPE, PARAM_REDIRECT_URI } from '../session/flow.js'
 import { UpstreamCredentialError } from './upstream-headers.js'
 import type { Authorizer, CheckRequest, CheckResult, Denial } from './types.js'
 
@@ -38,6 +41,8 @@ export interface PolicyAuthorizerDeps {
   readonly refresher: SessionRefresher
   readonly bearer?: BearerSessions
   readonly logger: Logger
+  /** Device credentials (docs/devices.md); without them a device rule never sees a device. */
+  readonly devices?: DeviceStore
 }
 
 const verifiedHandles = new VerifiedHandleCache()
@@ -75,9 +80,32 @@ function viewsOf(session: Session): SessionViews {
 
 export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
   const decideFor = (request: CheckRequest, plan: RoutePlan, settings: AuthSettings, idp: IdpSettings | undefined, who: Identity): CheckResult | Promise<CheckResult> => {
+    // Only routes with a device rule read device records: every request, so that a removed or
+    // revoked device loses its grants at once.
+    if (plan.policy.deviceTypes.length > 0 && who.session && deps.devices) {
+      const session = who.session
+      return deps.devices.policyDevices(session.deviceCredentialIds, session.userId, deps.plans().devices).then(
+        (devices) => decideWith(request, plan, settings, idp, who, devices),
+        (err: unknown): CheckResult => {
+          deps.logger.error({ err: err instanceof Error ? err.message : String(err), requestId: request.requestId }, 'device store unavailable')
+          return { allow: false, status: 503, code: 'unavailable', reason: 'The device store is unavailable, so this device cannot be checked right now. Try again in a moment.' }
+        },
+      )
+    }
+    return decideWith(request, plan, settings, idp, who, undefined)
+  }
+
+  const decideWith = (
+    request: CheckRequest,
+    plan: RoutePlan,
+    settings: AuthSettings,
+    idp: IdpSettings | undefined,
+    who: Identity,
+    devices: readonly PolicyDevice[] | undefined,
+  ): CheckResult | Promise<CheckResult> => {
     const views = who.session ? viewsOf(who.session) : undefined
     const input: PolicyInput = {
-      session: views?.policy,
+      session: views && devices ? { ...views.policy, devices } : views?.policy,
       method: request.method,
       path: request.path,
       headers: request.headers,
@@ -103,18 +131,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     }
     if (request.path === '/robots.txt' && !request.route.allowPublicUnauthenticatedAccess) return ROBOTS
     if (decision.kind === 'sign-in') return signIn(request, settings, idp, who, deps.secrets)
-    if (decision.kind === 'device-enroll') {
-      // Routes with a device rule are refused at load until the enrollment pages exist
-      // (compileRoutePolicy's deviceEnrollment), so only a policy built elsewhere gets here.
-      return {
-        allow: false,
-        status: 403,
-        code: 'device-enrollment',
-        reason: `This app needs a registered device (type ${decision.deviceType}), and device enrollment is not available in this version.`,
-        policyReasons: decision.reasons,
-        route: plan.label,
-      }
-    }
+    if (decision.kind === 'device-enroll') return enrollDevice(request, plan, decision.deviceType, decision.reasons, who, deps.secrets)
     return denied(plan, decision, who.session, evaluation, input)
   }
 
@@ -196,6 +213,23 @@ function signIn(request: CheckRequest, settings: AuthSettings, idp: IdpSettings 
   }
 }
 
+/**
+ * A session without a device of the type the route needs: a browser goes to the signed
+ * `/.pomerium/webauthn` page of this host to register or use one (Pomerium docs: Device
+ * Identity), and comes back to the page it asked for. A script is told what is missing.
+ */
+function enrollDevice(request: CheckRequest, plan: RoutePlan, deviceType: string, reasons: readonly string[], who: Identity, secrets: Secrets): Denial {
+  const origin = `${browserScheme(request.host, request.scheme)}://${request.authority}`
+  const base = { allow: false as const, code: 'device-enrollment' as const, policyReasons: reasons, route: plan.label, ...(who.session ? { user: userOf(who.session) } : {}) }
+  if (!shouldRedirectToSignIn(request.headers, who.carriedToken)) {
+    return { ...base, status: 403, reason: `This app needs a registered device of type ${deviceType}; open it in a browser to register or use one.` }
+  }
+  const url = new URL(`${origin}/.pomerium/webauthn`)
+  url.searchParams.set(PARAM_DEVICE_TYPE, deviceType)
+  url.searchParams.set(PARAM_REDIRECT_URI, `${origin}${request.path}${request.query}`)
+  return { ...base, status: 302, reason: 'A registered device is required: redirecting to the device page.', location: signUrl(url, secrets.sharedSecret).href }
+}
+
 function denied(
   plan: RoutePlan,
   decision: Exclude<Decision, { kind: 'allow' } | { kind: 'sign-in' } | { kind: 'device-enroll' }>,
@@ -211,7 +245,9 @@ function denied(
         ? 'You are not allowed to open this app from this device: its access policy requires another device, or an approved one.'
         : "You are not allowed to open this app: its access policy did not admit this request."
   // Which rule decided needs the trace; denials are the slow path, so evaluate once more with it.
-  const reasons = describeDenial(evaluation.trace ? evaluation : plan.policy.evaluate(input, { trace: true }), decision)
+  const described = describeDenial(evaluation.trace ? evaluation : plan.policy.evaluate(input, { trace: true }), decision)
+  const pending = status === 450 && (input.session?.devices ?? []).some((d) => d.pendingApproval === true)
+  const reasons = pending ? [...described, 'your device is registered and waits for an approver to approve it'] : described
   return {
     allow: false,
     status,

@@ -24,8 +24,9 @@ import {
 } from './global.js'
 import { applyBuiltinDefault, checkSignIn, checkSignInCoverage } from './sign-in.js'
 import { checkStorage } from './storage.js'
-import { compileRoutePolicy } from '../policy/index.js'
+import { compilePolicy, compileRoutePolicy } from '../policy/index.js'
 import { checkDownstreamMtls, mtlsEnforcementOf } from './mtls.js'
+import { checkDeviceTypes } from './devices.js'
 import { identityConfigIssues } from './identity-settings.js'
 import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
@@ -108,6 +109,11 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const { address, httpRedirectAddr } = checkAddresses(raw, ctx)
   const certificates = checkCertificates(raw, ctx)
   const downstreamMtls = checkDownstreamMtls(raw, ctx.issues)
+  const deviceTypes = checkDeviceTypes(raw, ctx.issues)
+  const deviceTypeIds = deviceTypes.map((t) => t.id)
+  if (raw['device_approvers'] !== undefined) {
+    for (const e of compilePolicy(raw['device_approvers'], 'device_approvers').errors) ctx.issues.error(e.path, undefined, e.message)
+  }
   checkSecrets(raw, ctx)
   applyBuiltinDefault(raw, ctx)
   checkSignIn(raw, ctx, new Set(Object.keys(applied.raw)))
@@ -154,7 +160,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
         routes.push(route)
         inactive.push(...inactiveRouteSettings(built.raw, routePath))
         // Policies compile here once so that a bad one is a config error with its key path.
-        for (const e of compileRoutePolicy(route, { path: routePath, ...(mtls ? { mtls } : {}) }).errors) ctx.issues.error(e.path, undefined, e.message)
+        for (const e of compileRoutePolicy(route, { path: routePath, deviceTypes: deviceTypeIds, ...(mtls ? { mtls } : {}) }).errors) ctx.issues.error(e.path, undefined, e.message)
       }
     })
   }
@@ -216,6 +222,8 @@ export function loadConfig(options: LoadOptions): LoadResult {
     jwtClaimsHeaders: raw['jwt_claims_headers'] as Record<string, string>,
     mtlsEnforcement: mtls,
     downstreamMtls,
+    deviceTypes,
+    deviceApprovers: raw['device_approvers'] ?? undefined,
     runtimeFlags: raw['runtime_flags'] as Record<string, boolean>,
     raw,
   }

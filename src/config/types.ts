@@ -4,6 +4,7 @@ import type { ClientCertPolicy } from './mtls.js'
 import type { StorageChoice } from './storage-choice.js'
 import type { TracingSettings } from './tracing.js'
 import type { IssuerFormat } from './identity-settings.js'
+import type { DeviceType } from './devices.js'
 
 /**
  * The normalised, validated configuration that every service consumes.
@@ -329,6 +330,13 @@ export interface Config {
   readonly mtlsEnforcement: MtlsEnforcement | undefined
   /** `downstream_mtls` as the TLS layer and the mTLS stage use it; undefined when no CA is set. */
   readonly downstreamMtls: ClientCertPolicy | undefined
+  /** The built-in device types and `device_types` (docs/devices.md). */
+  readonly deviceTypes: readonly DeviceType[]
+  /**
+   * `device_approvers`: a PPL policy (checked at load); the users it allows approve and revoke
+   * devices on `/.pomerium/devices`. Undefined: nobody does on a page (the command still can).
+   */
+  readonly deviceApprovers: unknown
   /** `runtime_flags` merged over the flag defaults. */
   readonly runtimeFlags: Readonly<Record<string, boolean>>
 

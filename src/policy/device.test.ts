@@ -70,17 +70,17 @@ test('device: data errors name the key', () => {
   assert.deepEqual(pplErrors('allow: {or: [{device/x: {}}]}'), ['allow.or[0].device/x: device takes no sub-path (write "device", not "device/x")'])
 })
 
-test('routes: a device rule is refused until device enrollment is available, and compiles once it is', () => {
-  const route = { ...NO_ACCESS, policy: { allow: { or: [{ device: { type: 'any' } }] } } }
-  const refused = compileRoutePolicy(route, { path: 'routes[0]' })
+test('routes: a device rule naming a type the configuration does not know is refused with its key path', () => {
+  const route = { ...NO_ACCESS, policy: { allow: { or: [{ device: { type: 'laptop' } }, { device: {} }] } } }
+  const refused = compileRoutePolicy(route, { path: 'routes[0]', deviceTypes: ['any', 'enclave_only'] })
   assert.equal(refused.policy, undefined)
   assert.deepEqual(
     refused.errors.map((e) => `${e.path}: ${e.message}`),
-    ['routes[0].policy.allow.or[0].device: criterion "device" is not supported yet: device enrollment (WebAuthn) is not available in this version'],
+    ['routes[0].policy.allow.or[0].device.type: unknown device type "laptop" (expected any, enclave_only; configure more in device_types)'],
   )
-  const accepted = compileRoutePolicy(route, { path: 'routes[0]', deviceEnrollment: true })
+  const accepted = compileRoutePolicy(route, { path: 'routes[0]', deviceTypes: ['any', 'enclave_only', 'laptop'] })
   assert.deepEqual(accepted.errors, [])
-  assert.deepEqual(accepted.policy?.deviceTypes, ['any'])
+  assert.deepEqual(accepted.policy?.deviceTypes, ['laptop', 'any'])
 })
 
 test('the 450 page names the device rule that failed; a policy without device rules never enrolls', () => {

@@ -31,6 +31,7 @@ export type {
   Evaluation,
   MtlsEnforcement,
   PolicyClientCertificate,
+  PolicyDevice,
   PolicyError,
   PolicyInput,
   PolicySession,

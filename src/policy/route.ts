@@ -17,6 +17,7 @@
  * Errors in translated criteria point at the legacy key (`routes[2].allowed_users[0]`).
  */
 import { buildPolicy, frozenCopy } from './compile.js'
+import { deviceTypeOf } from './criteria/device.js'
 import { joinPath, parseCriterion, parseDocument } from './parse.js'
 import type { ClauseNode, CriterionNode } from './parse.js'
 import type { CompileResult, MtlsEnforcement, PolicyError, RouteAccess } from './types.js'
@@ -35,10 +36,10 @@ export function compileRoutePolicy(
     readonly path: string
     readonly mtls?: MtlsEnforcement | undefined
     /**
-     * Whether people can enroll devices (the WebAuthn pages, docs/devices.md). Until they can, a
-     * route that requires one is refused: it would send everybody to a page that is not there.
+     * The device types the configuration knows (`any`, `enclave_only`, `device_types[].id`): a
+     * `device` criterion naming another type is an error. Undefined: not checked.
      */
-    readonly deviceEnrollment?: boolean
+    readonly deviceTypes?: readonly string[]
   },
 ): CompileResult {
   const errors: PolicyError[] = []
@@ -86,9 +87,11 @@ export function compileRoutePolicy(
     rules.push(...(Array.isArray(embedded) ? (embedded as unknown[]) : [embedded]))
     clauses.push(...parseDocument(embedded, at('policy'), errors))
   }
-  if (options.deviceEnrollment !== true) {
+  const known = options.deviceTypes
+  if (known !== undefined) {
     for (const node of clauses.flatMap((c) => c.criteria).filter((n) => n.name === 'device')) {
-      errors.push({ path: node.path, message: 'criterion "device" is not supported yet: device enrollment (WebAuthn) is not available in this version' })
+      const type = deviceTypeOf(node.data)
+      if (!known.includes(type)) errors.push({ path: joinPath(node.path, 'type'), message: `unknown device type "${type}" (expected ${known.join(', ')}; configure more in device_types)` })
     }
   }
   return buildPolicy(clauses, Object.freeze(rules), errors)

@@ -36,6 +36,11 @@ export interface PolicyDevice {
   readonly typeId: string
   /** Whether the device is approved (enrolled through a link, or approved since). */
   readonly approved: boolean
+  /**
+   * Its type requires approval and it has none yet: it satisfies no rule but one that asks for
+   * `approved: false`, and the person is told it awaits approval (450).
+   */
+  readonly pendingApproval?: boolean
 }
 
 /** The signed-in user, as far as policy is concerned. */

@@ -21,6 +21,9 @@ export const PARAM_IDP_ID = 'pomerium_idp_id'
 export const PARAM_PROGRAMMATIC = 'pomerium_programmatic'
 export const PARAM_SESSION_ENCRYPTED = 'pomerium_session_encrypted'
 export const PARAM_JWT = 'pomerium_jwt'
+/** `/.pomerium/webauthn` (docs/devices.md): the device type to register or use, and an enrollment link's token. */
+export const PARAM_DEVICE_TYPE = 'pomerium_device_type'
+export const PARAM_ENROLLMENT_TOKEN = 'pomerium_enrollment_token'
 /** Portcullis addition on signed sign-out URLs: the session the route knew, ended even without the authenticate cookie. */
 export const PARAM_SESSION_ID = 'pomerium_session_id'
 /**

@@ -34,6 +34,8 @@ export interface Session {
   readonly idpSubject?: string
   /** Made from a provider bearer token (`bearer_token_format`), not by signing in. */
   readonly fromBearerToken?: boolean
+  /** WebAuthn device credentials that authenticated this session (docs/devices.md), as Pomerium's `device_credentials`. */
+  readonly deviceCredentialIds?: readonly string[]
 }
 
 export interface User {
@@ -210,6 +212,7 @@ function isSession(v: unknown): v is Session {
     optionalString(v['idpSessionId']) &&
     optionalString(v['idpSubject']) &&
     (v['fromBearerToken'] === undefined || typeof v['fromBearerToken'] === 'boolean') &&
+    (v['deviceCredentialIds'] === undefined || (Array.isArray(v['deviceCredentialIds']) && v['deviceCredentialIds'].every((x) => typeof x === 'string'))) &&
     isObject(v['claims'])
   )
 }

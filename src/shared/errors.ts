@@ -23,6 +23,7 @@ export const ERROR_AREAS = {
   token: 'Provider tokens (bearer, back-channel logout)',
   builtin: 'Built-in identity provider',
   client: 'Tunnel client (`portcullis tcp|udp`)',
+  device: 'Device identity (WebAuthn pages, approval, enrollment links)',
   startup: 'Start-up and command line',
 } as const
 
@@ -110,6 +111,19 @@ export const ERROR_CODES = {
     status: 502,
     title: 'Bad Gateway',
     description: 'Portcullis could not be reached, or refused the tunnel (403, 404, 502, 503, 504, or still asking to sign in after signing in): the client prints the answer and closes that connection.',
+  },
+  // Device identity
+  ERR_DEVICE_REFUSED: {
+    area: 'device',
+    status: 400,
+    title: 'Bad Request',
+    description: 'A device page or ceremony could not be completed: a tampered or expired link, a used enrollment link, a registration that does not verify or is not of the device type, an unknown or removed device.',
+  },
+  ERR_DEVICE_FORBIDDEN: {
+    area: 'device',
+    status: 403,
+    title: 'Forbidden',
+    description: 'A device request that is not this person’s to make: another site’s form, another session’s page, another user’s credential or enrollment link, a signature counter that went backwards (a cloned key), or a non-approver on the approvers’ page.',
   },
   // Start-up and command line
   ERR_SIGNING_KEY: { area: 'startup', status: 500, title: 'Internal Server Error', description: '`signing_key` cannot be used (no PEM block, an encrypted or unsupported key, RSA under 2048 bits, …): start-up stops.' },

@@ -1,11 +1,20 @@
 /**
  * Server-rendered pages of the authenticate service and the route hosts: one layout, one small
  * stylesheet, readable on a phone. Every dynamic value goes through `escapeHtml`. Pages carry a
- * strict Content-Security-Policy: no script may run at all, and the stylesheet is allowed by a
- * per-page nonce rather than `unsafe-inline`. Tokens are never rendered: the user page shows
+ * strict Content-Security-Policy: no script may run (but the WebAuthn page's own, by nonce), and
+ * the stylesheet is allowed by a per-page nonce rather than `unsafe-inline`. Tokens are never rendered: the user page shows
  * identity and claims only.
  */
 import { randomBytes } from 'node:crypto'
+
+/**
+ * A page's one script (the WebAuthn ceremony): fixed code written in this repository, allowed by
+ * the page's nonce, and the values it needs as JSON data, never spliced into the code.
+ */
+export interface PageScript {
+  readonly code: string
+  readonly data: unknown
+}
 
 export interface RenderedPage {
   readonly html: string
@@ -39,26 +48,31 @@ const CSP_ORIGIN = /^https?:\/\/[^\s;,']+$/
  * answer redirects (browsers check every hop): the sign-out button goes through the authenticate
  * host and the provider's logout page.
  */
-function layout(title: string, body: string, formActions: readonly string[] = [], imageOrigins: readonly string[] = []): RenderedPage {
+export function layout(title: string, body: string, formActions: readonly string[] = [], imageOrigins: readonly string[] = [], script?: PageScript): RenderedPage {
   const nonce = randomBytes(16).toString('base64')
+  // Data for a script goes in a JSON block the browser never runs; `<` is escaped so no value can end it.
+  const scriptTags =
+    script === undefined
+      ? ''
+      : `<script type="application/json" id="page-data">${JSON.stringify(script.data).replace(/</g, '\\u003c')}</script><script nonce="${nonce}">${script.code}</script>`
   const html = `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${escapeHtml(title)}</title><style nonce="${nonce}">${STYLE}</style></head>
-<body><main>${body}<footer>Portcullis</footer></main></body></html>
+<body><main>${body}<footer>Portcullis</footer></main>${scriptTags}</body></html>
 `
   return {
     html,
     headers: {
       'content-type': 'text/html; charset=utf-8',
       'cache-control': 'no-store',
-      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}'; img-src ${["'self'", 'data:', ...new Set(imageOrigins.filter((o) => CSP_ORIGIN.test(o)))].join(' ')}; form-action ${["'self'", ...formActions.filter((o) => CSP_ORIGIN.test(o))].join(' ')}; frame-ancestors 'none'; base-uri 'none'`,
+      'content-security-policy': `default-src 'none'; style-src 'nonce-${nonce}';${script === undefined ? '' : ` script-src 'nonce-${nonce}'; connect-src 'self';`} img-src ${["'self'", 'data:', ...new Set(imageOrigins.filter((o) => CSP_ORIGIN.test(o)))].join(' ')}; form-action ${["'self'", ...formActions.filter((o) => CSP_ORIGIN.test(o))].join(' ')}; frame-ancestors 'none'; base-uri 'none'`,
       'x-frame-options': 'DENY',
       'referrer-policy': 'no-referrer',
     },
   }
 }
 
-function list(entries: readonly (readonly [string, string])[]): string {
+export function list(entries: readonly (readonly [string, string])[]): string {
   return `<dl>${entries.map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('')}</dl>`
 }
 
@@ -101,6 +115,35 @@ export interface UserPageData {
   readonly formActions?: readonly string[]
   /** Where the routes portal of this host is, when it is served. */
   readonly routesUrl?: string
+  /** The user's registered devices (docs/devices.md), and where a removal posts. */
+  readonly devices?: {
+    readonly list: readonly UserPageDevice[]
+    readonly removeAction: string
+    readonly csrfToken: string
+  }
+}
+
+export interface UserPageDevice {
+  readonly id: string
+  readonly typeName: string
+  readonly createdAt: Date
+  readonly lastUsedAt: Date | undefined
+  readonly approved: boolean
+  readonly pendingApproval: boolean
+}
+
+function devicesCard(d: NonNullable<UserPageData['devices']>): string {
+  if (d.list.length === 0) return '<h2>Devices</h2><div class="card"><p class="muted">No registered devices.</p></div>'
+  const rows = d.list.map(
+    (dev) => `<li class="card">${list([
+      ['Type', dev.typeName],
+      ['Registered', readableDate(dev.createdAt)],
+      ['Last used', dev.lastUsedAt ? readableDate(dev.lastUsedAt) : 'never'],
+      ['Approved', dev.approved ? 'yes' : dev.pendingApproval ? 'no (waiting for approval)' : 'no'],
+      ['Credential ID', dev.id],
+    ])}<form method="post" action="${escapeHtml(d.removeAction)}"><input type="hidden" name="csrf" value="${escapeHtml(d.csrfToken)}"><input type="hidden" name="id" value="${escapeHtml(dev.id)}"><button type="submit">Remove this device</button></form></li>`,
+  )
+  return `<h2>Devices</h2><ul class="apps">${rows.join('')}</ul>`
 }
 
 /** Claims never shown, even when a provider puts them in the ID token or UserInfo. */
@@ -123,6 +166,7 @@ export function userPage(d: UserPageData): RenderedPage {
     ])}</div>
 ${d.routesUrl !== undefined ? `<p><a href="${escapeHtml(d.routesUrl)}">Your apps</a>: the routes you may open.</p>` : ''}
 <h2>Claims</h2><div class="card">${claims.length > 0 ? list(claims) : '<p class="muted">No claims.</p>'}</div>
+${d.devices ? devicesCard(d.devices) : ''}
 <form method="post" action="${escapeHtml(d.signOutAction)}"><input type="hidden" name="csrf" value="${escapeHtml(d.csrfToken)}"><button type="submit">Sign out</button></form>`,
     d.formActions,
   )

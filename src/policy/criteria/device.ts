@@ -10,7 +10,8 @@
  * No session → `user-unauthenticated` (sign in first, as every session criterion). A session with
  * no credential of the type → `device-unauthenticated`, which sends the person to enroll or
  * authenticate a device of that type. A credential of the type that fails `is` or `approved` →
- * `device-unauthorized` (status 450). One credential of the type satisfying all conditions →
+ * `device-unauthorized` (status 450); so is a device whose type requires approval and that has
+ * none yet, unless the rule asks for `approved: false`. One credential of the type satisfying all conditions →
  * `device-ok`.
  */
 import { isPlainObject, typeName } from '../parse.js'
@@ -73,7 +74,8 @@ export const device: SessionCriterion = {
       ok = false
     }
     if (!ok || typeof type !== 'string') return undefined
-    const satisfies = (d: PolicyDevice): boolean => (is === undefined || d.id === is) && (approved === undefined || d.approved === approved)
+    const satisfies = (d: PolicyDevice): boolean =>
+      (is === undefined || d.id === is) && (approved === undefined ? d.pendingApproval !== true : d.approved === approved)
     return (session) => {
       const devices = session.devices
       if (devices === undefined) return DEVICE_UNAUTHENTICATED

@@ -1,0 +1,309 @@
+/**
+ * Device identity in real headless Chromium (docs/devices.md): WebAuthn through Chromium's
+ * virtual authenticators (CDP `WebAuthn` domain, `usb` security keys and `internal` platform
+ * authenticators with user verification) against the real Portcullis process, a real OpenID
+ * provider, and memory or PostgreSQL storage.
+ */
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import pg from 'pg'
+import type { BrowserContext, CDPSession, Page } from 'playwright-core'
+import { browserTestOptions, launchBrowser, screenshot } from './fixtures/browser.js'
+import type { TestBrowser } from './fixtures/browser.js'
+import { startSignInSetup } from './fixtures/sign-in.js'
+import type { SignInSetup } from './fixtures/sign-in.js'
+import { waitFor } from './fixtures/wait.js'
+
+const ADMIN = 'https://admin.localhost'
+
+async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `portcullis_devices_${randomBytes(6).toString('hex')}`
+  const admin = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' })
+  await admin.connect()
+  await admin.query(`CREATE DATABASE ${name}`)
+  await admin.end()
+  return {
+    url: `postgres://postgres@127.0.0.1:5432/${name}`,
+    async drop() {
+      const c = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' })
+      await c.connect()
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      await c.end()
+    },
+  }
+}
+
+interface Person {
+  readonly context: BrowserContext
+  readonly page: Page
+  readonly cdp: CDPSession
+}
+
+async function addAuthenticator(cdp: CDPSession, transport: 'usb' | 'internal'): Promise<string> {
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: { protocol: 'ctap2', transport, hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+  })
+  return authenticatorId
+}
+
+for (const storage of ['memory', 'postgres'] as const) {
+  describe(`devices in Chromium (${storage} storage)`, browserTestOptions(), () => {
+    let setup: SignInSetup
+    let browser: TestBrowser
+    let db: { url: string; drop(): Promise<void> } | undefined
+    let base: string
+
+    before(async () => {
+      db = storage === 'postgres' ? await createDatabase() : undefined
+      setup = await startSignInSetup({
+        settings: {
+          ...(db ? { databroker_storage_type: 'postgres', databroker_storage_connection_string: db.url } : {}),
+          device_types: [{ id: 'kiosk', name: 'Kiosk key', approval_required: true }],
+          device_approvers: { allow: { or: [{ email: { is: 'alice@example.com' } }] } },
+        },
+        routes: (upstream) => [
+          { from: ADMIN, prefix: '/any', to: upstream, policy: { allow: { and: [{ authenticated_user: true }, { device: { type: 'any' } }] } } },
+          { from: ADMIN, prefix: '/enclave', to: upstream, policy: { allow: { and: [{ authenticated_user: true }, { device: { type: 'enclave_only' } }] } } },
+          { from: ADMIN, prefix: '/pinned', to: upstream, policy: { allow: { and: [{ device: { type: 'any', is: 'not-this-device' } }] } } },
+          { from: ADMIN, prefix: '/kiosk', to: upstream, policy: { allow: { and: [{ device: { type: 'kiosk' } }] } } },
+        ],
+      })
+      base = `https://admin.localhost:${setup.port}`
+      browser = await launchBrowser()
+    })
+    after(async () => {
+      await browser?.close()
+      await setup?.close()
+      await db?.drop()
+    })
+
+    async function person(email: string, password: string): Promise<Person> {
+      const context = await browser.newContext({ ignoreHTTPSErrors: true })
+      const page = await context.newPage()
+      const cdp = await context.newCDPSession(page)
+      await cdp.send('WebAuthn.enable')
+      await page.goto(`${setup.app}/`)
+      await page.waitForSelector('form#login')
+      await page.fill('input[name=email]', email)
+      await page.fill('input[name=password]', password)
+      await Promise.all([page.waitForURL(`${setup.app}/`), page.click('form#login [type=submit]')])
+      return { context, page, cdp }
+    }
+
+    /** Clicks a button of the device page and waits for where it leads (or for its status line). */
+    async function ceremony(p: Person, button: 'register' | 'authenticate'): Promise<void> {
+      const before = p.page.url()
+      await p.page.click(`#${button}`)
+      // Polled from here: the page's CSP (script by nonce only) forbids waitForFunction's eval.
+      await waitFor(`the device ceremony to finish (${button})`, async () => {
+        if (p.page.url() !== before) return true
+        const said = (await p.page.locator('#status').textContent({ timeout: 200 }).catch(() => '')) ?? ''
+        return /refused|could not|not |already|another|went backwards/i.test(said)
+      }).catch(async (err: unknown) => {
+        throw new Error(`${String(err)}; at ${p.page.url()}, status: ${await p.page.locator('#status').textContent().catch(() => '?')}`)
+      })
+      await p.page.waitForLoadState()
+    }
+
+    const status = async (p: Person): Promise<string> => `${p.page.url()}: ${(await p.page.textContent('body')) ?? ''}`
+    const body = async (p: Person): Promise<string> => (await p.page.textContent('body')) ?? ''
+
+    let alice: Person
+    let aliceKey: string
+
+    it('a route that needs a device of type any sends a signed-in user to enrollment; a security key gets them in', async () => {
+      alice = await person('alice@example.com', 'alice-password')
+      aliceKey = await addAuthenticator(alice.cdp, 'usb')
+      const response = await alice.page.goto(`${base}/any/page?x=1`)
+      assert.equal(response?.status(), 200)
+      const url = new URL(alice.page.url())
+      assert.equal(url.pathname, '/.pomerium/webauthn')
+      assert.equal(url.searchParams.get('pomerium_device_type'), 'any')
+      await screenshot(alice.page, `devices-${storage}-enroll`)
+      await ceremony(alice, 'register')
+      assert.equal(new URL(alice.page.url()).pathname, '/any/page', await status(alice))
+      assert.match(await body(alice), /"url":"\/any\/page\?x=1"/)
+    })
+
+    /** Signs this person out of Portcullis and the provider (new cookies) and in again: a new session without devices. */
+    async function signInAgain(p: Person, email: string, password: string): Promise<void> {
+      await p.context.clearCookies()
+      await p.page.goto(`${setup.app}/`)
+      await p.page.waitForSelector('form#login')
+      await p.page.fill('input[name=email]', email)
+      await p.page.fill('input[name=password]', password)
+      await Promise.all([p.page.waitForURL(`${setup.app}/`), p.page.click('form#login [type=submit]')])
+    }
+
+    async function deviceCount(p: Person): Promise<number> {
+      await p.page.goto(`${base}/.pomerium/`)
+      return await p.page.locator('form[action="/.pomerium/devices/remove"]').count()
+    }
+
+    it('a new session uses the registered key without enrolling again', async () => {
+      await signInAgain(alice, 'alice@example.com', 'alice-password')
+      await alice.page.goto(`${base}/any/second`)
+      assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
+      assert.equal(await alice.page.locator('#authenticate').count(), 1, 'offers the registered device')
+      await ceremony(alice, 'authenticate')
+      const landed = new URL(alice.page.url()).pathname
+      assert.equal(landed, '/any/second', landed === '/any/second' ? '' : await status(alice))
+      assert.equal(await deviceCount(alice), 1, 'still one device')
+    })
+
+    it('the user page lists the device: type, dates, approval', async () => {
+      await alice.page.goto(`${base}/.pomerium/`)
+      const text = await body(alice)
+      assert.match(text, /Devices/)
+      assert.match(text, /Any device/)
+      assert.match(text, /Last used/)
+      await screenshot(alice.page, `devices-${storage}-user-page`)
+    })
+
+    it('a device that is not the one a rule names gets 450 with the rule on the page', async () => {
+      const response = await alice.page.goto(`${base}/pinned/`)
+      assert.equal(response?.status(), 450)
+      assert.match(await body(alice), /not one this route allows/)
+      assert.match(await body(alice), /not-this-device/)
+    })
+
+    it('enclave_only refuses a security key and accepts a platform authenticator', async () => {
+      await alice.page.goto(`${base}/enclave/x`)
+      assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
+      assert.equal(new URL(alice.page.url()).searchParams.get('pomerium_device_type'), 'enclave_only')
+      // The browser would offer only platform authenticators; a client that sends a security
+      // key's registration anyway is refused by the server.
+      const refused = await alice.page.evaluate<{ status: number; body: { error: string } }>(`(async () => {
+        const data = JSON.parse(document.getElementById('page-data').textContent)
+        const dec = (v) => Uint8Array.from(atob(v.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((v.length + 3) % 4)), (c) => c.charCodeAt(0))
+        const o = data.registration
+        const cred = await navigator.credentials.create({
+          publicKey: {
+            challenge: dec(o.challenge),
+            rp: o.rp,
+            user: { ...o.user, id: dec(o.user.id) },
+            pubKeyCredParams: [{ type: 'public-key', alg: -7 }],
+            authenticatorSelection: { authenticatorAttachment: 'cross-platform', userVerification: 'required' },
+            attestation: 'direct',
+          },
+        })
+        const answer = await fetch(data.action, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'register', state: data.state, credential: cred.toJSON() }) })
+        return { status: answer.status, body: await answer.json() }
+      })()`)
+      assert.equal(refused.status, 400)
+      assert.match(refused.body.error, /not a Platform authenticator/)
+      await alice.page.reload()
+      await addAuthenticator(alice.cdp, 'internal')
+      await ceremony(alice, 'register')
+      const landed = new URL(alice.page.url()).pathname
+      assert.equal(landed, '/enclave/x', landed === '/enclave/x' ? '' : await status(alice))
+    })
+
+    it('a removed device ends its grants at once: the route asks for enrollment again', async () => {
+      const response = await alice.page.goto(`${base}/any/again`)
+      assert.equal(response?.status(), 200)
+      assert.equal(new URL(alice.page.url()).pathname, '/any/again')
+      await alice.page.goto(`${base}/.pomerium/`)
+      const before = await alice.page.locator('form[action="/.pomerium/devices/remove"]').count()
+      assert.equal(before, 2)
+      // The first listed is the security key (registered first).
+      await Promise.all([alice.page.waitForNavigation(), alice.page.locator('form[action="/.pomerium/devices/remove"] button').first().click()])
+      const left = await alice.page.locator('form[action="/.pomerium/devices/remove"]').count()
+      assert.equal(left, 1, left === 1 ? '' : await status(alice))
+      await alice.page.goto(`${base}/any/again`)
+      assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn', 'enrollment again')
+      assert.equal(await alice.page.locator('#authenticate').count(), 0, 'the removed key is not offered')
+      // The platform authenticator (enclave_only) still works on its route.
+      await alice.page.goto(`${base}/enclave/still`)
+      assert.equal(new URL(alice.page.url()).pathname, '/enclave/still')
+    })
+
+    it('a device type that requires approval answers 450 until an approver approves it, then 200', async () => {
+      await alice.page.goto(`${base}/kiosk/x`)
+      assert.equal(new URL(alice.page.url()).searchParams.get('pomerium_device_type'), 'kiosk')
+      await alice.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: aliceKey })
+      aliceKey = await addAuthenticator(alice.cdp, 'usb')
+      await ceremony(alice, 'register')
+      assert.equal(new URL(alice.page.url()).pathname, '/kiosk/x')
+      const pending = await alice.page.reload()
+      assert.equal(pending?.status(), 450)
+      assert.match(await body(alice), /waits for an approver/)
+      await alice.page.goto(`${base}/.pomerium/devices`)
+      await screenshot(alice.page, `devices-${storage}-approvers`)
+      const approve = alice.page.locator('li', { hasText: 'Kiosk key' }).locator('button', { hasText: 'Approve' })
+      await Promise.all([alice.page.waitForNavigation(), approve.click()])
+      assert.match(await body(alice), /yes \(alice@example.com\)/)
+      const ok = await alice.page.goto(`${base}/kiosk/x`)
+      assert.equal(ok?.status(), 200)
+      // Revoked: 450 again at once.
+      await alice.page.goto(`${base}/.pomerium/devices`)
+      await Promise.all([alice.page.waitForNavigation(), alice.page.locator('li', { hasText: 'Kiosk key' }).locator('button', { hasText: 'Revoke' }).click()])
+      assert.equal((await alice.page.goto(`${base}/kiosk/x`))?.status(), 450)
+    })
+
+    it('a tampered device link is refused with 400', async () => {
+      await alice.page.goto(`${base}/any/tamper`)
+      const url = new URL(alice.page.url())
+      assert.equal(url.pathname, '/.pomerium/webauthn')
+      url.searchParams.set('pomerium_device_type', 'kiosk')
+      assert.equal((await alice.page.goto(url.href))?.status(), 400)
+      url.searchParams.set('pomerium_device_type', 'any')
+      url.searchParams.set('pomerium_redirect_uri', 'https://evil.example/')
+      assert.equal((await alice.page.goto(url.href))?.status(), 400)
+    })
+
+    it("another user's credential is refused", async () => {
+      // Alice has a security key again (registered at /any).
+      await alice.page.goto(`${base}/any/mine`)
+      if (new URL(alice.page.url()).pathname === '/.pomerium/webauthn') await ceremony(alice, 'register')
+      assert.equal(new URL(alice.page.url()).pathname, '/any/mine')
+      const creds = await alice.cdp.send('WebAuthn.getCredentials', { authenticatorId: aliceKey })
+      const aliceCred = creds.credentials[0]
+      assert.ok(aliceCred)
+      const bob = await person('bob@example.com', 'bob-password')
+      const bobKey = await addAuthenticator(bob.cdp, 'usb')
+      await bob.page.goto(`${base}/any/bob`)
+      await ceremony(bob, 'register')
+      assert.equal(new URL(bob.page.url()).pathname, '/any/bob')
+      // A new session for Bob; his authenticator now also holds Alice's key.
+      await signInAgain(bob, 'bob@example.com', 'bob-password')
+      await bob.cdp.send('WebAuthn.addCredential', { authenticatorId: bobKey, credential: { ...aliceCred, rpId: 'admin.localhost' } })
+      await bob.page.goto(`${base}/any/bob`)
+      assert.equal(new URL(bob.page.url()).pathname, '/.pomerium/webauthn')
+      const aliceId = Buffer.from(aliceCred.credentialId, 'base64').toString('base64url')
+      const answer = await bob.page.evaluate<{ status: number; body: { error: string } }>(`(async () => {
+        const data = JSON.parse(document.getElementById('page-data').textContent)
+        const dec = (v) => Uint8Array.from(atob(v.replace(/-/g, '+').replace(/_/g, '/') + '==='.slice((v.length + 3) % 4)), (c) => c.charCodeAt(0))
+        const cred = await navigator.credentials.get({ publicKey: { challenge: dec(data.authentication.challenge), rpId: data.authentication.rpId, allowCredentials: [{ type: 'public-key', id: dec(${JSON.stringify(aliceId)}) }] } })
+        const res = await fetch(data.action, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'authenticate', state: data.state, credential: cred.toJSON() }) })
+        return { status: res.status, body: await res.json() }
+      })()`)
+      assert.equal(answer.status, 403)
+      assert.match(answer.body.error, /another user/)
+      await bob.context.close()
+    })
+
+    it('a sign counter that goes backwards (a cloned key) is refused', async () => {
+      const creds = await alice.cdp.send('WebAuthn.getCredentials', { authenticatorId: aliceKey })
+      const original = creds.credentials[0]
+      assert.ok(original)
+      // Use it once more so the stored counter is ahead of a copy made earlier.
+      await signInAgain(alice, 'alice@example.com', 'alice-password')
+      await alice.page.goto(`${base}/any/count`)
+      await ceremony(alice, 'authenticate')
+      assert.equal(new URL(alice.page.url()).pathname, '/any/count')
+      // The clone: the same key on another authenticator, its counter where the copy was made.
+      await signInAgain(alice, 'alice@example.com', 'alice-password')
+      await alice.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: aliceKey })
+      const clone = await addAuthenticator(alice.cdp, 'usb')
+      await alice.cdp.send('WebAuthn.addCredential', { authenticatorId: clone, credential: { ...original, rpId: 'admin.localhost', signCount: 0 } })
+      await alice.page.goto(`${base}/any/count`)
+      await ceremony(alice, 'authenticate')
+      assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
+      assert.match(await alice.page.textContent('#status') ?? '', /counter went backwards/)
+      const logged = setup.portcullis.logs.some((l) => l.includes('signature counter went backwards'))
+      assert.ok(logged, 'logged')
+    })
+  })
+}
