@@ -6,11 +6,13 @@
  */
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { execFile } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
 import pg from 'pg'
 import type { BrowserContext, CDPSession, Page } from 'playwright-core'
 import { browserTestOptions, launchBrowser, screenshot } from './fixtures/browser.js'
 import type { TestBrowser } from './fixtures/browser.js'
+import { MAIN_SCRIPT } from './fixtures/portcullis.js'
 import { startSignInSetup } from './fixtures/sign-in.js'
 import type { SignInSetup } from './fixtures/sign-in.js'
 import { waitFor } from './fixtures/wait.js'
@@ -236,6 +238,7 @@ for (const storage of ['memory', 'postgres'] as const) {
       assert.match(await body(alice), /yes \(alice@example.com\)/)
       const ok = await alice.page.goto(`${base}/kiosk/x`)
       assert.equal(ok?.status(), 200)
+      assert.equal(new URL(alice.page.url()).pathname, '/kiosk/x', 'reached the app, not the device page')
       // Revoked: 450 again at once.
       await alice.page.goto(`${base}/.pomerium/devices`)
       await Promise.all([alice.page.waitForNavigation(), alice.page.locator('li', { hasText: 'Kiosk key' }).locator('button', { hasText: 'Revoke' }).click()])
@@ -305,5 +308,66 @@ for (const storage of ['memory', 'postgres'] as const) {
       const logged = setup.portcullis.logs.some((l) => l.includes('signature counter went backwards'))
       assert.ok(logged, 'logged')
     })
+
+    it('an enrollment link registers an approved device once; the second use is refused', async () => {
+      await alice.page.goto(`${base}/.pomerium/devices`)
+      await alice.page.fill('#enroll input[name=user]', 'bob@example.com')
+      await alice.page.selectOption('#enroll select[name=type]', 'kiosk')
+      await Promise.all([alice.page.waitForNavigation(), alice.page.click('#enroll button')])
+      const link = ((await alice.page.textContent('#link')) ?? '').trim()
+      assert.match(link, /\/\.pomerium\/webauthn\?pomerium_enrollment_token=/)
+      // Alice cannot use Bob's link.
+      assert.equal((await alice.page.goto(link))?.status(), 403)
+      const bob = await person('bob@example.com', 'bob-password')
+      await addAuthenticator(bob.cdp, 'usb')
+      assert.equal((await bob.page.goto(link))?.status(), 200)
+      await ceremony(bob, 'register')
+      assert.equal(new URL(bob.page.url()).pathname, '/.pomerium/device-enrolled', await status(bob))
+      assert.match(await body(bob), /approved/)
+      // Approved from the start: the kiosk route admits Bob without an approver.
+      assert.equal((await bob.page.goto(`${base}/kiosk/bob`))?.status(), 200)
+      assert.equal(new URL(bob.page.url()).pathname, '/kiosk/bob', 'reached the app, not the device page')
+      const again = await bob.page.goto(link)
+      assert.equal(again?.status(), 400)
+      assert.match(await body(bob), /already used or has expired/)
+      // A link whose token was altered is refused before any lookup.
+      assert.equal((await bob.page.goto(link.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A'))))?.status(), 400)
+      await bob.context.close()
+    })
+
+    if (storage === 'postgres') {
+      it('portcullis devices lists, revokes and approves devices in the same storage', async () => {
+        const run = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
+          await new Promise((resolve) => {
+            execFile(process.execPath, [MAIN_SCRIPT, 'devices', ...args, '--config', setup.portcullis.configFile], (err, stdout, stderr) => {
+              resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
+            })
+          })
+        // An enrollment link from the command, used by Alice (signed in, her key at hand).
+        const link = await run('enroll', '--user', 'alice@example.com', '--type', 'kiosk', '--url', base, '--lifetime', '1h')
+        assert.equal(link.code, 0, link.stderr)
+        assert.match(link.stdout.trim(), new RegExp(`^${base.replace(/[.]/g, '\\.')}/\\.pomerium/webauthn\\?pomerium_enrollment_token=`))
+        assert.equal((await alice.page.goto(link.stdout.trim()))?.status(), 200, "the server accepts the command's link")
+        await ceremony(alice, 'register')
+        assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/device-enrolled')
+        const listed = await run('list', '--user', 'alice@example.com', '--json')
+        assert.equal(listed.code, 0, listed.stderr)
+        const devices = JSON.parse(listed.stdout) as { id: string; type: string; approved: boolean; approved_by?: string }[]
+        const kiosk = devices.find((d) => d.type === 'kiosk' && d.approved)
+        assert.ok(kiosk, listed.stdout)
+        assert.equal(kiosk.approved_by, 'enrollment link')
+        const open = async (path: string): Promise<number | undefined> => {
+          const response = await alice.page.goto(`${base}${path}`)
+          assert.equal(new URL(alice.page.url()).pathname, path, 'no redirect to the device page')
+          return response?.status()
+        }
+        assert.equal(await open('/kiosk/cli-1'), 200)
+        assert.equal((await run('revoke', kiosk.id)).code, 0)
+        assert.equal(await open('/kiosk/cli-2'), 450)
+        assert.equal((await run('approve', kiosk.id)).code, 0)
+        assert.equal(await open('/kiosk/cli-3'), 200)
+        assert.equal((await run('approve', 'no-such-device')).code, 1)
+      })
+    }
   })
 }

@@ -24,6 +24,7 @@ import type { AuthenticationResponseJSON, AuthenticatorTransportFuture, Registra
 import type { DeviceType } from '../config/devices.js'
 import { decide } from '../policy/index.js'
 import type { CompiledPolicy } from '../policy/index.js'
+import { enrollmentIdOf, enrollmentIsFor, enrollmentLinkKey, enrollmentPath } from '../session/devices.js'
 import type { DeviceCredential, DeviceStore } from '../session/devices.js'
 import { PARAM_DEVICE_TYPE, PARAM_ENROLLMENT_TOKEN, PARAM_REDIRECT_URI, UsedOnce } from '../session/flow.js'
 import { policySession } from '../session/policy-session.js'
@@ -35,7 +36,7 @@ import { verifySignedUrl } from '../session/signed-url.js'
 import { PortcullisError } from '../shared/errors.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
-import { deviceEnrolledPage, devicesAdminPage, webauthnPage } from '../ui/device-pages.js'
+import { deviceEnrolledPage, devicesAdminPage, enrollmentLinkPage, webauthnPage } from '../ui/device-pages.js'
 import type { UserPageDevice } from '../ui/pages.js'
 import { formFields, json, page, redirect, single } from './endpoint.js'
 import type { EndpointRequest, EndpointResponse } from './endpoint.js'
@@ -101,6 +102,11 @@ function sameOrigin(req: EndpointRequest, ctx: WebAuthnContext): boolean {
   return origin === undefined || origin === 'null' || origin === ctx.origin
 }
 
+function userEmail(session: Session): string | undefined {
+  const email = session.claims['email']
+  return typeof email === 'string' ? email : undefined
+}
+
 function userLabel(session: Session): string {
   const email = session.claims['email']
   return typeof email === 'string' && email !== '' ? email : session.userId
@@ -117,7 +123,7 @@ export class WebAuthnEndpoints {
     this.#deps = deps
     const derive = (info: string): Buffer => Buffer.from(hkdfSync('sha256', deps.secrets.sharedSecret, Buffer.alloc(0), info, 32))
     this.#stateKey = derive('portcullis webauthn ceremony state')
-    this.#linkKey = derive('portcullis device enrollment links')
+    this.#linkKey = enrollmentLinkKey(deps.secrets.sharedSecret)
     this.#csrfKey = derive('portcullis device forms')
   }
 
@@ -154,16 +160,9 @@ export class WebAuthnEndpoints {
     }
   }
 
-  /** An enrollment link's token: the enrollment id and its MAC, so a guessed or altered id is refused before any lookup. */
-  enrollmentToken(enrollmentId: string): string {
-    return `${enrollmentId}.${this.#mac(this.#linkKey, enrollmentId)}`
-  }
-
-  #enrollmentId(token: string): string | undefined {
-    const dot = token.lastIndexOf('.')
-    if (dot <= 0) return undefined
-    const id = token.slice(0, dot)
-    return this.#equal(token.slice(dot + 1), this.#mac(this.#linkKey, id)) ? id : undefined
+  /** The path of an enrollment link for `enrollmentId` (on any route host). */
+  enrollmentPath(enrollmentId: string): string {
+    return enrollmentPath(this.#linkKey, enrollmentId)
   }
 
   #mac(key: Buffer, text: string): string {
@@ -193,13 +192,13 @@ export class WebAuthnEndpoints {
     const params = url.searchParams
     const token = params.get(PARAM_ENROLLMENT_TOKEN)
     if (token !== null) {
-      const enrollmentId = this.#enrollmentId(token)
+      const enrollmentId = enrollmentIdOf(this.#linkKey, token)
       if (enrollmentId === undefined) throw new Refusal(400, 'This enrollment link is not valid.')
       const session = await ctx.session()
       if (!session) return ctx.signIn(url.href)
       const enrollment = await this.#deps.devices.openEnrollment(enrollmentId)
       if (!enrollment) throw new Refusal(400, 'This enrollment link was already used or has expired. Ask your administrator for a new one.')
-      if (enrollment.userId !== session.userId) {
+      if (!enrollmentIsFor(enrollment, session.userId, userEmail(session))) {
         this.#deps.logger.warn({ requestId: req.requestId, userId: session.userId, enrollmentFor: enrollment.userId }, 'enrollment link used by another user')
         throw new Refusal(403, 'This enrollment link was made for another user.')
       }
@@ -474,6 +473,19 @@ export class WebAuthnEndpoints {
     return redirect('/.pomerium/')
   }
 
+  /** An approver makes an enrollment link for a person: single use, expiring, signed. */
+  async #createLink(req: EndpointRequest, ctx: WebAuthnContext, form: URLSearchParams, by: string): Promise<EndpointResponse> {
+    const user = (form.get('user') ?? '').trim()
+    if (user === '' || user.length > 320) throw new Refusal(400, 'Name the user the link is for (their email or user id).')
+    const type = this.#type(form.get('type') ?? '')
+    const hours = Number(form.get('hours') ?? '168')
+    if (!Number.isFinite(hours) || hours <= 0 || hours > 24 * 90) throw new Refusal(400, 'The link lifetime must be between 1 hour and 90 days.')
+    const enrollment = await this.#deps.devices.createEnrollment({ typeId: type.id, userId: user, createdBy: by, lifetimeMs: hours * 3600_000 })
+    const link = `${ctx.origin}${this.enrollmentPath(enrollment.id)}`
+    this.#deps.logger.info({ requestId: req.requestId, approver: by, enrollmentFor: user, deviceType: type.id, expiresAt: new Date(enrollment.expiresAt).toISOString() }, 'device enrollment link created')
+    return page(200, enrollmentLinkPage({ link, user, typeName: type.name, expiresAt: new Date(enrollment.expiresAt), backUrl: DEVICES_PATH }))
+  }
+
   // GET|POST /.pomerium/devices
   async #admin(req: EndpointRequest, ctx: WebAuthnContext, get: boolean): Promise<EndpointResponse> {
     const session = await ctx.session()
@@ -490,8 +502,9 @@ export class WebAuthnEndpoints {
     if (!get) {
       const form = this.#checkForm(req, ctx, session)
       const op = form.get('op')
+      if (op === 'enroll') return await this.#createLink(req, ctx, form, by)
       const id = form.get('id') ?? ''
-      if (op !== 'approve' && op !== 'revoke') throw new Refusal(400, 'Expected op approve or revoke.')
+      if (op !== 'approve' && op !== 'revoke') throw new Refusal(400, 'Expected op approve, revoke or enroll.')
       const updated = await this.#deps.devices.setApproved(id, op === 'approve', by)
       if (!updated) throw new Refusal(400, 'There is no such device.')
       this.#deps.logger.info({ requestId: req.requestId, approver: by, credentialId: id, owner: updated.userId }, op === 'approve' ? 'device approved' : 'device approval revoked')
@@ -502,6 +515,7 @@ export class WebAuthnEndpoints {
     return page(
       200,
       devicesAdminPage({
+        types: types.map((t) => ({ id: t.id, name: t.name })),
         user: by,
         action: DEVICES_PATH,
         csrfToken: this.formToken(session.id),

@@ -1,13 +1,13 @@
 /**
  * Command-line parsing: `portcullis [serve|validate|demo] [--config FILE]`. Pomerium's Go-style
  * single-dash `-config FILE` and `-config=FILE` are accepted too, so existing unit files work.
- * `portcullis users ...` and `portcullis policy ...` hand everything after the command word to
+ * `portcullis users ...`, `portcullis policy ...` and `portcullis devices ...` hand everything after the command word to
  * their own modules, which have their own options and `--help`; so do the tunnel client's
  * `tcp|udp|logout|routes|k8s` (src/client/cli.ts, dispatched by main.ts before this parser).
  */
 import { applyEnv } from '../config/env.js'
 
-export type Command = 'serve' | 'validate' | 'demo' | 'users' | 'policy' | 'help' | 'version'
+export type Command = 'serve' | 'validate' | 'demo' | 'users' | 'policy' | 'devices' | 'help' | 'version'
 
 export interface Args {
   readonly command: Command
@@ -26,6 +26,7 @@ const COMMANDS = new Set<Command>(['serve', 'validate', 'demo', 'help', 'version
 export function parseArgs(argv: readonly string[]): Args {
   if (argv[0] === 'users') return { command: 'users', configFile: undefined, errors: [], rest: argv.slice(1), help: false }
   if (argv[0] === 'policy') return { command: 'policy', configFile: undefined, errors: [], rest: argv.slice(1), help: false }
+  if (argv[0] === 'devices') return { command: 'devices', configFile: undefined, errors: [], rest: argv.slice(1), help: false }
   let command: Command = 'serve'
   let named = false
   let help = false
@@ -63,6 +64,10 @@ export const USAGE = `Usage:
   portcullis users add --file FILE --email EMAIL ...  add a user to that file (portcullis users --help)
   portcullis policy explain --config FILE --url URL --email E [--groups a,b] [--claim k=v]
                                      what a route's policy decides for someone, rule by rule
+                                     (--device-type/--device-id/--device-approved add a device)
+  portcullis devices list|approve|revoke|enroll --config FILE ...
+                                     users' WebAuthn devices: approval and enrollment links
+                                     (portcullis devices --help)
 
 Tunnel client (pomerium-cli's commands and flags):
   portcullis tcp HOST:PORT [--listen ADDR|-] [--pomerium-url URL]

@@ -9,6 +9,7 @@ import { COMMAND_HELP, environmentConfigures, needsConfig, parseArgs, USAGE } fr
 import { demo } from './demo.js'
 import { serve } from './serve.js'
 import { policyCommand } from './policy-explain.js'
+import { devicesCommand } from './devices.js'
 import { users } from './users.js'
 import { validate } from './validate.js'
 
@@ -40,7 +41,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`${USAGE}\n`)
     return 2
   }
-  if (args.help && args.command !== 'users' && args.command !== 'policy') {
+  if (args.help && args.command !== 'users' && args.command !== 'policy' && args.command !== 'devices') {
     process.stdout.write(`${COMMAND_HELP[args.command]}\n`)
     return 0
   }
@@ -65,6 +66,8 @@ async function main(argv: readonly string[]): Promise<number> {
       return await users(args.rest)
     case 'policy':
       return policyCommand(args.rest)
+    case 'devices':
+      return await devicesCommand(args.rest)
   }
 }
 

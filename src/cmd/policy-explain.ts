@@ -17,9 +17,13 @@ import { createLogger } from '../shared/log.js'
 export const POLICY_USAGE = `Usage:
   portcullis policy explain --config FILE --url URL [--email E] [--user ID] [--groups a,b]
                             [--claim name=value]... [--method GET] [--ip 203.0.113.7] [--anonymous]
+                            [--device-type TYPE] [--device-id ID] [--device-approved]
 
 Prints the route the URL matches, each policy rule with its result, and the decision
-(allow, sign-in, deny with reasons). Without --email/--user the request is anonymous.`
+(allow, sign-in, deny with reasons). Without --email/--user the request is anonymous.
+--device-type (default any when --device-id or --device-approved is given) puts one registered
+device in the session: its credential id (--device-id, default explain-device) and whether it
+is approved; without them the session has no device.`
 
 export function policyCommand(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s)): number {
   if (argv[0] !== 'explain') {
@@ -44,6 +48,9 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
         method: { type: 'string', default: 'GET' },
         ip: { type: 'string', default: '127.0.0.1' },
         anonymous: { type: 'boolean', default: false },
+        'device-type': { type: 'string' },
+        'device-id': { type: 'string' },
+        'device-approved': { type: 'boolean', default: false },
       },
       strict: true,
     }).values
@@ -79,7 +86,7 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
     return 0
   }
   const mtls = mtlsEnforcement(config)
-  const compiled = compileRoutePolicy(route, { path: `routes[${route.index}]`, ...(mtls ? { mtls } : {}) })
+  const compiled = compileRoutePolicy(route, { path: `routes[${route.index}]`, deviceTypes: config.deviceTypes.map((t) => t.id), ...(mtls ? { mtls } : {}) })
   if (!compiled.policy) {
     for (const e of compiled.errors) out(`${e.path}: ${e.message}\n`)
     return 1
@@ -102,6 +109,17 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
     claims['email_verified'] ??= true
   }
   const signedIn = !values.anonymous && (values.email !== undefined || values.user !== undefined)
+  const deviceGiven = values['device-type'] !== undefined || values['device-id'] !== undefined || values['device-approved'] === true
+  const deviceType = values['device-type'] ?? 'any'
+  const type = config.deviceTypes.find((t) => t.id === deviceType)
+  if (deviceGiven && !type) {
+    out(`portcullis: --device-type ${JSON.stringify(deviceType)} is not a configured device type (${config.deviceTypes.map((t) => t.id).join(', ')})\n`)
+    return 2
+  }
+  const approved = values['device-approved'] === true
+  const devices = deviceGiven
+    ? [{ id: values['device-id'] ?? 'explain-device', typeId: deviceType, approved, ...(type?.approvalRequired === true && !approved ? { pendingApproval: true } : {}) }]
+    : []
   const session: PolicySession | undefined = signedIn
     ? {
         sessionId: 'explain',
@@ -109,6 +127,7 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
         email: values.email ?? '',
         emailVerified: claims['email_verified'] === true ? true : undefined,
         claims,
+        devices,
       }
     : undefined
   const evaluation = compiled.policy.evaluate(
@@ -127,7 +146,9 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
   out(
     [
       `route:    ${route.name ?? route.fromUrl} (routes[${route.index}], ${route.from.host}${route.prefix ?? route.path ?? route.regex ?? '/'})`,
-      `request:  ${(values.method ?? 'GET').toUpperCase()} ${url.pathname} from ${values.ip ?? '127.0.0.1'} as ${session ? `${session.email || session.userId}${values.groups ? ` (groups ${values.groups})` : ''}` : 'anonymous'}`,
+      `request:  ${(values.method ?? 'GET').toUpperCase()} ${url.pathname} from ${values.ip ?? '127.0.0.1'} as ${session ? `${session.email || session.userId}${values.groups ? ` (groups ${values.groups})` : ''}` : 'anonymous'}${
+        session ? `, ${devices.map((d) => `device ${d.id} (${d.typeId}, ${d.approved ? 'approved' : 'not approved'})`).join('') || 'no device'}` : ''
+      }`,
       `policy:   ${JSON.stringify(compiled.policy.source)}`,
       '',
       explainEvaluation(evaluation),
@@ -135,7 +156,9 @@ export function policyCommand(argv: readonly string[], out: (s: string) => void 
       `decision: ${verdict}`,
       ...decision.reasons.map((r) => `  - ${r}: ${describeReason(r)}`),
       // What the 403 page says: which rule decided, or that there is no allow rule at all.
-      ...(decision.kind === 'deny' ? ['why (as the 403 page says it):', ...describeDenial(evaluation, decision).map((w) => `  - ${w}`)] : []),
+      ...(decision.kind === 'deny' || decision.kind === 'device-denied'
+        ? [`why (as the ${decision.status} page says it):`, ...describeDenial(evaluation, decision).map((w) => `  - ${w}`)]
+        : []),
       '',
     ].join('\n'),
   )

@@ -8,7 +8,7 @@
  * Records live in the databroker like sessions, so every instance and every backend sees the same
  * devices, and deleting one ends its grants on every route at the next request.
  */
-import { randomBytes } from 'node:crypto'
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { RecordStore } from '../databroker/index.js'
 import type { PolicyDevice } from '../policy/index.js'
 
@@ -48,7 +48,7 @@ export interface DeviceEnrollment {
   /** Random, unguessable: the link carries it. */
   readonly id: string
   readonly typeId: string
-  /** The user the link is for: another user signed in cannot use it. */
+  /** The user the link is for (user id or email): another user signed in cannot use it. */
   readonly userId: string
   /** Who made it (an approver's email, or `cli`). */
   readonly createdBy: string
@@ -86,6 +86,37 @@ export function isDeviceCredential(v: unknown): v is DeviceCredential {
 
 function isEnrollment(v: unknown): v is DeviceEnrollment {
   return isObject(v) && str(v['id']) && str(v['typeId']) && str(v['userId']) && str(v['createdBy']) && typeof v['createdAt'] === 'number' && typeof v['expiresAt'] === 'number' && optNum(v['usedAt'])
+}
+
+/** Whether `session` is the user an enrollment was made for (its user id, or its email in any case). */
+export function enrollmentIsFor(enrollment: DeviceEnrollment, userId: string, email: string | undefined): boolean {
+  if (enrollment.userId === userId) return true
+  return email !== undefined && email !== '' && enrollment.userId.toLowerCase() === email.toLowerCase()
+}
+
+/** The key that signs enrollment links, derived from the shared secret (the server and the CLI both know it). */
+export function enrollmentLinkKey(sharedSecret: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', sharedSecret, Buffer.alloc(0), 'portcullis device enrollment links', 32))
+}
+
+/** An enrollment link's token: the enrollment id and its MAC, so a guessed or altered id is refused before any lookup. */
+export function enrollmentToken(key: Buffer, enrollmentId: string): string {
+  return `${enrollmentId}.${createHmac('sha256', key).update(enrollmentId).digest('base64url')}`
+}
+
+/** The enrollment id a token carries, when its MAC is right. */
+export function enrollmentIdOf(key: Buffer, token: string): string | undefined {
+  const dot = token.lastIndexOf('.')
+  if (dot <= 0) return undefined
+  const id = token.slice(0, dot)
+  const given = Buffer.from(token.slice(dot + 1))
+  const expected = Buffer.from(createHmac('sha256', key).update(id).digest('base64url'))
+  return given.length === expected.length && timingSafeEqual(given, expected) ? id : undefined
+}
+
+/** The path of the device page with an enrollment link's token. */
+export function enrollmentPath(key: Buffer, enrollmentId: string): string {
+  return `/.pomerium/webauthn?${new URLSearchParams({ pomerium_enrollment_token: enrollmentToken(key, enrollmentId) }).toString()}`
 }
 
 /** What the authorizer needs of the configuration's device types. */

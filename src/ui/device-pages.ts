@@ -100,7 +100,7 @@ export interface AdminDevice {
 }
 
 /** `/.pomerium/devices`: every device, with approve and revoke for people `device_approvers` allows. */
-export function devicesAdminPage(d: { devices: readonly AdminDevice[]; action: string; csrfToken: string; user: string }): RenderedPage {
+export function devicesAdminPage(d: { devices: readonly AdminDevice[]; types: readonly { id: string; name: string }[]; action: string; csrfToken: string; user: string }): RenderedPage {
   const form = (id: string, op: 'approve' | 'revoke', label: string): string =>
     `<form method="post" action="${escapeHtml(d.action)}"><input type="hidden" name="csrf" value="${escapeHtml(d.csrfToken)}"><input type="hidden" name="id" value="${escapeHtml(id)}"><input type="hidden" name="op" value="${op}"><button type="submit">${label}</button></form>`
   const rows = d.devices.map(
@@ -112,8 +112,26 @@ export function devicesAdminPage(d: { devices: readonly AdminDevice[]; action: s
       ['Credential ID', dev.id],
     ])}${dev.approved ? form(dev.id, 'revoke', 'Revoke approval') : form(dev.id, 'approve', 'Approve')}</li>`,
   )
+  const options = d.types.map((t) => `<option value="${escapeHtml(t.id)}">${escapeHtml(t.name)}</option>`).join('')
+  const linkForm = `<h2>Enrollment link</h2><div class="card"><p>A link that registers one device for one person, approved from the start. It works once.</p>
+<form method="post" action="${escapeHtml(d.action)}" id="enroll"><input type="hidden" name="csrf" value="${escapeHtml(d.csrfToken)}"><input type="hidden" name="op" value="enroll">
+<p><label>User (email or user id) <input name="user" required maxlength="320"></label></p>
+<p><label>Device type <select name="type">${options}</select></label></p>
+<p><label>Valid for (hours) <input name="hours" type="number" min="1" max="2160" value="168"></label></p>
+<p><button type="submit">Create link</button></p></form></div>`
   return layout(
     'Devices',
-    `<h1>Devices</h1><p class="muted">Signed in as ${escapeHtml(d.user)} (a device approver).</p>${rows.length > 0 ? `<ul class="apps">${rows.join('')}</ul>` : '<div class="card"><p>No devices are registered.</p></div>'}`,
+    `<h1>Devices</h1><p class="muted">Signed in as ${escapeHtml(d.user)} (a device approver).</p>${rows.length > 0 ? `<ul class="apps">${rows.join('')}</ul>` : '<div class="card"><p>No devices are registered.</p></div>'}${linkForm}`,
+  )
+}
+
+export function enrollmentLinkPage(d: { link: string; user: string; typeName: string; expiresAt: Date; backUrl: string }): RenderedPage {
+  return layout(
+    'Enrollment link',
+    `<h1>Enrollment link</h1><div class="card">${list([
+      ['For', d.user],
+      ['Device type', d.typeName],
+      ['Valid until', readableDate(d.expiresAt)],
+    ])}<p>Give this link to the person; it works once, only for them:</p><p><code id="link">${escapeHtml(d.link)}</code></p></div><p><a href="${escapeHtml(d.backUrl)}">Back to devices</a></p>`,
   )
 }
