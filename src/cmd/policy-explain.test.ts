@@ -66,3 +66,48 @@ test('policy explain: the deciding rule in words, and a route without an allow r
     assert.match(typo.text, /decision: 403 Forbidden\nwhy \(as the 403 page says it\):\n {2}- this route has no allow rule, so it admits nobody\n/)
   }
 })
+
+test('policy explain: a device in the session (--device-type, --device-id, --device-approved)', () => {
+  const devices = join(mkdtempSync(join(tmpdir(), 'explain-')), 'config.yaml')
+  writeFileSync(
+    devices,
+    `device_types:
+  - id: kiosk
+    approval_required: true
+routes:
+  - from: https://ops.example.com
+    to: http://127.0.0.1:1
+    policy:
+      allow:
+        and:
+          - email: { is: alice@example.com }
+          - device: { type: kiosk }
+  - from: https://pinned.example.com
+    to: http://127.0.0.1:1
+    policy:
+      allow:
+        and:
+          - device: { is: ID-1 }
+`,
+  )
+  const run = (...args: string[]): { code: number; text: string } => {
+    let text = ''
+    const code = policyCommand(['explain', '--config', devices, ...args], (s) => (text += s))
+    return { code, text }
+  }
+  const none = run('--url', 'https://ops.example.com/', '--email', 'alice@example.com')
+  assert.equal(none.code, 0)
+  assert.match(none.text, /no device/)
+  assert.match(none.text, /decision: device required: enroll or authenticate a device of type kiosk/)
+  const pending = run('--url', 'https://ops.example.com/', '--email', 'alice@example.com', '--device-type', 'kiosk')
+  assert.match(pending.text, /decision: 450 device not allowed/)
+  assert.match(pending.text, /why \(as the 450 page says it\)/)
+  const approved = run('--url', 'https://ops.example.com/', '--email', 'alice@example.com', '--device-type', 'kiosk', '--device-approved')
+  assert.match(approved.text, /device explain-device \(kiosk, approved\)/)
+  assert.match(approved.text, /decision: allow/)
+  assert.match(run('--url', 'https://pinned.example.com/', '--email', 'a@b.c', '--device-id', 'ID-2').text, /decision: 450/)
+  assert.match(run('--url', 'https://pinned.example.com/', '--email', 'a@b.c', '--device-id', 'ID-1').text, /decision: allow/)
+  const unknown = run('--url', 'https://pinned.example.com/', '--email', 'a@b.c', '--device-type', 'laptop')
+  assert.equal(unknown.code, 2)
+  assert.match(unknown.text, /not a configured device type/)
+})

@@ -102,8 +102,8 @@ export function checkDeviceTypes(raw: Readonly<Record<string, unknown>>, issues:
     })
     const approval = entry['approval_required'] ?? false
     if (typeof approval !== 'boolean') fail('approval_required', 'expected true or false')
+    if (typeof id === 'string') seen.add(id)
     if (!ok || typeof id !== 'string') return
-    seen.add(id)
     types.set(id, {
       id,
       name: name as string,

@@ -92,3 +92,14 @@ test('the 450 page names the device rule that failed; a policy without device ru
   // Without the policy's device types (a policy with no device rule) step 3 is skipped.
   assert.equal(decide({ allow: false, deny: false, allowReasons: ['device-unauthenticated'], denyReasons: [] }).kind, 'deny')
 })
+
+test('device: a device awaiting approval satisfies no rule but approved: false, and is refused with 450', () => {
+  const pending: PolicyDevice = { id: 'K-1', typeId: 'any', approved: false, pendingApproval: true }
+  assert.equal(holds({ device: {} }, input(withDevices(pending))), false)
+  assert.equal(holds({ device: { is: 'K-1' } }, input(withDevices(pending))), false)
+  assert.equal(holds({ device: { approved: true } }, input(withDevices(pending))), false)
+  assert.equal(holds({ device: { approved: false } }, input(withDevices(pending))), true, 'a rule may ask for unapproved devices on purpose')
+  assert.equal(holds({ device: {} }, input(withDevices(pending, key('ID-2', false)))), true, 'another device of the type that needs no approval')
+  const p = ppl('allow: {or: [{device: {type: any}}]}')
+  assert.equal(decide(p.evaluate(input(withDevices(pending))), p.deviceTypes, withDevices(pending)).kind, 'device-denied')
+})
