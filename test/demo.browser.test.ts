@@ -146,11 +146,11 @@ describe('the demo in Chromium', browserTestOptions(), () => {
     await page.setViewportSize({ width: 390, height: 844 })
   })
 
-  it('the routes portal names both apps', async () => {
+  it('the routes portal names the apps this user may open', async () => {
     await page.goto(`http://app.localhost:${port}/.pomerium/routes`)
     await screenshot(page, 'demo-routes-portal')
     const titles = await page.$$eval('li.app h2 a', (as) => as.map((a) => (a as { textContent: string | null }).textContent?.trim()))
-    assert.deepEqual(titles.sort(), ['Team app', 'Welcome page'], 'apps by name, not by URL (the admin console is not for this user)')
+    assert.deepEqual(titles.sort(), ['Device app', 'Team app', 'Welcome page'], 'apps by name, not by URL (the admin console is not for this user)')
   })
 
   it('the regular user is refused by the admin console with a 403 page that says why', async () => {
@@ -164,6 +164,22 @@ describe('the demo in Chromium', browserTestOptions(), () => {
     assert.match(body, /user@example\.com/)
     assert.match(body, /Request ID/)
     await screenshot(page, 'demo-403-admin-console')
+  })
+
+  it('the device app sends the user to register a device, and a security key gets them in', async () => {
+    const cdp = await page.context().newCDPSession(page)
+    await cdp.send('WebAuthn.enable')
+    await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: { protocol: 'ctap2', transport: 'usb', hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+    })
+    await page.goto(`http://device.localhost:${port}/`)
+    assert.equal(new URL(page.url()).pathname, '/.pomerium/webauthn')
+    await screenshot(page, 'demo-device-page')
+    await Promise.all([page.waitForURL(`http://device.localhost:${port}/`), page.click('#register')])
+    assert.match((await page.textContent('h1')) ?? '', /Device app/)
+    await page.goto(`http://device.localhost:${port}/.pomerium/`)
+    assert.match((await page.textContent('body')) ?? '', /Any device/)
+    await cdp.detach()
   })
 
   it('a wrong password is refused with a clear message', async () => {
@@ -181,7 +197,7 @@ describe('the demo in Chromium', browserTestOptions(), () => {
     await page.goto(`http://app.localhost:${port}/.pomerium/`)
     assert.match((await page.textContent('h1')) ?? '', /Signed in as Uma User/)
     await screenshot(page, 'demo-session')
-    await Promise.all([page.waitForNavigation(), page.click('form button[type=submit]')])
+    await Promise.all([page.waitForNavigation(), page.click('form[action="/.pomerium/sign_out"] button[type=submit]')])
     // The provider confirms its own sign-out.
     if (!page.url().includes('/.pomerium/signed_out')) {
       await screenshot(page, 'demo-provider-logout')

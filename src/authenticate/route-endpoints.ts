@@ -191,7 +191,9 @@ export class RouteEndpoints implements EndpointHandler {
       return redirect(signInUrl(settings, this.#deps.secrets.sharedSecret, `${this.#origin(req)}/.pomerium/`, idpId).href)
     }
     // The route's own sign-out takes a POST without a token, as Pomerium's does: it only ends a session.
-    const devices = this.#deps.webauthn ? await this.#deps.webauthn.userDevices(session) : undefined
+    // The devices card only for people who have registered one: most users never meet devices.
+    const registered = this.#deps.webauthn ? await this.#deps.webauthn.userDevices(session) : undefined
+    const devices = registered && registered.list.length > 0 ? registered : undefined
     return page(
       200,
       userPage({

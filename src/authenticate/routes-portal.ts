@@ -76,7 +76,10 @@ function rootInput(route: PortalRouteConfig, session: PolicySession | undefined,
 export function mayOpen(candidate: PortalCandidate, viewer: PortalViewer): boolean {
   const sameProvider = candidate.idpId !== undefined && candidate.idpId === viewer.idpId
   const session = sameProvider ? viewer.session : undefined
-  return decide(candidate.policy.evaluate(rootInput(candidate.route, session, viewer))).kind === 'allow'
+  // A route that needs a device the viewer has not registered yet is one they may open: it
+  // sends them to register one first (docs/devices.md).
+  const kind = decide(candidate.policy.evaluate(rootInput(candidate.route, session, viewer)), candidate.policy.deviceTypes, session).kind
+  return kind === 'allow' || kind === 'device-enroll'
 }
 
 /** The routes the viewer may open, in config order. */

@@ -60,9 +60,10 @@ function welcome(port: number, users: readonly { email: string; role: string }[]
     res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
     res.end(`<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>Portcullis demo</title>
 <style>${PAGE_STYLE}</style></head><body><h1>Portcullis demo</h1>
-<p>This page is public. The two apps below are behind Portcullis: opening one sends you to sign in at Portcullis' built-in identity provider.</p>
+<p>This page is public. The apps below are behind Portcullis: opening one sends you to sign in at Portcullis' built-in identity provider.</p>
 <ul><li><a href="http://app.localhost:${port}/">Team app</a>: any signed-in user</li>
-<li><a href="http://admin.localhost:${port}/">Admin console</a>: admins only</li></ul>
+<li><a href="http://admin.localhost:${port}/">Admin console</a>: admins only</li>
+<li><a href="http://device.localhost:${port}/">Device app</a>: any signed-in user, from a registered device (a security key, or a platform authenticator such as Touch ID or Windows Hello)</li></ul>
 <p>Users (passwords are printed in the terminal that runs the demo; press Enter there to see them again):</p>
 <ul>${users.map((u) => `<li><code>${escapeHtml(u.email)}</code>: ${escapeHtml(u.role)}</li>`).join('')}</ul>
 <p>After signing in, <a href="http://app.localhost:${port}/.pomerium/">/.pomerium/</a> shows your session and has the sign-out button.</p></body></html>`)
@@ -133,8 +134,9 @@ export async function demo(): Promise<number> {
       welcome(port, users),
       sampleApp('Team app', 'Any signed-in user may open this app.'),
       sampleApp('Admin console', 'Only members of the <code>admins</code> group may open this app.'),
+      sampleApp('Device app', 'Any signed-in user may open this app from a registered device (a security key, or this computer or phone: Touch ID, Windows Hello, Android). Your devices are listed on <a href="/.pomerium/">your session page</a>.'),
     )
-    const [welcomePort, appPort, adminPort] = await Promise.all(servers.map(listen))
+    const [welcomePort, appPort, adminPort, devicePort] = await Promise.all(servers.map(listen))
     const file = join(dir, 'config.yaml')
     writeFileSync(
       file,
@@ -168,6 +170,16 @@ routes:
         and:
           - groups:
               has: admins
+  - from: http://device.localhost
+    to: http://127.0.0.1:${devicePort}
+    name: Device app
+    pass_identity_headers: true
+    policy:
+      allow:
+        and:
+          - authenticated_user: true
+          - device:
+              type: any
   - from: http://localhost
     to: http://127.0.0.1:${welcomePort}
     name: Welcome page
@@ -181,6 +193,7 @@ routes:
       `  open            http://localhost:${port}/`,
       `  team app        http://app.localhost:${port}/    (any signed-in user)`,
       `  admin console   http://admin.localhost:${port}/  (admins)`,
+      `  device app      http://device.localhost:${port}/ (signed-in users, from a registered device)`,
       ...users.map((u, i) => `  sign in as      ${u.email}  password ${passwords[i]}  (${u.role})`),
       `  config          ${file}  (removed when the demo ends)`,
       '  Enter prints this again; Ctrl-C stops the demo.',
