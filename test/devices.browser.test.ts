@@ -288,19 +288,22 @@ for (const storage of ['memory', 'postgres'] as const) {
     })
 
     it('a sign counter that goes backwards (a cloned key) is refused', async () => {
-      const creds = await alice.cdp.send('WebAuthn.getCredentials', { authenticatorId: aliceKey })
-      const original = creds.credentials[0]
-      assert.ok(original)
-      // Use it once more so the stored counter is ahead of a copy made earlier.
+      const before = await alice.cdp.send('WebAuthn.getCredentials', { authenticatorId: aliceKey })
+      // Use the key once more so the stored counter is ahead of a copy made earlier.
       await signInAgain(alice, 'alice@example.com', 'alice-password')
       await alice.page.goto(`${base}/any/count`)
       await ceremony(alice, 'authenticate')
       assert.equal(new URL(alice.page.url()).pathname, '/any/count')
+      // The authenticator also holds the kiosk key: the one copied is the one that just signed.
+      const after = await alice.cdp.send('WebAuthn.getCredentials', { authenticatorId: aliceKey })
+      const used = after.credentials.find((c) => c.signCount > (before.credentials.find((b) => b.credentialId === c.credentialId)?.signCount ?? 0))
+      const original = before.credentials.find((c) => c.credentialId === used?.credentialId)
+      assert.ok(original)
       // The clone: the same key on another authenticator, its counter where the copy was made.
       await signInAgain(alice, 'alice@example.com', 'alice-password')
       await alice.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: aliceKey })
-      const clone = await addAuthenticator(alice.cdp, 'usb')
-      await alice.cdp.send('WebAuthn.addCredential', { authenticatorId: clone, credential: { ...original, rpId: 'admin.localhost', signCount: 0 } })
+      aliceKey = await addAuthenticator(alice.cdp, 'usb')
+      await alice.cdp.send('WebAuthn.addCredential', { authenticatorId: aliceKey, credential: { ...original, rpId: 'admin.localhost', signCount: 0 } })
       await alice.page.goto(`${base}/any/count`)
       await ceremony(alice, 'authenticate')
       assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
@@ -336,6 +339,29 @@ for (const storage of ['memory', 'postgres'] as const) {
     })
 
     if (storage === 'postgres') {
+      it('another instance on the same PostgreSQL honours the devices: a bound session passes, a new session uses the key', async () => {
+        const other = await setup.startAnother()
+        const there = `https://admin.localhost:${other.port}`
+        // A fresh key (the clone of the test before is refused for good), registered on the first
+        // instance; the session is shared through PostgreSQL and the cookie is per host.
+        await alice.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: aliceKey })
+        aliceKey = await addAuthenticator(alice.cdp, 'usb')
+        await alice.page.goto(`${base}/any/here`)
+        assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
+        await ceremony(alice, 'register')
+        assert.equal(new URL(alice.page.url()).pathname, '/any/here', await status(alice))
+        const passed = await alice.page.goto(`${there}/any/there`)
+        assert.equal(passed?.status(), 200)
+        assert.equal(new URL(alice.page.url()).origin, there)
+        assert.equal(new URL(alice.page.url()).pathname, '/any/there', 'no device page on the other instance')
+        // A new session, signed in through the first instance, proves the key on the second.
+        await signInAgain(alice, 'alice@example.com', 'alice-password')
+        await alice.page.goto(`${there}/any/again`)
+        assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
+        await ceremony(alice, 'authenticate')
+        assert.equal(new URL(alice.page.url()).pathname, '/any/again', await status(alice))
+      })
+
       it('portcullis devices lists, revokes and approves devices in the same storage', async () => {
         const run = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> =>
           await new Promise((resolve) => {

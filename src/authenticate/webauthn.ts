@@ -15,8 +15,8 @@
  * - `GET|POST /.pomerium/devices`: approvers (`device_approvers`) approve and revoke devices.
  *
  * The ceremony state (challenges, session id, type, where to return, enrollment) is sealed with a
- * key derived from the shared secret and used once, so no server-side state is needed between the
- * page and its POST, and any instance can answer either.
+ * key derived from the shared secret, so no server-side state is needed between the page and its
+ * POST and any instance can answer either; it is used once, claimed in the databroker.
  */
 import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
 import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse } from '@simplewebauthn/server'
@@ -26,7 +26,7 @@ import { decide } from '../policy/index.js'
 import type { CompiledPolicy } from '../policy/index.js'
 import { enrollmentIdOf, enrollmentIsFor, enrollmentLinkKey, enrollmentPath } from '../session/devices.js'
 import type { DeviceCredential, DeviceStore } from '../session/devices.js'
-import { PARAM_DEVICE_TYPE, PARAM_ENROLLMENT_TOKEN, PARAM_REDIRECT_URI, UsedOnce } from '../session/flow.js'
+import { PARAM_DEVICE_TYPE, PARAM_ENROLLMENT_TOKEN, PARAM_REDIRECT_URI } from '../session/flow.js'
 import { policySession } from '../session/policy-session.js'
 import { allowedRedirect } from '../session/redirects.js'
 import { open, seal } from '../session/sealed.js'
@@ -117,7 +117,6 @@ export class WebAuthnEndpoints {
   readonly #stateKey: Buffer
   readonly #linkKey: Buffer
   readonly #csrfKey: Buffer
-  readonly #usedStates = new UsedOnce()
 
   constructor(deps: WebAuthnDeps) {
     this.#deps = deps
@@ -291,7 +290,7 @@ export class WebAuthnEndpoints {
     const session = await ctx.session()
     if (!session || session.id !== state.sid || session.userId !== state.uid) throw new Refusal(403, 'This device page belongs to another session. Open the app again.')
     // Each page's challenges answer once: a replayed POST is refused.
-    if (!this.#usedStates.use(sealedState, CEREMONY_TTL_MS + 60_000)) throw new Refusal(400, 'This device page was already used. Open the app again.')
+    if (!(await this.#deps.devices.claimOnce('webauthn-state', sealedState, CEREMONY_TTL_MS + 60_000))) throw new Refusal(400, 'This device page was already used. Open the app again.')
     const type = this.#type(state.type)
     const credentialId =
       action === 'register'

@@ -79,6 +79,14 @@ describe('enrollment links', () => {
     assert.deepEqual(results.filter(Boolean).length, 1)
   })
 
+  it('a device page state is claimed once across instances sharing the store', async () => {
+    const store = new MemoryRecordStore()
+    const [a, b] = [new DeviceStore(store), new DeviceStore(store)]
+    assert.equal(await a.claimOnce('webauthn-state', 'sealed-1', 60_000), true)
+    assert.equal(await b.claimOnce('webauthn-state', 'sealed-1', 60_000), false)
+    assert.equal(await b.claimOnce('webauthn-state', 'sealed-2', 60_000), true)
+  })
+
   it('tokens carry a MAC: an altered or foreign token names no enrollment', () => {
     const key = enrollmentLinkKey(randomBytes(32))
     const token = enrollmentToken(key, 'abc')

@@ -8,7 +8,7 @@
  * Records live in the databroker like sessions, so every instance and every backend sees the same
  * devices, and deleting one ends its grants on every route at the next request.
  */
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { RecordStore } from '../databroker/index.js'
 import type { PolicyDevice } from '../policy/index.js'
 
@@ -213,6 +213,15 @@ export class DeviceStore {
     if (claim === undefined) return false
     await this.#store.put([{ type: DEVICE_ENROLLMENT_TYPE, id, data: { ...e, usedAt: this.#now(), credentialId } }])
     return true
+  }
+
+  /**
+   * True the first time `value` is claimed within `ttlMs`, on every instance sharing the store
+   * (a lease is the store's atomic claim): a device page's state answers once, wherever it is posted.
+   */
+  async claimOnce(scope: string, value: string, ttlMs: number): Promise<boolean> {
+    const name = `${scope}/${createHash('sha256').update(value).digest('base64url')}`
+    return (await this.#store.acquireLease(name, ttlMs)) !== undefined
   }
 
   async listEnrollments(): Promise<DeviceEnrollment[]> {
