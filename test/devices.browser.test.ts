@@ -5,36 +5,20 @@
  * provider, and memory or PostgreSQL storage.
  */
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { execFile } from 'node:child_process'
 import { after, before, describe, it } from 'node:test'
-import pg from 'pg'
 import type { BrowserContext, CDPSession, Page } from 'playwright-core'
 import { browserTestOptions, launchBrowser, screenshot } from './fixtures/browser.js'
 import type { TestBrowser } from './fixtures/browser.js'
 import { MAIN_SCRIPT } from './fixtures/portcullis.js'
+import { freshDatabase } from './fixtures/postgres-database.js'
+import type { FreshDatabase } from './fixtures/postgres-database.js'
 import { startSignInSetup } from './fixtures/sign-in.js'
 import type { SignInSetup } from './fixtures/sign-in.js'
 import { waitFor } from './fixtures/wait.js'
 
 const ADMIN = 'https://admin.localhost'
 
-async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `portcullis_devices_${randomBytes(6).toString('hex')}`
-  const admin = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  return {
-    url: `postgres://postgres@127.0.0.1:5432/${name}`,
-    async drop() {
-      const c = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' })
-      await c.connect()
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      await c.end()
-    },
-  }
-}
 
 interface Person {
   readonly context: BrowserContext
@@ -53,11 +37,11 @@ for (const storage of ['memory', 'postgres'] as const) {
   describe(`devices in Chromium (${storage} storage)`, browserTestOptions(), () => {
     let setup: SignInSetup
     let browser: TestBrowser
-    let db: { url: string; drop(): Promise<void> } | undefined
+    let db: FreshDatabase | undefined
     let base: string
 
     before(async () => {
-      db = storage === 'postgres' ? await createDatabase() : undefined
+      db = storage === 'postgres' ? await freshDatabase('portcullis_devices') : undefined
       setup = await startSignInSetup({
         settings: {
           ...(db ? { databroker_storage_type: 'postgres', databroker_storage_connection_string: db.url } : {}),

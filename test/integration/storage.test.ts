@@ -5,7 +5,6 @@
  * nothing answers there the PostgreSQL cases are skipped loudly, except under CI, where they fail.
  */
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -15,8 +14,8 @@ import { request } from 'undici'
 import { signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
 import { waitFor } from '../fixtures/wait.js'
+import { freshDatabase, PG_ADMIN } from '../fixtures/postgres-database.js'
 
-const PG_ADMIN = 'postgres://postgres@127.0.0.1:5432/postgres'
 
 async function postgresAvailable(): Promise<boolean> {
   const client = new pg.Client({ connectionString: PG_ADMIN, connectionTimeoutMillis: 2000 })
@@ -35,23 +34,6 @@ if (!pgUp && process.env['CI'] === undefined) {
 }
 const pgOptions = pgUp || process.env['CI'] !== undefined ? {} : { skip: 'PostgreSQL not reachable at 127.0.0.1:5432 (CI unset)' }
 
-/** A fresh database for one test file, dropped afterwards. */
-async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `portcullis_test_${randomBytes(6).toString('hex')}`
-  const admin = new pg.Client({ connectionString: PG_ADMIN })
-  await admin.connect()
-  await admin.query(`CREATE DATABASE ${name}`)
-  await admin.end()
-  return {
-    url: `postgres://postgres@127.0.0.1:5432/${name}`,
-    async drop() {
-      const c = new pg.Client({ connectionString: PG_ADMIN })
-      await c.connect()
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
-      await c.end()
-    },
-  }
-}
 
 async function status(setup: SignInSetup, url: string, cookie: string): Promise<number> {
   const res = await request(url, { dispatcher: setup.dispatcher, headers: { cookie, accept: 'text/html' } })
