@@ -372,9 +372,9 @@ for (const storage of ['memory', 'postgres'] as const) {
           return response?.status()
         }
         assert.equal(await open('/kiosk/cli-1'), 200)
-        assert.equal((await run('revoke', kiosk.id)).code, 0)
+        assert.equal((await run('revoke', `--id=${kiosk.id}`)).code, 0)
         assert.equal(await open('/kiosk/cli-2'), 450)
-        assert.equal((await run('approve', kiosk.id)).code, 0)
+        assert.equal((await run('approve', `--id=${kiosk.id}`)).code, 0)
         assert.equal(await open('/kiosk/cli-3'), 200)
         assert.equal((await run('approve', 'no-such-device')).code, 1)
       })

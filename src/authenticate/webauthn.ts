@@ -18,10 +18,12 @@
  * key derived from the shared secret, so no server-side state is needed between the page and its
  * POST and any instance can answer either; it is used once, claimed in the databroker.
  */
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
 import { generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse } from '@simplewebauthn/server'
 import type { AuthenticationResponseJSON, AuthenticatorTransportFuture, RegistrationResponseJSON } from '@simplewebauthn/server'
+import { FORMATS_WITH_BUILTIN_ROOTS, requiresAttestation } from '../config/devices.js'
 import type { DeviceType } from '../config/devices.js'
+import { attestationChainProblem } from './attestation.js'
 import { decide } from '../policy/index.js'
 import type { CompiledPolicy } from '../policy/index.js'
 import { enrollmentIdOf, enrollmentIsFor, enrollmentLinkKey, enrollmentPath } from '../session/devices.js'
@@ -102,9 +104,19 @@ function sameOrigin(req: EndpointRequest, ctx: WebAuthnContext): boolean {
   return origin === undefined || origin === 'null' || origin === ctx.origin
 }
 
-function userEmail(session: Session): string | undefined {
+/** The session's email, unless the provider says it is not verified (then it names nobody). */
+function verifiedEmail(session: Session): string | undefined {
   const email = session.claims['email']
-  return typeof email === 'string' ? email : undefined
+  const verified = session.claims['email_verified']
+  return typeof email === 'string' && verified !== false && verified !== 'false' ? email : undefined
+}
+
+const TRANSPORTS = new Set(['usb', 'nfc', 'ble', 'internal', 'hybrid', 'smart-card', 'cable'])
+
+/** The transports the browser reported, known words only (they are not signed). */
+function reportedTransports(response: RegistrationResponseJSON): string[] {
+  const t: unknown = response.response.transports
+  return Array.isArray(t) ? t.filter((x): x is string => typeof x === 'string' && TRANSPORTS.has(x)) : []
 }
 
 function userLabel(session: Session): string {
@@ -197,7 +209,7 @@ export class WebAuthnEndpoints {
       if (!session) return ctx.signIn(url.href)
       const enrollment = await this.#deps.devices.openEnrollment(enrollmentId)
       if (!enrollment) throw new Refusal(400, 'This enrollment link was already used or has expired. Ask your administrator for a new one.')
-      if (!enrollmentIsFor(enrollment, session.userId, userEmail(session))) {
+      if (!enrollmentIsFor(enrollment, session.userId, verifiedEmail(session))) {
         this.#deps.logger.warn({ requestId: req.requestId, userId: session.userId, enrollmentFor: enrollment.userId }, 'enrollment link used by another user')
         throw new Refusal(403, 'This enrollment link was made for another user.')
       }
@@ -222,7 +234,8 @@ export class WebAuthnEndpoints {
       rpName: RP_NAME,
       rpID: req.host,
       userName: userLabel(session),
-      userID: new TextEncoder().encode(session.userId.slice(0, 64)),
+      // WebAuthn's user handle is at most 64 bytes: a digest fits every user id and names one user.
+      userID: new Uint8Array(createHash('sha256').update(session.userId).digest()),
       userDisplayName: typeof session.claims['name'] === 'string' ? session.claims['name'] : userLabel(session),
       attestationType: this.#attestationType(type),
       excludeCredentials: mine.map((c) => ({ id: c.id, transports: transports(c) })),
@@ -263,9 +276,7 @@ export class WebAuthnEndpoints {
 
   /** Direct attestation when the type restricts formats or models (they cannot be checked without it) or is `enclave_only`. */
   #attestationType(type: DeviceType): 'direct' | 'none' {
-    if (type.aaguids !== undefined) return 'direct'
-    if (type.attestationFormats !== undefined) return type.attestationFormats.includes('none') ? 'none' : 'direct'
-    return type.attachment === 'platform' ? 'direct' : 'none'
+    return requiresAttestation(type) || type.attachment === 'platform' ? 'direct' : 'none'
   }
 
   // POST /.pomerium/webauthn
@@ -296,7 +307,10 @@ export class WebAuthnEndpoints {
       action === 'register'
         ? await this.#register(req, ctx, session, type, state, credential as RegistrationResponseJSON)
         : await this.#authenticate(req, ctx, session, type, state, credential as AuthenticationResponseJSON)
-    const current = (await this.#deps.sessions.get(session.id)) ?? session
+    // Read again just before writing: the session may have been refreshed (keep its new tokens) or
+    // signed out (stay signed out) while the person used their device.
+    const current = await this.#deps.sessions.get(session.id)
+    if (!current) throw new Refusal(403, 'Your session ended while the device was checked. Sign in again.')
     const ids = [...new Set([...(current.deviceCredentialIds ?? []), credentialId])]
     await this.#deps.sessions.update({ ...current, deviceCredentialIds: ids })
     const next = state.redirect ?? `${ctx.origin}${DEVICE_ENROLLED_PATH}?${new URLSearchParams({ [PARAM_DEVICE_TYPE]: type.id }).toString()}`
@@ -335,14 +349,16 @@ export class WebAuthnEndpoints {
     }
     if (!verified.verified) throw new Refusal(400, "The device's registration could not be verified.")
     const info = verified.registrationInfo
-    const problem = this.#typeProblem(type, info.fmt, info.aaguid, response)
+    const problem = this.#typeProblem(type, info.fmt, info.aaguid, info.credentialDeviceType, response)
     if (problem !== undefined) {
       this.#deps.logger.info({ requestId: req.requestId, userId: session.userId, deviceType: type.id, fmt: info.fmt, aaguid: info.aaguid }, `device refused for its type: ${problem}`)
       throw new Refusal(400, `This device is not a ${type.name}: ${problem}.`)
     }
     const id = info.credential.id
-    if (await this.#deps.devices.get(id)) {
-      this.#deps.logger.warn({ requestId: req.requestId, userId: session.userId, credentialId: id }, 'device registration refused: the credential is already registered')
+    if ((await this.#deps.devices.get(id)) || !(await this.#deps.devices.idFreeFor(id, session.userId))) {
+      // A credential id is the authenticator's choice: one registered before (even if removed since,
+      // by another user) is never taken over, so `device: {is: ID}` keeps naming one device.
+      this.#deps.logger.warn({ requestId: req.requestId, userId: session.userId, credentialId: id }, 'device registration refused: the credential id is already taken')
       throw new Refusal(400, 'This credential is already registered.')
     }
     let approved = false
@@ -350,7 +366,8 @@ export class WebAuthnEndpoints {
       if (!(await this.#deps.devices.useEnrollment(state.enrollment, id))) throw new Refusal(400, 'This enrollment link was already used or has expired. Ask your administrator for a new one.')
       approved = true
     }
-    const attachment = response.authenticatorAttachment
+    // What the browser reports is stored only as known words (it is not signed).
+    const attachment = response.authenticatorAttachment === 'platform' || response.authenticatorAttachment === 'cross-platform' ? response.authenticatorAttachment : undefined
     const now = Date.now()
     await this.#deps.devices.put({
       id,
@@ -361,7 +378,7 @@ export class WebAuthnEndpoints {
       counter: info.credential.counter,
       aaguid: info.aaguid,
       format: info.fmt,
-      transports: response.response.transports ?? [],
+      transports: reportedTransports(response),
       ...(attachment ? { attachment } : {}),
       createdAt: now,
       lastUsedAt: now,
@@ -372,16 +389,27 @@ export class WebAuthnEndpoints {
     return id
   }
 
-  /** Why a verified registration is not a device of `type`, or undefined when it is one. */
-  #typeProblem(type: DeviceType, fmt: string, aaguid: string, response: RegistrationResponseJSON): string | undefined {
+  /**
+   * Why a verified registration is not a device of `type`, or undefined when it is one. What the
+   * authenticator signed (format, AAGUID, backup state) and the chain behind it count; what the
+   * browser reports (attachment, transports) only narrows further.
+   */
+  #typeProblem(type: DeviceType, fmt: string, aaguid: string, deviceType: string, response: RegistrationResponseJSON): string | undefined {
     if (type.attestationFormats !== undefined && !type.attestationFormats.includes(fmt)) return `its attestation format ${fmt} is not one this type accepts`
+    if (requiresAttestation(type)) {
+      if (fmt === 'none') return 'it gave no attestation statement'
+      if (!FORMATS_WITH_BUILTIN_ROOTS.includes(fmt)) {
+        const chain = attestationChainProblem(response.response.attestationObject, type.attestationRoots ?? [])
+        if (chain !== undefined) return chain
+      }
+    }
     if (type.aaguids !== undefined && !type.aaguids.includes(aaguid.toLowerCase())) return `its model (AAGUID ${aaguid}) is not one this type accepts`
     if (type.attachment === 'platform') {
-      // The browser says which authenticator answered; a platform authenticator never uses a
-      // removable transport. With attestation requested, the statement must be more than none.
-      const transports = response.response.transports ?? []
+      const transports = reportedTransports(response)
       if (response.authenticatorAttachment !== 'platform') return 'it is not a platform authenticator (the browser reported a roaming one)'
       if (transports.some((t) => t === 'usb' || t === 'nfc' || t === 'ble')) return `it uses a removable transport (${transports.join(', ')})`
+      // A key that may be backed up (a synced passkey) lives in more than one device.
+      if (deviceType !== 'singleDevice') return 'its key can be synced to other devices'
       if (type.attestationFormats === undefined && fmt === 'none') return 'it gave no attestation statement'
     }
     if (type.attachment === 'cross-platform' && response.authenticatorAttachment === 'platform') return 'it is a platform authenticator, and this type needs a security key'
@@ -398,6 +426,7 @@ export class WebAuthnEndpoints {
       throw new Refusal(403, 'This device is registered to another user.')
     }
     if (stored.typeId !== type.id) throw new Refusal(400, `This device is registered as another type (${stored.typeId}).`)
+    if (stored.suspendedAt !== undefined) throw new Refusal(403, 'This device is suspended: its signature counter went backwards, which happens when a key was copied. Remove it and register again, or ask your administrator.')
     let verified
     try {
       verified = await verifyAuthenticationResponse({
@@ -412,14 +441,20 @@ export class WebAuthnEndpoints {
       const message = err instanceof Error ? err.message : String(err)
       // A counter that did not move forward: two authenticators hold the same key (a clone).
       if (/counter/i.test(message)) {
-        this.#deps.logger.warn({ requestId: req.requestId, userId: session.userId, credentialId: id, storedCounter: stored.counter }, 'device refused: its signature counter went backwards (a cloned authenticator?)')
+        // Suspended, not just refused: the original and the copy are indistinguishable from here on.
+        await this.#deps.devices.update(id, (c) => ({ ...c, suspendedAt: Date.now() }))
+        this.#deps.logger.warn({ requestId: req.requestId, userId: session.userId, credentialId: id, storedCounter: stored.counter }, 'device refused and suspended: its signature counter went backwards (a cloned authenticator?)')
         throw new Refusal(403, "This device's signature counter went backwards, which happens when a key was copied. It is refused; ask your administrator.")
       }
       this.#deps.logger.info({ requestId: req.requestId, userId: session.userId, credentialId: id, err: message }, 'device authentication refused')
       throw new Refusal(400, `The device could not be verified: ${message}.`)
     }
     if (!verified.verified) throw new Refusal(400, 'The device could not be verified.')
-    await this.#deps.devices.put({ ...stored, counter: verified.authenticationInfo.newCounter, lastUsedAt: Date.now() })
+    // Only the counter and the time change, on the record as it is now: an approval revoked or a
+    // removal made while the person used the device is not undone.
+    const newCounter = verified.authenticationInfo.newCounter
+    const updated = await this.#deps.devices.update(id, (c) => ({ ...c, counter: Math.max(c.counter, newCounter), lastUsedAt: Date.now() }))
+    if (!updated) throw new Refusal(400, 'This device was removed meanwhile. Register it again.')
     this.#deps.logger.info({ requestId: req.requestId, userId: session.userId, credentialId: id, deviceType: type.id }, 'device authenticated')
     return id
   }
@@ -447,6 +482,7 @@ export class WebAuthnEndpoints {
         lastUsedAt: c.lastUsedAt !== undefined ? new Date(c.lastUsedAt) : undefined,
         approved: c.approved,
         pendingApproval: type?.approvalRequired === true && !c.approved,
+        suspended: c.suspendedAt !== undefined,
       }
     })
     return { list, removeAction: DEVICE_REMOVE_PATH, csrfToken: this.formToken(session.id) }

@@ -55,6 +55,10 @@ describe('portcullis devices', () => {
     assert.equal((await run(['revoke', '--config', file, 'k1'], store)).code, 0)
     assert.equal((await devices.get('k1'))?.approved, false)
     assert.equal((await run(['approve', '--config', file, 'nope'], store)).code, 1)
+    await devices.put({ id: '-dash', typeId: 'any', userId: 'u1', publicKey: 'pk', counter: 0, aaguid: '', format: 'none', transports: [], createdAt: 2, approved: false })
+    assert.equal((await run(['approve', '--config', file, '--id=-dash'], store)).code, 0, 'ids that start with a dash')
+    assert.equal((await run(['revoke', '--config', file, '--', '-dash'], store)).code, 0)
+    assert.equal((await devices.get('-dash'))?.approved, false)
     assert.equal((await run(['approve', '--config', file], store)).code, 2)
   })
 

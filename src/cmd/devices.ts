@@ -19,13 +19,15 @@ import { environmentConfigures } from './args.js'
 export const DEVICES_USAGE = `Usage:
   portcullis devices list --config FILE [--user USER] [--json]
       Every registered device (or USER's, by user id or email): id, user, type, approval.
-  portcullis devices approve --config FILE ID
-  portcullis devices revoke --config FILE ID
+  portcullis devices approve --config FILE --id=ID
+  portcullis devices revoke --config FILE --id=ID
       Approve a device, or take its approval back (rules with approved: true, and device types
       with approval_required, stop admitting it at once).
   portcullis devices enroll --config FILE --user USER --type TYPE --url https://ROUTE-HOST [--lifetime 168h]
       Print an enrollment link: it registers one device of TYPE for USER (user id or email),
       approved from the start; single use, expiring (default one week).
+
+Credential ids may start with "-": give them as --id=ID (or after --).
 
 The storage is the one the config names (databroker_storage_type file or postgres).`
 
@@ -58,6 +60,7 @@ export async function devicesCommand(argv: readonly string[], io: DevicesIo = pr
         user: { type: 'string' },
         type: { type: 'string' },
         url: { type: 'string' },
+        id: { type: 'string' },
         lifetime: { type: 'string', default: '168h' },
         json: { type: 'boolean', default: false },
       },
@@ -90,9 +93,10 @@ export async function devicesCommand(argv: readonly string[], io: DevicesIo = pr
         return await list(devices, values.user, values.json, io)
       case 'approve':
       case 'revoke': {
-        const id = positionals[0]
-        if (id === undefined || positionals.length !== 1) {
-          io.err(`portcullis devices: ${sub} takes one device id\n`)
+        const ids = [...(values.id !== undefined ? [values.id] : []), ...positionals]
+        const id = ids[0]
+        if (id === undefined || ids.length !== 1) {
+          io.err(`portcullis devices: ${sub} takes one device id (--id=ID)\n`)
           return 2
         }
         const updated = await devices.setApproved(id, sub === 'approve', 'portcullis devices')
@@ -123,7 +127,9 @@ async function list(devices: DeviceStore, user: string | undefined, asJson: bool
     return 0
   }
   for (const d of wanted) {
-    io.out(`${d.id}  ${d.userName ?? d.userId}  ${d.typeId}  ${d.approved ? `approved${d.approvedBy !== undefined ? ` by ${d.approvedBy}` : ''}` : 'not approved'}  registered ${new Date(d.createdAt).toISOString()}\n`)
+    io.out(
+      `${d.id}  ${d.userName ?? d.userId}  ${d.typeId}  ${d.approved ? `approved${d.approvedBy !== undefined ? ` by ${d.approvedBy}` : ''}` : 'not approved'}${d.suspendedAt !== undefined ? '  SUSPENDED (counter went backwards)' : ''}  registered ${new Date(d.createdAt).toISOString()}\n`,
+    )
   }
   return 0
 }
@@ -137,6 +143,7 @@ function publicView(d: DeviceCredential): Record<string, unknown> {
     type: d.typeId,
     approved: d.approved,
     approved_by: d.approvedBy,
+    suspended_at: d.suspendedAt === undefined ? undefined : new Date(d.suspendedAt).toISOString(),
     created_at: new Date(d.createdAt).toISOString(),
     last_used_at: d.lastUsedAt === undefined ? undefined : new Date(d.lastUsedAt).toISOString(),
     aaguid: d.aaguid,

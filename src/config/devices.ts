@@ -8,6 +8,9 @@
  * Pure data, checked at load with key paths; the WebAuthn pages (src/authenticate/webauthn.ts)
  * and the authorizer read it.
  */
+import { X509Certificate } from 'node:crypto'
+import { readReferencedFile } from './files.js'
+import type { FileContext } from './files.js'
 import type { IssueCollector } from './issues.js'
 
 export type UserVerification = 'required' | 'preferred' | 'discouraged'
@@ -30,12 +33,28 @@ export interface DeviceType {
   readonly aaguids: readonly string[] | undefined
   /** New devices of this type count only once an approver approves them (or came from an enrollment link). */
   readonly approvalRequired: boolean
+  /**
+   * PEM certificates an attestation chain must end in (`attestation_roots`: files), for the
+   * formats `@simplewebauthn/server` has no maker's roots for (packed, tpm, fido-u2f).
+   */
+  readonly attestationRoots?: readonly string[]
+}
+
+/** Formats whose statements the library checks against the makers' roots it carries (Apple, Google). */
+export const FORMATS_WITH_BUILTIN_ROOTS: readonly string[] = ['apple', 'android-key', 'android-safetynet']
+
+/**
+ * Whether registrations of this type must prove what they are with an attestation statement:
+ * the type names models or formats (without `none`).
+ */
+export function requiresAttestation(type: DeviceType): boolean {
+  return type.aaguids !== undefined || (type.attestationFormats !== undefined && !type.attestationFormats.includes('none'))
 }
 
 const ATTESTATION_FORMATS = ['packed', 'tpm', 'apple', 'android-key', 'android-safetynet', 'fido-u2f', 'none']
 const ID = /^[a-z0-9][a-z0-9_-]{0,63}$/
 const AAGUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-const KEYS = new Set(['id', 'name', 'authenticator_attachment', 'user_verification', 'attestation_formats', 'aaguids', 'approval_required'])
+const KEYS = new Set(['id', 'name', 'authenticator_attachment', 'user_verification', 'attestation_formats', 'aaguids', 'attestation_roots', 'approval_required'])
 
 /** Pomerium's built-in types (Pomerium docs: Device Identity). */
 export const BUILTIN_DEVICE_TYPES: readonly DeviceType[] = Object.freeze([
@@ -60,7 +79,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  * `device_types`: the built-in types plus the configured ones; a configured type with a built-in
  * id (`any`, `enclave_only`) replaces it, so an organisation can require approval for `any`.
  */
-export function checkDeviceTypes(raw: Readonly<Record<string, unknown>>, issues: IssueCollector): DeviceType[] {
+export function checkDeviceTypes(raw: Readonly<Record<string, unknown>>, issues: IssueCollector, files: FileContext): DeviceType[] {
   const types = new Map(BUILTIN_DEVICE_TYPES.map((t) => [t.id, t]))
   const list = raw['device_types']
   if (list === undefined || list === null) return [...types.values()]
@@ -102,6 +121,34 @@ export function checkDeviceTypes(raw: Readonly<Record<string, unknown>>, issues:
     })
     const approval = entry['approval_required'] ?? false
     if (typeof approval !== 'boolean') fail('approval_required', 'expected true or false')
+    const rootFiles = stringList(entry['attestation_roots'])
+    const roots: string[] = []
+    if (rootFiles === null) fail('attestation_roots', 'expected a list of PEM certificate files')
+    else rootFiles?.forEach((file, j) => {
+      const read = readReferencedFile(files, file)
+      if ('error' in read) return fail(`attestation_roots[${j}]`, read.error)
+      const pems = read.text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+      if (pems.length === 0) return fail(`attestation_roots[${j}]`, `no PEM certificate in ${read.path}`)
+      for (const pem of pems) {
+        try {
+          new X509Certificate(pem)
+          roots.push(pem)
+        } catch {
+          fail(`attestation_roots[${j}]`, `a certificate in ${read.path} cannot be read`)
+        }
+      }
+    })
+    // An AAGUID or a format is only as good as the chain behind the statement: without the maker's
+    // root, a software authenticator can claim any model with a certificate it made itself.
+    const named = formats ?? undefined
+    const onlyBuiltinRoots = named !== undefined && named.every((f) => FORMATS_WITH_BUILTIN_ROOTS.includes(f))
+    const needsRoots = (aaguids ?? undefined) !== undefined ? !onlyBuiltinRoots : (named ?? []).some((f) => f !== 'none' && !FORMATS_WITH_BUILTIN_ROOTS.includes(f)) && !named?.includes('none')
+    if (ok && needsRoots && roots.length === 0) {
+      fail(
+        'attestation_roots',
+        `required when a type names aaguids or the formats packed, tpm or fido-u2f: without the makers' root certificates an attestation statement proves nothing (or list only ${FORMATS_WITH_BUILTIN_ROOTS.join(', ')}, whose roots Portcullis carries)`,
+      )
+    }
     if (typeof id === 'string') seen.add(id)
     if (!ok || typeof id !== 'string') return
     types.set(id, {
@@ -112,6 +159,7 @@ export function checkDeviceTypes(raw: Readonly<Record<string, unknown>>, issues:
       attestationFormats: formats ?? undefined,
       aaguids: aaguids?.map((a) => a.toLowerCase()),
       approvalRequired: approval as boolean,
+      ...(roots.length > 0 ? { attestationRoots: roots } : {}),
     })
   })
   return [...types.values()]

@@ -109,7 +109,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const { address, httpRedirectAddr } = checkAddresses(raw, ctx)
   const certificates = checkCertificates(raw, ctx)
   const downstreamMtls = checkDownstreamMtls(raw, ctx.issues)
-  const deviceTypes = checkDeviceTypes(raw, ctx.issues)
+  const deviceTypes = checkDeviceTypes(raw, ctx.issues, ctx)
   const deviceTypeIds = deviceTypes.map((t) => t.id)
   if (raw['device_approvers'] !== undefined) {
     for (const e of compilePolicy(raw['device_approvers'], 'device_approvers').errors) ctx.issues.error(e.path, undefined, e.message)

@@ -376,7 +376,7 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('darkmode_primary_color', 'string', 'Branding: dark-mode primary colour.'),
   def('darkmode_secondary_color', 'string', 'Branding: dark-mode secondary colour.'),
   def('error_message_header', 'string', 'Branding: header line on error pages.'),
-  def('device_types', 'list', 'Portcullis only: device types beside the built-in `any` and `enclave_only` (or replacing them): `{id, name, authenticator_attachment, user_verification, attestation_formats, aaguids, approval_required}` (see docs/devices.md).', { items: 'object', env: false }),
+  def('device_types', 'list', 'Portcullis only: device types beside the built-in `any` and `enclave_only` (or replacing them): `{id, name, authenticator_attachment, user_verification, attestation_formats, attestation_roots, aaguids, approval_required}` (see docs/devices.md).', { items: 'object', env: false }),
   def('device_approvers', 'any', 'Portcullis only: a PPL policy; the signed-in users it allows may approve and revoke devices at `/.pomerium/devices` (see docs/devices.md).', { env: false }),
   def('builtin_idp_users_file', 'string', 'Portcullis only: users of the built-in OpenID provider (`idp_provider: builtin`): YAML with email, name, groups, claims, argon2id password_hash, optional totp_secret (see docs/builtin-idp.md).'),
   def('builtin_idp_address', 'string', 'Portcullis only: listen address of the built-in OpenID provider.', { default: '127.0.0.1:8081' }),

@@ -35,6 +35,28 @@ describe('device store', () => {
     assert.equal(await devices.setApproved('nope', true, 'x'), undefined)
   })
 
+  it('a removed credential id stays its user’s: nobody else can register it again', async () => {
+    const devices = new DeviceStore(new MemoryRecordStore())
+    await devices.put(credential('k', 'alice'))
+    assert.equal(await devices.idFreeFor('k', 'bob'), true, 'the live record is checked by the caller')
+    await devices.delete('k')
+    assert.equal(await devices.idFreeFor('k', 'bob'), false)
+    assert.equal(await devices.idFreeFor('k', 'alice'), true)
+    assert.equal(await devices.idFreeFor('other', 'bob'), true)
+  })
+
+  it('a suspended device (a copied key) counts for nothing; updates keep a removal removed', async () => {
+    const devices = new DeviceStore(new MemoryRecordStore())
+    await devices.put(credential('k', 'alice'))
+    await devices.update('k', (c) => ({ ...c, suspendedAt: 5 }))
+    assert.deepEqual(await devices.policyDevices(['k'], 'alice', NO_APPROVAL), [])
+    await devices.delete('k')
+    assert.equal(await devices.update('k', (c) => ({ ...c, counter: 9 })), undefined)
+    assert.equal(await devices.get('k'), undefined, 'not brought back')
+    assert.equal(await devices.setApproved('k', true, 'admin'), undefined)
+    assert.equal(await devices.get('k'), undefined)
+  })
+
   it('malformed records are not devices', async () => {
     const store = new MemoryRecordStore()
     await store.put([{ type: DEVICE_CREDENTIAL_TYPE, id: 'bad', data: { id: 'bad', userId: 'alice' } }])

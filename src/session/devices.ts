@@ -15,6 +15,8 @@ import type { PolicyDevice } from '../policy/index.js'
 /** Record types, named as Pomerium's device records are. */
 export const DEVICE_CREDENTIAL_TYPE = 'type.googleapis.com/pomerium.device.Credential'
 export const DEVICE_ENROLLMENT_TYPE = 'type.googleapis.com/pomerium.device.Enrollment'
+/** Credential ids once registered and removed since, with the user they belonged to. */
+const REMOVED_CREDENTIAL_TYPE = 'type.googleapis.com/pomerium.device.RemovedCredential'
 
 export interface DeviceCredential {
   /** The WebAuthn credential id, base64url: what `device: {is: ...}` names. */
@@ -42,6 +44,8 @@ export interface DeviceCredential {
   readonly approvedBy?: string
   readonly approvedAt?: number
   readonly enrollmentId?: string
+  /** Set when its signature counter went backwards (a copied key): it counts for nothing until removed. */
+  readonly suspendedAt?: number
 }
 
 export interface DeviceEnrollment {
@@ -143,8 +147,30 @@ export class DeviceStore {
     await this.#store.put([{ type: DEVICE_CREDENTIAL_TYPE, id: credential.id, data: credential }])
   }
 
+  /** Removes a credential; its id stays taken by its user (see {@link idFreeFor}). */
   async delete(id: string): Promise<boolean> {
+    const current = await this.get(id)
+    if (current) await this.#store.put([{ type: REMOVED_CREDENTIAL_TYPE, id, data: { userId: current.userId, removedAt: this.#now() } }])
     return (await this.#store.delete(DEVICE_CREDENTIAL_TYPE, id)) !== undefined
+  }
+
+  /** Whether `userId` may register a credential with this id: never one another user had. */
+  async idFreeFor(id: string, userId: string): Promise<boolean> {
+    const removed = await this.#store.get(REMOVED_CREDENTIAL_TYPE, id)
+    const owner = removed && typeof removed.data === 'object' && removed.data !== null ? (removed.data as { userId?: unknown }).userId : undefined
+    return removed === undefined || owner === userId
+  }
+
+  /**
+   * Changes the credential as it is now (read just before the write); undefined when it no longer
+   * exists. Keeps a concurrent removal removed.
+   */
+  async update(id: string, change: (current: DeviceCredential) => DeviceCredential): Promise<DeviceCredential | undefined> {
+    const current = await this.get(id)
+    if (!current) return undefined
+    const next = change(current)
+    await this.put(next)
+    return next
   }
 
   async listForUser(userId: string): Promise<DeviceCredential[]> {
@@ -158,16 +184,13 @@ export class DeviceStore {
   }
 
   async setApproved(id: string, approved: boolean, by: string): Promise<DeviceCredential | undefined> {
-    const current = await this.get(id)
-    if (!current) return undefined
-    const next: DeviceCredential = { ...current, approved, approvedBy: by, approvedAt: this.#now() }
-    await this.put(next)
-    return next
+    return await this.update(id, (current) => ({ ...current, approved, approvedBy: by, approvedAt: this.#now() }))
   }
 
   /**
    * The session's devices as the policy reads them: only credentials that still exist and belong
-   * to the session's user (a credential id copied into another user's session counts for nothing).
+   * to the session's user (a credential id copied into another user's session counts for nothing),
+   * and are not suspended (a copied key).
    * A device of a type that requires approval and is not approved is marked pending.
    */
   async policyDevices(ids: readonly string[] | undefined, userId: string, rules: DeviceTypeRules): Promise<PolicyDevice[]> {
@@ -175,7 +198,7 @@ export class DeviceStore {
     const found = await Promise.all(ids.map((id) => this.get(id)))
     const out: PolicyDevice[] = []
     for (const c of found) {
-      if (!c || c.userId !== userId) continue
+      if (!c || c.userId !== userId || c.suspendedAt !== undefined) continue
       out.push({ id: c.id, typeId: c.typeId, approved: c.approved, ...(rules.approvalRequired(c.typeId) && !c.approved ? { pendingApproval: true } : {}) })
     }
     return out

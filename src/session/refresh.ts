@@ -88,8 +88,11 @@ export async function refreshSession(session: Session, deps: RefreshDeps): Promi
     claims: tokens.claims,
   }
   // A session signed out while the refresh ran must stay ended.
-  if (!(await sessions.get(session.id))) return { kind: 'gone', refused: false }
-  await sessions.update(refreshed)
+  const latest = await sessions.get(session.id)
+  if (!latest) return { kind: 'gone', refused: false }
+  // Devices that authenticated the session meanwhile (docs/devices.md) stay with it.
+  const current: Session = latest.deviceCredentialIds !== undefined ? { ...refreshed, deviceCredentialIds: latest.deviceCredentialIds } : refreshed
+  await sessions.update(current)
   await sessions.putUser(userFromClaims(session.userId, tokens.claims))
-  return { kind: 'refreshed', session: refreshed }
+  return { kind: 'refreshed', session: current }
 }

@@ -130,6 +130,8 @@ export interface UserPageDevice {
   readonly lastUsedAt: Date | undefined
   readonly approved: boolean
   readonly pendingApproval: boolean
+  /** Its signature counter went backwards (a copied key): it counts for nothing. */
+  readonly suspended?: boolean
 }
 
 function devicesCard(d: NonNullable<UserPageData['devices']>): string {
@@ -140,6 +142,7 @@ function devicesCard(d: NonNullable<UserPageData['devices']>): string {
       ['Registered', readableDate(dev.createdAt)],
       ['Last used', dev.lastUsedAt ? readableDate(dev.lastUsedAt) : 'never'],
       ['Approved', dev.approved ? 'yes' : dev.pendingApproval ? 'no (waiting for approval)' : 'no'],
+      ...(dev.suspended === true ? [['Suspended', 'yes: its signature counter went backwards, as when a key is copied; remove it and register again'] as const] : []),
       ['Credential ID', dev.id],
     ])}<form method="post" action="${escapeHtml(d.removeAction)}"><input type="hidden" name="csrf" value="${escapeHtml(d.csrfToken)}"><input type="hidden" name="id" value="${escapeHtml(dev.id)}"><button type="submit">Remove this device</button></form></li>`,
   )
