@@ -9,4 +9,5 @@ test('credential parameters are redacted wherever they sit; everything else is k
   assert.equal(redactCredentialParams('x=1;POMERIUM_SESSION=abc'), 'x=1;POMERIUM_SESSION=REDACTED')
   assert.equal(redactCredentialParams('https://app.example.com/p?pomerium_session_encrypted=zzz#f'), 'https://app.example.com/p?pomerium_session_encrypted=REDACTED#f')
   assert.equal(redactCredentialParams('not_pomerium_session=1'), 'not_pomerium_session=1')
+  assert.equal(redactCredentialParams('/.pomerium/webauthn?pomerium_enrollment_token=abc.def'), '/.pomerium/webauthn?pomerium_enrollment_token=REDACTED')
 })
