@@ -27,6 +27,7 @@ import { checkStorage } from './storage.js'
 import { compilePolicy, compileRoutePolicy } from '../policy/index.js'
 import { checkDownstreamMtls, mtlsEnforcementOf } from './mtls.js'
 import { checkDeviceTypes } from './devices.js'
+import { checkForwardAuth } from './forward-auth.js'
 import { identityConfigIssues } from './identity-settings.js'
 import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
@@ -110,6 +111,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const certificates = checkCertificates(raw, ctx)
   const downstreamMtls = checkDownstreamMtls(raw, ctx.issues)
   const deviceTypes = checkDeviceTypes(raw, ctx.issues, ctx)
+  const forwardAuth = checkForwardAuth(raw, ctx.issues)
   const deviceTypeIds = deviceTypes.map((t) => t.id)
   if (raw['device_approvers'] !== undefined) {
     for (const e of compilePolicy(raw['device_approvers'], 'device_approvers').errors) ctx.issues.error(e.path, undefined, e.message)
@@ -223,6 +225,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
     mtlsEnforcement: mtls,
     downstreamMtls,
     deviceTypes,
+    forwardAuth,
     deviceApprovers: raw['device_approvers'] ?? undefined,
     runtimeFlags: raw['runtime_flags'] as Record<string, boolean>,
     raw,

@@ -376,6 +376,13 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('darkmode_primary_color', 'string', 'Branding: dark-mode primary colour.'),
   def('darkmode_secondary_color', 'string', 'Branding: dark-mode secondary colour.'),
   def('error_message_header', 'string', 'Branding: header line on error pages.'),
+  def('forward_auth', 'object', 'Portcullis only: a listener for nginx `auth_request`, Caddy `forward_auth` and Traefik `ForwardAuth` (see docs/delegated-authorization.md).', {
+    env: false,
+    children: [
+      def('address', 'string', 'Listen address of the forward-auth endpoint (plain HTTP; keep it on a private network).', { env: false }),
+      def('trusted_proxies', 'list', 'Required: CIDRs of the proxies whose `X-Forwarded-*` headers are believed; calls from elsewhere are refused.', { env: false }),
+    ],
+  }),
   def('device_types', 'list', 'Portcullis only: device types beside the built-in `any` and `enclave_only` (or replacing them): `{id, name, authenticator_attachment, user_verification, attestation_formats, attestation_roots, aaguids, approval_required}` (see docs/devices.md).', { items: 'object', env: false }),
   def('device_approvers', 'any', 'Portcullis only: a PPL policy; the signed-in users it allows may approve and revoke devices at `/.pomerium/devices` (see docs/devices.md).', { env: false }),
   def('builtin_idp_users_file', 'string', 'Portcullis only: users of the built-in OpenID provider (`idp_provider: builtin`): YAML with email, name, groups, claims, argon2id password_hash, optional totp_secret (see docs/builtin-idp.md).'),

@@ -5,6 +5,7 @@ import type { StorageChoice } from './storage-choice.js'
 import type { TracingSettings } from './tracing.js'
 import type { IssuerFormat } from './identity-settings.js'
 import type { DeviceType } from './devices.js'
+import type { ForwardAuthSettings } from './forward-auth.js'
 
 /**
  * The normalised, validated configuration that every service consumes.
@@ -330,6 +331,8 @@ export interface Config {
   readonly mtlsEnforcement: MtlsEnforcement | undefined
   /** `downstream_mtls` as the TLS layer and the mTLS stage use it; undefined when no CA is set. */
   readonly downstreamMtls: ClientCertPolicy | undefined
+  /** `forward_auth`: the listener for nginx, Caddy and Traefik (docs/delegated-authorization.md). */
+  readonly forwardAuth: ForwardAuthSettings | undefined
   /** The built-in device types and `device_types` (docs/devices.md). */
   readonly deviceTypes: readonly DeviceType[]
   /**

@@ -26,7 +26,7 @@ test('ClientCertificateInfo (authorize) is assignable to the certificate the pol
 })
 
 test('the public surface', () => {
-  assert.deepEqual(Object.keys(policy).sort(), ['compilePathComparison', 'compilePolicy', 'compileRoutePolicy', 'decide', 'describeDenial', 'describeReason'])
+  assert.deepEqual(Object.keys(policy).sort(), ['cidrsContain', 'compileCidrs', 'compilePathComparison', 'compilePolicy', 'compileRoutePolicy', 'decide', 'describeDenial', 'describeReason'])
 })
 
 test('describeReason: plain English for known codes, unknown codes as they are', () => {

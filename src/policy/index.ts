@@ -22,6 +22,8 @@ export type { PathComparison } from './path-rules.js'
 export { decide } from './decide.js'
 export { describeDenial, describeReason } from './reasons.js'
 export { compileRoutePolicy } from './route.js'
+export { cidrsContain, compileCidrs } from './ip.js'
+export type { CidrSet } from './ip.js'
 export type {
   CompiledPolicy,
   CompileResult,

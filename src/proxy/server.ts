@@ -15,6 +15,7 @@ import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Config } from '../config/types.js'
 import { prefersJson } from '../ui/negotiate.js'
+import { createForwardAuthHandler } from './forward-auth.js'
 import { statusTitle } from './error-page.js'
 import { guardedRequestListener } from '../shared/boundary.js'
 import { runGuarded } from './boundary.js'
@@ -43,7 +44,7 @@ const HEADERS_TIMEOUT_MS = 10_000
 export type ProxyDeps = Omit<PipelineDeps, 'forward' | 'tunnel'>
 
 export interface ListenerInfo {
-  readonly name: 'main' | 'http_redirect' | 'grpc' | 'metrics' | 'health'
+  readonly name: 'main' | 'http_redirect' | 'forward_auth' | 'grpc' | 'metrics' | 'health'
   readonly url: string
   readonly port: number
 }
@@ -56,6 +57,7 @@ export class ProxyServer {
   readonly #h2: Http2Server
   #front: Front | undefined
   #redirect: HttpServer | undefined
+  #forwardAuth: HttpServer | undefined
   readonly #sockets = new Set<Socket>()
   readonly #sessions = new Set<Http2Session>()
   #draining = false
@@ -159,6 +161,15 @@ export class ProxyServer {
       const rport = await listenOn(redirect, config.httpRedirectAddr.host, config.httpRedirectAddr.port)
       infos.push({ name: 'http_redirect', url: `http://${displayHost(config.httpRedirectAddr.host)}:${rport}`, port: rport })
     }
+    if (config.forwardAuth) {
+      // docs/delegated-authorization.md: nginx, Caddy and Traefik ask here; plain HTTP on a private address.
+      const handler = createForwardAuthHandler({ state: () => this.#state, authorizer: this.#deps.authorizer, logger: this.#deps.logger })
+      const server = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, guardedRequestListener((req, res) => handler(req, res), { listener: 'forward_auth', logger: this.#deps.logger }))
+      server.headersTimeout = HEADERS_TIMEOUT_MS
+      this.#forwardAuth = server
+      const fport = await listenOn(server, config.forwardAuth.address.host, config.forwardAuth.address.port)
+      infos.push({ name: 'forward_auth', url: `http://${displayHost(config.forwardAuth.address.host)}:${fport}`, port: fport })
+    }
     this.#state.start()
     return infos
   }
@@ -194,7 +205,7 @@ export class ProxyServer {
     this.#draining = true
     // A tunnel has no end of its own to wait for: shutting down ends them.
     this.#pipeline.tunnels.closeAll('shutdown')
-    const closed = [this.#front?.server, this.#redirect].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve()))
+    const closed = [this.#front?.server, this.#redirect, this.#forwardAuth].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : Promise.resolve()))
     this.#h1.closeIdleConnections()
     for (const session of this.#sessions) session.close()
     const deadline = Date.now() + graceMs
@@ -205,6 +216,7 @@ export class ProxyServer {
     for (const socket of this.#sockets) socket.destroy()
     for (const session of this.#sessions) session.destroy()
     this.#redirect?.closeAllConnections()
+    this.#forwardAuth?.closeAllConnections()
     await Promise.all(closed)
     this.#state.stop()
     await this.#registry.closeAll()

@@ -1,0 +1,207 @@
+/**
+ * Forward-auth (docs/delegated-authorization.md): nginx `auth_request`, Caddy `forward_auth` and
+ * Traefik `ForwardAuth` ask Portcullis whether to let a request through. The original request
+ * arrives as `X-Forwarded-Method`, `-Proto`, `-Host`, `-Uri` (or nginx's `X-Original-URI` /
+ * `X-Original-Method`, or `X-Original-URL`) plus the client's own headers (cookies).
+ *
+ * What Pomerium's old forward-auth lacked (it was removed for it): the forwarded headers are
+ * believed only from `forward_auth.trusted_proxies`; and the forwarded request goes through the
+ * proxy's own `prepare` stage, so the route is chosen, and the path normalised and screened,
+ * exactly as the built-in proxy would for the same request.
+ *
+ * Two answers:
+ * - `/auth` (nginx `auth_request`, which accepts only 2xx, 401 and 403): 200 allow, 401 sign in
+ *   (with `Location`), 403 anything else; no body.
+ * - `/verify` (Caddy, Traefik, and nginx's `error_page` location): the whole answer the built-in
+ *   proxy would give: 200 allow, or the redirect, the 403/450/495 page, the JSON error.
+ * An allow carries the identity headers for the upstream (`X-Pomerium-Jwt-Assertion`, claim
+ * headers) as response headers, for the fronting proxy to copy.
+ */
+import { randomUUID } from 'node:crypto'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { Authorizer, CheckRequest, CheckResult, Denial } from '../authorize/types.js'
+import type { Config } from '../config/types.js'
+import { cidrsContain, compileCidrs } from '../policy/index.js'
+import type { CidrSet } from '../policy/index.js'
+import type { Logger } from '../shared/log.js'
+import { prefersJson } from '../ui/negotiate.js'
+import type { AnyRequest } from './forward.js'
+import { kClientAddress } from './front.js'
+import { normaliseRemote } from './request-checks.js'
+import { sendBody, sendDenial, sendError } from './respond.js'
+import { prepare } from './stages.js'
+import type { ProxyState } from './state.js'
+
+export interface ForwardAuthDeps {
+  readonly state: () => ProxyState
+  readonly authorizer: Authorizer
+  readonly logger: Logger
+}
+
+type Mode = 'auth' | 'verify'
+
+/** Headers that describe the original request, or the hop: never passed on as the client's. */
+const FORWARDING = /^(x-forwarded-|x-original-|x-real-ip$|forwarded$|host$|content-length$|transfer-encoding$|connection$)/
+
+const trustedByConfig = new WeakMap<Config, CidrSet | undefined>()
+
+function trustedProxies(config: Config): CidrSet | undefined {
+  if (!trustedByConfig.has(config)) {
+    const compiled = config.forwardAuth ? compileCidrs(config.forwardAuth.trustedProxies) : undefined
+    trustedByConfig.set(config, compiled && !('error' in compiled) ? compiled : undefined)
+  }
+  return trustedByConfig.get(config)
+}
+
+function one(headers: IncomingHttpHeaders, name: string): string | undefined | null {
+  const v = headers[name]
+  if (v === undefined) return undefined
+  // A repeated forwarding header could be read differently by the proxy and by us: refuse it.
+  if (Array.isArray(v)) return null
+  return v
+}
+
+/** The original request as the fronting proxy describes it; a string when it cannot be read. */
+interface Original {
+  readonly method: string
+  readonly scheme: 'http' | 'https'
+  readonly authority: string
+  readonly uri: string
+  readonly clientIp: string
+}
+
+function originalOf(req: IncomingMessage, peer: string): Original | string {
+  const h = req.headers
+  const fields = ['x-forwarded-method', 'x-original-method', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-uri', 'x-original-uri', 'x-original-url', 'x-real-ip']
+  const v: Record<string, string | undefined> = {}
+  for (const name of fields) {
+    const value = one(h, name)
+    if (value === null) return `${name} appears more than once`
+    v[name] = value
+  }
+  let scheme = v['x-forwarded-proto']
+  let authority = v['x-forwarded-host']
+  let uri = v['x-forwarded-uri'] ?? v['x-original-uri']
+  const full = v['x-original-url']
+  if (full !== undefined && (authority === undefined || uri === undefined)) {
+    if (!URL.canParse(full)) return 'X-Original-URL is not an absolute URL'
+    const u = new URL(full)
+    scheme ??= u.protocol.slice(0, -1)
+    authority ??= u.host
+    uri ??= `${u.pathname}${u.search}`
+  }
+  if (authority === undefined || authority === '') return 'X-Forwarded-Host is missing'
+  if (uri === undefined || !uri.startsWith('/')) return 'X-Forwarded-Uri (or X-Original-URI) is missing or not a path'
+  scheme = (scheme ?? 'https').toLowerCase()
+  if (scheme !== 'http' && scheme !== 'https') return 'X-Forwarded-Proto must be http or https'
+  const method = (v['x-forwarded-method'] ?? v['x-original-method'] ?? 'GET').toUpperCase()
+  if (!/^[A-Z]{1,20}$/.test(method)) return 'X-Forwarded-Method is not an HTTP method'
+  // The client: the last X-Forwarded-For entry (added by the trusted proxy itself), else X-Real-IP.
+  const xff = one(h, 'x-forwarded-for')
+  if (xff === null) return 'x-forwarded-for appears more than once'
+  const last = xff?.split(',').at(-1)?.trim()
+  const clientIp = normaliseRemote(last !== undefined && last !== '' ? last : (v['x-real-ip'] ?? peer))
+  return { method, scheme, authority, uri, clientIp }
+}
+
+/** The original request in the shape the proxy's `prepare` stage reads. */
+function asProxyRequest(req: IncomingMessage, o: Original): { request: AnyRequest; headers: Record<string, string | string[] | undefined> } {
+  const headers: Record<string, string | string[] | undefined> = { host: o.authority }
+  const rawHeaders: string[] = ['Host', o.authority]
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i] as string
+    const lower = name.toLowerCase()
+    if (FORWARDING.test(lower)) continue
+    rawHeaders.push(name, req.rawHeaders[i + 1] as string)
+  }
+  for (const [name, value] of Object.entries(req.headers)) if (!FORWARDING.test(name)) headers[name] = value
+  const request = {
+    httpVersionMajor: 1,
+    method: o.method,
+    url: o.uri,
+    headers,
+    rawHeaders,
+    socket: { [kClientAddress]: o.clientIp },
+  }
+  return { request: request as unknown as AnyRequest, headers }
+}
+
+export function createForwardAuthHandler(deps: ForwardAuthDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  return async (req, res) => {
+    const requestId = randomUUID()
+    const state = deps.state()
+    const path = (req.url ?? '/').split('?')[0]
+    const mode: Mode | undefined = path === '/auth' ? 'auth' : path === '/verify' || path === '/' ? 'verify' : undefined
+    const json = prefersJson(req.headers.accept)
+    const headOnly = req.method === 'HEAD'
+    const peer = normaliseRemote(req.socket.remoteAddress)
+    const trusted = trustedProxies(state.config)
+    if (!trusted || !cidrsContain(trusted, peer)) {
+      deps.logger.warn({ requestId, peer }, 'forward-auth call refused: the caller is not in forward_auth.trusted_proxies')
+      sendError(res, 403, 'This address may not ask for forward-auth decisions (forward_auth.trusted_proxies).', requestId, json, {}, headOnly)
+      return
+    }
+    if (!mode) {
+      sendError(res, 404, 'Forward-auth answers at /auth (nginx auth_request) and /verify (Caddy, Traefik).', requestId, json, {}, headOnly)
+      return
+    }
+    const original = originalOf(req, peer)
+    if (typeof original === 'string') {
+      deps.logger.info({ requestId, peer, problem: original }, 'forward-auth call refused: the original request cannot be read')
+      answer(res, mode, { allow: false, status: 400, code: 'denied', reason: `Bad request: ${original}.` }, requestId, json, headOnly)
+      return
+    }
+    const { request, headers } = asProxyRequest(req, original)
+    // The proxy's own prepare stage, with the scheme the client used at the fronting proxy.
+    const view = Object.create(state, { scheme: { value: original.scheme } }) as ProxyState
+    const prepared = prepare(request, view, undefined)
+    if (prepared.kind !== 'route') {
+      const status = prepared.kind === 'reply' ? prepared.status : 404
+      const message = prepared.kind === 'reply' ? prepared.message : 'Portcullis endpoints are served on the main listener.'
+      // Health checks and the like: a 200 here would let the request through to the upstream.
+      answer(res, mode, { allow: false, status: status >= 200 && status < 400 ? 403 : status, code: 'denied', reason: message }, requestId, json, headOnly)
+      return
+    }
+    const check: CheckRequest = {
+      requestId,
+      route: prepared.plan.route,
+      method: original.method,
+      host: prepared.host,
+      authority: prepared.authority,
+      path: prepared.path,
+      query: prepared.query,
+      headers,
+      clientIp: prepared.clientIp,
+      scheme: original.scheme,
+    }
+    let result: CheckResult
+    try {
+      result = await deps.authorizer.check(check)
+    } catch (err) {
+      deps.logger.error({ err, requestId }, 'forward-auth: the authorize service failed')
+      result = { allow: false, status: 503, code: 'unavailable', reason: 'The authorize service is unavailable.' }
+    }
+    answer(res, mode, result, requestId, json, headOnly)
+  }
+}
+
+function answer(res: ServerResponse, mode: Mode, result: CheckResult, requestId: string, json: boolean, headOnly: boolean): void {
+  if (result.allow) {
+    const headers: Record<string, string | string[]> = { 'x-request-id': requestId, 'cache-control': 'no-store' }
+    for (const [name, value] of Object.entries(result.setHeaders ?? {})) headers[name] = value
+    for (const [name, values] of Object.entries(result.setMultiHeaders ?? {})) headers[name] = [...values]
+    sendBody(res, 200, headers, '', true)
+    return
+  }
+  // A 2xx answer means "let it through" to every fronting proxy: robots.txt of a protected
+  // route, which the built-in proxy answers itself, is refused here instead.
+  const denial: Denial = result.status >= 200 && result.status < 300 ? { ...result, status: 403 } : result
+  if (mode === 'auth') {
+    const status = denial.status === 401 || denial.code === 'sign-in' ? 401 : 403
+    const headers: Record<string, string> = { 'x-request-id': requestId, 'cache-control': 'no-store', 'x-portcullis-status': String(denial.status) }
+    if (denial.location !== undefined) headers['location'] = denial.location
+    sendBody(res, status, headers, '', true)
+    return
+  }
+  sendDenial(res, denial, requestId, json, {}, headOnly)
+}
