@@ -120,9 +120,12 @@ async function stopDuringStartup(configFile: string, when: ((e: LogEntry) => boo
     assert.ok(tookMs < EXIT_BOUND_MS, `exited ${tookMs} ms after SIGTERM (bound ${EXIT_BOUND_MS} ms)${describe}`)
     // Killed by the signal before any handler existed, or a clean exit 0 after one.
     assert.ok(exit.code === 0 || exit.signal === 'SIGTERM', `exit ${JSON.stringify(exit)}${describe}`)
-    const shutdownAt = entries.findIndex((e) => typeof e['msg'] === 'string' && e['msg'].startsWith('shutting down'))
-    if (shutdownAt >= 0) {
-      const later = entries.slice(shutdownAt).filter((e) => e['msg'] === 'listening')
+    const shutdown = entries.find((e) => typeof e['msg'] === 'string' && e['msg'].startsWith('shutting down'))
+    if (shutdown) {
+      // By the lines' own times: the log is written asynchronously, and the shutdown line (written
+      // synchronously from the signal handler) can reach stdout before lines logged earlier.
+      const at = Date.parse(String(shutdown['time']))
+      const later = entries.filter((e) => e['msg'] === 'listening' && Date.parse(String(e['time'])) > at)
       assert.deepEqual(later, [], `no listener comes up after "shutting down"${describe}`)
     }
     assert.ok(await waitFor(() => !groupAlive(pgid), 3_000), `no worker outlives the process${describe}`)
