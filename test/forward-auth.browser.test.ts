@@ -11,6 +11,7 @@ import { after, before, describe, it } from 'node:test'
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import type { JSONWebKeySet } from 'jose'
 import { request } from 'undici'
+import type { Dispatcher } from 'undici'
 import { browserTestOptions, launchBrowser, screenshot } from './fixtures/browser.js'
 import type { TestBrowser } from './fixtures/browser.js'
 import { makeServerCert, testPki } from './fixtures/certs.js'
@@ -133,6 +134,46 @@ describe('forward-auth behind nginx', options, () => {
     assert.equal(res.statusCode, 401)
     await res.body.dump()
     assert.ok(!setup.upstream.requests.some((r) => r.url === '/api'))
+  })
+
+  it("Traefik's ForwardAuth request (exactly the headers its documentation lists) is answered as a fronting proxy needs", async () => {
+    // A signed-in browser's cookie, taken from a sign-in through nginx.
+    const context = await browser.newContext({ ignoreHTTPSErrors: true })
+    const page = await context.newPage()
+    await page.goto(`${app}/`)
+    await page.fill('input[name=email]', 'alice@example.com')
+    await page.fill('input[name=password]', 'alice-password')
+    await Promise.all([page.waitForURL(`${app}/`), page.click('form#login [type=submit]')])
+    const cookie = (await context.cookies(app)).find((c) => c.name === '_pomerium')
+    assert.ok(cookie)
+    // The denied app's host has its own cookie (single sign-on, then its 403).
+    await page.goto(`${denied}/`)
+    const deniedCookie = (await context.cookies(denied)).find((c) => c.name === '_pomerium')
+    assert.ok(deniedCookie)
+    await context.close()
+    const traefik = (extra: Record<string, string>): Promise<Dispatcher.ResponseData> =>
+      request(`http://127.0.0.1:${forwardAuthPort}/verify`, {
+        headers: {
+          'x-forwarded-method': 'GET',
+          'x-forwarded-proto': 'https',
+          'x-forwarded-host': 'kube.localhost',
+          'x-forwarded-uri': '/traefik?x=1',
+          'x-forwarded-for': '203.0.113.9',
+          accept: 'text/html',
+          ...extra,
+        },
+      })
+    const allowed = await traefik({ cookie: `_pomerium=${cookie.value}` })
+    assert.equal(allowed.statusCode, 200)
+    await allowed.body.dump()
+    assert.equal(typeof allowed.headers['x-pomerium-jwt-assertion'], 'string', 'for authResponseHeaders')
+    const anonymous = await traefik({})
+    assert.equal(anonymous.statusCode, 302)
+    await anonymous.body.dump()
+    assert.match(String(anonymous.headers['location']), /\/\.pomerium\/sign_in\?/)
+    const refused = await traefik({ cookie: `_pomerium=${deniedCookie.value}`, 'x-forwarded-host': 'gcp.localhost' })
+    assert.equal(refused.statusCode, 403)
+    assert.match(await refused.body.text(), /Why:/)
   })
 
   it('callers outside trusted_proxies are refused, whatever they forward', async () => {
