@@ -28,6 +28,7 @@ import { compilePolicy, compileRoutePolicy } from '../policy/index.js'
 import { checkDownstreamMtls, mtlsEnforcementOf } from './mtls.js'
 import { checkDeviceTypes } from './devices.js'
 import { checkForwardAuth } from './forward-auth.js'
+import { checkExtAuthz } from './ext-authz.js'
 import { identityConfigIssues } from './identity-settings.js'
 import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
@@ -112,6 +113,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const downstreamMtls = checkDownstreamMtls(raw, ctx.issues)
   const deviceTypes = checkDeviceTypes(raw, ctx.issues, ctx)
   const forwardAuth = checkForwardAuth(raw, ctx.issues)
+  const extAuthz = checkExtAuthz(raw, ctx.issues, ctx)
   const deviceTypeIds = deviceTypes.map((t) => t.id)
   if (raw['device_approvers'] !== undefined) {
     for (const e of compilePolicy(raw['device_approvers'], 'device_approvers').errors) ctx.issues.error(e.path, undefined, e.message)
@@ -226,6 +228,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
     downstreamMtls,
     deviceTypes,
     forwardAuth,
+    extAuthz,
     deviceApprovers: raw['device_approvers'] ?? undefined,
     runtimeFlags: raw['runtime_flags'] as Record<string, boolean>,
     raw,

@@ -383,6 +383,14 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
       def('trusted_proxies', 'list', 'Required: CIDRs of the proxies whose `X-Forwarded-*` headers are believed; calls from elsewhere are refused.', { env: false }),
     ],
   }),
+  def('ext_authz', 'object', 'Portcullis only: the Envoy `ext_authz` gRPC service (Envoy, Istio `CUSTOM`), see docs/delegated-authorization.md.', {
+    env: false,
+    children: [
+      def('address', 'string', 'Listen address of the gRPC service (plaintext HTTP/2; keep it on a private network).', { env: false }),
+      def('caller_token', 'string', 'The token callers send as `authorization: Bearer` metadata (at least 32 characters); prefer `caller_token_file`.', { env: false }),
+      def('caller_token_file', 'string', 'File holding the caller token.', { env: false }),
+    ],
+  }),
   def('device_types', 'list', 'Portcullis only: device types beside the built-in `any` and `enclave_only` (or replacing them): `{id, name, authenticator_attachment, user_verification, attestation_formats, attestation_roots, aaguids, approval_required}` (see docs/devices.md).', { items: 'object', env: false }),
   def('device_approvers', 'any', 'Portcullis only: a PPL policy; the signed-in users it allows may approve and revoke devices at `/.pomerium/devices` (see docs/devices.md).', { env: false }),
   def('builtin_idp_users_file', 'string', 'Portcullis only: users of the built-in OpenID provider (`idp_provider: builtin`): YAML with email, name, groups, claims, argon2id password_hash, optional totp_secret (see docs/builtin-idp.md).'),

@@ -6,6 +6,7 @@ import type { TracingSettings } from './tracing.js'
 import type { IssuerFormat } from './identity-settings.js'
 import type { DeviceType } from './devices.js'
 import type { ForwardAuthSettings } from './forward-auth.js'
+import type { ExtAuthzSettings } from './ext-authz.js'
 
 /**
  * The normalised, validated configuration that every service consumes.
@@ -333,6 +334,8 @@ export interface Config {
   readonly downstreamMtls: ClientCertPolicy | undefined
   /** `forward_auth`: the listener for nginx, Caddy and Traefik (docs/delegated-authorization.md). */
   readonly forwardAuth: ForwardAuthSettings | undefined
+  /** `ext_authz`: the Envoy ext_authz gRPC service (docs/delegated-authorization.md). */
+  readonly extAuthz: ExtAuthzSettings | undefined
   /** The built-in device types and `device_types` (docs/devices.md). */
   readonly deviceTypes: readonly DeviceType[]
   /**

@@ -61,8 +61,8 @@ function one(headers: IncomingHttpHeaders, name: string): string | undefined | n
   return v
 }
 
-/** The original request as the fronting proxy describes it; a string when it cannot be read. */
-interface Original {
+/** The original request as the fronting proxy describes it. */
+export interface Original {
   readonly method: string
   readonly scheme: 'http' | 'https'
   readonly authority: string
@@ -104,17 +104,23 @@ function originalOf(req: IncomingMessage, peer: string): Original | string {
   return { method, scheme, authority, uri, clientIp }
 }
 
-/** The original request in the shape the proxy's `prepare` stage reads. */
-function asProxyRequest(req: IncomingMessage, o: Original): { request: AnyRequest; headers: Record<string, string | string[] | undefined> } {
+/**
+ * The original request in the shape the proxy's `prepare` stage reads, from the client's headers
+ * as a flat `[name, value, ...]` list (forwarding and hop headers left out).
+ */
+function asProxyRequest(clientRawHeaders: readonly string[], o: Original): { request: AnyRequest; headers: Record<string, string | string[] | undefined> } {
   const headers: Record<string, string | string[] | undefined> = { host: o.authority }
   const rawHeaders: string[] = ['Host', o.authority]
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i] as string
+  for (let i = 0; i + 1 < clientRawHeaders.length; i += 2) {
+    const name = clientRawHeaders[i] as string
+    const value = clientRawHeaders[i + 1] as string
     const lower = name.toLowerCase()
-    if (FORWARDING.test(lower)) continue
-    rawHeaders.push(name, req.rawHeaders[i + 1] as string)
+    if (FORWARDING.test(lower) || lower.startsWith(':')) continue
+    rawHeaders.push(name, value)
+    const prior = headers[lower]
+    // Node's rules for repeated headers: cookies joined with "; ", set-cookie kept apart, others ", ".
+    headers[lower] = prior === undefined ? value : lower === 'cookie' ? `${String(prior)}; ${value}` : Array.isArray(prior) ? [...prior, value] : lower === 'set-cookie' ? [prior, value] : `${prior}, ${value}`
   }
-  for (const [name, value] of Object.entries(req.headers)) if (!FORWARDING.test(name)) headers[name] = value
   const request = {
     httpVersionMajor: 1,
     method: o.method,
@@ -124,6 +130,47 @@ function asProxyRequest(req: IncomingMessage, o: Original): { request: AnyReques
     socket: { [kClientAddress]: o.clientIp },
   }
   return { request: request as unknown as AnyRequest, headers }
+}
+
+/**
+ * Decides a request a fronting proxy (or Envoy) describes, as the built-in proxy would: its own
+ * prepare stage (hygiene, normalisation, the route), then the authorizer. A request the proxy
+ * would answer itself (no route, a bad path, a health check) is refused: never a 2xx.
+ */
+export async function decideForwarded(
+  deps: Pick<ForwardAuthDeps, 'authorizer' | 'logger'>,
+  state: ProxyState,
+  original: Original,
+  rawHeaders: readonly string[],
+  requestId: string,
+): Promise<CheckResult> {
+  const { request, headers } = asProxyRequest(rawHeaders, original)
+  // The proxy's own prepare stage, with the scheme the client used at the fronting proxy.
+  const view = Object.create(state, { scheme: { value: original.scheme } }) as ProxyState
+  const prepared = prepare(request, view, undefined)
+  if (prepared.kind !== 'route') {
+    const status = prepared.kind === 'reply' ? prepared.status : 404
+    const message = prepared.kind === 'reply' ? prepared.message : 'Portcullis endpoints are served on the main listener.'
+    return { allow: false, status: status >= 200 && status < 400 ? 403 : status, code: 'denied', reason: message }
+  }
+  const check: CheckRequest = {
+    requestId,
+    route: prepared.plan.route,
+    method: original.method,
+    host: prepared.host,
+    authority: prepared.authority,
+    path: prepared.path,
+    query: prepared.query,
+    headers,
+    clientIp: prepared.clientIp,
+    scheme: original.scheme,
+  }
+  try {
+    return await deps.authorizer.check(check)
+  } catch (err) {
+    deps.logger.error({ err, requestId }, 'forward-auth: the authorize service failed')
+    return { allow: false, status: 503, code: 'unavailable', reason: 'The authorize service is unavailable.' }
+  }
 }
 
 export function createForwardAuthHandler(deps: ForwardAuthDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
@@ -151,36 +198,7 @@ export function createForwardAuthHandler(deps: ForwardAuthDeps): (req: IncomingM
       answer(res, mode, { allow: false, status: 400, code: 'denied', reason: `Bad request: ${original}.` }, requestId, json, headOnly)
       return
     }
-    const { request, headers } = asProxyRequest(req, original)
-    // The proxy's own prepare stage, with the scheme the client used at the fronting proxy.
-    const view = Object.create(state, { scheme: { value: original.scheme } }) as ProxyState
-    const prepared = prepare(request, view, undefined)
-    if (prepared.kind !== 'route') {
-      const status = prepared.kind === 'reply' ? prepared.status : 404
-      const message = prepared.kind === 'reply' ? prepared.message : 'Portcullis endpoints are served on the main listener.'
-      // Health checks and the like: a 200 here would let the request through to the upstream.
-      answer(res, mode, { allow: false, status: status >= 200 && status < 400 ? 403 : status, code: 'denied', reason: message }, requestId, json, headOnly)
-      return
-    }
-    const check: CheckRequest = {
-      requestId,
-      route: prepared.plan.route,
-      method: original.method,
-      host: prepared.host,
-      authority: prepared.authority,
-      path: prepared.path,
-      query: prepared.query,
-      headers,
-      clientIp: prepared.clientIp,
-      scheme: original.scheme,
-    }
-    let result: CheckResult
-    try {
-      result = await deps.authorizer.check(check)
-    } catch (err) {
-      deps.logger.error({ err, requestId }, 'forward-auth: the authorize service failed')
-      result = { allow: false, status: 503, code: 'unavailable', reason: 'The authorize service is unavailable.' }
-    }
+    const result = await decideForwarded(deps, state, original, req.rawHeaders, requestId)
     answer(res, mode, result, requestId, json, headOnly)
   }
 }

@@ -16,6 +16,8 @@ import type { Duplex } from 'node:stream'
 import type { Config } from '../config/types.js'
 import { prefersJson } from '../ui/negotiate.js'
 import { createForwardAuthHandler } from './forward-auth.js'
+import { startExtAuthz } from './ext-authz.js'
+import type { ExtAuthzServer } from './ext-authz.js'
 import { statusTitle } from './error-page.js'
 import { guardedRequestListener } from '../shared/boundary.js'
 import { runGuarded } from './boundary.js'
@@ -44,7 +46,7 @@ const HEADERS_TIMEOUT_MS = 10_000
 export type ProxyDeps = Omit<PipelineDeps, 'forward' | 'tunnel'>
 
 export interface ListenerInfo {
-  readonly name: 'main' | 'http_redirect' | 'forward_auth' | 'grpc' | 'metrics' | 'health'
+  readonly name: 'main' | 'http_redirect' | 'forward_auth' | 'ext_authz' | 'grpc' | 'metrics' | 'health'
   readonly url: string
   readonly port: number
 }
@@ -58,6 +60,7 @@ export class ProxyServer {
   #front: Front | undefined
   #redirect: HttpServer | undefined
   #forwardAuth: HttpServer | undefined
+  #extAuthz: ExtAuthzServer | undefined
   readonly #sockets = new Set<Socket>()
   readonly #sessions = new Set<Http2Session>()
   #draining = false
@@ -170,6 +173,12 @@ export class ProxyServer {
       const fport = await listenOn(server, config.forwardAuth.address.host, config.forwardAuth.address.port)
       infos.push({ name: 'forward_auth', url: `http://${displayHost(config.forwardAuth.address.host)}:${fport}`, port: fport })
     }
+    if (config.extAuthz) {
+      // docs/delegated-authorization.md: Envoy's ext_authz filter and Istio's CUSTOM action.
+      const server = await startExtAuthz({ state: () => this.#state, authorizer: this.#deps.authorizer, logger: this.#deps.logger }, config.extAuthz.address.host, config.extAuthz.address.port)
+      this.#extAuthz = server
+      infos.push({ name: 'ext_authz', url: `http://${displayHost(config.extAuthz.address.host)}:${server.port}`, port: server.port })
+    }
     this.#state.start()
     return infos
   }
@@ -218,6 +227,7 @@ export class ProxyServer {
     this.#redirect?.closeAllConnections()
     this.#forwardAuth?.closeAllConnections()
     await Promise.all(closed)
+    await this.#extAuthz?.close()
     this.#state.stop()
     await this.#registry.closeAll()
   }

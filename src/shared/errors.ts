@@ -33,6 +33,12 @@ export const ERROR_CODES = {
   ERR_ACCESS_DENIED: { area: 'proxy', status: 403, title: 'Forbidden', description: 'The route’s policy denies the request.' },
   ERR_BAD_REQUEST: { area: 'proxy', status: 400, title: 'Bad Request', description: 'The request is malformed (also: an internal API call whose body is not valid).' },
   ERR_METHOD_NOT_ALLOWED: { area: 'proxy', status: 405, title: 'Method Not Allowed', description: 'The endpoint does not take this method (the internal API takes only POST).' },
+  ERR_EXT_AUTHZ_CALLER: {
+    area: 'proxy',
+    status: 401,
+    title: 'Unauthorized',
+    description: 'An ext_authz Check without the caller token (`authorization: Bearer` metadata, `ext_authz.caller_token_file`): answered with the gRPC status UNAUTHENTICATED and logged.',
+  },
   ERR_HEADERS_TOO_LARGE: { area: 'proxy', status: 431, title: 'Request Header Fields Too Large', description: 'The request’s headers exceed the configured limit.' },
   ERR_REQUEST_TIMEOUT: { area: 'proxy', status: 408, title: 'Request Timeout', description: 'The client did not send the whole request in time.' },
   ERR_UPSTREAM_UNREACHABLE: { area: 'proxy', status: 503, title: 'Service Unavailable', description: 'No connection to the upstream could be made.' },
