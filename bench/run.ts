@@ -16,6 +16,11 @@
  *                   the `_pomerium` session cookie
  *   portcullis-auth-2  the same with workers: 2 (the primary serves the databroker; each worker
  *                   keeps a synced copy of the sessions)
+ *   nginx-authreq-static  nginx (2 workers) with `auth_request` to a static `return 200` server
+ *                   (the cost floor of a subrequest, as an oauth2-proxy-style answer would cost)
+ *   nginx-authreq-portcullis  the same nginx with `auth_request` to Portcullis' forward-auth
+ *                   listener (workers: 1; the recipe of docs/delegated-authorization.md), signed
+ *                   in: every request carries the session cookie and gets the assertion
  *   apache-oidc     Apache httpd + mod_auth_openidc (server-cache sessions in shm, claims passed as
  *                   headers) in front of the same upstream, against the same provider; signed in
  *                   once, every request carries the `mod_auth_openidc_session` cookie (needs
@@ -68,11 +73,13 @@ const TARGETS = [
   'portcullis-log',
   'portcullis-auth',
   'portcullis-auth-2',
+  'nginx-authreq-static',
+  'nginx-authreq-portcullis',
   'apache-oidc',
 ] as const
 type Target = (typeof TARGETS)[number]
 /** Targets that sign in at the test provider before measuring (slower to start). */
-const SIGN_IN_TARGETS: ReadonlySet<Target> = new Set<Target>(['portcullis-auth', 'portcullis-auth-2', 'apache-oidc'])
+const SIGN_IN_TARGETS: ReadonlySet<Target> = new Set<Target>(['portcullis-auth', 'portcullis-auth-2', 'nginx-authreq-portcullis', 'apache-oidc'])
 
 interface Result {
   readonly target: Target
@@ -289,6 +296,8 @@ async function startNginx(
   name: string,
   workers: number,
   httpBlock: (port: number) => string,
+  /** Which answer means started (default 200); a server that asks for sign-in answers 401. */
+  ready?: (status: number) => boolean,
 ): Promise<Server> {
   const prefix = mkdtempSync(join(tmpdir(), `portcullis-bench-${name}-`))
   // nginx workers drop to `nobody` when started as root; they must be able to enter the prefix.
@@ -329,7 +338,7 @@ ${httpBlock(port)}
     child.stderr.on('data', (c: Buffer) => stderr.push(c.toString()))
     const url = `http://127.0.0.1:${port}`
     try {
-      await waitReady(url, child, `nginx (${name})`)
+      await waitReady(url, child, `nginx (${name})`, 10_000, ready)
       cleanups.push(async () => {
         // SIGQUIT is nginx's graceful shutdown; the group kill afterwards catches stragglers.
         await stopChild(child, 'SIGQUIT', 3000)
@@ -408,6 +417,97 @@ async function startNginxProxy(upstream: Server): Promise<Server> {
     }
   }`,
   )
+}
+
+/**
+ * nginx with `auth_request` in front of the upstream; the subrequest goes to `auth` (host:port,
+ * path) over a keep-alive pool with the forward-auth headers of docs/delegated-authorization.md.
+ */
+async function startNginxAuthRequest(name: string, upstream: Server, auth: { port: number; path: string }, extraServer = '', ready?: (status: number) => boolean): Promise<Server> {
+  return startNginx(
+    name,
+    2,
+    (port) => `  upstream backend {
+    server 127.0.0.1:${upstream.port};
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  upstream auth_backend {
+    server 127.0.0.1:${auth.port};
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+${extraServer}
+  server {
+    listen 127.0.0.1:${port};
+    location = /_auth {
+      internal;
+      proxy_pass http://auth_backend${auth.path};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Forwarded-Method $request_method;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header X-Forwarded-Uri $request_uri;
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }
+    location / {
+      auth_request /_auth;
+      auth_request_set $pomerium_jwt $upstream_http_x_pomerium_jwt_assertion;
+      proxy_set_header X-Pomerium-Jwt-Assertion $pomerium_jwt;
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+    }
+  }`,
+    ready,
+  )
+}
+
+/** The cost floor: the subrequest answered `200` by a separate nginx server block. */
+async function startNginxAuthStatic(upstream: Server): Promise<Server> {
+  const authPort = await freePort()
+  return startNginxAuthRequest('authreq-static', upstream, { port: authPort, path: '/' }, `  server {
+    listen 127.0.0.1:${authPort};
+    location / { return 200; }
+  }`)
+}
+
+/** nginx asking Portcullis' forward-auth listener, with a signed-in session. */
+async function startNginxAuthPortcullis(upstream: Server): Promise<Server> {
+  const idp = await benchIdp()
+  const port = await freePort()
+  const forwardAuthPort = await freePort()
+  const authn = `http://authn.localhost:${port}`
+  const client = await idp.registerClient({ clientId: `portcullis-fa-${port}`, redirectUris: [`${authn}/oauth2/callback`] })
+  const px = await startPortcullis({
+    address: `127.0.0.1:${port}`,
+    insecure_server: true,
+    workers: 1,
+    log_level: 'error',
+    shared_secret: randomBytes(32).toString('base64'),
+    cookie_secret: randomBytes(32).toString('base64'),
+    authenticate_service_url: authn,
+    idp_provider: 'oidc',
+    idp_provider_url: idp.issuer,
+    idp_client_id: client.clientId,
+    idp_client_secret: client.clientSecret,
+    forward_auth: { address: `127.0.0.1:${forwardAuthPort}`, trusted_proxies: ['127.0.0.1/32'] },
+    routes: [{ from: `https://${HOST}`, to: upstream.url, pass_identity_headers: true, policy: AUTH_POLICY }],
+  })
+  cleanups.push(async () => {
+    const code = await px.stop(5000)
+    if (code !== 0) console.error(`portcullis (forward-auth) exited with code ${String(code)}`)
+  })
+  await waitReady(px.url, px.process, 'portcullis (forward-auth)', 10_000, (st) => st !== 0)
+  const cookie = await signInCookie(`http://app.localhost:${port}`, '_pomerium')
+  const nginx = await startNginxAuthRequest('authreq-portcullis', upstream, { port: forwardAuthPort, path: '/auth' }, '', (st) => st !== 0)
+  const server: Server = { url: nginx.url, port: nginx.port, headers: { cookie } }
+  await checkSignedIn(server, 'nginx-authreq-portcullis')
+  return server
 }
 
 interface PortcullisVariant {
@@ -1024,6 +1124,15 @@ async function main(): Promise<number> {
         case 'portcullis-auth-2':
           if (portcullisNote !== null) continue
           server = await startPortcullisAuth(upstream, target === 'portcullis-auth-2' ? 2 : 1)
+          break
+        case 'nginx-authreq-static':
+        case 'nginx-authreq-portcullis':
+          if (!haveNginx) {
+            console.log(`${target}: skipped (nginx not installed)`)
+            continue
+          }
+          if (target === 'nginx-authreq-portcullis' && portcullisNote !== null) continue
+          server = target === 'nginx-authreq-static' ? await startNginxAuthStatic(upstream) : await startNginxAuthPortcullis(upstream)
           break
         case 'apache-oidc':
           if (apacheMissing !== null) {
