@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict'
 import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { after, before, describe, it } from 'node:test'
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import type { JSONWebKeySet } from 'jose'
@@ -84,6 +85,8 @@ describe('forward-auth behind nginx', options, () => {
       routes: (upstream) => [
         { from: 'https://kube.localhost', to: upstream, allowed_users: ['alice@example.com'], pass_identity_headers: true },
         { from: 'https://gcp.localhost', to: upstream, allowed_users: ['nobody@example.com'] },
+        { from: 'https://users.localhost', prefix: '/public', to: upstream, allow_public_unauthenticated_access: true },
+        { from: 'https://users.localhost', prefix: '/admin', to: upstream, allowed_users: ['nobody@example.com'] },
       ],
     })
     const cert = makeServerCert(testPki().ca, [...SIGN_IN_HOSTS, '127.0.0.1'])
@@ -199,6 +202,31 @@ describe('forward-auth behind nginx', options, () => {
     assert.equal(answer.status, 403)
     assert.match(answer.body, /trusted_proxies/)
     await waitFor('the refusal to be logged', () => setup.portcullis.logs.some((l) => l.includes('forward-auth call refused: the caller is not in forward_auth.trusted_proxies') && l.includes('127.0.0.2')))
+  })
+
+  it('the hidden-path cases of the built-in proxy get the same answers through forward-auth', async () => {
+    // The hostile paths of test/integration/hygiene.test.ts: a public /public and a protected /admin.
+    const targets = [
+      '/public/x', '/admin', '/other', '/public/../admin', '/public/%2e%2e/admin', '/public/%2E%2E/admin', '/public/%2E%2E%2Fadmin',
+      '/public/..%2fadmin', '/public%2F..%2Fadmin', '/public/..%5cadmin', '//admin', '///admin/x', '/./admin', '/admin/.',
+      '/public/./../admin', '/ADMIN', '/admin;jsessionid=x', '/admin%00', '/public%00/../admin', '/%61dmin', '/%61%64%6d%69%6e/x',
+    ]
+    for (const target of targets) {
+      // The built-in proxy, over TLS to the main listener, as an API client without a session.
+      const direct = await new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: setup.port, path: target, servername: 'users.localhost', rejectUnauthorized: false, headers: { host: `users.localhost:${setup.port}`, accept: 'application/json' } },
+          (res) => (res.resume(), resolve(res.statusCode ?? 0)),
+        )
+        req.on('error', reject)
+        req.end()
+      })
+      const res = await request(`http://127.0.0.1:${forwardAuthPort}/verify`, {
+        headers: { accept: 'application/json', 'x-forwarded-proto': 'https', 'x-forwarded-host': `users.localhost:${setup.port}`, 'x-forwarded-uri': target, 'x-forwarded-method': 'GET' },
+      })
+      await res.body.dump()
+      assert.equal(res.statusCode, direct, `${target}: forward-auth answered ${res.statusCode}, the proxy ${direct}`)
+    }
   })
 
   it('the forwarded request gets the proxy’s hygiene: ambiguous paths, repeated headers, unknown hosts', async () => {
