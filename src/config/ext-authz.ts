@@ -2,7 +2,8 @@
  * `ext_authz` (docs/delegated-authorization.md): the gRPC `envoy.service.auth.v3.Authorization`
  * service that Envoy's `ext_authz` filter and Istio's `CUSTOM` action call. Callers prove who
  * they are with a token (`caller_token` or `caller_token_file`, sent by Envoy as gRPC
- * `initial_metadata`): without it the service would decide for anyone who can reach it.
+ * `initial_metadata`), or with a client certificate (`tls`: the service's certificate and the CA
+ * of its callers): without either the service would decide for anyone who can reach it.
  */
 import { parseAddress } from './address.js'
 import type { ListenAddress } from './address.js'
@@ -12,8 +13,10 @@ import type { IssueCollector } from './issues.js'
 
 export interface ExtAuthzSettings {
   readonly address: ListenAddress
-  /** The token callers send as `authorization: Bearer <token>` metadata. */
-  readonly callerToken: string
+  /** The token callers send as `authorization: Bearer <token>` metadata; undefined when callers prove themselves with client certificates instead. */
+  readonly callerToken: string | undefined
+  /** mTLS: the server's certificate and key, and the CA whose client certificates may call (PEM). */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly clientCa: string }
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -32,6 +35,27 @@ export function checkExtAuthz(raw: Readonly<Record<string, unknown>>, issues: Is
   const addressText = ea['address']
   const address = typeof addressText === 'string' ? parseAddress(addressText) : undefined
   if (!address) issues.error('ext_authz.address', addressText, 'expected a listen address such as 127.0.0.1:9191')
+  let tls: ExtAuthzSettings['tls']
+  const t = ea['tls']
+  if (t !== undefined) {
+    const pem = (key: string): string | undefined => {
+      const file = isRecord(t) ? t[key] : undefined
+      if (typeof file !== 'string' || file === '') {
+        issues.error(`ext_authz.tls.${key}`, file, 'expected a PEM file path')
+        return undefined
+      }
+      const read = readReferencedFile(files, file)
+      if ('error' in read) {
+        issues.error(`ext_authz.tls.${key}`, file, read.error)
+        return undefined
+      }
+      return read.text
+    }
+    const cert = pem('cert_file')
+    const key = pem('key_file')
+    const clientCa = pem('client_ca_file')
+    if (cert !== undefined && key !== undefined && clientCa !== undefined) tls = { cert, key, clientCa }
+  }
   let token: string | undefined
   const file = ea['caller_token_file']
   if (typeof file === 'string' && file !== '') {
@@ -39,11 +63,14 @@ export function checkExtAuthz(raw: Readonly<Record<string, unknown>>, issues: Is
     if ('error' in read) issues.error('ext_authz.caller_token_file', file, read.error)
     else token = read.text.trim()
   } else if (typeof ea['caller_token'] === 'string') token = ea['caller_token'].trim()
-  if (token === undefined) {
-    issues.error('ext_authz.caller_token_file', file, 'required: the token Envoy sends (initial_metadata authorization: Bearer <token>); without it anyone who reaches the service could ask')
-  } else if (token.length < MIN_TOKEN_LENGTH) {
-    issues.error(typeof file === 'string' ? 'ext_authz.caller_token_file' : 'ext_authz.caller_token', undefined, `the token must be at least ${MIN_TOKEN_LENGTH} characters (head -c32 /dev/urandom | base64)`)
-    token = undefined
+  if (token === undefined && t === undefined) {
+    issues.error('ext_authz.caller_token_file', file, 'required (or tls with client_ca_file): the token Envoy sends (initial_metadata authorization: Bearer <token>); without it anyone who reaches the service could ask')
+    return undefined
   }
-  return address && token !== undefined ? { address, callerToken: token } : undefined
+  if (token !== undefined && token.length < MIN_TOKEN_LENGTH) {
+    issues.error(typeof file === 'string' ? 'ext_authz.caller_token_file' : 'ext_authz.caller_token', undefined, `the token must be at least ${MIN_TOKEN_LENGTH} characters (head -c32 /dev/urandom | base64)`)
+    return undefined
+  }
+  if (t !== undefined && tls === undefined) return undefined
+  return address ? { address, callerToken: token, ...(tls ? { tls } : {}) } : undefined
 }

@@ -389,6 +389,14 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
       def('address', 'string', 'Listen address of the gRPC service (plaintext HTTP/2; keep it on a private network).', { env: false }),
       def('caller_token', 'string', 'The token callers send as `authorization: Bearer` metadata (at least 32 characters); prefer `caller_token_file`.', { env: false }),
       def('caller_token_file', 'string', 'File holding the caller token.', { env: false }),
+      def('tls', 'object', 'mTLS: `{cert_file, key_file, client_ca_file}`; callers must present a certificate from `client_ca_file` (the token is then optional).', {
+        env: false,
+        children: [
+          def('cert_file', 'string', "The service's certificate (PEM file).", { env: false }),
+          def('key_file', 'string', "The service's private key (PEM file).", { env: false }),
+          def('client_ca_file', 'string', 'CA of the client certificates that may call (PEM file).', { env: false }),
+        ],
+      }),
     ],
   }),
   def('device_types', 'list', 'Portcullis only: device types beside the built-in `any` and `enclave_only` (or replacing them): `{id, name, authenticator_attachment, user_verification, attestation_formats, attestation_roots, aaguids, approval_required}` (see docs/devices.md).', { items: 'object', env: false }),

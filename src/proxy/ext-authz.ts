@@ -202,8 +202,11 @@ export interface ExtAuthzServer {
   close(): Promise<void>
 }
 
-/** Starts the gRPC service on `host:port` (plaintext HTTP/2). */
-export async function startExtAuthz(deps: ExtAuthzDeps, host: string | undefined, port: number): Promise<ExtAuthzServer> {
+/**
+ * Starts the gRPC service on `host:port`: plaintext HTTP/2, or TLS that requires a client
+ * certificate from `tls.clientCa` (the handshake refuses anyone else).
+ */
+export async function startExtAuthz(deps: ExtAuthzDeps, host: string | undefined, port: number, tls?: { cert: string; key: string; clientCa: string }): Promise<ExtAuthzServer> {
   const definition = fromJSON(DESCRIPTOR as unknown as Parameters<typeof fromJSON>[0], { longs: String, enums: Number, defaults: false, oneofs: true })
   const service = (grpc.loadPackageDefinition(definition) as unknown as { envoy: { service: { auth: { v3: { Authorization: { service: grpc.ServiceDefinition } } } } } }).envoy.service.auth.v3.Authorization.service
   const server = new grpc.Server()
@@ -223,7 +226,10 @@ export async function startExtAuthz(deps: ExtAuthzDeps, host: string | undefined
     },
   })
   const bound = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${host ?? '0.0.0.0'}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)))
+    const credentials = tls
+      ? grpc.ServerCredentials.createSsl(Buffer.from(tls.clientCa), [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], true)
+      : grpc.ServerCredentials.createInsecure()
+    server.bindAsync(`${host ?? '0.0.0.0'}:${port}`, credentials, (err, p) => (err ? reject(err) : resolve(p)))
   })
   return {
     port: bound,
@@ -234,7 +240,8 @@ export async function startExtAuthz(deps: ExtAuthzDeps, host: string | undefined
 async function check(deps: ExtAuthzDeps, call: grpc.ServerUnaryCall<CheckRequestMessage, CheckResponseMessage>): Promise<CheckResponseMessage> {
   const state = deps.state()
   const settings = state.config.extAuthz
-  if (!settings || !tokenMatches(call.metadata, Buffer.from(settings.callerToken))) {
+  // With mTLS the handshake already checked the caller; a token, when configured, is checked too.
+  if (!settings || (settings.callerToken !== undefined && !tokenMatches(call.metadata, Buffer.from(settings.callerToken))) || (settings.callerToken === undefined && !settings.tls)) {
     deps.logger.warn({ peer: call.getPeer() }, 'ext_authz call refused: no valid caller token (authorization: Bearer metadata)')
     // A gRPC error, not a CheckResponse: Envoy applies its failure mode (deny unless told otherwise).
     throw new CallerRefused('caller token missing or wrong')

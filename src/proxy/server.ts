@@ -175,9 +175,9 @@ export class ProxyServer {
     }
     if (config.extAuthz) {
       // docs/delegated-authorization.md: Envoy's ext_authz filter and Istio's CUSTOM action.
-      const server = await startExtAuthz({ state: () => this.#state, authorizer: this.#deps.authorizer, logger: this.#deps.logger }, config.extAuthz.address.host, config.extAuthz.address.port)
+      const server = await startExtAuthz({ state: () => this.#state, authorizer: this.#deps.authorizer, logger: this.#deps.logger }, config.extAuthz.address.host, config.extAuthz.address.port, config.extAuthz.tls)
       this.#extAuthz = server
-      infos.push({ name: 'ext_authz', url: `http://${displayHost(config.extAuthz.address.host)}:${server.port}`, port: server.port })
+      infos.push({ name: 'ext_authz', url: `${config.extAuthz.tls ? 'https' : 'http'}://${displayHost(config.extAuthz.address.host)}:${server.port}`, port: server.port })
     }
     this.#state.start()
     return infos

@@ -16,6 +16,7 @@ import { loadSync } from '@grpc/proto-loader'
 import { createLocalJWKSet, jwtVerify } from 'jose'
 import type { JSONWebKeySet } from 'jose'
 import { request } from 'undici'
+import { makeServerCert, testPki } from '../fixtures/certs.js'
 import { freePort, signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
 import { waitFor } from '../fixtures/wait.js'
@@ -146,5 +147,48 @@ describe('ext_authz (Envoy Authorization/Check)', () => {
     await assert.rejects(check({ host: 'kube.localhost', path: '/', headers: { cookie: kubeCookie } }, {}), (err: grpc.ServiceError) => err.code === grpc.status.UNAUTHENTICATED)
     await assert.rejects(check({ host: 'kube.localhost', path: '/', headers: { cookie: kubeCookie } }, { authorization: `Bearer ${token}x` }), (err: grpc.ServiceError) => err.code === grpc.status.UNAUTHENTICATED)
     await waitFor('the refusal to be logged', () => setup.portcullis.logs.some((l) => l.includes('ext_authz call refused')))
+  })
+})
+
+describe('ext_authz over mTLS', () => {
+  let setup: SignInSetup
+  let port: number
+  const pki = testPki()
+  const serverCert = makeServerCert(pki.ca, ['127.0.0.1', 'localhost'])
+
+  before(async () => {
+    port = await freePort()
+    const dir = mkdtempSync(join(tmpdir(), 'ext-authz-tls-'))
+    const caFile = join(dir, 'clients-ca.pem')
+    writeFileSync(caFile, pki.ca.certPem)
+    setup = await startSignInSetup({
+      settings: { ext_authz: { address: `127.0.0.1:${port}`, tls: { cert_file: serverCert.certFile, key_file: serverCert.keyFile, client_ca_file: caFile } } },
+      routes: (upstream) => [{ from: 'https://public.localhost', to: upstream, allow_public_unauthenticated_access: true }],
+    })
+  })
+  after(async () => {
+    await setup?.close()
+  })
+
+  function checkWith(credentials: grpc.ChannelCredentials): Promise<CheckResponse> {
+    const file = join(mkdtempSync(join(tmpdir(), 'ext-authz-')), 'envoy.proto')
+    writeFileSync(file, PROTO)
+    const pkg = grpc.loadPackageDefinition(loadSync(file, { defaults: true, oneofs: true })) as unknown as { envoy: { service: { auth: { v3: { Authorization: new (address: string, creds: grpc.ChannelCredentials, options?: object) => CheckClient } } } } }
+    const c = new pkg.envoy.service.auth.v3.Authorization(`127.0.0.1:${port}`, credentials, { 'grpc.ssl_target_name_override': 'localhost' })
+    const body = { attributes: { request: { http: { method: 'GET', scheme: 'https', host: 'public.localhost', path: '/', headers: {} } } } }
+    return new Promise<CheckResponse>((resolve, reject) =>
+      c.Check(body, new grpc.Metadata(), (err, res) => {
+        c.close()
+        if (err) reject(err)
+        else resolve(res)
+      }),
+    )
+  }
+
+  it('a caller with a client certificate from client_ca_file is answered; one without is refused at the handshake', async () => {
+    const ok = await checkWith(grpc.credentials.createSsl(Buffer.from(pki.ca.certPem), Buffer.from(pki.client.keyPem), Buffer.from(pki.client.certPem)))
+    assert.equal(ok.status.code, 0)
+    await assert.rejects(checkWith(grpc.credentials.createSsl(Buffer.from(pki.ca.certPem))), (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE)
+    await assert.rejects(checkWith(grpc.credentials.createSsl(Buffer.from(pki.ca.certPem), Buffer.from(pki.untrustedClient.keyPem), Buffer.from(pki.untrustedClient.certPem))), (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE)
   })
 })
