@@ -10,13 +10,15 @@ import type { ListenAddress } from './address.js'
 import { readReferencedFile } from './files.js'
 import type { FileContext } from './files.js'
 import type { IssueCollector } from './issues.js'
+import { readListenerMtls } from './listener-tls.js'
+import type { ListenerMtls } from './listener-tls.js'
 
 export interface ExtAuthzSettings {
   readonly address: ListenAddress
   /** The token callers send as `authorization: Bearer <token>` metadata; undefined when callers prove themselves with client certificates instead. */
   readonly callerToken: string | undefined
   /** mTLS: the server's certificate and key, and the CA whose client certificates may call (PEM). */
-  readonly tls?: { readonly cert: string; readonly key: string; readonly clientCa: string }
+  readonly tls?: ListenerMtls
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -35,27 +37,8 @@ export function checkExtAuthz(raw: Readonly<Record<string, unknown>>, issues: Is
   const addressText = ea['address']
   const address = typeof addressText === 'string' ? parseAddress(addressText) : undefined
   if (!address) issues.error('ext_authz.address', addressText, 'expected a listen address such as 127.0.0.1:9191')
-  let tls: ExtAuthzSettings['tls']
   const t = ea['tls']
-  if (t !== undefined) {
-    const pem = (key: string): string | undefined => {
-      const file = isRecord(t) ? t[key] : undefined
-      if (typeof file !== 'string' || file === '') {
-        issues.error(`ext_authz.tls.${key}`, file, 'expected a PEM file path')
-        return undefined
-      }
-      const read = readReferencedFile(files, file)
-      if ('error' in read) {
-        issues.error(`ext_authz.tls.${key}`, file, read.error)
-        return undefined
-      }
-      return read.text
-    }
-    const cert = pem('cert_file')
-    const key = pem('key_file')
-    const clientCa = pem('client_ca_file')
-    if (cert !== undefined && key !== undefined && clientCa !== undefined) tls = { cert, key, clientCa }
-  }
+  const tls = t === undefined ? undefined : readListenerMtls(t, 'ext_authz.tls', issues, files)
   let token: string | undefined
   const file = ea['caller_token_file']
   if (typeof file === 'string' && file !== '') {

@@ -9,7 +9,7 @@ it('forward_auth: an address and the trusted proxies, which are required', () =>
   assert.deepEqual(config?.forwardAuth, { address: { host: '127.0.0.1', port: 8090 }, trustedProxies: ['127.0.0.1/32', '::1', '10.0.0.0/8'] })
   assert.equal(loadYaml('routes: []').config?.forwardAuth, undefined)
   assert.deepEqual(errors('forward_auth:\n  address: 127.0.0.1:8090\n'), [
-    'forward_auth.trusted_proxies: required: the addresses (CIDRs) of the proxies that call forward_auth; X-Forwarded-* headers from anyone else could name any host and path',
+    'forward_auth.trusted_proxies: required (or tls with client_ca_file): the addresses (CIDRs) of the proxies that call forward_auth; X-Forwarded-* headers from anyone else could name any host and path',
   ])
   assert.deepEqual(errors('forward_auth:\n  address: nowhere\n  trusted_proxies: [10.0.0.0/33]\n'), [
     'forward_auth.address: expected a listen address such as 127.0.0.1:8090',

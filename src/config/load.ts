@@ -112,7 +112,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const certificates = checkCertificates(raw, ctx)
   const downstreamMtls = checkDownstreamMtls(raw, ctx.issues)
   const deviceTypes = checkDeviceTypes(raw, ctx.issues, ctx)
-  const forwardAuth = checkForwardAuth(raw, ctx.issues)
+  const forwardAuth = checkForwardAuth(raw, ctx.issues, ctx)
   const extAuthz = checkExtAuthz(raw, ctx.issues, ctx)
   const deviceTypeIds = deviceTypes.map((t) => t.id)
   if (raw['device_approvers'] !== undefined) {

@@ -380,7 +380,15 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
     env: false,
     children: [
       def('address', 'string', 'Listen address of the forward-auth endpoint (plain HTTP; keep it on a private network).', { env: false }),
-      def('trusted_proxies', 'list', 'Required: CIDRs of the proxies whose `X-Forwarded-*` headers are believed; calls from elsewhere are refused.', { env: false }),
+      def('trusted_proxies', 'list', 'CIDRs of the proxies whose `X-Forwarded-*` headers are believed; calls from elsewhere are refused. Required unless `tls` is set.', { env: false }),
+      def('tls', 'object', 'HTTPS with client certificates: `{cert_file, key_file, client_ca_file}`; only callers with a certificate from `client_ca_file` get through the handshake.', {
+        env: false,
+        children: [
+          def('cert_file', 'string', "The listener's certificate (PEM file).", { env: false }),
+          def('key_file', 'string', "The listener's private key (PEM file).", { env: false }),
+          def('client_ca_file', 'string', 'CA of the client certificates that may call (PEM file).', { env: false }),
+        ],
+      }),
     ],
   }),
   def('ext_authz', 'object', 'Portcullis only: the Envoy `ext_authz` gRPC service (Envoy, Istio `CUSTOM`), see docs/delegated-authorization.md.', {

@@ -182,8 +182,13 @@ export function createForwardAuthHandler(deps: ForwardAuthDeps): (req: IncomingM
     const json = prefersJson(req.headers.accept)
     const headOnly = req.method === 'HEAD'
     const peer = normaliseRemote(req.socket.remoteAddress)
+    // With forward_auth.tls the handshake has verified the caller's certificate; trusted_proxies,
+    // when given, narrows further.
+    const settings = state.config.forwardAuth
+    const certified = settings?.tls !== undefined && (req.socket as { authorized?: boolean }).authorized === true
     const trusted = trustedProxies(state.config)
-    if (!trusted || !cidrsContain(trusted, peer)) {
+    const inRange = trusted !== undefined && settings !== undefined && settings.trustedProxies.length > 0 && cidrsContain(trusted, peer)
+    if (!(settings?.tls !== undefined ? certified && (settings.trustedProxies.length === 0 || inRange) : inRange)) {
       deps.logger.warn({ requestId, peer }, 'forward-auth call refused: the caller is not in forward_auth.trusted_proxies')
       sendError(res, 403, 'This address may not ask for forward-auth decisions (forward_auth.trusted_proxies).', requestId, json, {}, headOnly)
       return

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto'
 import { createServer as createHttpServer, ServerResponse } from 'node:http'
 import type { IncomingMessage, Server as HttpServer } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import { createServer as createHttp2Server } from 'node:http2'
 import type { Http2Server, Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2'
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net'
@@ -167,11 +168,15 @@ export class ProxyServer {
     if (config.forwardAuth) {
       // docs/delegated-authorization.md: nginx, Caddy and Traefik ask here; plain HTTP on a private address.
       const handler = createForwardAuthHandler({ state: () => this.#state, authorizer: this.#deps.authorizer, logger: this.#deps.logger })
-      const server = createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, guardedRequestListener((req, res) => handler(req, res), { listener: 'forward_auth', logger: this.#deps.logger }))
+      const listener = guardedRequestListener((req, res) => handler(req, res), { listener: 'forward_auth', logger: this.#deps.logger })
+      const mtls = config.forwardAuth.tls
+      const server: HttpServer = mtls
+        ? createHttpsServer({ maxHeaderSize: MAX_HEADER_BYTES, cert: mtls.cert, key: mtls.key, ca: mtls.clientCa, requestCert: true, rejectUnauthorized: true }, listener)
+        : createHttpServer({ maxHeaderSize: MAX_HEADER_BYTES }, listener)
       server.headersTimeout = HEADERS_TIMEOUT_MS
       this.#forwardAuth = server
       const fport = await listenOn(server, config.forwardAuth.address.host, config.forwardAuth.address.port)
-      infos.push({ name: 'forward_auth', url: `http://${displayHost(config.forwardAuth.address.host)}:${fport}`, port: fport })
+      infos.push({ name: 'forward_auth', url: `${mtls ? 'https' : 'http'}://${displayHost(config.forwardAuth.address.host)}:${fport}`, port: fport })
     }
     if (config.extAuthz) {
       // docs/delegated-authorization.md: Envoy's ext_authz filter and Istio's CUSTOM action.

@@ -1,0 +1,58 @@
+/**
+ * forward_auth over mutual TLS (docs/delegated-authorization.md): the client certificate vouches
+ * for the fronting proxy instead of (or with) `trusted_proxies`.
+ */
+import assert from 'node:assert/strict'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { makeServerCert, testPki } from '../fixtures/certs.js'
+import { freePort, startSignInSetup } from '../fixtures/sign-in.js'
+import type { SignInSetup } from '../fixtures/sign-in.js'
+
+describe('forward_auth over mTLS', () => {
+  let setup: SignInSetup
+  let port: number
+  const pki = testPki()
+
+  before(async () => {
+    port = await freePort()
+    const serverCert = makeServerCert(pki.ca, ['127.0.0.1', 'localhost'])
+    const caFile = join(mkdtempSync(join(tmpdir(), 'fa-mtls-')), 'proxies-ca.pem')
+    writeFileSync(caFile, pki.ca.certPem)
+    setup = await startSignInSetup({
+      settings: { forward_auth: { address: `127.0.0.1:${port}`, tls: { cert_file: serverCert.certFile, key_file: serverCert.keyFile, client_ca_file: caFile } } },
+      routes: (upstream) => [{ from: 'https://kube.localhost', to: upstream, allowed_users: ['alice@example.com'] }],
+    })
+  })
+  after(async () => {
+    await setup?.close()
+  })
+
+  function verify(client?: { certPem: string; keyPem: string }): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = httpsRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path: '/verify',
+          ca: pki.ca.certPem,
+          servername: 'localhost',
+          ...(client ? { cert: client.certPem, key: client.keyPem } : {}),
+          headers: { 'x-forwarded-host': 'kube.localhost', 'x-forwarded-uri': '/x', 'x-forwarded-proto': 'https', accept: 'application/json' },
+        },
+        (res) => (res.resume(), resolve(res.statusCode ?? 0)),
+      )
+      req.on('error', reject)
+      req.end()
+    })
+  }
+
+  it('a proxy with a certificate from client_ca_file is answered; without one, or with another CA’s, the handshake fails', async () => {
+    assert.equal(await verify(pki.client), 401, 'decided: sign-in needed (an API client)')
+    await assert.rejects(verify())
+    await assert.rejects(verify(pki.untrustedClient))
+  })
+})
