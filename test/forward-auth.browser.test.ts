@@ -77,6 +77,8 @@ describe('forward-auth behind nginx', options, () => {
   let forwardAuthPort: number
   let app: string
   let denied: string
+  /** Session cookies of the two app hosts, from the Traefik test's sign-in. */
+  let cookies: { app: string; denied: string } | undefined
 
   before(async () => {
     forwardAuthPort = await freePort()
@@ -177,6 +179,28 @@ describe('forward-auth behind nginx', options, () => {
     const refused = await traefik({ cookie: `_pomerium=${deniedCookie.value}`, 'x-forwarded-host': 'gcp.localhost' })
     assert.equal(refused.statusCode, 403)
     assert.match(await refused.body.text(), /Why:/)
+    cookies = { app: cookie.value, denied: deniedCookie.value }
+  })
+
+  it("Envoy's HTTP ext_authz request (the original request under /envoy, Host the app's) gets the same answers", async () => {
+    assert.ok(cookies)
+    const envoy = (host: string, extra: Record<string, string>): Promise<Dispatcher.ResponseData> =>
+      request(`http://127.0.0.1:${forwardAuthPort}/envoy/reports?q=1`, { headers: { host, 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.9', accept: 'text/html', ...extra } })
+    const allowed = await envoy('kube.localhost', { cookie: `_pomerium=${cookies.app}` })
+    assert.equal(allowed.statusCode, 200)
+    await allowed.body.dump()
+    assert.equal(typeof allowed.headers['x-pomerium-jwt-assertion'], 'string', 'for allowed_upstream_headers')
+    const anonymous = await envoy('kube.localhost', {})
+    assert.equal(anonymous.statusCode, 302)
+    await anonymous.body.dump()
+    const location = new URL(String(anonymous.headers['location']))
+    assert.equal(new URL(location.searchParams.get('pomerium_redirect_uri') ?? '').pathname, '/reports', 'the original path, without the prefix')
+    const refused = await envoy('gcp.localhost', { cookie: `_pomerium=${cookies.denied}` })
+    assert.equal(refused.statusCode, 403)
+    await refused.body.dump()
+    const bad = await request(`http://127.0.0.1:${forwardAuthPort}/envoy/a/%00`, { headers: { host: 'kube.localhost', cookie: `_pomerium=${cookies.app}` } })
+    assert.equal(bad.statusCode, 400)
+    await bad.body.dump()
   })
 
   it('callers outside trusted_proxies are refused, whatever they forward', async () => {

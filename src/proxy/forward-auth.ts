@@ -9,6 +9,9 @@
  * proxy's own `prepare` stage, so the route is chosen, and the path normalised and screened,
  * exactly as the built-in proxy would for the same request.
  *
+ * Envoy's HTTP ext_authz mode sends the original request itself under the path prefix `/envoy`
+ * (its Host the app's host), and gets the `/verify` answers.
+ *
  * Two answers:
  * - `/auth` (nginx `auth_request`, which accepts only 2xx, 401 and 403): 200 allow, 401 sign in
  *   (with `Location`), 403 anything else; no body.
@@ -39,6 +42,29 @@ export interface ForwardAuthDeps {
 }
 
 type Mode = 'auth' | 'verify'
+
+/**
+ * Envoy's HTTP ext_authz mode (`http_service.path_prefix: /envoy`): the request arrives as the
+ * original one, its path after the prefix, its Host the app's host.
+ */
+const ENVOY_PREFIX = '/envoy'
+
+function envoyOriginalOf(req: IncomingMessage, peer: string): Original | string {
+  const url = req.url ?? '/'
+  const uri = url.slice(ENVOY_PREFIX.length) || '/'
+  if (!uri.startsWith('/')) return 'the path after /envoy is not a path'
+  const authority = one(req.headers, 'host')
+  if (authority === null || authority === undefined || authority === '') return 'Host is missing'
+  const proto = one(req.headers, 'x-forwarded-proto')
+  if (proto === null) return 'x-forwarded-proto appears more than once'
+  const scheme = (proto ?? 'https').toLowerCase()
+  if (scheme !== 'http' && scheme !== 'https') return 'X-Forwarded-Proto must be http or https'
+  const method = (req.method ?? 'GET').toUpperCase()
+  const xff = one(req.headers, 'x-forwarded-for')
+  if (xff === null) return 'x-forwarded-for appears more than once'
+  const last = xff?.split(',').at(-1)?.trim()
+  return { method, scheme, authority, uri, clientIp: normaliseRemote(last !== undefined && last !== '' ? last : peer) }
+}
 
 /** Headers that describe the original request, or the hop: never passed on as the client's. */
 const FORWARDING = /^(x-forwarded-|x-original-|x-real-ip$|forwarded$|host$|content-length$|transfer-encoding$|connection$)/
@@ -178,7 +204,8 @@ export function createForwardAuthHandler(deps: ForwardAuthDeps): (req: IncomingM
     const requestId = randomUUID()
     const state = deps.state()
     const path = (req.url ?? '/').split('?')[0]
-    const mode: Mode | undefined = path === '/auth' ? 'auth' : path === '/verify' || path === '/' ? 'verify' : undefined
+    const envoy = path === ENVOY_PREFIX || path?.startsWith(`${ENVOY_PREFIX}/`) === true
+    const mode: Mode | undefined = path === '/auth' ? 'auth' : path === '/verify' || path === '/' || envoy ? 'verify' : undefined
     const json = prefersJson(req.headers.accept)
     const headOnly = req.method === 'HEAD'
     const peer = normaliseRemote(req.socket.remoteAddress)
@@ -197,7 +224,7 @@ export function createForwardAuthHandler(deps: ForwardAuthDeps): (req: IncomingM
       sendError(res, 404, 'Forward-auth answers at /auth (nginx auth_request) and /verify (Caddy, Traefik).', requestId, json, {}, headOnly)
       return
     }
-    const original = originalOf(req, peer)
+    const original = envoy ? envoyOriginalOf(req, peer) : originalOf(req, peer)
     if (typeof original === 'string') {
       deps.logger.info({ requestId, peer, problem: original }, 'forward-auth call refused: the original request cannot be read')
       answer(res, mode, { allow: false, status: 400, code: 'denied', reason: `Bad request: ${original}.` }, requestId, json, headOnly)
