@@ -16,3 +16,16 @@ it('forward_auth: an address and the trusted proxies, which are required', () =>
     'forward_auth.trusted_proxies[0]: "10.0.0.0/33" has an invalid prefix length (0-32)',
   ])
 })
+
+it('device, forward-auth and ext_authz settings are in effect: no "not in effect" warning for them', () => {
+  const { issues } = loadYaml(
+    [
+      'forward_auth: {address: 127.0.0.1:8090, trusted_proxies: [127.0.0.1/32]}',
+      `ext_authz: {address: 127.0.0.1:9191, caller_token: ${'x'.repeat(40)}}`,
+      'device_types: [{id: kiosk, approval_required: true}]',
+      'device_approvers: {allow: {or: [{email: {is: a@b.c}}]}}',
+      'routes: []',
+    ].join('\n'),
+  )
+  assert.deepEqual(issues.map((i) => i.message), [])
+})
