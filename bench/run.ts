@@ -19,7 +19,8 @@
  *   nginx-authreq-static  nginx (2 workers) with `auth_request` to a static `return 200` server
  *                   (the cost floor of a subrequest, as an oauth2-proxy-style answer would cost)
  *   nginx-authreq-portcullis  the same nginx with `auth_request` to Portcullis' forward-auth
- *                   listener (workers: 1; the recipe of docs/delegated-authorization.md), signed
+ *                   listener (workers: 1, or BENCH_FORWARD_AUTH_WORKERS; the recipe of
+ *                   docs/delegated-authorization.md), signed
  *                   in: every request carries the session cookie and gets the assertion
  *   apache-oidc     Apache httpd + mod_auth_openidc (server-cache sessions in shm, claims passed as
  *                   headers) in front of the same upstream, against the same provider; signed in
@@ -486,7 +487,7 @@ async function startNginxAuthPortcullis(upstream: Server): Promise<Server> {
   const px = await startPortcullis({
     address: `127.0.0.1:${port}`,
     insecure_server: true,
-    workers: 1,
+    workers: Number(process.env['BENCH_FORWARD_AUTH_WORKERS'] ?? '1'),
     log_level: 'error',
     shared_secret: randomBytes(32).toString('base64'),
     cookie_secret: randomBytes(32).toString('base64'),
