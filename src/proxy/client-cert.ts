@@ -79,6 +79,24 @@ function computeConnectionInfo(socket: TLSSocket, policy: ClientCertPolicy): Cli
 }
 
 /**
+ * A client certificate another proxy terminated and passed on as PEM (Envoy's ext_authz
+ * `source.certificate`): the leaf alone, checked against `downstream_mtls` as a connection's would
+ * be (chain to the CAs, validity now, CRLs, SAN matchers). No PEM: NOT_PRESENTED.
+ */
+export function forwardedCertificate(pem: string, policy: ClientCertPolicy, now: Date = new Date()): ClientCertificateInfo {
+  if (pem.trim() === '') return NOT_PRESENTED
+  let leaf: X509Certificate
+  try {
+    leaf = new X509Certificate(pem)
+  } catch {
+    return UNREADABLE
+  }
+  // OpenSSL did not see this chain here: validity is checked now, the chain by verifyLeaf.
+  const expired = now < new Date(leaf.validFrom) ? 'CERT_NOT_YET_VALID' : now > new Date(leaf.validTo) ? 'CERT_HAS_EXPIRED' : undefined
+  return clientCertificateInfo(leaf, [], expired, policy)
+}
+
+/**
  * The certificate of a request's connection (HTTP/1.1 socket, or the HTTP/2 session's socket),
  * or NOT_PRESENTED when the connection presented none or was accepted before the listener asked
  * for certificates.

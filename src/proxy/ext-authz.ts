@@ -14,7 +14,8 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
 import { fromJSON } from '@grpc/proto-loader'
-import type { Authorizer, CheckResult } from '../authorize/types.js'
+import type { Authorizer, CheckResult, ClientCertificateInfo } from '../authorize/types.js'
+import { forwardedCertificate } from './client-cert.js'
 import { PortcullisError } from '../shared/errors.js'
 import type { Logger } from '../shared/log.js'
 import { prefersJson } from '../ui/negotiate.js'
@@ -114,7 +115,7 @@ interface HttpRequestAttributes {
 
 interface CheckRequestMessage {
   readonly attributes?: {
-    readonly source?: { readonly address?: { readonly socketAddress?: { readonly address?: string } } }
+    readonly source?: { readonly address?: { readonly socketAddress?: { readonly address?: string } }; readonly certificate?: string }
     readonly request?: { readonly http?: HttpRequestAttributes }
   }
 }
@@ -253,6 +254,19 @@ async function check(deps: ExtAuthzDeps, call: grpc.ServerUnaryCall<CheckRequest
     return checkResponse({ allow: false, status: 400, code: 'denied', reason: `Bad request: ${read}.` }, requestId, true)
   }
   const headers = call.request.attributes?.request?.http?.headers ?? {}
-  const result = await decideForwarded(deps, state, read.original, read.rawHeaders, requestId)
+  // downstream_mtls: the client certificate Envoy terminated (URL-encoded PEM, with
+  // include_peer_certificate), checked against Portcullis' own CAs, CRLs and SAN rules.
+  const policy = state.clientCertificates
+  let certificate: ClientCertificateInfo | undefined
+  if (policy) {
+    let pem = ''
+    try {
+      pem = decodeURIComponent(call.request.attributes?.source?.certificate ?? '')
+    } catch {
+      pem = '-----BEGIN CERTIFICATE-----\nmalformed\n-----END CERTIFICATE-----'
+    }
+    certificate = forwardedCertificate(pem, policy)
+  }
+  const result = await decideForwarded(deps, state, read.original, read.rawHeaders, requestId, certificate)
   return checkResponse(result, requestId, prefersJson(headers['accept']))
 }

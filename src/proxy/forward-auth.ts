@@ -22,7 +22,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
-import type { Authorizer, CheckRequest, CheckResult, Denial } from '../authorize/types.js'
+import type { Authorizer, CheckRequest, CheckResult, ClientCertificateInfo, Denial } from '../authorize/types.js'
 import type { Config } from '../config/types.js'
 import { cidrsContain, compileCidrs } from '../policy/index.js'
 import type { CidrSet } from '../policy/index.js'
@@ -169,6 +169,7 @@ export async function decideForwarded(
   original: Original,
   rawHeaders: readonly string[],
   requestId: string,
+  clientCertificate?: ClientCertificateInfo,
 ): Promise<CheckResult> {
   const { request, headers } = asProxyRequest(rawHeaders, original)
   // The proxy's own prepare stage, with the scheme the client used at the fronting proxy.
@@ -190,6 +191,7 @@ export async function decideForwarded(
     headers,
     clientIp: prepared.clientIp,
     scheme: original.scheme,
+    ...(clientCertificate ? { clientCertificate } : {}),
   }
   try {
     return await deps.authorizer.check(check)

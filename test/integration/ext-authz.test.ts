@@ -192,3 +192,46 @@ describe('ext_authz over mTLS', () => {
     await assert.rejects(checkWith(grpc.credentials.createSsl(Buffer.from(pki.ca.certPem), Buffer.from(pki.untrustedClient.keyPem), Buffer.from(pki.untrustedClient.certPem))), (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE)
   })
 })
+
+describe('ext_authz with downstream_mtls: the client certificate Envoy terminated', () => {
+  let setup: SignInSetup
+  let client: CheckClient
+  const token = randomBytes(32).toString('base64url')
+  const pki = testPki()
+
+  before(async () => {
+    const port = await freePort()
+    setup = await startSignInSetup({
+      settings: { ext_authz: { address: `127.0.0.1:${port}`, caller_token: token }, downstream_mtls: { ca: Buffer.from(pki.ca.certPem).toString('base64') } },
+      routes: (upstream) => [{ from: 'https://public.localhost', to: upstream, allow_public_unauthenticated_access: true }],
+    })
+    const file = join(mkdtempSync(join(tmpdir(), 'ext-authz-')), 'envoy.proto')
+    writeFileSync(file, PROTO.replace('message Peer { Address address = 1; string principal = 4; }', 'message Peer { Address address = 1; string principal = 4; string certificate = 5; }'))
+    const pkg = grpc.loadPackageDefinition(loadSync(file, { defaults: true, oneofs: true })) as unknown as { envoy: { service: { auth: { v3: { Authorization: new (address: string, creds: grpc.ChannelCredentials) => CheckClient } } } } }
+    client = new pkg.envoy.service.auth.v3.Authorization(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
+  })
+  after(async () => {
+    client?.close()
+    await setup?.close()
+  })
+
+  function check(certificatePem: string | undefined): Promise<CheckResponse> {
+    const md = new grpc.Metadata()
+    md.set('authorization', `Bearer ${token}`)
+    const source = { address: { socketAddress: { address: '203.0.113.7', portValue: 51000 } }, ...(certificatePem ? { certificate: encodeURIComponent(certificatePem) } : {}) }
+    const body = { attributes: { source, request: { http: { method: 'GET', scheme: 'https', host: 'public.localhost', path: '/', headers: { accept: 'application/json' } } } } }
+    return new Promise((resolve, reject) => client.Check(body, md, (err, res) => (err ? reject(err) : resolve(res))))
+  }
+
+  it('a certificate from the downstream_mtls CA is allowed; none, or another CA’s, is refused (495, sent as 403)', async () => {
+    assert.equal((await check(pki.client.certPem)).status.code, 0)
+    const none = await check(undefined)
+    assert.equal(none.status.code, 7)
+    assert.equal(none.deniedResponse?.status.code, 403)
+    assert.match(none.status.message, /^495 /)
+    const untrusted = await check(pki.untrustedClient.certPem)
+    assert.equal(untrusted.status.code, 7)
+    assert.match(untrusted.status.message, /^495 /)
+    assert.equal((await check('not a certificate')).status.code, 7)
+  })
+})
