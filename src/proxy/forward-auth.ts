@@ -30,6 +30,7 @@ import type { Logger } from '../shared/log.js'
 import { prefersJson } from '../ui/negotiate.js'
 import type { AnyRequest } from './forward.js'
 import { kClientAddress } from './front.js'
+import { forwardedCertificate } from './client-cert.js'
 import { normaliseRemote } from './request-checks.js'
 import { sendBody, sendDenial, sendError } from './respond.js'
 import { prepare } from './stages.js'
@@ -67,7 +68,7 @@ function envoyOriginalOf(req: IncomingMessage, peer: string): Original | string 
 }
 
 /** Headers that describe the original request, or the hop: never passed on as the client's. */
-const FORWARDING = /^(x-forwarded-|x-original-|x-real-ip$|forwarded$|host$|content-length$|transfer-encoding$|connection$)/
+const FORWARDING = /^(x-forwarded-|x-original-|x-real-ip$|x-client-cert$|forwarded$|host$|content-length$|transfer-encoding$|connection$)/
 
 const trustedByConfig = new WeakMap<Config, CidrSet | undefined>()
 
@@ -128,6 +129,25 @@ function originalOf(req: IncomingMessage, peer: string): Original | string {
   const last = xff?.split(',').at(-1)?.trim()
   const clientIp = normaliseRemote(last !== undefined && last !== '' ? last : (v['x-real-ip'] ?? peer))
   return { method, scheme, authority, uri, clientIp }
+}
+
+/**
+ * downstream_mtls through a fronting proxy: the client certificate it terminated, URL-encoded PEM
+ * in `X-Client-Cert` (nginx `$ssl_client_escaped_cert`), checked like a connection's. Only asked
+ * for when downstream_mtls is configured; absent means no certificate.
+ */
+function clientCertificateOf(req: IncomingMessage, state: ProxyState): ClientCertificateInfo | undefined | string {
+  const policy = state.clientCertificates
+  if (!policy) return undefined
+  const value = one(req.headers, 'x-client-cert')
+  if (value === null) return 'x-client-cert appears more than once'
+  let pem: string
+  try {
+    pem = decodeURIComponent(value ?? '')
+  } catch {
+    return 'X-Client-Cert is not URL-encoded PEM'
+  }
+  return forwardedCertificate(pem, policy)
 }
 
 /**
@@ -232,7 +252,12 @@ export function createForwardAuthHandler(deps: ForwardAuthDeps): (req: IncomingM
       answer(res, mode, { allow: false, status: 400, code: 'denied', reason: `Bad request: ${original}.` }, requestId, json, headOnly)
       return
     }
-    const result = await decideForwarded(deps, state, original, req.rawHeaders, requestId)
+    const certificate = clientCertificateOf(req, state)
+    if (typeof certificate === 'string') {
+      answer(res, mode, { allow: false, status: 400, code: 'denied', reason: `Bad request: ${certificate}.` }, requestId, json, headOnly)
+      return
+    }
+    const result = await decideForwarded(deps, state, original, req.rawHeaders, requestId, certificate)
     answer(res, mode, result, requestId, json, headOnly)
   }
 }

@@ -8,6 +8,7 @@ import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { request } from 'undici'
 import { makeServerCert, testPki } from '../fixtures/certs.js'
 import { freePort, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
@@ -54,5 +55,38 @@ describe('forward_auth over mTLS', () => {
     assert.equal(await verify(pki.client), 401, 'decided: sign-in needed (an API client)')
     await assert.rejects(verify())
     await assert.rejects(verify(pki.untrustedClient))
+  })
+})
+
+describe('forward-auth with downstream_mtls: the client certificate the fronting proxy terminated', () => {
+  let setup: SignInSetup
+  let port: number
+  const pki = testPki()
+
+  before(async () => {
+    port = await freePort()
+    setup = await startSignInSetup({
+      settings: { forward_auth: { address: `127.0.0.1:${port}`, trusted_proxies: ['127.0.0.1/32'] }, downstream_mtls: { ca: Buffer.from(pki.ca.certPem).toString('base64') } },
+      routes: (upstream) => [{ from: 'https://public.localhost', to: upstream, allow_public_unauthenticated_access: true }],
+    })
+  })
+  after(async () => {
+    await setup?.close()
+  })
+
+  async function verify(certPem?: string, raw?: string): Promise<number> {
+    const headers: Record<string, string> = { 'x-forwarded-host': 'public.localhost', 'x-forwarded-uri': '/', 'x-forwarded-proto': 'https', accept: 'application/json' }
+    if (certPem !== undefined) headers['x-client-cert'] = encodeURIComponent(certPem)
+    if (raw !== undefined) headers['x-client-cert'] = raw
+    const res = await request(`http://127.0.0.1:${port}/verify`, { headers })
+    await res.body.dump()
+    return res.statusCode
+  }
+
+  it('X-Client-Cert from the downstream_mtls CA is allowed; none, another CA’s or a malformed one is refused', async () => {
+    assert.equal(await verify(pki.client.certPem), 200)
+    assert.equal(await verify(), 495)
+    assert.equal(await verify(pki.untrustedClient.certPem), 495)
+    assert.equal(await verify(undefined, '%E0%A4%A'), 400)
   })
 })
