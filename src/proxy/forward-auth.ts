@@ -133,7 +133,8 @@ function originalOf(req: IncomingMessage, peer: string): Original | string {
 
 /**
  * downstream_mtls through a fronting proxy: the client certificate it terminated, URL-encoded PEM
- * in `X-Client-Cert` (nginx `$ssl_client_escaped_cert`), checked like a connection's. Only asked
+ * (nginx `$ssl_client_escaped_cert`) or base64 DER (Caddy) in `X-Client-Cert`, checked like a
+ * connection's. Only asked
  * for when downstream_mtls is configured; absent means no certificate.
  */
 function clientCertificateOf(req: IncomingMessage, state: ProxyState): ClientCertificateInfo | undefined | string {
@@ -147,6 +148,8 @@ function clientCertificateOf(req: IncomingMessage, state: ProxyState): ClientCer
   } catch {
     return 'X-Client-Cert is not URL-encoded PEM'
   }
+  // Base64 DER (Caddy's certificate_der_base64) is the same certificate without the PEM lines.
+  if (!pem.includes('-----BEGIN') && /^[A-Za-z0-9+/]+=*$/.test(pem.trim())) pem = `-----BEGIN CERTIFICATE-----\n${pem.trim()}\n-----END CERTIFICATE-----\n`
   return forwardedCertificate(pem, policy)
 }
 

@@ -3,6 +3,7 @@
  * for the fronting proxy instead of (or with) `trusted_proxies`.
  */
 import assert from 'node:assert/strict'
+import { X509Certificate } from 'node:crypto'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { request as httpsRequest } from 'node:https'
 import { tmpdir } from 'node:os'
@@ -88,5 +89,8 @@ describe('forward-auth with downstream_mtls: the client certificate the fronting
     assert.equal(await verify(), 495)
     assert.equal(await verify(pki.untrustedClient.certPem), 495)
     assert.equal(await verify(undefined, '%E0%A4%A'), 400)
+    // Base64 DER, as Caddy's certificate_der_base64 placeholder gives it.
+    const der = new X509Certificate(pki.client.certPem).raw.toString('base64')
+    assert.equal(await verify(undefined, der), 200)
   })
 })
