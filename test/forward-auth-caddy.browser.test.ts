@@ -19,7 +19,7 @@ import type { SignInSetup } from './fixtures/sign-in.js'
 const options = caddyInstalled() || process.env['CI'] ? browserTestOptions() : { skip: 'caddy is not installed (apt-get install caddy, or run .ci/run)' }
 
 /** The Caddyfile recipe of docs/delegated-authorization.md, for two app hosts. */
-function caddySites(port: number, portcullisPort: number, forwardAuthPort: number, upstream: string, cert: { certFile: string; keyFile: string }): string {
+function caddySites(port: number, portcullisPort: number, forwardAuthPort: number, upstream: string, cert: { certFile: string; keyFile: string }, caFile: string): string {
   return `https://kube.localhost:${port}, https://gcp.localhost:${port} {
   bind 127.0.0.1
   tls ${cert.certFile} ${cert.keyFile}
@@ -27,7 +27,7 @@ function caddySites(port: number, portcullisPort: number, forwardAuthPort: numbe
   handle /.pomerium/* {
     reverse_proxy https://127.0.0.1:${portcullisPort} {
       transport http {
-        tls_insecure_skip_verify
+        tls_trusted_ca_certs ${caFile}
       }
     }
   }
@@ -62,7 +62,7 @@ describe('forward-auth behind Caddy', options, () => {
       ],
     })
     const cert = makeServerCert(testPki().ca, [...SIGN_IN_HOSTS, '127.0.0.1'])
-    caddy = await startCaddy((port) => caddySites(port, setup.port, forwardAuthPort, setup.upstream.url, cert))
+    caddy = await startCaddy((port) => caddySites(port, setup.port, forwardAuthPort, setup.upstream.url, cert, testPki().ca.certFile))
     app = `https://kube.localhost:${caddy.port}`
     denied = `https://gcp.localhost:${caddy.port}`
     browser = await launchBrowser()

@@ -25,7 +25,7 @@ import { waitFor } from './fixtures/wait.js'
 const options = nginxInstalled() || process.env['CI'] ? browserTestOptions() : { skip: 'nginx is not installed (apt-get install nginx, or run .ci/run)' }
 
 /** nginx in front of the apps, asking Portcullis' forward-auth listener (the recipe of docs/delegated-authorization.md). */
-function nginxServer(port: number, portcullisPort: number, forwardAuthPort: number, upstream: string, cert: { certFile: string; keyFile: string }): string {
+function nginxServer(port: number, portcullisPort: number, forwardAuthPort: number, upstream: string, cert: { certFile: string; keyFile: string }, caFile: string): string {
   const forwarded = `
     proxy_pass_request_body off;
     proxy_set_header Content-Length "";
@@ -46,6 +46,8 @@ function nginxServer(port: number, portcullisPort: number, forwardAuthPort: numb
       proxy_pass https://127.0.0.1:${portcullisPort};
       proxy_ssl_server_name on;
       proxy_ssl_name $host;
+      proxy_ssl_verify on;
+      proxy_ssl_trusted_certificate ${caFile};
       proxy_set_header Host $http_host;
       proxy_set_header X-Forwarded-For $remote_addr;
     }
@@ -92,7 +94,7 @@ describe('forward-auth behind nginx', options, () => {
       ],
     })
     const cert = makeServerCert(testPki().ca, [...SIGN_IN_HOSTS, '127.0.0.1'])
-    nginx = await startNginx((port) => nginxServer(port, setup.port, forwardAuthPort, setup.upstream.url, cert))
+    nginx = await startNginx((port) => nginxServer(port, setup.port, forwardAuthPort, setup.upstream.url, cert, testPki().ca.certFile))
     app = `https://kube.localhost:${nginx.port}`
     denied = `https://gcp.localhost:${nginx.port}`
     browser = await launchBrowser()
@@ -239,7 +241,7 @@ describe('forward-auth behind nginx', options, () => {
       // The built-in proxy, over TLS to the main listener, as an API client without a session.
       const direct = await new Promise<number>((resolve, reject) => {
         const req = httpsRequest(
-          { host: '127.0.0.1', port: setup.port, path: target, servername: 'users.localhost', rejectUnauthorized: false, headers: { host: `users.localhost:${setup.port}`, accept: 'application/json' } },
+          { host: '127.0.0.1', port: setup.port, path: target, servername: 'users.localhost', ca: setup.caPem, headers: { host: `users.localhost:${setup.port}`, accept: 'application/json' } },
           (res) => (res.resume(), resolve(res.statusCode ?? 0)),
         )
         req.on('error', reject)
