@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test'
 import type { BrowserContext, CDPSession, Page } from 'playwright-core'
 import { browserTestOptions, launchBrowser, screenshot } from './fixtures/browser.js'
 import type { TestBrowser } from './fixtures/browser.js'
+import { testPki } from './fixtures/certs.js'
 import { MAIN_SCRIPT } from './fixtures/portcullis.js'
 import { freshDatabase } from './fixtures/postgres-database.js'
 import type { FreshDatabase } from './fixtures/postgres-database.js'
@@ -26,9 +27,18 @@ interface Person {
   readonly cdp: CDPSession
 }
 
-async function addAuthenticator(cdp: CDPSession, transport: 'usb' | 'internal'): Promise<string> {
+async function addAuthenticator(cdp: CDPSession, transport: 'usb' | 'internal', options: { backupEligible?: boolean } = {}): Promise<string> {
   const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: { protocol: 'ctap2', transport, hasResidentKey: true, hasUserVerification: true, isUserVerified: true, automaticPresenceSimulation: true },
+    options: {
+      protocol: 'ctap2',
+      transport,
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+      // A synced passkey's authenticator: its keys may be backed up (WebAuthn's BE flag).
+      ...(options.backupEligible === true ? { defaultBackupEligibility: true } : {}),
+    },
   })
   return authenticatorId
 }
@@ -45,7 +55,11 @@ for (const storage of ['memory', 'postgres'] as const) {
       setup = await startSignInSetup({
         settings: {
           ...(db ? { databroker_storage_type: 'postgres', databroker_storage_connection_string: db.url } : {}),
-          device_types: [{ id: 'kiosk', name: 'Kiosk key', approval_required: true }],
+          device_types: [
+            { id: 'kiosk', name: 'Kiosk key', approval_required: true },
+            // Models vouched for by a maker's root: the test CA, which no virtual authenticator chains to.
+            { id: 'vouched', name: 'Vouched model', attestation_formats: ['packed'], attestation_roots: [testPki().ca.certFile] },
+          ],
           device_approvers: { allow: { or: [{ email: { is: 'alice@example.com' } }] } },
         },
         routes: (upstream) => [
@@ -53,6 +67,7 @@ for (const storage of ['memory', 'postgres'] as const) {
           { from: ADMIN, prefix: '/enclave', to: upstream, policy: { allow: { and: [{ authenticated_user: true }, { device: { type: 'enclave_only' } }] } } },
           { from: ADMIN, prefix: '/pinned', to: upstream, policy: { allow: { and: [{ device: { type: 'any', is: 'not-this-device' } }] } } },
           { from: ADMIN, prefix: '/kiosk', to: upstream, policy: { allow: { and: [{ device: { type: 'kiosk' } }] } } },
+          { from: ADMIN, prefix: '/vouched', to: upstream, policy: { allow: { and: [{ device: { type: 'vouched' } }] } } },
         ],
       })
       base = `https://admin.localhost:${setup.port}`
@@ -154,7 +169,7 @@ for (const storage of ['memory', 'postgres'] as const) {
       assert.match(await body(alice), /not-this-device/)
     })
 
-    it('enclave_only refuses a security key and accepts a platform authenticator', async () => {
+    it('enclave_only refuses a security key and a synced passkey, and accepts a platform authenticator', async () => {
       await alice.page.goto(`${base}/enclave/x`)
       assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
       assert.equal(new URL(alice.page.url()).searchParams.get('pomerium_device_type'), 'enclave_only')
@@ -179,6 +194,13 @@ for (const storage of ['memory', 'postgres'] as const) {
       })()`)
       assert.equal(refused.status, 400)
       assert.match(refused.body.error, /not a Platform authenticator/)
+      // A platform authenticator whose keys can be synced (a passkey) is not an enclave either.
+      await alice.page.reload()
+      const synced = await addAuthenticator(alice.cdp, 'internal', { backupEligible: true })
+      await ceremony(alice, 'register')
+      assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
+      assert.match((await alice.page.textContent('#status')) ?? '', /can be synced/)
+      await alice.cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: synced })
       await alice.page.reload()
       await addAuthenticator(alice.cdp, 'internal')
       await ceremony(alice, 'register')
@@ -293,6 +315,17 @@ for (const storage of ['memory', 'postgres'] as const) {
       assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
       assert.match(await alice.page.textContent('#status') ?? '', /counter went backwards/)
       await waitFor('the refusal to be logged', () => setup.portcullis.logs.some((l) => l.includes('signature counter went backwards')))
+      // Suspended, not just refused once: the user page says so.
+      await alice.page.goto(`${base}/.pomerium/`)
+      assert.match(await body(alice), /Suspended/)
+    })
+
+    it("a type that names attestation roots refuses a registration whose chain does not end in one", async () => {
+      await alice.page.goto(`${base}/vouched/x`)
+      assert.equal(new URL(alice.page.url()).searchParams.get('pomerium_device_type'), 'vouched')
+      await ceremony(alice, 'register')
+      assert.equal(new URL(alice.page.url()).pathname, '/.pomerium/webauthn')
+      assert.match((await alice.page.textContent('#status')) ?? '', /not a Vouched model: its attestation/)
     })
 
     it('an enrollment link registers an approved device once; the second use is refused', async () => {
