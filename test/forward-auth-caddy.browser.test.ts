@@ -14,6 +14,7 @@ import { caddyInstalled, startCaddy } from './fixtures/caddy.js'
 import type { Caddy } from './fixtures/caddy.js'
 import { makeServerCert, testPki } from './fixtures/certs.js'
 import { freePort, SIGN_IN_HOSTS, startSignInSetup } from './fixtures/sign-in.js'
+import { waitFor } from './fixtures/wait.js'
 import type { SignInSetup } from './fixtures/sign-in.js'
 
 const options = caddyInstalled() || process.env['CI'] ? browserTestOptions() : { skip: 'caddy is not installed (apt-get install caddy, or run .ci/run)' }
@@ -61,6 +62,8 @@ describe('forward-auth behind Caddy', options, () => {
         { from: 'https://gcp.localhost', to: upstream, allowed_users: ['nobody@example.com'] },
       ],
     })
+    // The forward_auth listener may come up just after the main one (cluster workers).
+    await waitFor('the forward_auth listener', () => setup.portcullis.listeners['forward_auth'] !== undefined)
     const cert = makeServerCert(testPki().ca, [...SIGN_IN_HOSTS, '127.0.0.1'])
     caddy = await startCaddy((port) => caddySites(port, setup.port, forwardAuthPort, setup.upstream.url, cert, testPki().ca.certFile))
     app = `https://kube.localhost:${caddy.port}`

@@ -93,6 +93,8 @@ describe('forward-auth behind nginx', options, () => {
         { from: 'https://users.localhost', prefix: '/admin', to: upstream, allowed_users: ['nobody@example.com'] },
       ],
     })
+    // The forward_auth listener may come up just after the main one (cluster workers).
+    await waitFor('the forward_auth listener', () => setup.portcullis.listeners['forward_auth'] !== undefined)
     const cert = makeServerCert(testPki().ca, [...SIGN_IN_HOSTS, '127.0.0.1'])
     nginx = await startNginx((port) => nginxServer(port, setup.port, forwardAuthPort, setup.upstream.url, cert, testPki().ca.certFile))
     app = `https://kube.localhost:${nginx.port}`

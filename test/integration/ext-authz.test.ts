@@ -71,6 +71,8 @@ describe('ext_authz (Envoy Authorization/Check)', () => {
         { from: 'https://admin.localhost', to: upstream, allow_any_authenticated_user: true },
       ],
     })
+    // The ext_authz listener may come up just after the main one (cluster workers).
+    await waitFor('the ext_authz listener', () => setup.portcullis.listeners['ext_authz'] !== undefined)
     const file = join(mkdtempSync(join(tmpdir(), 'ext-authz-')), 'envoy.proto')
     writeFileSync(file, PROTO)
     const pkg = grpc.loadPackageDefinition(loadSync(file, { keepCase: false, defaults: true, oneofs: true })) as unknown as { envoy: { service: { auth: { v3: { Authorization: new (address: string, creds: grpc.ChannelCredentials) => CheckClient } } } } }
@@ -165,6 +167,8 @@ describe('ext_authz over mTLS', () => {
       settings: { ext_authz: { address: `127.0.0.1:${port}`, tls: { cert_file: serverCert.certFile, key_file: serverCert.keyFile, client_ca_file: caFile } } },
       routes: (upstream) => [{ from: 'https://public.localhost', to: upstream, allow_public_unauthenticated_access: true }],
     })
+    // The ext_authz listener may come up just after the main one (cluster workers).
+    await waitFor('the ext_authz listener', () => setup.portcullis.listeners['ext_authz'] !== undefined)
   })
   after(async () => {
     await setup?.close()
@@ -205,6 +209,8 @@ describe('ext_authz with downstream_mtls: the client certificate Envoy terminate
       settings: { ext_authz: { address: `127.0.0.1:${port}`, caller_token: token }, downstream_mtls: { ca: Buffer.from(pki.ca.certPem).toString('base64') } },
       routes: (upstream) => [{ from: 'https://public.localhost', to: upstream, allow_public_unauthenticated_access: true }],
     })
+    // The ext_authz listener may come up just after the main one (cluster workers).
+    await waitFor('the ext_authz listener', () => setup.portcullis.listeners['ext_authz'] !== undefined)
     const file = join(mkdtempSync(join(tmpdir(), 'ext-authz-')), 'envoy.proto')
     writeFileSync(file, PROTO.replace('message Peer { Address address = 1; string principal = 4; }', 'message Peer { Address address = 1; string principal = 4; string certificate = 5; }'))
     const pkg = grpc.loadPackageDefinition(loadSync(file, { defaults: true, oneofs: true })) as unknown as { envoy: { service: { auth: { v3: { Authorization: new (address: string, creds: grpc.ChannelCredentials) => CheckClient } } } } }

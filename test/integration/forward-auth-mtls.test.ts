@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test'
 import { request } from 'undici'
 import { makeServerCert, testPki } from '../fixtures/certs.js'
 import { freePort, startSignInSetup } from '../fixtures/sign-in.js'
+import { waitFor } from '../fixtures/wait.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
 
 describe('forward_auth over mTLS', () => {
@@ -28,6 +29,8 @@ describe('forward_auth over mTLS', () => {
       settings: { forward_auth: { address: `127.0.0.1:${port}`, tls: { cert_file: serverCert.certFile, key_file: serverCert.keyFile, client_ca_file: caFile } } },
       routes: (upstream) => [{ from: 'https://kube.localhost', to: upstream, allowed_users: ['alice@example.com'] }],
     })
+    // The forward_auth listener may come up just after the main one (cluster workers).
+    await waitFor('the forward_auth listener', () => setup.portcullis.listeners['forward_auth'] !== undefined)
   })
   after(async () => {
     await setup?.close()
@@ -70,6 +73,8 @@ describe('forward-auth with downstream_mtls: the client certificate the fronting
       settings: { forward_auth: { address: `127.0.0.1:${port}`, trusted_proxies: ['127.0.0.1/32'] }, downstream_mtls: { ca: Buffer.from(pki.ca.certPem).toString('base64') } },
       routes: (upstream) => [{ from: 'https://public.localhost', to: upstream, allow_public_unauthenticated_access: true }],
     })
+    // The forward_auth listener may come up just after the main one (cluster workers).
+    await waitFor('the forward_auth listener', () => setup.portcullis.listeners['forward_auth'] !== undefined)
   })
   after(async () => {
     await setup?.close()
