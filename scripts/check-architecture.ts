@@ -29,8 +29,10 @@ export const LAYERS: Readonly<Record<string, readonly string[]>> = {
   authorize: ['shared', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session'],
   authenticate: ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session'],
   proxy: ['shared', 'ui', 'policy', 'config', 'observability'],
-  'all-in-one': ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session', 'builtin-idp', 'authorize', 'authenticate', 'proxy'],
-  cmd: ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session', 'builtin-idp', 'authorize', 'authenticate', 'proxy', 'all-in-one', 'client'],
+  /** Directory sync and SCIM (docs/directory.md): writes directory records that session/authorize read. */
+  directory: ['shared', 'config', 'databroker', 'observability', 'session', 'builtin-idp'],
+  'all-in-one': ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session', 'builtin-idp', 'authorize', 'authenticate', 'proxy', 'directory'],
+  cmd: ['shared', 'ui', 'policy', 'config', 'internal', 'databroker', 'observability', 'idp', 'session', 'builtin-idp', 'authorize', 'authenticate', 'proxy', 'all-in-one', 'client', 'directory'],
 }
 
 /**

@@ -87,8 +87,9 @@ export function setupAuthenticate(config: Config, options: AuthenticateOptions):
     deviceTypes: () => deviceSettings.types,
     approvers: () => deviceSettings.approvers,
     logger,
+    directory: s.directory,
   })
-  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h), jwks: () => options.keys.jwks(), portal: () => portal, webauthn })
+  const routeEndpoints = new RouteEndpoints({ ...common, routeForHost: (h) => routeForHost(h), jwks: () => options.keys.jwks(), portal: () => portal, webauthn, directory: s.directory })
   const notFound = (request: EndpointRequest): Promise<EndpointResponse> => Promise.resolve(json(404, { error: 'not found', request_id: request.requestId }))
   return {
     endpointsFor(choice) {

@@ -45,6 +45,7 @@ export function setupAuthorize(config: Config, options: AuthorizeOptions): Autho
     secrets: options.secrets,
     sessions: sessions.sessions,
     devices: sessions.devices,
+    directory: sessions.directory,
     refresher: sessions.refresher,
     logger,
     plans: () => plans,

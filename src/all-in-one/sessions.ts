@@ -16,6 +16,7 @@ import { SessionCache } from '../session/session-cache.js'
 import { SessionStore, sessionTokenKey } from '../session/session-store.js'
 import { buildAuthSettings } from '../session/settings.js'
 import { DeviceStore } from '../session/devices.js'
+import { DirectoryCopy } from '../session/directory.js'
 import type { AuthSettings } from '../session/settings.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
@@ -44,6 +45,8 @@ export interface Sessions {
   readonly sessions: SessionStore
   /** WebAuthn device credentials and enrollment links (docs/devices.md). */
   readonly devices: DeviceStore
+  /** Directory users and groups (docs/directory.md), a synced local copy. */
+  readonly directory: DirectoryCopy
   readonly providers: ProviderRegistry
   /** The identity provider of an `idp_id` (readiness checks use it to read discovery). */
   providerFor(idpId: string): IdentityProvider | undefined
@@ -65,6 +68,18 @@ export function setupSessions(config: Config, options: SessionsOptions): Session
   const providerFor = (idpId: string): IdentityProvider | undefined => providers.get(settings, idpId)
   // The identity manager is the one refresher (under a lease across instances); see refresher.ts.
   const refresher = new SessionRefresher({ sessions, providerFor, logger, refreshOnUse: false })
+  let directoryOn = directoryEnabled(config)
+  // Sessions of the global provider (and of per-route clients of the same provider) read their
+  // groups from the directory once a directory source is configured.
+  const directory = new DirectoryCopy(store, logger, {
+    manages: (idpId) => {
+      if (!directoryOn) return false
+      const global = settings.defaultProvider
+      const p = settings.providers.get(idpId)
+      return global !== undefined && p !== undefined && p.provider === global.provider && p.url === global.url
+    },
+  })
+  directory.start()
   const identityManager = options.identityManager
     ? startIdentityManager({ store, sessions, providerFor, logger: logger.child({ component: 'identity-manager' }) })
     : undefined
@@ -72,16 +87,24 @@ export function setupSessions(config: Config, options: SessionsOptions): Session
     settings: () => settings,
     sessions,
     devices: new DeviceStore(store),
+    directory,
     providers,
     providerFor,
     refresher,
     identityManager,
     applyConfig(next) {
       settings = buildAuthSettings(next, settingsOptions)
+      directoryOn = directoryEnabled(next)
     },
     async close() {
+      await directory.stop()
       await identityManager?.stop()
       await cache?.stop()
     },
   }
+}
+
+/** Whether a directory source is configured: pull sync, SCIM, or the built-in provider's users file. */
+export function directoryEnabled(config: Config): boolean {
+  return config.directory.sync !== undefined || config.directory.scim !== undefined || config.idp.provider === 'builtin'
 }

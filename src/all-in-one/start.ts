@@ -35,6 +35,7 @@ import { setupProxy } from './proxy.js'
 import type { ProxyService } from './proxy.js'
 import { servicePlan } from './services.js'
 import { setupSessions } from './sessions.js'
+import { setupDirectory } from './directory.js'
 import { setupSigningKeys } from './signing-keys.js'
 
 /** Tells cluster workers where their primary serves the shared databroker. */
@@ -49,6 +50,8 @@ export interface RunningServer {
   readonly proxy: ProxyServer | undefined
   /** What `/readyz` checks: the session store answers, each identity provider's discovery can be read. */
   readiness(): ReadinessCheck[]
+  /** Extra fields of `/status` (the directory sync's state). */
+  status(): Record<string, unknown>
   close(): Promise<void>
 }
 
@@ -58,6 +61,9 @@ export interface ServiceOptions {
   /** A stop during start-up: checked before each listener opens (`StartupStopped` is thrown). */
   readonly stop?: StopRequest | undefined
 }
+
+/** How long start-up waits for the first directory sync before serving anyway. */
+const DIRECTORY_START_WAIT_MS = 5_000
 
 /** Whether sign-in is configured: sessions then live in this process's memory store. */
 function signInConfigured(config: Config): boolean {
@@ -124,6 +130,18 @@ async function startServicesTracked(source: ConfigSource, logger: Logger, option
   opened.add(() => sessions?.close())
   const identityManager = sessions?.identityManager
   if (identityManager && metrics) metrics.identityManager(() => identityManager.metrics())
+  // Directory sync and SCIM (docs/directory.md) run where authenticate or authorize does.
+  const directory = sessions && (plan.authenticate || plan.authorize) ? await setupDirectory(config, { store, logger, sync: true, scim: plan.authenticate }) : undefined
+  opened.add(() => directory?.close())
+  if (directory && metrics) metrics.directorySync(() => directory.status())
+  if (sessions) {
+    // Group rules read the directory copy: give the first sync and the copy a moment before serving.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.all([directory?.firstRound(), sessions.directory.whenReady()]),
+      new Promise((resolve) => (timer = setTimeout(resolve, DIRECTORY_START_WAIT_MS).unref())),
+    ]).finally(() => clearTimeout(timer))
+  }
   const keys = sessions ? setupSigningKeys(config, secrets) : undefined
   // The plans also feed the routes portal of a proxy whose authorize service runs elsewhere.
   const authorize = sessions && keys ? setupAuthorize(config, { sessions, keys, secrets, logger }) : undefined
@@ -156,6 +174,7 @@ async function startServicesTracked(source: ConfigSource, logger: Logger, option
       : undefined
   opened.add(() => internal?.close())
   const grpcListener = internal ? [{ name: 'grpc' as const, url: internal.url, port: internal.port }] : []
+  const scimListener = directory?.scim ? [{ name: 'scim' as const, url: `${directory.scim.url}/scim/v2`, port: Number(new URL(directory.scim.url).port) }] : []
 
   let proxy: ProxyService | undefined
   let remoteAuthorizer: RemoteAuthorizer | undefined
@@ -180,12 +199,13 @@ async function startServicesTracked(source: ConfigSource, logger: Logger, option
   stopCheck()
   const proxyServer = proxy?.server
   opened.add(() => proxyServer?.close(0))
-  const listeners = [...((await proxyServer?.listen()) ?? []), ...grpcListener]
+  const listeners = [...((await proxyServer?.listen()) ?? []), ...grpcListener, ...scimListener]
   stopCheck()
   source.onChange((next) => {
     current = next
     logger.level = toPinoLevel(next.logLevel)
     sessions?.applyConfig(next)
+    directory?.applyConfig(next)
     keys?.applyConfig(next)
     authorize?.applyConfig(next)
     authenticate?.applyConfig(next)
@@ -210,9 +230,26 @@ async function startServicesTracked(source: ConfigSource, logger: Logger, option
           }))
         : []),
     ],
+    status: () => {
+      const d = directory?.status()
+      return d
+        ? {
+            directory: {
+              provider: d.provider,
+              leader: d.leader,
+              users: d.users,
+              groups: d.groups,
+              last_success: d.lastSuccessAt === undefined ? null : new Date(d.lastSuccessAt).toISOString(),
+              last_error: d.lastError ?? null,
+              stale: d.stale,
+            },
+          }
+        : {}
+    },
     async close() {
       source.stop()
       await proxyServer?.close(SHUTDOWN_GRACE_MS)
+      await directory?.close()
       await builtinIdp?.close()
       await sessions?.close()
       remoteAuthorizer?.close()

@@ -4,7 +4,8 @@
  * Portcullis and never forwarded upstream.
  */
 import { randomBytes } from 'node:crypto'
-import { policySession } from '../session/policy-session.js'
+import { directoryEntryFor, policySession } from '../session/policy-session.js'
+import type { DirectoryLookup } from '../session/directory.js'
 import type { RouteConfig } from '../config/types.js'
 import type { CompiledPolicy } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
@@ -58,6 +59,8 @@ interface RouteEndpointDeps {
   readonly portal?: () => PortalSource
   /** Device identity pages (`/.pomerium/webauthn`, docs/devices.md); without them those paths are 404. */
   readonly webauthn?: WebAuthnEndpoints
+  /** Directory groups, so the portal lists what `groups` rules allow (docs/directory.md). */
+  readonly directory?: DirectoryLookup
 }
 
 /** What the routes portal reads of the current config generation. */
@@ -213,7 +216,7 @@ export class RouteEndpoints implements EndpointHandler {
   /** The routes this request's user may open (Pomerium docs: On every route host routes portal). */
   #portalEntries(req: EndpointRequest, settings: AuthSettings, portal: PortalSource, session: Session): PortalEntry[] {
     const candidates = portal.routes.map((route) => ({ route, policy: portal.policyFor(route), idpId: settings.providerFor(route)?.id }))
-    const viewer = { session: policySession(session), idpId: session.idpId, clientIp: req.clientIp, now: new Date(), clientCertificate: req.clientCertificate }
+    const viewer = { session: policySession(session, directoryEntryFor(session, this.#deps.directory)), idpId: session.idpId, clientIp: req.clientIp, now: new Date(), clientCertificate: req.clientCertificate }
     const port = /:(\d+)$/.exec(req.authority)?.[1]
     return portalRoutes(candidates, viewer, { scheme: browserScheme(req.host, req.scheme), port: port === undefined ? undefined : Number(port) })
   }

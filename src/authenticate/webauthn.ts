@@ -29,7 +29,8 @@ import type { CompiledPolicy } from '../policy/index.js'
 import { enrollmentIdOf, enrollmentIsFor, enrollmentLinkKey, enrollmentPath } from '../session/devices.js'
 import type { DeviceCredential, DeviceStore } from '../session/devices.js'
 import { PARAM_DEVICE_TYPE, PARAM_ENROLLMENT_TOKEN, PARAM_REDIRECT_URI } from '../session/flow.js'
-import { policySession } from '../session/policy-session.js'
+import { directoryEntryFor, policySession } from '../session/policy-session.js'
+import type { DirectoryLookup } from '../session/directory.js'
 import { allowedRedirect } from '../session/redirects.js'
 import { open, seal } from '../session/sealed.js'
 import type { Session, SessionStore } from '../session/session-store.js'
@@ -63,6 +64,8 @@ export interface WebAuthnDeps {
   /** The compiled `device_approvers` policy; undefined = nobody approves on a page. */
   readonly approvers: () => CompiledPolicy | undefined
   readonly logger: Logger
+  /** Directory groups for `device_approvers` rules (docs/directory.md). */
+  readonly directory?: DirectoryLookup
 }
 
 /** What the route endpoints hand over for each request. */
@@ -529,7 +532,7 @@ export class WebAuthnEndpoints {
       throw new Refusal(403, 'Sign in first.')
     }
     const approvers = this.#deps.approvers()
-    const input = { session: policySession(session), method: req.method, path: req.path, headers: req.headers, clientIp: req.clientIp, now: new Date() }
+    const input = { session: policySession(session, directoryEntryFor(session, this.#deps.directory)), method: req.method, path: req.path, headers: req.headers, clientIp: req.clientIp, now: new Date() }
     if (!approvers || decide(approvers.evaluate(input)).kind !== 'allow') {
       throw new Refusal(403, approvers ? 'You are not a device approver (device_approvers).' : 'No device approvers are configured (device_approvers); use the portcullis devices command.')
     }

@@ -20,7 +20,8 @@ import type { Session, SessionStore } from '../session/session-store.js'
 import { browserScheme } from '../session/settings.js'
 import type { AuthSettings, IdpSettings } from '../session/settings.js'
 import { decide, describeDenial } from '../policy/index.js'
-import { policySession } from '../session/policy-session.js'
+import { policySession, verifiedSessionEmail } from '../session/policy-session.js'
+import type { DirectoryLookup } from '../session/directory.js'
 import type { Decision, Evaluation, PolicyDevice, PolicyInput, PolicySession } from '../policy/index.js'
 import type { Logger } from '../shared/log.js'
 import type { Secrets } from '../shared/secrets.js'
@@ -43,6 +44,8 @@ export interface PolicyAuthorizerDeps {
   readonly logger: Logger
   /** Device credentials (docs/devices.md); without them a device rule never sees a device. */
   readonly devices?: DeviceStore
+  /** Directory users and groups (docs/directory.md); without it `groups` reads the token's claim. */
+  readonly directory?: DirectoryLookup
 }
 
 const verifiedHandles = new VerifiedHandleCache()
@@ -61,6 +64,8 @@ const ROBOTS: Denial = { allow: false, status: 200, code: 'robots-txt', reason: 
 interface SessionViews {
   readonly policy: PolicySession
   readonly identity: IdentitySession
+  /** The directory generation the views were built from (0 without directory data). */
+  readonly generation: number
 }
 
 /**
@@ -69,10 +74,15 @@ interface SessionViews {
  */
 const sessionViews = new WeakMap<Session, SessionViews>()
 
-function viewsOf(session: Session): SessionViews {
+function viewsOf(session: Session, directory: DirectoryLookup | undefined): SessionViews {
+  const managed = directory?.manages(session.idpId) ? directory : undefined
+  const generation = managed ? managed.generation : 0
   let views = sessionViews.get(session)
-  if (!views) {
-    views = { policy: policySession(session), identity: identitySession(session, undefined) }
+  if (!views || views.generation !== generation) {
+    // A change anywhere in the directory rebuilds the views of the sessions used after it: a
+    // member removed from a group loses it on the next request after the change is synced.
+    const entry = managed?.lookup(session.userId, verifiedSessionEmail(session))
+    views = { policy: policySession(session, entry), identity: identitySession(session, undefined, entry), generation }
     sessionViews.set(session, views)
   }
   return views
@@ -103,7 +113,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
     who: Identity,
     devices: readonly PolicyDevice[] | undefined,
   ): CheckResult | Promise<CheckResult> => {
-    const views = who.session ? viewsOf(who.session) : undefined
+    const views = who.session ? viewsOf(who.session, deps.directory) : undefined
     const input: PolicyInput = {
       session: views && devices ? { ...views.policy, devices } : views?.policy,
       method: request.method,

@@ -53,6 +53,19 @@ export interface UserDirectory {
   readonly typicalHashParams: Argon2Params | undefined
   /** Every extra claim name any user carries. */
   readonly claimNames: ReadonlySet<string>
+  /**
+   * The file's directory groups (top-level `groups:` with ids and names, docs/directory.md),
+   * plus one group (id = name) for every name users list that is not declared there.
+   */
+  readonly groups: readonly BuiltinGroup[]
+}
+
+/** A group of the users file's directory. */
+export interface BuiltinGroup {
+  readonly id: string
+  readonly name: string
+  /** Subjects of the members. */
+  readonly memberSubs: readonly string[]
 }
 
 /** Every problem of one users file. `message` lists them, one a line. */
@@ -131,8 +144,9 @@ export function parseUsers(text: string, file: string): UserDirectory {
   }
   if (!isRecord(root)) throw new UsersFileError(file, ['expected a mapping with a top-level "users:" list'])
   for (const key of Object.keys(root)) {
-    if (key !== 'users') problem([key], 'unknown top-level key (expected only "users")')
+    if (key !== 'users' && key !== 'groups') problem([key], 'unknown top-level key (expected "users" and, optionally, "groups")')
   }
+  const declared = parseGroups(root.groups, problem)
   const list = root.users
   if (list !== null && list !== undefined && !Array.isArray(list)) {
     problem(['users'], `expected a list of users, got ${describeValue(list)}`)
@@ -259,10 +273,59 @@ export function parseUsers(text: string, file: string): UserDirectory {
     })
   }
   if (problems.length > 0) throw new UsersFileError(file, problems)
-  return directory(file, users)
+  return directory(file, users, declared)
 }
 
-function directory(file: string, users: readonly BuiltinUser[]): UserDirectory {
+/** Top-level `groups:`: `[{id, name}]`; ids and names unique. */
+function parseGroups(value: unknown, problem: (path: readonly (string | number)[], message: string) => void): Array<{ id: string; name: string }> {
+  if (value === undefined || value === null) return []
+  if (!Array.isArray(value)) {
+    problem(['groups'], `expected a list of groups ({id, name}), got ${describeValue(value)}`)
+    return []
+  }
+  const out: Array<{ id: string; name: string }> = []
+  const seen = new Set<string>()
+  for (const [i, g] of (value as unknown[]).entries()) {
+    const id = isRecord(g) ? g['id'] : undefined
+    const name = isRecord(g) ? (g['name'] ?? id) : undefined
+    if (!isRecord(g) || typeof id !== 'string' || id.trim() === '' || typeof name !== 'string' || name.trim() === '') {
+      problem(['groups', i], `expected {id, name} with non-empty text, got ${describeValue(g)}`)
+      continue
+    }
+    for (const k of Object.keys(g)) if (k !== 'id' && k !== 'name') problem(['groups', i, k], 'unknown key (expected id and name)')
+    if (seen.has(id) || seen.has(name)) {
+      problem(['groups', i], `group ${JSON.stringify(id)} (${JSON.stringify(name)}) repeats an id or name of an earlier group`)
+      continue
+    }
+    seen.add(id)
+    seen.add(name)
+    out.push({ id, name })
+  }
+  return out
+}
+
+function directory(file: string, users: readonly BuiltinUser[], declared: ReadonlyArray<{ id: string; name: string }> = []): UserDirectory {
+  // A user's `groups` item names a declared group by id or name; anything else is a group of its own.
+  const groups = new Map<string, { id: string; name: string; memberSubs: string[] }>()
+  const byKey = new Map<string, { id: string; name: string; memberSubs: string[] }>()
+  for (const d of declared) {
+    const g = { ...d, memberSubs: [] as string[] }
+    groups.set(d.id, g)
+    byKey.set(d.id, g)
+    byKey.set(d.name, g)
+  }
+  for (const u of users) {
+    if (u.disabled) continue
+    for (const item of u.groups) {
+      let g = byKey.get(item)
+      if (!g) {
+        g = { id: item, name: item, memberSubs: [] }
+        groups.set(item, g)
+        byKey.set(item, g)
+      }
+      if (!g.memberSubs.includes(u.sub)) g.memberSubs.push(u.sub)
+    }
+  }
   const byEmail = new Map(users.map((u) => [u.emailKey, u]))
   const bySub = new Map(users.map((u) => [u.sub, u]))
   const first = users[0] ? parsePhc(users[0].passwordHash) : undefined
@@ -274,6 +337,7 @@ function directory(file: string, users: readonly BuiltinUser[]): UserDirectory {
     bySub: (sub) => bySub.get(sub),
     typicalHashParams: first ? { m: first.m, t: first.t, p: first.p } : undefined,
     claimNames,
+    groups: [...groups.values()],
   }
 }
 

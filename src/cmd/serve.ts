@@ -77,7 +77,7 @@ export async function serve(configFile: string | undefined, hooks: ServeHooks = 
       metricsServer = await startMetricsListener(config, logger, metrics, false)
       stop.throwIfRequested()
       const running = server
-      health = await startHealthListener(config, logger, () => running.readiness(), () => ({ version: buildInfo().version, services: source.current().services, workers: 1 }))
+      health = await startHealthListener(config, logger, () => running.readiness(), () => ({ version: buildInfo().version, services: source.current().services, workers: 1, ...running.status() }))
       stop.throwIfRequested()
     } catch (err) {
       if (!(err instanceof StartupStopped)) logger.fatal({ err }, 'could not start')

@@ -29,6 +29,7 @@ import { checkDownstreamMtls, mtlsEnforcementOf } from './mtls.js'
 import { checkDeviceTypes } from './devices.js'
 import { checkForwardAuth } from './forward-auth.js'
 import { checkExtAuthz } from './ext-authz.js'
+import { checkDirectory } from './directory.js'
 import { identityConfigIssues } from './identity-settings.js'
 import { IssueCollector, indexPath } from './issues.js'
 import type { NodePositions } from './issues.js'
@@ -114,6 +115,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
   const deviceTypes = checkDeviceTypes(raw, ctx.issues, ctx)
   const forwardAuth = checkForwardAuth(raw, ctx.issues, ctx)
   const extAuthz = checkExtAuthz(raw, ctx.issues, ctx)
+  const directory = checkDirectory(raw, ctx.issues)
   const deviceTypeIds = deviceTypes.map((t) => t.id)
   if (raw['device_approvers'] !== undefined) {
     for (const e of compilePolicy(raw['device_approvers'], 'device_approvers').errors) ctx.issues.error(e.path, undefined, e.message)
@@ -229,6 +231,7 @@ export function loadConfig(options: LoadOptions): LoadResult {
     deviceTypes,
     forwardAuth,
     extAuthz,
+    directory,
     deviceApprovers: raw['device_approvers'] ?? undefined,
     runtimeFlags: raw['runtime_flags'] as Record<string, boolean>,
     raw,

@@ -376,6 +376,16 @@ export const GLOBAL_SETTINGS: readonly SettingDescriptor[] = [
   def('darkmode_primary_color', 'string', 'Branding: dark-mode primary colour.'),
   def('darkmode_secondary_color', 'string', 'Branding: dark-mode secondary colour.'),
   def('error_message_header', 'string', 'Branding: header line on error pages.'),
+  def('idp_service_account', 'string', 'Directory sync: the identity provider API credential, JSON or base64 JSON; fields per provider in docs/directory.md (Pomerium before v0.20; Portcullis).', { file: true }),
+  def('idp_refresh_directory_interval', 'duration', 'Directory sync: how often users and groups are read from the provider (at least 1m).', { default: '10m' }),
+  def('idp_refresh_directory_timeout', 'duration', 'Directory sync: the time limit of one full read.', { default: '1m' }),
+  def('scim', 'object', 'Portcullis only: a SCIM 2.0 endpoint at `/scim/v2` where Okta, Entra ID and others push users and groups (see docs/directory.md).', {
+    env: false,
+    children: [
+      def('address', 'string', 'Listen address of the SCIM endpoint (plain HTTP; put a Portcullis route in front for TLS).', { env: false }),
+      def('bearer_token_sha256', 'list', 'SHA-256 digests (hex) of the bearer tokens providers send; the tokens are never stored.', { env: false }),
+    ],
+  }),
   def('forward_auth', 'object', 'Portcullis only: a listener for nginx `auth_request`, Caddy `forward_auth` and Traefik `ForwardAuth` (see docs/delegated-authorization.md).', {
     env: false,
     children: [
@@ -502,9 +512,6 @@ export const ROUTE_SETTINGS: readonly SettingDescriptor[] = [
 export const REMOVED_GLOBAL_KEYS: Readonly<Record<string, string>> = {
   client_ca: 'removed: use downstream_mtls.ca',
   client_ca_file: 'removed: use downstream_mtls.ca_file',
-  idp_service_account: 'removed: directory sync was removed; use groups claims from the IdP',
-  idp_refresh_directory_timeout: 'removed: directory sync was removed',
-  idp_refresh_directory_interval: 'removed: directory sync was removed',
   idp_qps: 'removed: directory sync was removed',
   tracing_datadog_address: 'removed: use the otel_* tracing settings',
   tracing_zipkin_endpoint: 'removed: use the otel_* tracing settings',

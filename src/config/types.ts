@@ -7,6 +7,7 @@ import type { IssuerFormat } from './identity-settings.js'
 import type { DeviceType } from './devices.js'
 import type { ForwardAuthSettings } from './forward-auth.js'
 import type { ExtAuthzSettings } from './ext-authz.js'
+import type { DirectorySettings } from './directory.js'
 
 /**
  * The normalised, validated configuration that every service consumes.
@@ -336,6 +337,8 @@ export interface Config {
   readonly forwardAuth: ForwardAuthSettings | undefined
   /** `ext_authz`: the Envoy ext_authz gRPC service (docs/delegated-authorization.md). */
   readonly extAuthz: ExtAuthzSettings | undefined
+  /** Directory sync and SCIM (docs/directory.md). */
+  readonly directory: DirectorySettings
   /** The built-in device types and `device_types` (docs/devices.md). */
   readonly deviceTypes: readonly DeviceType[]
   /**

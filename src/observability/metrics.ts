@@ -48,6 +48,18 @@ export interface IdentityManagerMetrics {
 }
 
 /** What an identity manager reports before it has done anything (the docs and dashboard checks register it). */
+/** What the directory sync reports (a view of `DirectorySyncStatus`). */
+export interface DirectorySyncMetrics {
+  readonly leader: boolean
+  readonly successes: number
+  readonly errors: number
+  readonly throttled: number
+  readonly lastSuccessAt: number | undefined
+  readonly users: number | undefined
+  readonly groups: number | undefined
+  readonly stale: boolean
+}
+
 export const IDLE_IDENTITY_MANAGER_METRICS: IdentityManagerMetrics = Object.freeze({
   sessionRefreshSuccess: 0,
   sessionRefreshError: 0,
@@ -123,6 +135,7 @@ export class PortcullisMetrics {
   readonly #serverChildren = new Map<string, ServerChildren>()
   readonly #clientChildren = new Map<string, ClientChildren>()
   #identityManager: (() => IdentityManagerMetrics) | undefined
+  #directory: (() => DirectorySyncMetrics | undefined) | undefined
 
   constructor(build: BuildInfo, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry]
@@ -250,6 +263,37 @@ export class PortcullisMetrics {
     gauge('pomerium_identity_manager_user_refresh_success_timestamp', 'Unix time of the last user info re-read, in seconds.', (m) => seconds(m.userInfoRefreshSuccessAt), 'max')
     gauge('pomerium_identity_manager_user_refresh_error_timestamp', 'Unix time of the last failed user info re-read, in seconds.', (m) => seconds(m.userInfoRefreshErrorAt), 'max')
     gauge('pomerium_identity_manager_leader', 'Whether this instance holds the identity manager lease (Portcullis).', (m) => (m.leader ? 1 : 0), 'max')
+  }
+
+  /** The directory sync's gauges (docs/directory.md), registered where a sync runs. */
+  directorySync(read: () => DirectorySyncMetrics | undefined): void {
+    if (this.#directory === undefined) {
+      const registers = [this.registry]
+      const current = (): DirectorySyncMetrics | undefined => this.#directory?.()
+      const gauge = (name: string, help: string, value: (m: DirectorySyncMetrics) => number | undefined, aggregator: 'sum' | 'max'): void => {
+        new Gauge({
+          name,
+          help,
+          registers,
+          aggregator,
+          collect() {
+            const m = current()
+            const v = m ? value(m) : undefined
+            if (v !== undefined) this.set(v)
+            else this.reset()
+          },
+        })
+      }
+      gauge('portcullis_directory_sync_success', 'Directory syncs that succeeded (counter since start).', (m) => m.successes, 'sum')
+      gauge('portcullis_directory_sync_errors', 'Directory syncs that failed; the previous data stayed in effect (counter since start).', (m) => m.errors, 'sum')
+      gauge('portcullis_directory_sync_throttled', 'Directory API answers that asked to slow down (429, rate limits), counter since start.', (m) => m.throttled, 'sum')
+      gauge('portcullis_directory_sync_last_success_timestamp', 'Unix time of the last successful directory sync, in seconds.', (m) => (m.lastSuccessAt === undefined ? undefined : m.lastSuccessAt / 1000), 'max')
+      gauge('portcullis_directory_sync_stale', 'Whether the last directory sync failed, so older data is in use (1) or not (0).', (m) => (m.leader ? (m.stale ? 1 : 0) : undefined), 'max')
+      gauge('portcullis_directory_users', 'Users in the directory after the last sync.', (m) => m.users, 'max')
+      gauge('portcullis_directory_groups', 'Groups in the directory after the last sync.', (m) => m.groups, 'max')
+      gauge('portcullis_directory_sync_leader', 'Whether this instance holds the directory-sync lease.', (m) => (m.leader ? 1 : 0), 'max')
+    }
+    this.#directory = read
   }
 
   identityManager(read: () => IdentityManagerMetrics): void {

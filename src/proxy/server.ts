@@ -47,7 +47,7 @@ const HEADERS_TIMEOUT_MS = 10_000
 export type ProxyDeps = Omit<PipelineDeps, 'forward' | 'tunnel'>
 
 export interface ListenerInfo {
-  readonly name: 'main' | 'http_redirect' | 'forward_auth' | 'ext_authz' | 'grpc' | 'metrics' | 'health'
+  readonly name: 'main' | 'http_redirect' | 'forward_auth' | 'ext_authz' | 'grpc' | 'metrics' | 'health' | 'scim'
   readonly url: string
   readonly port: number
 }

@@ -1,15 +1,40 @@
 /** The policy's view of a session (the `user`, `email` and `claim` criteria read it). */
 import type { PolicySession } from '../policy/index.js'
+import type { DirectoryEntry, DirectoryLookup } from './directory.js'
 import type { Session } from './session-store.js'
 
-export function policySession(session: Session): PolicySession {
+/**
+ * `directory`: what the directory says of the user, for providers it manages (docs/directory.md):
+ * its groups are what `groups` matches, and its email (when it has one) what `email` matches,
+ * as Pomerium does with directory data.
+ */
+export function policySession(session: Session, directory?: DirectoryEntry): PolicySession {
   const claims = session.claims
-  const verified = claims['email_verified']
+  const emailVerified = sessionEmailVerified(session)
+  const claimEmail = typeof claims['email'] === 'string' ? claims['email'] : ''
   return {
     sessionId: session.id,
     userId: session.userId,
-    email: typeof claims['email'] === 'string' ? claims['email'] : '',
-    emailVerified: typeof verified === 'boolean' ? verified : verified === 'true' ? true : verified === 'false' ? false : undefined,
+    email: directory?.email ?? claimEmail,
+    // The directory's email is the organisation's own record of the person: verified by it.
+    emailVerified: directory?.email !== undefined ? true : emailVerified,
     claims,
+    ...(directory ? { directoryGroups: directory.groups } : {}),
   }
+}
+
+/** The session's `email` claim when the provider says it is verified (directory matching by email needs that). */
+export function verifiedSessionEmail(session: Session): string | undefined {
+  const email = session.claims['email']
+  return typeof email === 'string' && email !== '' && sessionEmailVerified(session) !== false ? email : undefined
+}
+
+function sessionEmailVerified(session: Session): boolean | undefined {
+  const verified = session.claims['email_verified']
+  return typeof verified === 'boolean' ? verified : verified === 'true' ? true : verified === 'false' ? false : undefined
+}
+
+/** The directory's view of a session's user, when the directory manages the session's provider. */
+export function directoryEntryFor(session: Session, directory: DirectoryLookup | undefined): DirectoryEntry | undefined {
+  return directory?.manages(session.idpId) ? directory.lookup(session.userId, verifiedSessionEmail(session)) : undefined
 }

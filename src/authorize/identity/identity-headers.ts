@@ -13,6 +13,7 @@
  *
  * Per-route work (template compilation, filters) is done once per `RouteConfig` object.
  */
+import type { DirectoryEntry } from '../../session/directory.js'
 import type { Session, User } from '../../session/session-store.js'
 import type { Config, RouteConfig } from '../../config/types.js'
 import type { CheckRequest } from '../types.js'
@@ -184,16 +185,17 @@ export function identityOptionsFromConfig(config: Config, keys: SigningKeys): Id
 /**
  * The assertion's view of a session and its user, as Pomerium fills the payload: email of the
  * user record (else the session's `email` claim), `name` claim of the session else of the user
- * record (else the user's name), `groups` claim of the session.
+ * record (else the user's name), `groups` claim of the session. With directory data
+ * (docs/directory.md) the directory's email and its group ids and names win, as in Pomerium.
  */
-export function identitySession(session: Session, user: User | undefined): IdentitySession {
+export function identitySession(session: Session, user: User | undefined, directory?: DirectoryEntry): IdentitySession {
   const name = claimStrings(session.claims['name']) ?? claimStrings(user?.claims['name'])
   return {
     id: session.id,
     userId: session.userId,
-    email: user?.email || (claimStrings(session.claims['email'])?.[0] ?? ''),
+    email: directory?.email || user?.email || (claimStrings(session.claims['email'])?.[0] ?? ''),
     name: name ? name.join(',') : (user?.name ?? ''),
-    groups: claimStrings(session.claims['groups']) ?? [],
+    groups: directory ? directory.groups : (claimStrings(session.claims['groups']) ?? []),
     claims: session.claims,
     userClaims: user?.claims,
     idToken: session.idToken,

@@ -1,0 +1,31 @@
+/** What every directory provider returns: the whole directory, read in one sync. */
+import type { DirectoryHttp } from './http.js'
+
+export interface DirectoryUserData {
+  readonly id: string
+  readonly email?: string | undefined
+  readonly displayName?: string | undefined
+}
+
+export interface DirectoryGroupData {
+  readonly id: string
+  readonly name: string
+  readonly email?: string | undefined
+  /** Members: user ids, and group ids for groups nested in this one. */
+  readonly memberIds: readonly string[]
+}
+
+export interface DirectoryData {
+  readonly users: readonly DirectoryUserData[]
+  readonly groups: readonly DirectoryGroupData[]
+}
+
+export interface DirectoryProvider {
+  /** `google`, `azure`, `okta`, `github`, `builtin`. */
+  readonly name: string
+  /**
+   * Reads every user and group. Throws when any page fails: a part-read directory would drop
+   * members, so the last complete read stays in effect.
+   */
+  read(http: DirectoryHttp): Promise<DirectoryData>
+}

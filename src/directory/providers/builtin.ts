@@ -1,0 +1,21 @@
+/**
+ * The built-in provider's users file as a directory (docs/directory.md): its top-level `groups:`
+ * (ids and names) and each user's `groups`, read again at every sync, so editing the file changes
+ * group membership without anyone signing out. A file that does not parse fails the sync (the
+ * last good read stays in effect).
+ */
+import { loadUsersFile } from '../../builtin-idp/users.js'
+import type { DirectoryData, DirectoryProvider } from '../provider.js'
+
+export function createBuiltinDirectory(usersFile: string): DirectoryProvider {
+  return {
+    name: 'builtin',
+    read(): Promise<DirectoryData> {
+      const file = loadUsersFile(usersFile)
+      return Promise.resolve({
+        users: file.users.filter((u) => !u.disabled).map((u) => ({ id: u.sub, email: u.email, displayName: u.name })),
+        groups: file.groups.map((g) => ({ id: g.id, name: g.name, memberIds: g.memberSubs })),
+      })
+    },
+  }
+}

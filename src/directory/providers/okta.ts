@@ -1,0 +1,65 @@
+/**
+ * Okta's directory through its management API (docs/directory.md), with an API token
+ * (`Authorization: SSWS <api_key>`, read-only administrator is enough):
+ *
+ * - users: `GET /api/v1/users?limit=200` (Okta leaves deprovisioned users out; suspended,
+ *   locked-out and deprovisioned statuses are skipped here too: they lose their groups);
+ * - groups: `GET /api/v1/groups?limit=200` (`profile.name`);
+ * - members: `GET /api/v1/groups/{id}/users?limit=1000` for each group.
+ *
+ * Pages follow the `Link: <…>; rel="next"` header (cursor `after`). Throttling: 429 with
+ * `X-Rate-Limit-Remaining: 0` and `X-Rate-Limit-Reset` (epoch seconds) waits until the reset.
+ * The org is `idp_provider_url` (for example `https://example.okta.com`).
+ */
+import { DirectoryApiError, nextLink } from '../http.js'
+import type { DirectoryHttp } from '../http.js'
+import type { DirectoryData, DirectoryGroupData, DirectoryProvider, DirectoryUserData } from '../provider.js'
+
+const INACTIVE = new Set(['SUSPENDED', 'DEPROVISIONED', 'LOCKED_OUT'])
+const MAX_PAGES = 100_000
+
+export function createOktaDirectory(account: Readonly<Record<string, string>>, providerUrl: string): DirectoryProvider {
+  const origin = new URL(account['api_url'] ?? providerUrl).origin
+  const headers = { authorization: `SSWS ${account['api_key'] ?? ''}` }
+
+  async function list(http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> {
+    const out: Array<Record<string, unknown>> = []
+    let url: string | undefined = `${origin}${path}`
+    for (let page = 0; url; page++) {
+      if (page >= MAX_PAGES) throw new DirectoryApiError(`Okta ${path}: too many pages`, undefined)
+      const answer = await http.json(url, { headers })
+      if (!Array.isArray(answer.body)) throw new DirectoryApiError(`Okta ${path}: expected a JSON array`, answer.status)
+      out.push(...(answer.body as Array<Record<string, unknown>>))
+      url = nextLink(answer.headers.get('link'), url)
+    }
+    return out
+  }
+
+  return {
+    name: 'okta',
+    async read(http: DirectoryHttp): Promise<DirectoryData> {
+      const users: DirectoryUserData[] = []
+      for (const u of await list(http, '/api/v1/users?limit=200')) {
+        const id = u['id']
+        if (typeof id !== 'string' || INACTIVE.has(String(u['status']))) continue
+        const profile = (u['profile'] ?? {}) as Record<string, unknown>
+        const email = typeof profile['email'] === 'string' ? profile['email'] : undefined
+        const name = [profile['firstName'], profile['lastName']].filter((x) => typeof x === 'string' && x !== '').join(' ')
+        users.push({ id, email, displayName: name || undefined })
+      }
+      const groups: DirectoryGroupData[] = []
+      for (const g of await list(http, '/api/v1/groups?limit=200')) {
+        const id = g['id']
+        if (typeof id !== 'string') continue
+        const profile = (g['profile'] ?? {}) as Record<string, unknown>
+        const members = await list(http, `/api/v1/groups/${encodeURIComponent(id)}/users?limit=1000`)
+        groups.push({
+          id,
+          name: typeof profile['name'] === 'string' ? profile['name'] : id,
+          memberIds: members.flatMap((m) => (typeof m['id'] === 'string' ? [m['id']] : [])),
+        })
+      }
+      return { users, groups }
+    },
+  }
+}
