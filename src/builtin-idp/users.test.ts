@@ -103,7 +103,7 @@ test('every problem is reported with line, entry and what was expected', () => {
 
 test('file-level problems: syntax, missing list, wrong shapes, duplicate keys, unreadable file', () => {
   assert.match(problemsOf('users: [\n')[0] ?? '', /^YAML syntax:/)
-  assert.deepEqual(problemsOf('people: []\n'), ['line 1: people: unknown top-level key (expected only "users")', 'missing the top-level "users:" list'])
+  assert.deepEqual(problemsOf('people: []\n'), ['line 1: people: unknown top-level key (expected "users" and, optionally, "groups")', 'missing the top-level "users:" list'])
   assert.deepEqual(problemsOf('- a\n'), ['expected a mapping with a top-level "users:" list'])
   assert.match(problemsOf('users: {a: 1}\n')[0] ?? '', /users: expected a list of users, got a mapping/)
   assert.match(problemsOf(`users:\n  - email: a@b.c\n    email: d@e.f\n    password_hash: ${HASH}\n`)[0] ?? '', /Map keys must be unique/)

@@ -92,6 +92,7 @@ export const ERROR_CODES = {
   ERR_IDP_USERINFO_FAILED: { area: 'idp', status: 400, title: 'Bad Request', description: 'The provider’s UserInfo endpoint could not be read or its answer was refused.' },
   ERR_IDP_REVOKE_FAILED: { area: 'idp', status: 400, title: 'Bad Request', description: 'A token could not be revoked at the provider (sign-out goes on).' },
   ERR_DIRECTORY_API: { area: 'idp', status: 502, title: 'Bad Gateway', description: 'A directory API (Google, Entra ID, Okta, GitHub) answered an error or ran out of time during a directory sync; the last complete sync stays in effect (docs/directory.md).' },
+  ERR_SCIM_REQUEST: { area: 'idp', status: 400, title: 'Bad Request', description: 'A SCIM request was refused; the answer is a SCIM error with its own status and `scimType` (docs/directory.md).' },
   ERR_GITHUB_API: { area: 'idp', status: 502, title: 'Bad Gateway', description: 'The GitHub REST API answered a non-2xx status (rate limits included); reported as one of the `ERR_IDP_*` codes.' },
   // Provider tokens
   ERR_TOKEN_MALFORMED: { area: 'token', status: 401, title: 'Unauthorized', description: 'Not a compact JWS (or an unusable opaque token): wrong shape, bad base64url or JSON, too long.' },

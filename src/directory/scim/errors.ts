@@ -1,5 +1,8 @@
+import { CodedError } from '../../shared/errors.js'
+
 /** A SCIM error answer (RFC 7644 §3.12): HTTP status, `scimType` and a detail for the person. */
-export class ScimError extends Error {
+export class ScimError extends CodedError {
+  readonly code = 'ERR_SCIM_REQUEST'
   constructor(
     readonly status: number,
     readonly scimType: string | undefined,

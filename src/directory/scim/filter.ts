@@ -5,6 +5,7 @@
  * `members.value`). Bounded: a filter longer than {@link MAX_FILTER_LENGTH} characters or nested
  * deeper than {@link MAX_FILTER_DEPTH} is refused (`invalidFilter`), as is anything unparsable.
  */
+import { CodedError } from '../../shared/errors.js'
 
 export const MAX_FILTER_LENGTH = 1000
 export const MAX_FILTER_DEPTH = 8
@@ -19,7 +20,10 @@ export type Filter =
   | { readonly kind: 'not'; readonly inner: Filter }
   | { readonly kind: 'valuePath'; readonly path: string; readonly inner: Filter }
 
-export class FilterError extends Error {}
+/** A filter that cannot be used; answered as SCIM `invalidFilter`. */
+export class FilterError extends CodedError {
+  readonly code = 'ERR_SCIM_REQUEST'
+}
 
 const OPS = new Set(['eq', 'ne', 'co', 'sw', 'ew', 'gt', 'ge', 'lt', 'le'])
 /** Attributes compared case-exactly (RFC 7643: `caseExact: true`). */

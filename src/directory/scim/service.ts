@@ -243,7 +243,8 @@ export class ScimService {
     const body = parseBody(req)
     const schemasOf = getAttr(body, 'schemas')
     if (!Array.isArray(schemasOf) || !schemasOf.includes(PATCH_SCHEMA)) throw new ScimError(400, 'invalidValue', `schemas: expected [${JSON.stringify(PATCH_SCHEMA)}]`)
-    const withoutMeta = { ...current }
+    // The id is in the resource a client patches (Okta repeats it in path-less replaces).
+    const withoutMeta: Json = { ...current, id }
     delete withoutMeta['meta']
     const patched = applyPatch(withoutMeta, getAttr(body, 'Operations'), KINDS[kind].schema)
     const clean = await this.#validate(kind, patched, id, kind === 'Group' ? new Set(memberIdsOf(current)) : undefined)
