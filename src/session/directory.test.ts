@@ -1,0 +1,40 @@
+/** The directory copy's index: matching a session to a directory user, nesting, cycles, deactivation. */
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+
+import { buildIndex } from './directory.js'
+import type { DirectoryGroupRecord, DirectoryUserRecord } from './directory.js'
+
+function users(...list: DirectoryUserRecord[]): Map<string, DirectoryUserRecord> {
+  return new Map(list.map((u) => [u.id, u]))
+}
+function groups(...list: DirectoryGroupRecord[]): Map<string, DirectoryGroupRecord> {
+  return new Map(list.map((g) => [g.id, g]))
+}
+
+test('nested groups are resolved transitively, a membership cycle terminates, ids and names both listed once', () => {
+  const index = buildIndex(
+    users({ id: 'u1', source: 'sync', active: true }, { id: 'u2', source: 'sync', active: true }),
+    groups(
+      { id: 'a', source: 'sync', name: 'Alpha', memberIds: ['b'] },
+      { id: 'b', source: 'sync', name: 'Beta', memberIds: ['c', 'u2'] },
+      { id: 'c', source: 'sync', name: 'Gamma', memberIds: ['u1', 'a'] },
+      { id: 'd', source: 'sync', name: 'd', memberIds: ['u1'] },
+    ),
+  )
+  assert.deepEqual(index.entries.get('u1')?.groups, ['a', 'Alpha', 'b', 'Beta', 'c', 'Gamma', 'd'])
+  assert.deepEqual(index.entries.get('u2')?.groups, ['a', 'Alpha', 'b', 'Beta', 'c', 'Gamma'])
+})
+
+test('a user is found by id, then externalId, then email or userName (lower-cased)', () => {
+  const index = buildIndex(
+    users(
+      { id: 'scim-1', source: 'scim', active: true, externalId: '00u-okta', userName: 'Ada@Acme.example' },
+      { id: 'scim-2', source: 'scim', active: true, email: 'Bob@Acme.example' },
+    ),
+    groups(),
+  )
+  assert.equal(index.usersByExternalId.get('00u-okta')?.id, 'scim-1')
+  assert.equal(index.usersByEmail.get('ada@acme.example')?.id, 'scim-1')
+  assert.equal(index.usersByEmail.get('bob@acme.example')?.id, 'scim-2')
+})
