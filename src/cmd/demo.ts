@@ -128,7 +128,10 @@ export async function demo(): Promise<number> {
     const entries = await Promise.all(
       users.map(async (u, i) => `  - email: ${u.email}\n    name: ${u.name}\n    groups: [${u.groups.join(', ')}]\n    password_hash: "${await hashPassword(passwords[i] as string)}"\n`),
     )
-    writeFileSync(usersFile, `# Demo users of the built-in identity provider\nusers:\n${entries.join('')}`, { mode: 0o600 })
+    // The users file is also the demo's directory (docs/directory.md): groups with ids and names,
+    // as a directory sync or SCIM would supply them; edit it and membership changes within seconds.
+    const groups = '# Directory groups: policies match the id or the name; the JWT carries both.\ngroups:\n  - {id: grp-admins, name: admins}\n  - {id: grp-staff, name: staff}\n'
+    writeFileSync(usersFile, `# Demo users of the built-in identity provider\n${groups}users:\n${entries.join('')}`, { mode: 0o600 })
 
     servers.push(
       welcome(port, users),

@@ -100,7 +100,8 @@ export class DirectoryHttp {
     const h = response.headers
     const remaining = h.get('x-rate-limit-remaining') ?? h.get('x-ratelimit-remaining')
     const limited = status === 429 || status === 503 || ((status === 403 || status === 429) && remaining === '0')
-    if (!limited && status < 500) return undefined
+    // A server error is retried twice (a passing fault); throttling up to maxRetries times.
+    if (!limited && (status < 500 || attempt >= 2)) return undefined
     const retryAfter = h.get('retry-after')
     if (retryAfter !== null) {
       const seconds = Number(retryAfter)

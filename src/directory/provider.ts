@@ -28,4 +28,6 @@ export interface DirectoryProvider {
    * members, so the last complete read stays in effect.
    */
   read(http: DirectoryHttp): Promise<DirectoryData>
+  /** Calls `changed` when the source changes between syncs (the users file); returns a stop. */
+  watch?(changed: () => void): () => void
 }

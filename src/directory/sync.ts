@@ -54,6 +54,9 @@ export class DirectorySync {
   #failuresInARow = 0
   #status: DirectorySyncStatus
   #waiters: Array<() => void> = []
+  #unwatch: (() => void) | undefined
+  #inRound = false
+  #again = false
 
   constructor(options: DirectorySyncOptions) {
     this.#o = options
@@ -66,6 +69,18 @@ export class DirectorySync {
 
   /** Starts syncing now and then every interval. */
   start(): void {
+    this.#unwatch = this.#o.provider.watch?.(() => this.trigger())
+    this.#schedule(0)
+  }
+
+  /** Syncs as soon as possible (the source says it changed). */
+  trigger(): void {
+    if (this.#stopped) return
+    if (this.#inRound) {
+      this.#again = true
+      return
+    }
+    clearTimeout(this.#timer)
     this.#schedule(0)
   }
 
@@ -81,6 +96,7 @@ export class DirectorySync {
 
   async stop(): Promise<void> {
     this.#stopped = true
+    this.#unwatch?.()
     clearTimeout(this.#timer)
     await this.#running?.catch(() => undefined)
     if (this.#leaseId) await this.#o.store.releaseLease(DIRECTORY_SYNC_LEASE, this.#leaseId).catch(() => undefined)
@@ -89,10 +105,14 @@ export class DirectorySync {
   #schedule(ms: number): void {
     if (this.#stopped) return
     this.#timer = setTimeout(() => {
+      this.#inRound = true
       this.#running = this.#round().finally(() => {
+        this.#inRound = false
         const failed = this.#failuresInARow > 0
         const retry = Math.min(this.#o.intervalMs, (this.#o.retryMs ?? 30_000) * 2 ** Math.max(0, this.#failuresInARow - 1))
-        this.#schedule(failed ? retry : this.#o.intervalMs)
+        const again = this.#again
+        this.#again = false
+        this.#schedule(again ? 0 : failed ? retry : this.#o.intervalMs)
       })
     }, ms)
     this.#timer.unref()
