@@ -28,6 +28,7 @@ export async function renderMetricsDocs(): Promise<string> {
   const metrics = new PortcullisMetrics({ version: '0.0.0', revision: '' }, { processMetrics: false })
   // The identity manager's gauges exist in processes that run it (authenticate or authorize): list them too.
   metrics.identityManager(() => IDLE_IDENTITY_MANAGER_METRICS)
+  metrics.directorySync(() => undefined)
   const list = (await metrics.registry.getMetricsAsJSON()) as unknown as { name: string; type: string; help: string }[]
   const rows = list
     .map((m) => {

@@ -69,3 +69,22 @@ test('tunnel metrics: open gauge up and down, closes by reason, bytes by directi
   assert.match(text, /portcullis_tunnel_bytes_total\{route="db",kind="tcp",direction="downstream"\} 2000\n/)
   assert.match(text, /portcullis_tunnel_duration_ms_count\{route="db",kind="tcp"\} 1\n/)
 })
+
+test('directory sync metrics: counters, last success, stale only where this instance leads (0 elsewhere)', async () => {
+  const metrics = new PortcullisMetrics({ version: '0.0.0', revision: '' }, { processMetrics: false })
+  let state = { leader: true, successes: 3, errors: 1, throttled: 2, lastSuccessAt: 1_700_000_000_000, users: 40, groups: 5, stale: true }
+  metrics.directorySync(() => state)
+  let text = await metrics.registry.metrics()
+  assert.match(text, /portcullis_directory_sync_success 3\n/)
+  assert.match(text, /portcullis_directory_sync_errors 1\n/)
+  assert.match(text, /portcullis_directory_sync_throttled 2\n/)
+  assert.match(text, /portcullis_directory_sync_last_success_timestamp 1700000000\n/)
+  assert.match(text, /portcullis_directory_sync_stale 1\n/)
+  assert.match(text, /portcullis_directory_users 40\n/)
+  assert.match(text, /portcullis_directory_groups 5\n/)
+  assert.match(text, /portcullis_directory_sync_leader 1\n/)
+  state = { ...state, leader: false }
+  text = await metrics.registry.metrics()
+  assert.match(text, /portcullis_directory_sync_stale 0\n/)
+  assert.match(text, /portcullis_directory_sync_leader 0\n/)
+})

@@ -288,7 +288,7 @@ export class PortcullisMetrics {
       gauge('portcullis_directory_sync_errors', 'Directory syncs that failed; the previous data stayed in effect (counter since start).', (m) => m.errors, 'sum')
       gauge('portcullis_directory_sync_throttled', 'Directory API answers that asked to slow down (429, rate limits), counter since start.', (m) => m.throttled, 'sum')
       gauge('portcullis_directory_sync_last_success_timestamp', 'Unix time of the last successful directory sync, in seconds.', (m) => (m.lastSuccessAt === undefined ? undefined : m.lastSuccessAt / 1000), 'max')
-      gauge('portcullis_directory_sync_stale', 'Whether the last directory sync failed, so older data is in use (1) or not (0).', (m) => (m.leader ? (m.stale ? 1 : 0) : undefined), 'max')
+      gauge('portcullis_directory_sync_stale', 'Whether this instance leads the sync and its last attempt failed, so older data is in use (1), or not (0).', (m) => (m.leader && m.stale ? 1 : 0), 'max')
       gauge('portcullis_directory_users', 'Users in the directory after the last sync.', (m) => m.users, 'max')
       gauge('portcullis_directory_groups', 'Groups in the directory after the last sync.', (m) => m.groups, 'max')
       gauge('portcullis_directory_sync_leader', 'Whether this instance holds the directory-sync lease.', (m) => (m.leader ? 1 : 0), 'max')
