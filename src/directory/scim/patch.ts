@@ -34,9 +34,12 @@ function keyOf(obj: Json, name: string): string {
   return Object.keys(obj).find((k) => k.toLowerCase() === lower) ?? name
 }
 
-export function parsePatchPath(text: string, coreUrn: string): PatchPath {
+export function parsePatchPath(text: string, coreUrn: string, extensions: readonly string[] = []): PatchPath {
   let rest = text.trim()
   let urn: string | undefined
+  // The bare URN of an extension: the whole extension object.
+  const whole = extensions.find((e) => e.toLowerCase() === rest.toLowerCase())
+  if (whole) return { attr: whole }
   if (rest.toLowerCase().startsWith(`${coreUrn.toLowerCase()}:`)) {
     rest = rest.slice(coreUrn.length + 1)
   } else if (rest.toLowerCase().startsWith('urn:')) {
@@ -62,7 +65,7 @@ export function parsePatchPath(text: string, coreUrn: string): PatchPath {
 }
 
 /** Applies the operations of a PatchOp body to a copy of `resource`. @throws {ScimError} */
-export function applyPatch(resource: Json, operations: unknown, coreUrn: string): Json {
+export function applyPatch(resource: Json, operations: unknown, coreUrn: string, extensions: readonly string[] = []): Json {
   if (!Array.isArray(operations) || operations.length === 0) throw new ScimError(400, 'invalidSyntax', 'Operations: expected a non-empty list')
   const out = structuredClone(resource)
   for (const [i, raw] of operations.entries()) {
@@ -77,14 +80,14 @@ export function applyPatch(resource: Json, operations: unknown, coreUrn: string)
       if (!isObject(value)) throw new ScimError(400, 'invalidValue', `Operations[${i}].value: expected an object when there is no path`)
       for (const [k, v] of Object.entries(value)) {
         // Entra ID sends `{"name.givenName": "x"}` and extension attributes as keys.
-        if (k.includes('.') || k.includes('[') || (k.toLowerCase().startsWith('urn:') && !isObject(v))) applyOne(out, op, parsePatchPath(k, coreUrn), v, i)
+        if (k.includes('.') || k.includes('[') || (k.toLowerCase().startsWith('urn:') && !isObject(v))) applyOne(out, op, parsePatchPath(k, coreUrn, extensions), v, i)
         else if (k.toLowerCase().startsWith('urn:') && isObject(v)) for (const [ek, ev] of Object.entries(v)) applyOne(out, op, { attr: ek, urn: k }, ev, i)
         else applyOne(out, op, { attr: k }, v, i)
       }
       continue
     }
     if (typeof pathText !== 'string') throw new ScimError(400, 'invalidPath', `Operations[${i}].path: expected text`)
-    applyOne(out, op, parsePatchPath(pathText, coreUrn), value, i)
+    applyOne(out, op, parsePatchPath(pathText, coreUrn, extensions), value, i)
   }
   return out
 }

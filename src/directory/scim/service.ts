@@ -128,6 +128,10 @@ export class ScimService {
       return scimJson(200, one)
     }
     if (first === 'Bulk' || first === 'Me') throw new ScimError(501, undefined, `/${first} is not supported`)
+    if (first === '.search' && parts.length === 1) {
+      if (method !== 'POST') throw new ScimError(405, undefined, 'use POST for .search')
+      return await this.#searchAll(req, searchParams(parseBody(req)))
+    }
     const kind: Kind | undefined = first === 'Users' ? 'User' : first === 'Groups' ? 'Group' : undefined
     if (!kind || parts.length > 2 || third !== undefined) throw new ScimError(404, undefined, `no SCIM endpoint ${req.path}`)
     if (second === undefined) {
@@ -214,6 +218,18 @@ export class ScimService {
     })
   }
 
+  /** `POST /.search` at the root: Users and Groups together (RFC 7644 §3.4.3). */
+  async #searchAll(req: ScimRequest, params: ListParams): Promise<ScimResponse> {
+    const everything = { ...params, startIndex: 1, count: MAX_RESULTS * 1000 }
+    const parts: Json[] = []
+    for (const kind of ['User', 'Group'] as const) {
+      const answer = JSON.parse((await this.#list(kind, req, everything)).body) as { Resources: Json[] }
+      parts.push(...answer.Resources)
+    }
+    const page = parts.slice(params.startIndex - 1, params.startIndex - 1 + params.count)
+    return scimJson(200, { schemas: [LIST_SCHEMA], totalResults: parts.length, startIndex: params.startIndex, itemsPerPage: page.length, Resources: page })
+  }
+
   async #create(kind: Kind, req: ScimRequest): Promise<ScimResponse> {
     const body = parseBody(req)
     const clean = await this.#validate(kind, body, undefined)
@@ -246,7 +262,7 @@ export class ScimService {
     // The id is in the resource a client patches (Okta repeats it in path-less replaces).
     const withoutMeta: Json = { ...current, id }
     delete withoutMeta['meta']
-    const patched = applyPatch(withoutMeta, getAttr(body, 'Operations'), KINDS[kind].schema)
+    const patched = applyPatch(withoutMeta, getAttr(body, 'Operations'), KINDS[kind].schema, kind === 'User' ? [ENTERPRISE_USER_SCHEMA] : [])
     const clean = await this.#validate(kind, patched, id, kind === 'Group' ? new Set(memberIdsOf(current)) : undefined)
     return await this.#write(kind, id, clean, current, req, 'patch')
   }
@@ -403,7 +419,7 @@ export class ScimService {
     const groups = groupsOf?.get(data.id)?.map((g) => ({ ...g, $ref: `${baseUrl}/Groups/${String(g['value'])}` }))
     const members =
       kind === 'Group' && Array.isArray(stored['members'])
-        ? (stored['members'] as Json[]).map((m) => ({ ...m, $ref: `${baseUrl}/${m['type'] === 'Group' ? 'Groups' : 'Users'}/${String(m['value'])}` }))
+        ? (stored['members'] as Json[]).map((m) => (typeof m['$ref'] === 'string' ? m : { ...m, $ref: `${baseUrl}/${m['type'] === 'Group' ? 'Groups' : 'Users'}/${String(m['value'])}` }))
         : undefined
     return { ...stored, id: data.id, ...(members ? { members } : {}), ...(groups && groups.length > 0 ? { groups } : {}), meta }
   }
