@@ -213,9 +213,9 @@ for (const kind of Object.keys(NESTING) as FakeDirectoryKind[]) {
 }
 
 describe('directory providers: a group of 50,000 members', () => {
-  for (const kind of ['azure', 'okta'] as const) {
+  const users = Array.from({ length: 50_000 }, (_, i) => ({ id: String(100_000 + i), email: `u${i}@acme.example`, name: `User ${i}`, active: true }))
+  for (const kind of Object.keys(NESTING) as FakeDirectoryKind[]) {
     it(`${kind}: every member is read and matched`, async () => {
-      const users = Array.from({ length: 50_000 }, (_, i) => ({ id: String(100_000 + i), email: `u${i}@acme.example`, name: `User ${i}`, active: true }))
       const fake = await startFakeDirectory(kind, { users, groups: [{ id: '900', name: 'everyone', members: users.map((u) => u.id), children: [] }] }, { pageSize: 1000 })
       const store = new MemoryRecordStore()
       const copy = new DirectoryCopy(store, logger, { manages: () => true })
@@ -227,7 +227,7 @@ describe('directory providers: a group of 50,000 members', () => {
         assert.equal(sync.status().users, 50_000)
         const record = await store.get('pomerium.io/DirectoryGroup', '900')
         assert.equal((record?.data as { memberIds: string[] }).memberIds.length, 50_000)
-        await settled(() => copy.lookup('149999', undefined).groups.includes('everyone'))
+        await settled(() => copy.lookup('149999', undefined).groups.some((g) => g.endsWith('everyone')))
       } finally {
         await sync.stop()
         await copy.stop()
