@@ -79,7 +79,8 @@ export function setupSessions(config: Config, options: SessionsOptions): Session
       return global !== undefined && p !== undefined && p.provider === global.provider && p.url === global.url
     },
   })
-  directory.start()
+  // The copy follows the directory records only once a directory is configured (no sync streams otherwise).
+  if (directoryOn) directory.start()
   const identityManager = options.identityManager
     ? startIdentityManager({ store, sessions, providerFor, logger: logger.child({ component: 'identity-manager' }) })
     : undefined
@@ -95,6 +96,7 @@ export function setupSessions(config: Config, options: SessionsOptions): Session
     applyConfig(next) {
       settings = buildAuthSettings(next, settingsOptions)
       directoryOn = directoryEnabled(next)
+      if (directoryOn) directory.start()
     },
     async close() {
       await directory.stop()

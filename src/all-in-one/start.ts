@@ -34,7 +34,7 @@ import { configChecksum, storeCheck } from './observability.js'
 import { setupProxy } from './proxy.js'
 import type { ProxyService } from './proxy.js'
 import { servicePlan } from './services.js'
-import { setupSessions } from './sessions.js'
+import { directoryEnabled, setupSessions } from './sessions.js'
 import { setupDirectory } from './directory.js'
 import { setupSigningKeys } from './signing-keys.js'
 
@@ -134,7 +134,7 @@ async function startServicesTracked(source: ConfigSource, logger: Logger, option
   const directory = sessions && (plan.authenticate || plan.authorize) ? await setupDirectory(config, { store, logger, sync: true, scim: plan.authenticate }) : undefined
   opened.add(() => directory?.close())
   if (directory && metrics) metrics.directorySync(() => directory.status())
-  if (sessions) {
+  if (sessions && directoryEnabled(config)) {
     // Group rules read the directory copy: give the first sync and the copy a moment before serving.
     let timer: NodeJS.Timeout | undefined
     await Promise.race([
