@@ -383,3 +383,30 @@ describe(`scim on ${backend}`, () => {
   })
 })
 }
+
+describe('scim: two instances on one PostgreSQL database', () => {
+  it('concurrent creates of one userName through two instances: exactly one wins, the others are 409', async () => {
+    const schema = `pc_scim_race_${process.pid}_${randomBytes(3).toString('hex')}`
+    const shared = await createPostgresRecordStore({ connectionString: PG_URL, schema, pool: { max: 4 } })
+    const other = await createPostgresRecordStore({ connectionString: PG_URL, schema, pool: { max: 4 } })
+    const digest = createHash('sha256').update(TOKEN).digest('hex')
+    const a = await startScimListener({ address: '127.0.0.1:0', service: new ScimService({ store: shared, logger }), logger, tokenDigests: () => [digest] })
+    const b = await startScimListener({ address: '127.0.0.1:0', service: new ScimService({ store: other, logger }), logger, tokenDigests: () => [digest] })
+    try {
+      const post = (url: string): Promise<number> =>
+        fetch(`${url}/scim/v2/Users`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/scim+json' }, body: JSON.stringify(user('race@acme.example')) }).then((r) => r.status)
+      const statuses = await Promise.all(Array.from({ length: 10 }, (_, i) => post(i % 2 === 0 ? a.url : b.url)))
+      assert.deepEqual(statuses.sort(), [201, 409, 409, 409, 409, 409, 409, 409, 409, 409])
+      assert.equal((await shared.query({ type: DIRECTORY_USER_TYPE })).totalCount, 1)
+    } finally {
+      await a.close()
+      await b.close()
+      await shared.close()
+      await other.close()
+      const c = new Client({ connectionString: PG_URL })
+      await c.connect()
+      await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      await c.end()
+    }
+  })
+})

@@ -5,8 +5,9 @@
  * the discovery documents. What a provider pushes is stored as the same directory records the
  * pull sync writes (source `scim`), so policy reads both alike.
  *
- * Every write is validated whole before anything is stored, and writes are serialised in the
- * process, so a refused request changes nothing and `userName` stays unique. Requests answer
+ * Every write is validated whole before anything is stored, and writes are serialised (in the
+ * process, and across instances by a databroker lease), so a refused request changes nothing and
+ * `userName` stays unique. Requests answer
  * with data only; the listener (`listener.ts`) authenticates and bounds them.
  */
 import { createHash, randomUUID } from 'node:crypto'
@@ -55,6 +56,13 @@ export interface ScimResponse {
 }
 
 export const SCIM_CONTENT_TYPE = 'application/scim+json; charset=utf-8'
+
+/** The databroker lease that serialises SCIM writes across instances and workers. */
+const WRITE_LEASE = 'scim-write'
+/** Longest a write may hold it (a crashed holder frees it after this). */
+const WRITE_LEASE_MS = 30_000
+/** Longest a write waits for it. */
+const WRITE_LEASE_WAIT_MS = 10_000
 
 type Kind = 'User' | 'Group'
 
@@ -162,11 +170,31 @@ export class ScimService {
     return scimJson(200, value)
   }
 
-  /** One write at a time: a uniqueness check and its write cannot interleave with another's. */
+  /**
+   * One write at a time, here and across every instance and worker on the same databroker (the
+   * `scim-write` lease): a uniqueness check and its write cannot interleave with another's.
+   */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#writes.then(fn, fn)
+    const locked = (): Promise<T> => this.#underLease(fn)
+    const run = this.#writes.then(locked, locked)
     this.#writes = run.catch(() => undefined)
     return run
+  }
+
+  async #underLease<T>(fn: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + WRITE_LEASE_WAIT_MS
+    let lease: string | undefined
+    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+      lease = await this.#store.acquireLease(WRITE_LEASE, WRITE_LEASE_MS)
+      if (lease !== undefined) break
+      if (Date.now() > deadline) throw new ScimError(503, undefined, 'Another SCIM write is taking too long; retry the request.')
+      await new Promise((r) => setTimeout(r, delay))
+    }
+    try {
+      return await fn()
+    } finally {
+      await this.#store.releaseLease(WRITE_LEASE, lease).catch(() => undefined)
+    }
   }
 
   async #record(kind: Kind, id: string): Promise<DataRecord> {
