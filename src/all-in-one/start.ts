@@ -139,7 +139,8 @@ async function startServicesTracked(source: ConfigSource, logger: Logger, option
     let timer: NodeJS.Timeout | undefined
     await Promise.race([
       Promise.all([directory?.firstRound(), sessions.directory.whenReady()]),
-      new Promise((resolve) => (timer = setTimeout(resolve, DIRECTORY_START_WAIT_MS).unref())),
+      // Not unref'd: the wait itself must keep the process alive when nothing else does yet.
+      new Promise((resolve) => (timer = setTimeout(resolve, DIRECTORY_START_WAIT_MS))),
     ]).finally(() => clearTimeout(timer))
   }
   const keys = sessions ? setupSigningKeys(config, secrets) : undefined

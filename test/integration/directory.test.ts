@@ -24,6 +24,7 @@ import type { CookieJar } from '../fixtures/oidc-provider.js'
 import { freePort, signIn, startSignInSetup } from '../fixtures/sign-in.js'
 import type { SignInSetup } from '../fixtures/sign-in.js'
 import type { EchoRecord } from '../fixtures/upstreams.js'
+import { startPortcullis } from '../fixtures/portcullis.js'
 import { waitFor } from '../fixtures/wait.js'
 
 const SCIM_TOKEN = randomBytes(24).toString('base64url')
@@ -156,5 +157,36 @@ describe('directory: pull sync', () => {
       return status.directory?.['stale'] === true && /HTTP 500/.test(String(status.directory['last_error']))
     }, { timeoutMs: 20_000 })
     fake.failPaths(undefined)
+  })
+})
+
+describe('directory: start-up', () => {
+  it('a process whose databroker is not up yet still starts when a directory is configured (it waits a moment, then serves)', async () => {
+    const port = await freePort()
+    const deadPort = await freePort()
+    const proc = await startPortcullis(
+      {
+        address: `127.0.0.1:${port}`,
+        insecure_server: true,
+        services: 'proxy',
+        databroker_service_url: `http://127.0.0.1:${deadPort}`,
+        authorize_service_url: `http://127.0.0.1:${deadPort}`,
+        shared_secret: randomBytes(32).toString('base64'),
+        cookie_secret: randomBytes(32).toString('base64'),
+        authenticate_service_url: 'https://authn.localhost',
+        idp_provider: 'okta',
+        idp_provider_url: 'https://acme.okta.example',
+        idp_client_id: 'c',
+        idp_client_secret: 's',
+        idp_service_account: JSON.stringify({ api_key: 'k' }),
+        routes: [{ from: 'http://app.localhost', to: 'http://127.0.0.1:1', allow_public_unauthenticated_access: true }],
+      },
+      { timeoutMs: 20_000 },
+    )
+    try {
+      assert.ok(proc.url)
+    } finally {
+      await proc.stop()
+    }
   })
 })
