@@ -157,3 +157,42 @@ export function nextLink(link: string | null, current: string): string | undefin
   }
   return undefined
 }
+
+const MAX_LINKED_PAGES = 100_000
+
+/** Every item of a JSON-array list whose pages follow `Link: rel="next"` (GitHub, GitLab, Okta). */
+export async function listByLinks(http: DirectoryHttp, first: string, headers: Record<string, string>, label: string): Promise<Array<Record<string, unknown>>> {
+  const out: Array<Record<string, unknown>> = []
+  let url: string | undefined = first
+  for (let page = 0; url; page++) {
+    if (page >= MAX_LINKED_PAGES) throw new DirectoryApiError(`${label}: too many pages`, undefined)
+    const answer = await http.json(url, { headers })
+    if (!Array.isArray(answer.body)) throw new DirectoryApiError(`${label}: expected a JSON array`, answer.status)
+    out.push(...(answer.body as Array<Record<string, unknown>>))
+    url = nextLink(answer.headers.get('link'), url)
+  }
+  return out
+}
+
+/**
+ * An OAuth access token for a directory API, fetched by `request` and reused until a minute
+ * before it expires (`expires_in`, else `defaultLifetimeS`).
+ */
+export class AccessTokenCache {
+  #token: { value: string; expiresAt: number } | undefined
+
+  constructor(
+    private readonly label: string,
+    private readonly request: (http: DirectoryHttp) => Promise<JsonAnswer>,
+    private readonly defaultLifetimeS = 3600,
+  ) {}
+
+  async get(http: DirectoryHttp): Promise<string> {
+    if (this.#token && this.#token.expiresAt > Date.now() + 60_000) return this.#token.value
+    const { body } = await this.request(http)
+    const t = (body ?? {}) as { access_token?: unknown; expires_in?: unknown }
+    if (typeof t.access_token !== 'string') throw new DirectoryApiError(`${this.label} token endpoint: no access_token`, undefined)
+    this.#token = { value: t.access_token, expiresAt: Date.now() + (typeof t.expires_in === 'number' ? t.expires_in : this.defaultLifetimeS) * 1000 }
+    return this.#token.value
+  }
+}

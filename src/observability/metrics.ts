@@ -235,22 +235,8 @@ export class PortcullisMetrics {
    * authorize): a proxy-only or databroker-only process does not export them.
    */
   #registerIdentityManagerGauges(): void {
-    const registers = [this.registry]
-    const gauge = (name: string, help: string, read: (m: IdentityManagerMetrics) => number | undefined, aggregator: 'sum' | 'max' = 'sum'): void => {
-      const current = (): IdentityManagerMetrics | undefined => this.#identityManager?.()
-      new Gauge({
-        name,
-        help,
-        registers,
-        aggregator,
-        collect() {
-          const m = current()
-          const v = m ? read(m) : undefined
-          if (v !== undefined) this.set(v)
-          else this.reset()
-        },
-      })
-    }
+    const gauge = (name: string, help: string, read: (m: IdentityManagerMetrics) => number | undefined, aggregator: 'sum' | 'max' = 'sum'): void =>
+      this.#readGauge(name, help, () => this.#identityManager?.(), read, aggregator)
     const seconds = (ms: number | undefined): number | undefined => (ms === undefined ? undefined : ms / 1000)
     gauge('pomerium_identity_manager_session_refresh_success', 'Sessions refreshed by this instance (counter since start).', (m) => m.sessionRefreshSuccess)
     gauge('pomerium_identity_manager_session_refresh_errors', 'Session refreshes that failed (counter since start).', (m) => m.sessionRefreshError)
@@ -265,25 +251,27 @@ export class PortcullisMetrics {
     gauge('pomerium_identity_manager_leader', 'Whether this instance holds the identity manager lease (Portcullis).', (m) => (m.leader ? 1 : 0), 'max')
   }
 
+  /** A gauge whose value is read from `source` at each scrape (reset when there is none). */
+  #readGauge<M>(name: string, help: string, source: () => M | undefined, read: (m: M) => number | undefined, aggregator: 'sum' | 'max'): void {
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      aggregator,
+      collect() {
+        const m = source()
+        const v = m === undefined ? undefined : read(m)
+        if (v !== undefined) this.set(v)
+        else this.reset()
+      },
+    })
+  }
+
   /** The directory sync's gauges (docs/directory.md), registered where a sync runs. */
   directorySync(read: () => DirectorySyncMetrics | undefined): void {
     if (this.#directory === undefined) {
-      const registers = [this.registry]
-      const current = (): DirectorySyncMetrics | undefined => this.#directory?.()
-      const gauge = (name: string, help: string, value: (m: DirectorySyncMetrics) => number | undefined, aggregator: 'sum' | 'max'): void => {
-        new Gauge({
-          name,
-          help,
-          registers,
-          aggregator,
-          collect() {
-            const m = current()
-            const v = m ? value(m) : undefined
-            if (v !== undefined) this.set(v)
-            else this.reset()
-          },
-        })
-      }
+      const gauge = (name: string, help: string, value: (m: DirectorySyncMetrics) => number | undefined, aggregator: 'sum' | 'max'): void =>
+        this.#readGauge(name, help, () => this.#directory?.(), value, aggregator)
       gauge('portcullis_directory_sync_success', 'Directory syncs that succeeded (counter since start).', (m) => m.successes, 'sum')
       gauge('portcullis_directory_sync_errors', 'Directory syncs that failed; the previous data stayed in effect (counter since start).', (m) => m.errors, 'sum')
       gauge('portcullis_directory_sync_throttled', 'Directory API answers that asked to slow down (429, rate limits), counter since start.', (m) => m.throttled, 'sum')

@@ -11,7 +11,7 @@
  * Users are the role members found (`user_id`, the `sub` of an Auth0 session). The tenant is
  * `idp_provider_url` (for example `https://example.us.auth0.com/`).
  */
-import { DirectoryApiError } from '../http.js'
+import { AccessTokenCache, DirectoryApiError } from '../http.js'
 import type { DirectoryHttp } from '../http.js'
 import type { DirectoryData, DirectoryGroupData, DirectoryProvider, DirectoryUserData } from '../provider.js'
 
@@ -19,20 +19,15 @@ const MAX_PAGES = 100_000
 
 export function createAuth0Directory(account: Readonly<Record<string, string>>, providerUrl: string | undefined): DirectoryProvider {
   const origin = new URL(account['api_url'] ?? providerUrl ?? 'https://invalid.auth0.com').origin
-  let token: { value: string; expiresAt: number } | undefined
 
-  async function accessToken(http: DirectoryHttp): Promise<string> {
-    if (token && token.expiresAt > Date.now() + 60_000) return token.value
-    const { body } = await http.json(`${origin}/oauth/token`, {
+  const tokens = new AccessTokenCache('Auth0', async (http) => {
+    return http.json(`${origin}/oauth/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ grant_type: 'client_credentials', client_id: account['client_id'], client_secret: account['client_secret'], audience: `${origin}/api/v2/` }),
     })
-    const t = body as { access_token?: unknown; expires_in?: unknown }
-    if (typeof t.access_token !== 'string') throw new DirectoryApiError('Auth0 token endpoint: no access_token', undefined)
-    token = { value: t.access_token, expiresAt: Date.now() + (typeof t.expires_in === 'number' ? t.expires_in : 3600) * 1000 }
-    return token.value
-  }
+  })
+  const accessToken = (http: DirectoryHttp): Promise<string> => tokens.get(http)
 
   async function get(http: DirectoryHttp, url: string): Promise<Record<string, unknown>> {
     const { body } = await http.json(url, { headers: { authorization: `Bearer ${await accessToken(http)}` } })

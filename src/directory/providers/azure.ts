@@ -13,7 +13,7 @@
  *   membership transitively, as Graph's `transitiveMembers` would.
  * - disabled accounts (`accountEnabled: false`) are left out: they lose their groups.
  */
-import { DirectoryApiError } from '../http.js'
+import { AccessTokenCache, DirectoryApiError } from '../http.js'
 import type { DirectoryHttp } from '../http.js'
 import type { DirectoryData, DirectoryProvider } from '../provider.js'
 
@@ -55,22 +55,17 @@ export function createAzureDirectory(account: Readonly<Record<string, string>>):
   const a = account as unknown as AzureAccount
   const api = trimSlash(a.api_url ?? 'https://graph.microsoft.com')
   const login = trimSlash(a.login_url ?? 'https://login.microsoftonline.com')
-  let token: { value: string; expiresAt: number } | undefined
   let state: DeltaState | undefined
 
-  async function accessToken(http: DirectoryHttp): Promise<string> {
-    if (token && token.expiresAt > Date.now() + 60_000) return token.value
+  const tokens = new AccessTokenCache('Entra ID', async (http) => {
     const body = new URLSearchParams({ client_id: a.client_id, client_secret: a.client_secret, scope: `${api}/.default`, grant_type: 'client_credentials' })
-    const { body: answer } = await http.json(`${login}/${encodeURIComponent(a.directory_id)}/oauth2/v2.0/token`, {
+    return http.json(`${login}/${encodeURIComponent(a.directory_id)}/oauth2/v2.0/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: body.toString(),
     })
-    const t = answer as { access_token?: unknown; expires_in?: unknown }
-    if (typeof t.access_token !== 'string') throw new DirectoryApiError('Entra ID token endpoint: no access_token', undefined)
-    token = { value: t.access_token, expiresAt: Date.now() + (typeof t.expires_in === 'number' ? t.expires_in : 3600) * 1000 }
-    return token.value
-  }
+  })
+  const accessToken = (http: DirectoryHttp): Promise<string> => tokens.get(http)
 
   /** Every page of one delta round: the items and the delta link for the next round. */
   async function deltaRound(http: DirectoryHttp, start: string, onItem: (item: Record<string, unknown>) => void): Promise<string> {

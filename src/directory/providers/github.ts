@@ -12,11 +12,10 @@
  * `X-RateLimit-Remaining: 0` waits for `X-RateLimit-Reset` (or `Retry-After`).
  * `idp_provider_url` selects GitHub Enterprise Server (`<url>/api/v3`).
  */
-import { DirectoryApiError, nextLink } from '../http.js'
+import { listByLinks } from '../http.js'
 import type { DirectoryHttp } from '../http.js'
 import type { DirectoryData, DirectoryGroupData, DirectoryProvider } from '../provider.js'
 
-const MAX_PAGES = 10_000
 
 export function githubApiRoot(providerUrl: string | undefined): string {
   if (!providerUrl) return 'https://api.github.com'
@@ -35,18 +34,8 @@ export function createGitHubDirectory(account: Readonly<Record<string, string>>,
     'user-agent': 'Portcullis',
   }
 
-  async function list(http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> {
-    const out: Array<Record<string, unknown>> = []
-    let url: string | undefined = `${api}${path}${path.includes('?') ? '&' : '?'}per_page=100`
-    for (let page = 0; url; page++) {
-      if (page >= MAX_PAGES) throw new DirectoryApiError(`GitHub ${path}: too many pages`, undefined)
-      const answer = await http.json(url, { headers })
-      if (!Array.isArray(answer.body)) throw new DirectoryApiError(`GitHub ${path}: expected a JSON array`, answer.status)
-      out.push(...(answer.body as Array<Record<string, unknown>>))
-      url = nextLink(answer.headers.get('link'), url)
-    }
-    return out
-  }
+  const list = (http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> =>
+    listByLinks(http, `${api}${path}${path.includes('?') ? '&' : '?'}per_page=100`, headers, `GitHub ${path}`)
 
   return {
     name: 'github',

@@ -12,28 +12,17 @@
  * Pages follow the `Link: rel="next"` header. The server is `idp_provider_url` (default
  * `https://gitlab.com`).
  */
-import { DirectoryApiError, nextLink } from '../http.js'
+import { listByLinks } from '../http.js'
 import type { DirectoryHttp } from '../http.js'
 import type { DirectoryData, DirectoryGroupData, DirectoryProvider, DirectoryUserData } from '../provider.js'
 
-const MAX_PAGES = 10_000
 
 export function createGitLabDirectory(account: Readonly<Record<string, string>>, providerUrl: string | undefined): DirectoryProvider {
   const api = (account['api_url'] ?? `${new URL(providerUrl ?? 'https://gitlab.com').origin}/api/v4`).replace(/\/+$/, '')
   const headers = { 'private-token': account['private_token'] ?? '' }
 
-  async function list(http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> {
-    const out: Array<Record<string, unknown>> = []
-    let url: string | undefined = `${api}${path}${path.includes('?') ? '&' : '?'}per_page=100`
-    for (let page = 0; url; page++) {
-      if (page >= MAX_PAGES) throw new DirectoryApiError(`GitLab ${path}: too many pages`, undefined)
-      const answer = await http.json(url, { headers })
-      if (!Array.isArray(answer.body)) throw new DirectoryApiError(`GitLab ${path}: expected a JSON array`, answer.status)
-      out.push(...(answer.body as Array<Record<string, unknown>>))
-      url = nextLink(answer.headers.get('link'), url)
-    }
-    return out
-  }
+  const list = (http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> =>
+    listByLinks(http, `${api}${path}${path.includes('?') ? '&' : '?'}per_page=100`, headers, `GitLab ${path}`)
 
   return {
     name: 'gitlab',

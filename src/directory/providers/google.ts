@@ -17,7 +17,7 @@
  */
 import { importPKCS8, SignJWT } from 'jose'
 
-import { DirectoryApiError } from '../http.js'
+import { AccessTokenCache, DirectoryApiError } from '../http.js'
 import type { DirectoryHttp } from '../http.js'
 import type { DirectoryData, DirectoryGroupData, DirectoryProvider, DirectoryUserData } from '../provider.js'
 
@@ -30,10 +30,8 @@ const MAX_PAGES = 100_000
 export function createGoogleDirectory(account: Readonly<Record<string, string>>): DirectoryProvider {
   const api = (account['api_url'] ?? 'https://admin.googleapis.com').replace(/\/+$/, '')
   const tokenUri = account['token_url'] ?? account['token_uri'] ?? 'https://oauth2.googleapis.com/token'
-  let token: { value: string; expiresAt: number } | undefined
 
-  async function accessToken(http: DirectoryHttp): Promise<string> {
-    if (token && token.expiresAt > Date.now() + 60_000) return token.value
+  const tokens = new AccessTokenCache('Google', async (http) => {
     const key = await importPKCS8(account['private_key'] ?? '', 'RS256')
     const now = Math.floor(Date.now() / 1000)
     const assertion = await new SignJWT({ scope: GOOGLE_DIRECTORY_SCOPES.join(' ') })
@@ -44,16 +42,13 @@ export function createGoogleDirectory(account: Readonly<Record<string, string>>)
       .setIssuedAt(now)
       .setExpirationTime(now + 3600)
       .sign(key)
-    const { body } = await http.json(tokenUri, {
+    return http.json(tokenUri, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion }).toString(),
     })
-    const t = body as { access_token?: unknown; expires_in?: unknown }
-    if (typeof t.access_token !== 'string') throw new DirectoryApiError('Google token endpoint: no access_token', undefined)
-    token = { value: t.access_token, expiresAt: Date.now() + (typeof t.expires_in === 'number' ? t.expires_in : 3600) * 1000 }
-    return token.value
-  }
+  })
+  const accessToken = (http: DirectoryHttp): Promise<string> => tokens.get(http)
 
   async function list(http: DirectoryHttp, path: string, field: string): Promise<Array<Record<string, unknown>>> {
     const out: Array<Record<string, unknown>> = []

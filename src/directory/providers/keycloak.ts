@@ -16,7 +16,7 @@
  * below what was asked). The realm is `idp_provider_url`
  * (`https://keycloak.example.com/realms/acme`).
  */
-import { DirectoryApiError } from '../http.js'
+import { AccessTokenCache, DirectoryApiError } from '../http.js'
 import type { DirectoryHttp } from '../http.js'
 import type { DirectoryData, DirectoryGroupData, DirectoryProvider, DirectoryUserData } from '../provider.js'
 
@@ -29,20 +29,15 @@ export function createKeycloakDirectory(account: Readonly<Record<string, string>
   if (!m) throw new DirectoryApiError('keycloak: idp_provider_url must be the realm URL (…/realms/<realm>)', undefined)
   const realmPath = `${realmUrl.origin}${m[1]}/realms/${m[2]}`
   const admin = `${realmUrl.origin}${m[1]}/admin/realms/${m[2]}`
-  let token: { value: string; expiresAt: number } | undefined
 
-  async function accessToken(http: DirectoryHttp): Promise<string> {
-    if (token && token.expiresAt > Date.now() + 60_000) return token.value
-    const { body } = await http.json(`${realmPath}/protocol/openid-connect/token`, {
+  const tokens = new AccessTokenCache('Keycloak', async (http) => {
+    return http.json(`${realmPath}/protocol/openid-connect/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({ grant_type: 'client_credentials', client_id: account['client_id'] ?? '', client_secret: account['client_secret'] ?? '' }).toString(),
     })
-    const t = body as { access_token?: unknown; expires_in?: unknown }
-    if (typeof t.access_token !== 'string') throw new DirectoryApiError('Keycloak token endpoint: no access_token', undefined)
-    token = { value: t.access_token, expiresAt: Date.now() + (typeof t.expires_in === 'number' ? t.expires_in : 300) * 1000 }
-    return token.value
-  }
+  }, 300)
+  const accessToken = (http: DirectoryHttp): Promise<string> => tokens.get(http)
 
   async function list(http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> {
     const out: Array<Record<string, unknown>> = []

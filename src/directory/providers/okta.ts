@@ -11,29 +11,17 @@
  * `X-Rate-Limit-Remaining: 0` and `X-Rate-Limit-Reset` (epoch seconds) waits until the reset.
  * The org is `idp_provider_url` (for example `https://example.okta.com`).
  */
-import { DirectoryApiError, nextLink } from '../http.js'
+import { listByLinks } from '../http.js'
 import type { DirectoryHttp } from '../http.js'
 import type { DirectoryData, DirectoryGroupData, DirectoryProvider, DirectoryUserData } from '../provider.js'
 
 const INACTIVE = new Set(['SUSPENDED', 'DEPROVISIONED', 'LOCKED_OUT'])
-const MAX_PAGES = 100_000
 
 export function createOktaDirectory(account: Readonly<Record<string, string>>, providerUrl: string): DirectoryProvider {
   const origin = new URL(account['api_url'] ?? providerUrl).origin
   const headers = { authorization: `SSWS ${account['api_key'] ?? ''}` }
 
-  async function list(http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> {
-    const out: Array<Record<string, unknown>> = []
-    let url: string | undefined = `${origin}${path}`
-    for (let page = 0; url; page++) {
-      if (page >= MAX_PAGES) throw new DirectoryApiError(`Okta ${path}: too many pages`, undefined)
-      const answer = await http.json(url, { headers })
-      if (!Array.isArray(answer.body)) throw new DirectoryApiError(`Okta ${path}: expected a JSON array`, answer.status)
-      out.push(...(answer.body as Array<Record<string, unknown>>))
-      url = nextLink(answer.headers.get('link'), url)
-    }
-    return out
-  }
+  const list = (http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> => listByLinks(http, `${origin}${path}`, headers, `Okta ${path}`)
 
   return {
     name: 'okta',

@@ -10,7 +10,7 @@
  * Pages follow the `After-Cursor` response header (`cursor` parameter). The account is
  * `idp_provider_url` (for example `https://example.onelogin.com/oidc/2`); the API is its origin.
  */
-import { DirectoryApiError } from '../http.js'
+import { AccessTokenCache, DirectoryApiError } from '../http.js'
 import type { DirectoryHttp } from '../http.js'
 import type { DirectoryData, DirectoryGroupData, DirectoryProvider, DirectoryUserData } from '../provider.js'
 
@@ -18,21 +18,16 @@ const MAX_PAGES = 100_000
 
 export function createOneLoginDirectory(account: Readonly<Record<string, string>>, providerUrl: string | undefined): DirectoryProvider {
   const origin = new URL(account['api_url'] ?? providerUrl ?? 'https://invalid.onelogin.com').origin
-  let token: { value: string; expiresAt: number } | undefined
 
-  async function accessToken(http: DirectoryHttp): Promise<string> {
-    if (token && token.expiresAt > Date.now() + 60_000) return token.value
+  const tokens = new AccessTokenCache('OneLogin', async (http) => {
     const basic = Buffer.from(`${account['client_id'] ?? ''}:${account['client_secret'] ?? ''}`).toString('base64')
-    const { body } = await http.json(`${origin}/auth/oauth2/v2/token`, {
+    return http.json(`${origin}/auth/oauth2/v2/token`, {
       method: 'POST',
       headers: { authorization: `Basic ${basic}`, 'content-type': 'application/json' },
       body: JSON.stringify({ grant_type: 'client_credentials' }),
     })
-    const t = body as { access_token?: unknown; expires_in?: unknown }
-    if (typeof t.access_token !== 'string') throw new DirectoryApiError('OneLogin token endpoint: no access_token', undefined)
-    token = { value: t.access_token, expiresAt: Date.now() + (typeof t.expires_in === 'number' ? t.expires_in : 3600) * 1000 }
-    return token.value
-  }
+  })
+  const accessToken = (http: DirectoryHttp): Promise<string> => tokens.get(http)
 
   async function list(http: DirectoryHttp, path: string): Promise<Array<Record<string, unknown>>> {
     const out: Array<Record<string, unknown>> = []
