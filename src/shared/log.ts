@@ -36,6 +36,7 @@ const REDACT_PATHS = [
   'shared_secret',
   'cookie_secret',
   'idp_client_secret',
+  'idp_service_account',
 ]
 
 export function toPinoLevel(level: string): string {
