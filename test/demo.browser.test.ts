@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import type { ChildProcessWithoutNullStreams } from 'node:child_process'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { Page } from 'playwright-core'
@@ -190,6 +190,31 @@ describe('the demo in Chromium', browserTestOptions(), () => {
     await other.fill('#password', 'not-the-password')
     await Promise.all([other.waitForNavigation(), other.click('form#login button[type=submit]')])
     assert.match((await other.textContent('body')) ?? '', /Wrong email or password/)
+    await context.close()
+  })
+
+  it('the admin opens the admin console with directory groups (ids and names in the assertion); taken out of admins in the users file, refused within seconds', async () => {
+    const context = await browser.newContext()
+    const admin = await context.newPage()
+    await admin.goto(`http://admin.localhost:${port}/`)
+    await admin.fill('#email', 'admin@example.com')
+    await admin.fill('#password', passwords['admin@example.com'] as string)
+    const response = await Promise.all([admin.waitForNavigation(), admin.click('form#login button[type=submit]')]).then(([r]) => r)
+    assert.equal(response?.status(), 200)
+    // The headers table shows the assertion whole (folded under its first characters).
+    const table = (await admin.textContent('#headers')) ?? ''
+    assert.match(table, /x-pomerium-jwt-assertion/)
+    const assertion = /eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+/.exec(table)?.[0] ?? ''
+    const payload = JSON.parse(Buffer.from(assertion.split('.')[1] ?? '', 'base64url').toString('utf8')) as { groups?: string[] }
+    assert.deepEqual([...(payload.groups ?? [])].sort(), ['admins', 'grp-admins', 'grp-staff', 'staff'])
+    const usersFile = `${dirname(/config\s+(\S+config\.yaml)/.exec(out)?.[1] as string)}/users.yaml`
+    writeFileSync(usersFile, readFileSync(usersFile, 'utf8').replace('groups: [admins, staff]', 'groups: [staff]'))
+    let status = 200
+    for (let i = 0; i < 100 && status !== 403; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      status = (await admin.goto(`http://admin.localhost:${port}/`))?.status() ?? 0
+    }
+    assert.equal(status, 403, 'refused once the users file says so, without signing out')
     await context.close()
   })
 
