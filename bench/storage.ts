@@ -807,30 +807,31 @@ async function benchMemory(): Promise<MemoryResult> {
   seconds = (now() - t) / 1000
   after = await heapAfterGc()
   rows.push({
-    what: 'SessionCache holding its own copies (as over postgres / remote)',
+    what: 'SessionCache holding its own copies (as over postgres / remote), slim form',
     bytes: after.heap - base.heap,
     external: after.external - base.external,
     seconds,
-    note: 'heap after the cache filled minus heap with the store alone: the map plus one parsed copy of each session record (what a postgres or worker instance holds)',
+    note: 'heap after the cache filled minus heap with the store alone: the map plus one slim copy of each session record (no sealed tokens; what a postgres or worker instance holds)',
   })
 
-  // (d) Every session read once through SessionStore.get: it keeps the opened (decrypted) session per data object.
-  process.stderr.write('[memory] reading every session once through SessionStore.get\n')
+  // (d) Every session read once by the request path (SessionStore.getForRequest): the copy holds
+  // the slim form (no sealed tokens), which is the session itself; nothing is decrypted.
+  process.stderr.write('[memory] reading every session once through SessionStore.getForRequest\n')
   const reader = new SessionStore(copying, { lifetimeMs: LIFETIME_MS, tokenKey, cache: ownCache })
   const beforeRead = await heapAfterGc()
   t = now()
   let missing = 0
-  for (const id of ids) if ((await reader.get(id)) === undefined) missing++
+  for (const id of ids) if ((await reader.getForRequest(id)) === undefined) missing++
   seconds = (now() - t) / 1000
   after = await heapAfterGc()
   // Keep the reader (and so its WeakMap of opened sessions) alive across the measurement.
-  if ((await reader.get(ids[0] as string)) === undefined) missing++
+  if ((await reader.getForRequest(ids[0] as string)) === undefined) missing++
   rows.push({
-    what: '+ every session read once (SessionStore.get)',
+    what: '+ every session read once by the request path (SessionStore.getForRequest)',
     bytes: after.heap - beforeRead.heap,
     external: after.external - beforeRead.external,
     seconds,
-    note: `on top of the row above: SessionStore keeps each opened session (tokens decrypted) in a WeakMap keyed by the cached data object; time = first reads incl. decryption${missing > 0 ? `; **${missing} reads found nothing**` : ''}`,
+    note: `on top of the row above: the copy's slim form is the session (nothing sealed to open); callers that need the tokens (refresh, sign-out, token-forwarding routes) read the record from the store${missing > 0 ? `; **${missing} reads found nothing**` : ''}`,
   })
   await stopCache(ownCache, copying, 'memory part, cache with its own copies')
   await memory.close()

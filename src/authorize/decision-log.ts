@@ -35,7 +35,7 @@ const WRITERS: Readonly<Record<string, FieldWriter>> = {
   'envoy-route-id': (o, r) => (o['envoy-route-id'] = r.route.id),
   'envoy-route-checksum': (o, r) => (o['envoy-route-checksum'] = r.route.id),
   'cluster-stat-name': (o, r) => (o['cluster-stat-name'] = r.route.name ?? `route-${r.route.id}`),
-  'id-token': (o, _r, s) => (o['id-token'] = s?.idToken !== undefined ? '[present]' : ''),
+  'id-token': (o, _r, s) => (o['id-token'] = s?.idToken !== undefined || s?.elidedTokens?.includes('idToken') === true ? '[present]' : ''),
   'id-token-claims': (o, _r, s) => (o['id-token-claims'] = s?.claims ?? {}),
   headers: (o, r) => {
     const h: Record<string, string | string[]> = {}

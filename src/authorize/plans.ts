@@ -30,6 +30,12 @@ export interface RoutePlan {
   /** Public route that sends no identity upstream: no need to find out who is asking. */
   readonly skipsIdentity: boolean
   /**
+   * The route forwards the provider's tokens upstream (`${pomerium.id_token}`,
+   * `${pomerium.access_token}` in `set_request_headers`): its requests read the whole session
+   * record; every other route reads the slim copy (`SessionStore.getForRequest`).
+   */
+  readonly needsSessionTokens: boolean
+  /**
    * A promise only when a credential must be fetched (Google ID token not cached yet). `session`:
    * the assertion's view of the session (`identitySession`), undefined for an anonymous request.
    */
@@ -77,10 +83,11 @@ export function buildAuthorizePlans(config: Config, options: { logger: Logger; h
       showErrorDetails: route.showErrorDetails,
       logDecision,
       skipsIdentity: route.allowPublicUnauthenticatedAccess && route.passIdentityHeaders !== true && route.policy === undefined && mtls === undefined,
+      needsSessionTokens: Object.values(route.setRequestHeaders).some((v) => /pomerium\.(id_token|access_token)/.test(v)),
       upstreamHeaders,
     })
   }
-  const fallback: RoutePlan = { policy: denyAll, label: '', showErrorDetails: false, logDecision, skipsIdentity: true, upstreamHeaders: () => NO_HEADERS }
+  const fallback: RoutePlan = { policy: denyAll, label: '', showErrorDetails: false, logDecision, skipsIdentity: true, needsSessionTokens: false, upstreamHeaders: () => NO_HEADERS }
   const approval = new Set(config.deviceTypes.filter((t) => t.approvalRequired).map((t) => t.id))
   return { forRoute: (route) => plans.get(route) ?? fallback, devices: { approvalRequired: (typeId) => approval.has(typeId) } }
 }

@@ -166,7 +166,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
       // No credentials at all: decide without touching the session store.
       const found = idp ? findHandle(request.headers, request.query, settings.cookieName) : undefined
       if (!idp || found === undefined) return decideFor(request, plan, settings, idp, ANONYMOUS)
-      return identify(request, found, settings, idp, deps).then(
+      return identify(request, found, settings, idp, deps, !plan.needsSessionTokens).then(
         (who) => decideFor(request, plan, settings, idp, who),
         (err: unknown): CheckResult => {
           // Fail closed: without the store nobody's session can be verified, so nobody gets in.
@@ -179,7 +179,7 @@ export function createPolicyAuthorizer(deps: PolicyAuthorizerDeps): Authorizer {
 }
 
 /** `found`: the request's credential, located once by `check`. */
-async function identify(request: CheckRequest, found: FoundHandle, settings: AuthSettings, idp: IdpSettings, deps: PolicyAuthorizerDeps): Promise<Identity> {
+async function identify(request: CheckRequest, found: FoundHandle, settings: AuthSettings, idp: IdpSettings, deps: PolicyAuthorizerDeps, slim: boolean): Promise<Identity> {
   const loaded = await loadSession(
     request,
     idp.id,
@@ -188,6 +188,7 @@ async function identify(request: CheckRequest, found: FoundHandle, settings: Aut
       sharedSecret: deps.secrets.sharedSecret,
       cookieName: settings.cookieName,
       verified: verifiedHandles,
+      forRequest: slim,
     },
     found,
   )

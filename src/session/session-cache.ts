@@ -16,7 +16,7 @@
 import { isDataBrokerError } from '../databroker/index.js'
 import type { RecordStore } from '../databroker/index.js'
 import type { Logger } from '../shared/log.js'
-import { SESSION_TYPE } from './session-store.js'
+import { SESSION_TYPE, slimSessionData } from './session-store.js'
 import type { SessionReadCache } from './session-store.js'
 
 /** How often the store is probed while the copy is in use. */
@@ -55,7 +55,10 @@ export class SessionCache implements SessionReadCache {
     return this.#ready
   }
 
-  /** The cached record data of a session, or undefined when the copy has none (read through then). */
+  /**
+   * The cached data of a session in its slim form (no sealed tokens: see `slimSessionData`), or
+   * undefined when the copy has none (read through then).
+   */
   get(id: string): unknown {
     return this.#ready ? this.#records.get(id) : undefined
   }
@@ -93,6 +96,14 @@ export class SessionCache implements SessionReadCache {
     }
   }
 
+  /** Replaces the copy with a snapshot (slim form); returns the version to sync on from. */
+  async #snapshot(): Promise<number> {
+    const latest = await this.#store.syncLatest(SESSION_TYPE)
+    this.#records.clear()
+    for (const r of latest.records) this.#records.set(r.id, slimSessionData(r.data))
+    return latest.latestRecordVersion
+  }
+
   async #loop(): Promise<void> {
     const main = this.#abort.signal
     while (!main.aborted) {
@@ -100,14 +111,14 @@ export class SessionCache implements SessionReadCache {
       this.#round = round
       const signal = AbortSignal.any([main, round.signal])
       try {
-        const latest = await this.#store.syncLatest(SESSION_TYPE)
-        this.#records.clear()
-        for (const r of latest.records) this.#records.set(r.id, r.data)
+        // The snapshot's records are dropped once copied (a variable that outlived this step
+        // would keep every whole record, tokens included, alive as long as the sync runs).
+        const from = await this.#snapshot()
         this.#lastContact = Date.now()
         this.#ready = true
-        for await (const r of this.#store.sync(latest.latestRecordVersion, { type: SESSION_TYPE, signal })) {
+        for await (const r of this.#store.sync(from, { type: SESSION_TYPE, signal })) {
           if (r.deletedAt !== undefined) this.#records.delete(r.id)
-          else this.#records.set(r.id, r.data)
+          else this.#records.set(r.id, slimSessionData(r.data))
         }
         if (round.signal.aborted && !main.aborted) throw new Error('the session copy went stale')
       } catch (err) {

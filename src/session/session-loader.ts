@@ -30,6 +30,8 @@ interface SessionLoaderDeps {
   readonly nowS?: () => number
   /** Handles already verified with `sharedSecret`, by their exact text (skips HMAC and JSON per request). */
   readonly verified?: VerifiedHandleCache
+  /** The request path's slim view (no tokens; `SessionStore.getForRequest`) is enough. */
+  readonly forRequest?: boolean
 }
 
 /**
@@ -77,7 +79,7 @@ export async function loadSession(
   if (!handle) return invalid('the session token is not valid')
   if (!audienceIncludes(handle.aud, req.host) && !(req.tokenHosts?.some((h) => audienceIncludes(handle.aud, h)) ?? false)) return invalid('the session token was not issued for this host')
   if (handle.idp_id !== routeIdpId) return invalid('the session belongs to another identity provider')
-  const session = await deps.sessions.get(handle.jti)
+  const session = deps.forRequest ? await deps.sessions.getForRequest(handle.jti) : await deps.sessions.get(handle.jti)
   if (!session) return invalid('the session has ended')
   if (session.userId !== handle.sub || session.idpId !== handle.idp_id) return invalid('the session token does not match the session')
   return { kind: 'ok', session, handle, source: found.source }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { MemoryRecordStore } from '../databroker/index.js'
-import { SESSION_TYPE, SessionStore } from './session-store.js'
+import { SESSION_TYPE, SessionStore, sessionTokenKey } from './session-store.js'
 import type { NewSession } from './session-store.js'
 
 function setup(): { sessions: SessionStore; db: MemoryRecordStore; clock: { t: number; now: () => number } } {
@@ -82,4 +82,45 @@ test('tokens are sealed at rest with a key from the shared secret; another key c
   const stored = (await db.get(SESSION_TYPE, session.id))?.data as Record<string, unknown>
   await db.put([{ type: SESSION_TYPE, id: 'moved', data: { ...stored, id: 'moved' } }])
   assert.equal(await sessions.get('moved'), undefined)
+})
+
+test('the synced copy keeps sessions without their sealed tokens: the request path reads it without I/O; a caller that needs tokens reads the record', async () => {
+  const backing = new MemoryRecordStore()
+  let storeReads = 0
+  const store = new Proxy(backing, {
+    get(target, prop, receiver) {
+      if (prop === 'get') return (type: string, id: string) => ((storeReads += 1), target.get(type, id))
+      const value = Reflect.get(target, prop, receiver) as unknown
+      // Private fields need the real store as `this`.
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
+    },
+  })
+  const copy = new Map<string, unknown>()
+  const cache = { get: (id: string) => copy.get(id), note: (id: string, data: unknown) => void (data === undefined ? copy.delete(id) : copy.set(id, data)) }
+  const sessions = new SessionStore(store, { lifetimeMs: 60_000, tokenKey: sessionTokenKey(Buffer.alloc(32, 7)), cache })
+  const { session } = await sessions.create({ userId: 'u', idpId: 'i', accessToken: 'at-secret', refreshToken: 'rt-secret', idToken: 'id-secret', tokenExpiresAt: undefined, claims: { email: 'u@example.com' } })
+  const held = copy.get(session.id) as Record<string, unknown>
+  assert.equal(held['accessToken'], undefined)
+  assert.equal(held['refreshToken'], undefined)
+  assert.equal(held['idToken'], undefined)
+  assert.deepEqual(held['elidedTokens'], ['accessToken', 'refreshToken', 'idToken'])
+  assert.ok(JSON.stringify(held).length < 400, JSON.stringify(held))
+  const reads = storeReads
+  const slim = await sessions.getForRequest(session.id)
+  assert.equal(storeReads, reads, 'the request path reads the copy only')
+  assert.equal(slim?.userId, 'u')
+  assert.equal(slim?.accessToken, undefined)
+  assert.deepEqual(slim?.claims, { email: 'u@example.com' })
+  assert.equal(await sessions.getForRequest(session.id), slim, 'the same object each time (views built once)')
+  const whole = await sessions.get(session.id)
+  assert.equal(storeReads, reads + 1)
+  assert.equal(whole?.accessToken, 'at-secret')
+  assert.equal(whole?.refreshToken, 'rt-secret')
+  assert.equal(whole?.idToken, 'id-secret')
+  // A refresh writes the whole session; the copy gets the slim form again.
+  await sessions.update({ ...(whole), accessToken: 'at-2' })
+  assert.equal((copy.get(session.id) as Record<string, unknown>)['accessToken'], undefined)
+  assert.equal((await sessions.get(session.id))?.accessToken, 'at-2')
+  await sessions.delete(session.id)
+  assert.equal(await sessions.getForRequest(session.id), undefined)
 })

@@ -36,7 +36,14 @@ export interface Session {
   readonly fromBearerToken?: boolean
   /** WebAuthn device credentials that authenticated this session (docs/devices.md), as Pomerium's `device_credentials`. */
   readonly deviceCredentialIds?: readonly string[]
+  /**
+   * Set on the request path's view of a session ({@link SessionStore.getForRequest}): the tokens
+   * this session has, which that view leaves out (they stay sealed in the store).
+   */
+  readonly elidedTokens?: readonly TokenField[]
 }
+
+export type TokenField = 'accessToken' | 'refreshToken' | 'idToken'
 
 export interface User {
   readonly id: string
@@ -52,7 +59,31 @@ function newSessionId(): string {
   return randomBytes(16).toString('base64url')
 }
 
-const TOKEN_FIELDS = ['accessToken', 'refreshToken', 'idToken'] as const
+const TOKEN_FIELDS: readonly TokenField[] = ['accessToken', 'refreshToken', 'idToken']
+
+/**
+ * The request path's form of a stored session: the record without its sealed tokens, which the
+ * request path never reads (they are for refresh, sign-out and token-forwarding routes, which read
+ * the whole record). A synced copy keeps this form: about a quarter of the record's size.
+ */
+export function slimSessionData(data: unknown): unknown {
+  if (!isObject(data) || !TOKEN_FIELDS.some((f) => data[f] !== undefined)) return data
+  const out: Record<string, unknown> = {}
+  const elided: TokenField[] = []
+  for (const [k, v] of Object.entries(data)) {
+    if ((TOKEN_FIELDS as readonly string[]).includes(k)) {
+      if (v !== undefined) elided.push(k as TokenField)
+    } else {
+      out[k] = v
+    }
+  }
+  out['elidedTokens'] = elided
+  return out
+}
+
+function isSlim(data: Session): boolean {
+  return data.elidedTokens !== undefined
+}
 /** Marks a token sealed at rest; anything else is read as written (stores made before encryption). */
 const SEALED_PREFIX = 'sealed:v1:'
 
@@ -63,6 +94,7 @@ export function sessionTokenKey(sharedSecret: Buffer): Buffer {
 
 /** A local copy of session records (see session-cache.ts); this store tells it about its own writes. */
 export interface SessionReadCache {
+  /** The copy's data of a session: the slim form ({@link slimSessionData}) or the whole record. */
   get(id: string): unknown
   /** This process wrote `data` for `id` (undefined: deleted): read-your-writes before the sync stream catches up. */
   note(id: string, data: unknown): void
@@ -104,6 +136,8 @@ export class SessionStore {
 
   /** The session with its tokens opened; undefined when a sealed token does not open (another key). */
   #open(data: Session): Session | undefined {
+    // Nothing sealed (the slim form, or a store without encryption): the data is the session.
+    if (!TOKEN_FIELDS.some((f) => data[f]?.startsWith(SEALED_PREFIX) === true)) return data
     const cached = this.#opened.get(data)
     if (cached) return cached
     const key = this.#tokenKey
@@ -125,18 +159,39 @@ export class SessionStore {
     const now = this.#clock.now()
     const session: Session = { ...input, id: newSessionId(), issuedAt: now, expiresAt: now + this.#lifetimeMs }
     const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
-    if (record) this.#cache?.note(session.id, record.data)
+    if (record) this.#cache?.note(session.id, slimSessionData(record.data))
     // Return what was stored (JSON semantics: absent optional fields are left out), so a later
     // read compares equal to it.
     const stored = record && isSession(record.data) ? this.#open(record.data) : undefined
     return { session: stored ?? session, recordVersion: record?.version ?? 0 }
   }
 
-  /** The live session, or undefined when absent, expired or malformed (never an exception for bad data). */
+  /**
+   * The live session with its tokens, or undefined when absent, expired or malformed (never an
+   * exception for bad data). The synced copy answers when it holds the whole record; when it holds
+   * the slim form, the record is read from the store.
+   */
   async get(id: string): Promise<Session | undefined> {
-    // The synced local copy first (no I/O); a session it does not have is read from the store.
     const cached = this.#cache?.get(id)
-    const data = cached !== undefined ? cached : (await this.#store.get(SESSION_TYPE, id))?.data
+    const whole = cached !== undefined && isSession(cached) && !isSlim(cached) ? cached : undefined
+    const data = whole ?? (cached === undefined || isSession(cached) ? (await this.#store.get(SESSION_TYPE, id))?.data : cached)
+    return await this.#live(id, data)
+  }
+
+  /**
+   * The request path's view of a live session: from the synced copy without I/O, in its slim form
+   * (no tokens; `elidedTokens` says which it has). For a route that forwards the provider's tokens
+   * upstream, use {@link get}.
+   */
+  async getForRequest(id: string): Promise<Session | undefined> {
+    // Without a copy (a local memory or file store) the stored object is shared: nothing to save.
+    if (!this.#cache) return await this.get(id)
+    const cached = this.#cache.get(id)
+    const data = cached !== undefined ? cached : slimSessionData((await this.#store.get(SESSION_TYPE, id))?.data)
+    return await this.#live(id, data)
+  }
+
+  async #live(id: string, data: unknown): Promise<Session | undefined> {
     const session = data !== undefined && isSession(data) ? this.#open(data) : undefined
     if (!session || session.id !== id) return undefined
     if (this.#clock.now() >= session.expiresAt) {
@@ -150,7 +205,7 @@ export class SessionStore {
   /** Replaces a session's tokens and claims (after a refresh); its id and lifetime stay. */
   async update(session: Session): Promise<number> {
     const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
-    if (record) this.#cache?.note(session.id, record.data)
+    if (record) this.#cache?.note(session.id, slimSessionData(record.data))
     return record?.version ?? 0
   }
 
@@ -177,7 +232,7 @@ export class SessionStore {
   /** Stores a session made from a provider bearer token under a given id, until the token expires. */
   async putBearerSession(session: Session): Promise<void> {
     const [record] = await this.#store.put([{ type: SESSION_TYPE, id: session.id, data: this.#sealed(session) }])
-    if (record) this.#cache?.note(session.id, record.data)
+    if (record) this.#cache?.note(session.id, slimSessionData(record.data))
   }
 
   async putUser(user: User): Promise<void> {
@@ -213,6 +268,7 @@ function isSession(v: unknown): v is Session {
     optionalString(v['idpSubject']) &&
     (v['fromBearerToken'] === undefined || typeof v['fromBearerToken'] === 'boolean') &&
     (v['deviceCredentialIds'] === undefined || (Array.isArray(v['deviceCredentialIds']) && v['deviceCredentialIds'].every((x) => typeof x === 'string'))) &&
+    (v['elidedTokens'] === undefined || (Array.isArray(v['elidedTokens']) && v['elidedTokens'].every((x) => (TOKEN_FIELDS as readonly unknown[]).includes(x)))) &&
     isObject(v['claims'])
   )
 }
