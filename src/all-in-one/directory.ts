@@ -60,9 +60,7 @@ function createSync(config: Config, options: DirectoryOptions): DirectorySync | 
 export async function setupDirectory(config: Config, options: DirectoryOptions): Promise<DirectoryService> {
   let current = config
   let key = syncKey(config)
-  let sync = options.sync ? createSync(config, options) : undefined
-  let first = sync ? sync.nextRound() : Promise.resolve()
-  sync?.start()
+  // The listener first: if it cannot bind, nothing has started (no sync holding the lease).
   const scimSettings = config.directory.scim
   const scim =
     options.scim && scimSettings
@@ -73,6 +71,9 @@ export async function setupDirectory(config: Config, options: DirectoryOptions):
           tokenDigests: () => current.directory.scim?.tokenDigests ?? [],
         })
       : undefined
+  let sync = options.sync ? createSync(config, options) : undefined
+  let first = sync ? sync.nextRound() : Promise.resolve()
+  sync?.start()
   return {
     status: () => sync?.status(),
     firstRound: () => first,
@@ -83,10 +84,14 @@ export async function setupDirectory(config: Config, options: DirectoryOptions):
       if (!options.sync || nextKey === key) return
       key = nextKey
       const old = sync
-      void old?.stop()
-      sync = createSync(next, options)
-      first = sync ? sync.nextRound() : Promise.resolve()
-      sync?.start()
+      const replacement = createSync(next, options)
+      sync = replacement
+      first = replacement ? replacement.nextRound() : Promise.resolve()
+      // The old sync stops (its round aborted, its lease released) before the new one starts, so
+      // the new settings take effect at once rather than after the lease runs out.
+      void (old?.stop() ?? Promise.resolve()).then(() => {
+        if (sync === replacement) replacement?.start()
+      })
     },
     async close() {
       await sync?.stop()

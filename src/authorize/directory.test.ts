@@ -120,7 +120,7 @@ describe('authorize with directory data', () => {
   it('a directory group (by name) allows; the assertion carries ids and names after jwt_groups_filter; a removed membership is refused on the next request', async () => {
     const { check, store } = await world(true)
     await store.put([
-      { type: DIRECTORY_USER_TYPE, id: 'alice-sub', data: { id: 'alice-sub', source: 'sync', active: true, email: 'alice@corp.example' } },
+      { type: DIRECTORY_USER_TYPE, id: 'alice-sub', data: { id: 'alice-sub', source: 'sync', active: true, email: 'alice@corp.example', emailVerified: true } },
       { type: DIRECTORY_GROUP_TYPE, id: 'g-admins', data: { id: 'g-admins', source: 'sync', name: 'admins', memberIds: ['alice-sub'] } },
       { type: DIRECTORY_GROUP_TYPE, id: 'g-ops', data: { id: 'g-ops', source: 'sync', name: 'ops', memberIds: ['g-admins'] } },
       { type: DIRECTORY_GROUP_TYPE, id: 'g-sales', data: { id: 'g-sales', source: 'sync', name: 'sales', memberIds: ['alice-sub'] } },
@@ -144,7 +144,11 @@ describe('authorize with directory data', () => {
   it('the email criterion matches the directory email', async () => {
     const { check, store } = await world(true)
     assert.equal((await check(corpRoute)).allow, false)
-    await store.put([{ type: DIRECTORY_USER_TYPE, id: 'alice-sub', data: { id: 'alice-sub', source: 'scim', active: true, email: 'alice@corp.example', userName: 'alice@corp.example', userNameKey: 'alice@corp.example' } }])
+    // An email the directory does not vouch for (a self-registered, unverified one) does not pass.
+    await store.put([{ type: DIRECTORY_USER_TYPE, id: 'alice-sub', data: { id: 'alice-sub', source: 'sync', active: true, email: 'alice@corp.example', emailVerified: false } }])
+    await new Promise((r) => setTimeout(r, 50))
+    assert.equal((await check(corpRoute)).allow, false)
+    await store.put([{ type: DIRECTORY_USER_TYPE, id: 'alice-sub', data: { id: 'alice-sub', source: 'scim', active: true, email: 'alice@corp.example', emailVerified: true, userName: 'alice@corp.example', userNameKey: 'alice@corp.example' } }])
     await until('the directory email is used', async () => (await check(corpRoute)).allow)
   })
 

@@ -3,6 +3,7 @@
  * config loads: the compiled policy, how to label the route on a denial page, whether decisions
  * are logged, and how to build the upstream identity headers. Requests never parse or compile.
  */
+import { compileTemplate, isTemplate } from '../config/header-templates.js'
 import type { Session } from '../session/session-store.js'
 import type { Config, RouteConfig } from '../config/types.js'
 import { compilePolicy, compileRoutePolicy } from '../policy/index.js'
@@ -67,6 +68,15 @@ export function routePolicyErrors(config: Pick<Config, 'routes' | 'mtlsEnforceme
   return errors
 }
 
+/** Whether a route's `set_request_headers` forward the provider's ID or access token upstream. */
+function forwardsSessionTokens(route: RouteConfig): boolean {
+  return Object.values(route.setRequestHeaders).some((value) => {
+    if (!isTemplate(value)) return false
+    const compiled = compileTemplate(value)
+    return !('error' in compiled) && compiled.variables.some((v) => v.kind === 'id_token' || v.kind === 'access_token')
+  })
+}
+
 export function buildAuthorizePlans(config: Config, options: { logger: Logger; headers?: UpstreamHeaderFactory }): AuthorizePlans {
   const mtls = mtlsEnforcement(config)
   const logDecision = createDecisionLog(options.logger, config.authorizeLogFields)
@@ -83,7 +93,7 @@ export function buildAuthorizePlans(config: Config, options: { logger: Logger; h
       showErrorDetails: route.showErrorDetails,
       logDecision,
       skipsIdentity: route.allowPublicUnauthenticatedAccess && route.passIdentityHeaders !== true && route.policy === undefined && mtls === undefined,
-      needsSessionTokens: Object.values(route.setRequestHeaders).some((v) => /pomerium\.(id_token|access_token)/.test(v)),
+      needsSessionTokens: forwardsSessionTokens(route),
       upstreamHeaders,
     })
   }

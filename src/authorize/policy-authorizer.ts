@@ -64,7 +64,7 @@ const ROBOTS: Denial = { allow: false, status: 200, code: 'robots-txt', reason: 
 interface SessionViews {
   readonly policy: PolicySession
   readonly identity: IdentitySession
-  /** The directory generation the views were built from (0 without directory data). */
+  /** The directory generation the views were built from (-1: built without the directory). */
   readonly generation: number
 }
 
@@ -76,12 +76,13 @@ const sessionViews = new WeakMap<Session, SessionViews>()
 
 function viewsOf(session: Session, directory: DirectoryLookup | undefined): SessionViews {
   const managed = directory?.manages(session.idpId) ? directory : undefined
-  const generation = managed ? managed.generation : 0
+  // -1 marks views built without the directory, so turning it on (a reload) rebuilds them.
   let views = sessionViews.get(session)
-  if (!views || views.generation !== generation) {
+  if (!views || views.generation !== (managed ? managed.generation : -1)) {
     // A change anywhere in the directory rebuilds the views of the sessions used after it: a
     // member removed from a group loses it on the next request after the change is synced.
     const entry = managed?.lookup(session.userId, verifiedSessionEmail(session))
+    const generation = managed ? managed.generation : -1
     views = { policy: policySession(session, entry), identity: identitySession(session, undefined, entry), generation }
     sessionViews.set(session, views)
   }

@@ -39,7 +39,7 @@ test('token-forwarding routes read the whole session; every other route reads th
       '  - from: https://tokens.example.com',
       '    to: http://127.0.0.1:1',
       '    allow_any_authenticated_user: true',
-      "    set_request_headers: {X-Id-Token: '${pomerium.id_token}'}",
+      "    set_request_headers: {X-Id-Token: '${pomerium.id_token}', X-Access: '${pomerium[\"access_token\"]}'}",
     ].join('\n'),
   )
   assert.ok(config)
@@ -84,5 +84,7 @@ test('token-forwarding routes read the whole session; every other route reads th
   const b = await check(tokens)
   assert.ok(b.allow)
   assert.equal(b.setHeaders?.['x-id-token'], 'id-token-value')
+  // Every spelling the template language accepts counts (here the bracket form).
+  assert.equal(b.setHeaders?.['x-access'], 'access-token-value')
   assert.equal(reads, before + 1)
 })

@@ -4,6 +4,8 @@ import type { DirectoryHttp } from './http.js'
 export interface DirectoryUserData {
   readonly id: string
   readonly email?: string | undefined
+  /** The provider vouches for the email (administrator-managed or verified). */
+  readonly emailVerified?: boolean | undefined
   readonly displayName?: string | undefined
 }
 

@@ -55,6 +55,8 @@ export class DirectorySync {
   #status: DirectorySyncStatus
   #waiters: Array<() => void> = []
   #unwatch: (() => void) | undefined
+  /** Aborts a round under way when the sync stops (a reload with new settings, shutdown). */
+  readonly #stopping = new AbortController()
   #inRound = false
   #again = false
 
@@ -96,6 +98,7 @@ export class DirectorySync {
 
   async stop(): Promise<void> {
     this.#stopped = true
+    this.#stopping.abort()
     this.#unwatch?.()
     clearTimeout(this.#timer)
     await this.#running?.catch(() => undefined)
@@ -140,7 +143,7 @@ export class DirectorySync {
       this.#status = { ...this.#status, leader }
       if (!leader) return
       const started = Date.now()
-      const signal = AbortSignal.timeout(this.#o.timeoutMs)
+      const signal = AbortSignal.any([AbortSignal.timeout(this.#o.timeoutMs), this.#stopping.signal])
       const http = new DirectoryHttp({
         fetch: this.#o.fetch,
         signal,
@@ -164,6 +167,8 @@ export class DirectorySync {
         logger.info({ provider: provider.name, users: data.users.length, groups: data.groups.length, changed: written.put, deleted: written.deleted, requests: http.requests, ms: Date.now() - started }, 'directory synced')
       } catch (err) {
         this.#status = { ...this.#status, throttled: this.#status.throttled + http.throttled }
+        // Stopped part-way: nothing was written, and this is no failure of the provider.
+        if (this.#stopped) return
         this.#fail(err, 'the previous directory data stays in effect')
       }
     } finally {

@@ -22,7 +22,7 @@ export async function writeDirectory(store: RecordStore, source: DirectorySource
     id: u.id,
     source,
     active: true,
-    ...(u.email ? { email: u.email } : {}),
+    ...(u.email ? { email: u.email, emailVerified: u.emailVerified === true } : {}),
     ...(u.displayName ? { displayName: u.displayName } : {}),
   }))
   const groups: DirectoryGroupRecord[] = data.groups.map((g) => ({

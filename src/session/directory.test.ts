@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
 import { buildIndex } from './directory.js'
+import { verifiedSessionEmail } from './policy-session.js'
 import type { DirectoryGroupRecord, DirectoryUserRecord } from './directory.js'
 
 function users(...list: DirectoryUserRecord[]): Map<string, DirectoryUserRecord> {
@@ -26,15 +27,25 @@ test('nested groups are resolved transitively, a membership cycle terminates, id
   assert.deepEqual(index.entries.get('u2')?.groups, ['a', 'Alpha', 'b', 'Beta', 'c', 'Gamma'])
 })
 
-test('a user is found by id, then externalId, then email or userName (lower-cased)', () => {
+test('a user is found by id, then externalId, then an email or userName the directory vouches for (lower-cased)', () => {
   const index = buildIndex(
     users(
-      { id: 'scim-1', source: 'scim', active: true, externalId: '00u-okta', userName: 'Ada@Acme.example' },
-      { id: 'scim-2', source: 'scim', active: true, email: 'Bob@Acme.example' },
+      { id: 'scim-1', source: 'scim', active: true, emailVerified: true, externalId: '00u-okta', userName: 'Ada@Acme.example' },
+      { id: 'scim-2', source: 'scim', active: true, emailVerified: true, email: 'Bob@Acme.example' },
+      { id: 'kc-3', source: 'sync', active: true, emailVerified: false, email: 'ceo@acme.example' },
     ),
     groups(),
   )
   assert.equal(index.usersByExternalId.get('00u-okta')?.id, 'scim-1')
   assert.equal(index.usersByEmail.get('ada@acme.example')?.id, 'scim-1')
   assert.equal(index.usersByEmail.get('bob@acme.example')?.id, 'scim-2')
+  // An unverified directory email never matches a session by email.
+  assert.equal(index.usersByEmail.get('ceo@acme.example'), undefined)
+})
+
+test('matching by email needs email_verified: true from the provider (Entra ID, which does not say, matches by id only)', () => {
+  const base = { id: 's', userId: 'u', idpId: 'i', issuedAt: 0, expiresAt: 1, accessToken: undefined, refreshToken: undefined, idToken: undefined, tokenExpiresAt: undefined }
+  assert.equal(verifiedSessionEmail({ ...base, claims: { email: 'a@x.example', email_verified: true } }), 'a@x.example')
+  assert.equal(verifiedSessionEmail({ ...base, claims: { email: 'a@x.example' } }), undefined)
+  assert.equal(verifiedSessionEmail({ ...base, claims: { email: 'a@x.example', email_verified: false } }), undefined)
 })

@@ -23,6 +23,11 @@ export interface DirectoryUserRecord {
   readonly id: string
   readonly source: DirectorySource
   readonly email?: string | undefined
+  /**
+   * The directory vouches for the email: an administrator set it, or the provider verified it.
+   * Unset: not known to be verified (the `email` and `domain` criteria then refuse it).
+   */
+  readonly emailVerified?: boolean | undefined
   readonly displayName?: string | undefined
   /** false: the user is in the directory but deactivated (no groups, as if removed). */
   readonly active: boolean
@@ -54,12 +59,17 @@ export interface DirectoryEntry {
   readonly userId: string
   /** The directory's email, when it has one. */
   readonly email: string | undefined
+  /** Whether the directory vouches for that email. */
+  readonly emailVerified: boolean
   /** Group ids and names (each group's id, then its name when it differs), transitively. */
   readonly groups: readonly string[]
 }
 
+/** How long after a change the index is rebuilt (changes meanwhile are taken in the same rebuild). */
+const REBUILD_DELAY_MS = 50
+
 /** The answer for a user the directory does not know, or has deactivated: no groups. */
-const NOT_IN_DIRECTORY: DirectoryEntry = Object.freeze({ userId: '', email: undefined, groups: Object.freeze([]) })
+const NOT_IN_DIRECTORY: DirectoryEntry = Object.freeze({ userId: '', email: undefined, emailVerified: false, groups: Object.freeze([]) })
 
 export function parseDirectoryUser(data: unknown): DirectoryUserRecord | undefined {
   if (typeof data !== 'object' || data === null) return undefined
@@ -89,8 +99,10 @@ export interface DirectoryLookup {
    */
   manages(idpId: string): boolean
   /**
-   * The directory's view of a user: matched by id, else `externalId`, else (when the session's
-   * email is verified) email or `userName`. Unknown or deactivated users get no groups.
+   * The directory's view of a user: matched by id, else `externalId`, else (when the provider
+   * says the session's email is verified: `email_verified: true`) a directory user whose email or
+   * `userName` is that email and whom the directory vouches for. Unknown or deactivated users get
+   * no groups.
    */
   lookup(userId: string, verifiedEmail: string | undefined): DirectoryEntry
 }
@@ -115,6 +127,7 @@ export class DirectoryCopy implements DirectoryLookup {
   #running: Promise<void>[] = []
   #generation = 0
   #index: Index | undefined
+  #rebuild: NodeJS.Timeout | undefined
   #readyTypes = new Set<string>()
   #waiters: Array<() => void> = []
 
@@ -137,7 +150,7 @@ export class DirectoryCopy implements DirectoryLookup {
   }
 
   lookup(userId: string, verifiedEmail: string | undefined): DirectoryEntry {
-    const index = (this.#index ??= buildIndex(this.#users, this.#groups))
+    const index = (this.#index ??= this.#build())
     const user =
       index.usersById.get(userId) ?? index.usersByExternalId.get(userId) ?? (verifiedEmail ? index.usersByEmail.get(canonicalEmail(verifiedEmail)) : undefined)
     if (!user || !user.active) return NOT_IN_DIRECTORY
@@ -164,6 +177,7 @@ export class DirectoryCopy implements DirectoryLookup {
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.#rebuild)
     this.#abort.abort()
     await Promise.all(this.#running.map((p) => p.catch(() => undefined)))
   }
@@ -175,9 +189,23 @@ export class DirectoryCopy implements DirectoryLookup {
     this.#changed()
   }
 
+  /**
+   * A change arrived. The index is rebuilt once for a burst of changes (a sync's batch, SCIM
+   * provisioning one user at a time), REBUILD_DELAY_MS after the first, off the request path;
+   * until then lookups read the previous index. Views built from it are rebuilt when the
+   * generation moves, which happens when the new index is in.
+   */
   #changed(): void {
+    if (this.#index === undefined) return
+    this.#rebuild ??= setTimeout(() => {
+      this.#rebuild = undefined
+      this.#index = this.#build()
+    }, REBUILD_DELAY_MS).unref()
+  }
+
+  #build(): Index {
     this.#generation++
-    this.#index = undefined
+    return buildIndex(this.#users, this.#groups)
   }
 
   async #follow(type: string, apply: (r: DataRecord) => void): Promise<void> {
@@ -218,6 +246,9 @@ export function buildIndex(users: ReadonlyMap<string, DirectoryUserRecord>, grou
   const usersByEmail = new Map<string, DirectoryUserRecord>()
   for (const u of users.values()) {
     if (u.externalId) usersByExternalId.set(u.externalId, u)
+    // Only emails the directory vouches for can match a session by email: an unverified directory
+    // email must not hand its groups to whoever signs in with that address.
+    if (u.emailVerified !== true) continue
     for (const e of [u.email, u.userName]) {
       if (e && e.includes('@') && !usersByEmail.has(canonicalEmail(e))) usersByEmail.set(canonicalEmail(e), u)
     }
@@ -267,7 +298,7 @@ export function buildIndex(users: ReadonlyMap<string, DirectoryUserRecord>, grou
         }
       }
     }
-    entries.set(u.id, Object.freeze({ userId: u.id, email: u.email || undefined, groups: Object.freeze(out) }))
+    entries.set(u.id, Object.freeze({ userId: u.id, email: u.email || undefined, emailVerified: u.emailVerified === true, groups: Object.freeze(out) }))
   }
   return { usersById: users, usersByExternalId, usersByEmail, entries }
 }

@@ -16,17 +16,21 @@ export function policySession(session: Session, directory?: DirectoryEntry): Pol
     sessionId: session.id,
     userId: session.userId,
     email: directory?.email ?? claimEmail,
-    // The directory's email is the organisation's own record of the person: verified by it.
-    emailVerified: directory?.email !== undefined ? true : emailVerified,
+    // A directory email counts as verified only when the directory vouches for it.
+    emailVerified: directory?.email !== undefined ? directory.emailVerified : emailVerified,
     claims,
     ...(directory ? { directoryGroups: directory.groups } : {}),
   }
 }
 
-/** The session's `email` claim when the provider says it is verified (directory matching by email needs that). */
+/**
+ * The session's `email` claim when the provider says it is verified (`email_verified: true`):
+ * matching a directory user by email needs that. A provider that does not say (Entra ID) is
+ * matched by user id only.
+ */
 export function verifiedSessionEmail(session: Session): string | undefined {
   const email = session.claims['email']
-  return typeof email === 'string' && email !== '' && sessionEmailVerified(session) !== false ? email : undefined
+  return typeof email === 'string' && email !== '' && sessionEmailVerified(session) === true ? email : undefined
 }
 
 function sessionEmailVerified(session: Session): boolean | undefined {

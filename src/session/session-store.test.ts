@@ -117,6 +117,9 @@ test('the synced copy keeps sessions without their sealed tokens: the request pa
   assert.equal(whole?.accessToken, 'at-secret')
   assert.equal(whole?.refreshToken, 'rt-secret')
   assert.equal(whole?.idToken, 'id-secret')
+  // Read again while the record has not changed: kept, no store read.
+  assert.equal(await sessions.get(session.id), whole)
+  assert.equal(storeReads, reads + 1)
   // A refresh writes the whole session; the copy gets the slim form again.
   await sessions.update({ ...(whole), accessToken: 'at-2' })
   assert.equal((copy.get(session.id) as Record<string, unknown>)['accessToken'], undefined)

@@ -60,6 +60,8 @@ function newSessionId(): string {
 }
 
 const TOKEN_FIELDS: readonly TokenField[] = ['accessToken', 'refreshToken', 'idToken']
+/** Whole sessions `get` keeps beside the slim copy (token-forwarding routes, sign-out, the identity manager). */
+const WHOLE_SESSIONS_KEPT = 2_000
 
 /**
  * The request path's form of a stored session: the record without its sealed tokens, which the
@@ -107,6 +109,11 @@ export class SessionStore {
   readonly #tokenKey: Buffer | undefined
   /** Opened sessions by the stored data object, so a store that hands out the same object (memory, caches) pays for decryption once. */
   readonly #opened = new WeakMap<object, Session>()
+  /**
+   * Whole sessions read from the store for callers that need the tokens, by id, each valid while
+   * the copy still holds the same slim object (any change to the record replaces it). Bounded.
+   */
+  readonly #whole = new Map<string, { readonly slim: object; readonly session: Session }>()
 
   /**
    * `tokenKey` (see {@link sessionTokenKey}) seals access, refresh and ID tokens before they are
@@ -173,8 +180,17 @@ export class SessionStore {
    */
   async get(id: string): Promise<Session | undefined> {
     const cached = this.#cache?.get(id)
-    const whole = cached !== undefined && isSession(cached) && !isSlim(cached) ? cached : undefined
-    const data = whole ?? (cached === undefined || isSession(cached) ? (await this.#store.get(SESSION_TYPE, id))?.data : cached)
+    if (cached !== undefined && isSession(cached) && isSlim(cached)) {
+      const hit = this.#whole.get(id)
+      if (hit && hit.slim === cached && this.#clock.now() < hit.session.expiresAt) return hit.session
+      const session = await this.#live(id, (await this.#store.get(SESSION_TYPE, id))?.data)
+      if (session && this.#cache?.get(id) === cached) {
+        if (this.#whole.size >= WHOLE_SESSIONS_KEPT) this.#whole.delete(this.#whole.keys().next().value as string)
+        this.#whole.set(id, { slim: cached, session })
+      }
+      return session
+    }
+    const data = cached !== undefined ? cached : (await this.#store.get(SESSION_TYPE, id))?.data
     return await this.#live(id, data)
   }
 
@@ -210,6 +226,7 @@ export class SessionStore {
   }
 
   async delete(id: string): Promise<void> {
+    this.#whole.delete(id)
     this.#cache?.note(id, undefined)
     await this.#store.delete(SESSION_TYPE, id)
   }

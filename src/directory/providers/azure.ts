@@ -151,7 +151,8 @@ export function createAzureDirectory(account: Readonly<Record<string, string>>):
       }
       state = next
       return {
-        users: [...next.users].map(([id, u]) => ({ id, email: u.email, displayName: u.displayName })),
+        // mail and userPrincipalName are set by the tenant's administrators.
+        users: [...next.users].map(([id, u]) => ({ id, email: u.email, emailVerified: u.email !== undefined, displayName: u.displayName })),
         groups: [...next.groups].map(([id, g]) => ({ id, name: g.name, email: g.email, memberIds: [...g.members] })),
       }
     },

@@ -16,7 +16,7 @@ export function createBuiltinDirectory(usersFile: string): DirectoryProvider {
     read(): Promise<DirectoryData> {
       const file = loadUsersFile(usersFile)
       return Promise.resolve({
-        users: file.users.filter((u) => !u.disabled).map((u) => ({ id: u.sub, email: u.email, displayName: u.name })),
+        users: file.users.filter((u) => !u.disabled).map((u) => ({ id: u.sub, email: u.email, emailVerified: true, displayName: u.name })),
         groups: file.groups.map((g) => ({ id: g.id, name: g.name, memberIds: g.memberSubs })),
       })
     },

@@ -39,7 +39,8 @@ export function createGitLabDirectory(account: Readonly<Record<string, string>>,
           ids.push(id)
           if (!users.has(id)) {
             const email = typeof m['email'] === 'string' ? m['email'] : typeof m['public_email'] === 'string' && m['public_email'] !== '' ? m['public_email'] : undefined
-            users.set(id, { id, email, displayName: typeof m['name'] === 'string' ? m['name'] : undefined })
+            // `email` is shown to administrators only; a `public_email` must be a verified one.
+            users.set(id, { id, email, emailVerified: email !== undefined, displayName: typeof m['name'] === 'string' ? m['name'] : undefined })
           }
         }
         groups.push({ id: String(g['id']), name: typeof g['full_path'] === 'string' ? g['full_path'] : String(g['id']), memberIds: ids })

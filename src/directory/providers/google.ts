@@ -77,6 +77,8 @@ export function createGoogleDirectory(account: Readonly<Record<string, string>>)
         users.push({
           id: u['id'],
           email: typeof u['primaryEmail'] === 'string' ? u['primaryEmail'] : undefined,
+          // The primary email is the Workspace account itself.
+          emailVerified: typeof u['primaryEmail'] === 'string',
           displayName: typeof name['fullName'] === 'string' ? name['fullName'] : undefined,
         })
       }

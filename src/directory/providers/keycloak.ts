@@ -60,7 +60,7 @@ export function createKeycloakDirectory(account: Readonly<Record<string, string>
       for (const u of await list(http, '/users')) {
         if (typeof u['id'] !== 'string' || u['enabled'] === false) continue
         const name = [u['firstName'], u['lastName']].filter((x) => typeof x === 'string' && x !== '').join(' ')
-        users.push({ id: u['id'], email: typeof u['email'] === 'string' ? u['email'] : undefined, displayName: name || (typeof u['username'] === 'string' ? u['username'] : undefined) })
+        users.push({ id: u['id'], email: typeof u['email'] === 'string' ? u['email'] : undefined, emailVerified: u['emailVerified'] === true, displayName: name || (typeof u['username'] === 'string' ? u['username'] : undefined) })
       }
       const groups: DirectoryGroupData[] = []
       const visit = async (g: Record<string, unknown>, depth: number): Promise<void> => {

@@ -33,7 +33,10 @@ export function createOktaDirectory(account: Readonly<Record<string, string>>, p
         const profile = (u['profile'] ?? {}) as Record<string, unknown>
         const email = typeof profile['email'] === 'string' ? profile['email'] : undefined
         const name = [profile['firstName'], profile['lastName']].filter((x) => typeof x === 'string' && x !== '').join(' ')
-        users.push({ id, email, displayName: name || undefined })
+        // Okta says whether an address is verified in credentials.emails[].status.
+        const emails = ((u['credentials'] as { emails?: unknown } | undefined)?.emails ?? []) as Array<{ value?: unknown; status?: unknown }>
+        const emailVerified = email !== undefined && emails.some((e) => typeof e.value === 'string' && e.value.toLowerCase() === email.toLowerCase() && e.status === 'VERIFIED')
+        users.push({ id, email, emailVerified, displayName: name || undefined })
       }
       const groups: DirectoryGroupData[] = []
       for (const g of await list(http, '/api/v1/groups?limit=200')) {

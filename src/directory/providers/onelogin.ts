@@ -51,7 +51,8 @@ export function createOneLoginDirectory(account: Readonly<Record<string, string>
       for (const u of await list(http, '/api/2/users?limit=1000')) {
         if (typeof u['id'] !== 'number' || (u['state'] !== undefined && u['state'] !== 1)) continue
         const name = [u['firstname'], u['lastname']].filter((x) => typeof x === 'string' && x !== '').join(' ')
-        users.push({ id: String(u['id']), email: typeof u['email'] === 'string' ? u['email'] : undefined, displayName: name || undefined })
+        // OneLogin emails are set by the account's administrators.
+        users.push({ id: String(u['id']), email: typeof u['email'] === 'string' ? u['email'] : undefined, emailVerified: typeof u['email'] === 'string', displayName: name || undefined })
       }
       const groups: DirectoryGroupData[] = []
       for (const r of await list(http, '/api/2/roles?limit=1000')) {

@@ -23,6 +23,19 @@ interface PatchPath {
 }
 
 const READ_ONLY = new Set(['id', 'meta', 'groups'])
+/** Names that would reach an object's prototype chain rather than an attribute. */
+const FORBIDDEN = new Set(['__proto__', 'constructor', 'prototype'])
+
+function checkName(name: string, index: number): void {
+  if (FORBIDDEN.has(name.toLowerCase())) throw new ScimError(400, 'invalidPath', `Operations[${index}]: ${JSON.stringify(name)} is not an attribute`)
+}
+
+/** Whether a value (at any depth) carries a key that would reach a prototype. */
+function hasForbiddenKey(value: unknown, depth = 0): boolean {
+  if (depth > 32 || typeof value !== 'object' || value === null) return false
+  for (const [k, v] of Object.entries(value)) if (FORBIDDEN.has(k.toLowerCase()) || hasForbiddenKey(v, depth + 1)) return true
+  return false
+}
 
 function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -93,6 +106,10 @@ export function applyPatch(resource: Json, operations: unknown, coreUrn: string,
 }
 
 function applyOne(resource: Json, op: 'add' | 'remove' | 'replace', path: PatchPath, value: unknown, index: number): void {
+  checkName(path.attr, index)
+  if (path.urn) checkName(path.urn, index)
+  if (path.sub) checkName(path.sub, index)
+  if (hasForbiddenKey(value)) throw new ScimError(400, 'invalidValue', `Operations[${index}].value: a key is not an attribute name`)
   if (!path.urn && READ_ONLY.has(path.attr.toLowerCase())) {
     // Providers echo `id` back in replace bodies; an unchanged value is harmless.
     if (path.attr.toLowerCase() === 'id' && value === resource['id']) return

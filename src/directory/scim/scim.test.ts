@@ -410,3 +410,27 @@ describe('scim: two instances on one PostgreSQL database', () => {
     }
   })
 })
+
+describe('scim: hostile attribute names', () => {
+  it('a PATCH naming __proto__, constructor or prototype is refused and pollutes nothing', async () => {
+    const shared = new MemoryRecordStore()
+    const service = new ScimService({ store: shared, logger })
+    const req = (method: string, path: string, body: unknown) =>
+      service.handle({ method, path, query: new URLSearchParams(), headers: {}, body: Buffer.from(JSON.stringify(body)), requestId: 'r', baseUrl: 'http://x/scim/v2' })
+    const created = JSON.parse((await req('POST', '/Users', user('proto@acme.example'))).body) as Json
+    const id = String(created['id'])
+    const bodies = [
+      { schemas: [PATCH], Operations: [{ op: 'add', value: JSON.parse('{"__proto__": {"polluted": 1}}') as unknown }] },
+      { schemas: [PATCH], Operations: [{ op: 'add', path: '__proto__', value: { polluted: 1 } }] },
+      { schemas: [PATCH], Operations: [{ op: 'replace', path: 'name.__proto__', value: { polluted: 1 } }] },
+      { schemas: [PATCH], Operations: [{ op: 'add', path: 'constructor', value: { prototype: { polluted: 1 } } }] },
+      { schemas: [PATCH], Operations: [{ op: 'add', path: 'name', value: JSON.parse('{"givenName": "x", "__proto__": {"polluted": 1}}') as unknown }] },
+    ]
+    for (const body of bodies) {
+      const r = await req('PATCH', `/Users/${id}`, body)
+      assert.equal(r.status, 400, r.body)
+    }
+    assert.equal(({} as Record<string, unknown>)['polluted'], undefined)
+    await shared.close()
+  })
+})

@@ -308,7 +308,7 @@ export class ScimService {
   async #delete(kind: Kind, id: string, req: ScimRequest): Promise<ScimResponse> {
     const record = await this.#record(kind, id)
     checkIfMatch(req, (record.data as { scim: Json }).scim)
-    // A deleted user or group leaves every group it was a member of, in one batch.
+    // A deleted user or group leaves every group it was a member of (one batch).
     const groups = await this.#store.query({ type: DIRECTORY_GROUP_TYPE, filter: { source: 'scim' } })
     const updates: RecordInput[] = []
     for (const g of groups.records) {
@@ -318,8 +318,10 @@ export class ScimService {
       const scim = withVersion({ ...data.scim, members, meta: { ...(data.scim['meta'] as Json), lastModified: this.#now().toISOString() } })
       updates.push({ type: DIRECTORY_GROUP_TYPE, id: g.id, data: { ...data, memberIds: data.memberIds.filter((m) => m !== id), scim } })
     }
-    if (updates.length > 0) await this.#store.put(updates)
+    // The resource goes first: if the store fails between the two, a group names a member that
+    // no longer exists (ignored by the directory copy), never a deleted user still in place.
     await this.#store.delete(KINDS[kind].type, id)
+    if (updates.length > 0) await this.#store.put(updates)
     this.#logger.info({ requestId: req.requestId, resource: kind, id, operation: 'delete' }, 'scim write')
     return { status: 204, headers: {}, body: '' }
   }
@@ -415,7 +417,8 @@ export class ScimService {
       active: clean['active'] !== false,
       userName,
       userNameKey: userName.toLowerCase(),
-      ...(email ? { email } : {}),
+      // The provisioning identity provider is the organisation's authority on its users' emails.
+      ...(email ? { email, emailVerified: true } : {}),
       ...(displayName ? { displayName } : {}),
       ...(externalId ? { externalId } : {}),
       scim,
