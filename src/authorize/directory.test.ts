@@ -122,7 +122,7 @@ describe('authorize with directory data', () => {
     await store.put([
       { type: DIRECTORY_USER_TYPE, id: 'alice-sub', data: { id: 'alice-sub', source: 'sync', active: true, email: 'alice@corp.example', emailVerified: true } },
       { type: DIRECTORY_GROUP_TYPE, id: 'g-admins', data: { id: 'g-admins', source: 'sync', name: 'admins', memberIds: ['alice-sub'] } },
-      { type: DIRECTORY_GROUP_TYPE, id: 'g-ops', data: { id: 'g-ops', source: 'sync', name: 'ops', memberIds: ['g-admins'] } },
+      { type: DIRECTORY_GROUP_TYPE, id: 'g-ops', data: { id: 'g-ops', source: 'sync', name: 'ops', memberIds: [], nestedGroupIds: ['g-admins'] } },
       { type: DIRECTORY_GROUP_TYPE, id: 'g-sales', data: { id: 'g-sales', source: 'sync', name: 'sales', memberIds: ['alice-sub'] } },
     ])
     await until('the directory allows alice', async () => (await check(adminsRoute)).allow)

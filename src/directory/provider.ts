@@ -13,8 +13,10 @@ export interface DirectoryGroupData {
   readonly id: string
   readonly name: string
   readonly email?: string | undefined
-  /** Members: user ids, and group ids for groups nested in this one. */
+  /** Members: user ids. */
   readonly memberIds: readonly string[]
+  /** Groups nested in this one (their members count as this group's). */
+  readonly nestedGroupIds?: readonly string[] | undefined
 }
 
 export interface DirectoryData {

@@ -30,6 +30,7 @@ export async function writeDirectory(store: RecordStore, source: DirectorySource
     source,
     name: g.name,
     memberIds: [...new Set(g.memberIds)].sort(),
+    ...(g.nestedGroupIds && g.nestedGroupIds.length > 0 ? { nestedGroupIds: [...new Set(g.nestedGroupIds)].sort() } : {}),
     ...(g.email ? { email: g.email } : {}),
   }))
   const a = await replace(store, DIRECTORY_USER_TYPE, source, users)

@@ -17,9 +17,9 @@ test('nested groups are resolved transitively, a membership cycle terminates, id
   const index = buildIndex(
     users({ id: 'u1', source: 'sync', active: true }, { id: 'u2', source: 'sync', active: true }),
     groups(
-      { id: 'a', source: 'sync', name: 'Alpha', memberIds: ['b'] },
-      { id: 'b', source: 'sync', name: 'Beta', memberIds: ['c', 'u2'] },
-      { id: 'c', source: 'sync', name: 'Gamma', memberIds: ['u1', 'a'] },
+      { id: 'a', source: 'sync', name: 'Alpha', memberIds: [], nestedGroupIds: ['b'] },
+      { id: 'b', source: 'sync', name: 'Beta', memberIds: ['u2'], nestedGroupIds: ['c'] },
+      { id: 'c', source: 'sync', name: 'Gamma', memberIds: ['u1'], nestedGroupIds: ['a'] },
       { id: 'd', source: 'sync', name: 'd', memberIds: ['u1'] },
     ),
   )
@@ -48,4 +48,17 @@ test('matching by email needs email_verified: true from the provider (Entra ID, 
   assert.equal(verifiedSessionEmail({ ...base, claims: { email: 'a@x.example', email_verified: true } }), 'a@x.example')
   assert.equal(verifiedSessionEmail({ ...base, claims: { email: 'a@x.example' } }), undefined)
   assert.equal(verifiedSessionEmail({ ...base, claims: { email: 'a@x.example', email_verified: false } }), undefined)
+})
+
+test('members are typed: a user whose id is also a group id never makes that group a nested member', () => {
+  const index = buildIndex(
+    // User 42 is inactive, so the sync left it out of the users; it is still listed in "admins".
+    users({ id: '7', source: 'sync', active: true }),
+    groups(
+      // Role 42 and user 42 share an id (OneLogin numbers both).
+      { id: '42', source: 'sync', name: 'support', memberIds: ['7'] },
+      { id: '1', source: 'sync', name: 'admins', memberIds: ['42'] },
+    ),
+  )
+  assert.deepEqual(index.entries.get('7')?.groups, ['42', 'support'], 'support members do not become admins')
 })

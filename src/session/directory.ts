@@ -5,9 +5,9 @@
  * (a provider pushes). The authorize service reads them through {@link DirectoryCopy}, a synced
  * local copy, so a request costs a map lookup and never a store round trip.
  *
- * Membership is kept on the group (`memberIds`: user ids and, for nested groups, group ids), as
- * directory APIs and SCIM deliver it; the copy derives each user's groups (transitively) once per
- * change.
+ * Membership is kept on the group (`memberIds`: user ids; `nestedGroupIds`: groups nested in
+ * it), as directory APIs and SCIM deliver it, typed so a user id can never be taken for a group
+ * id; the copy derives each user's groups (transitively) once per burst of changes.
  */
 import { isDataBrokerError } from '../databroker/index.js'
 import type { DataRecord, RecordStore } from '../databroker/index.js'
@@ -46,8 +46,10 @@ export interface DirectoryGroupRecord {
   readonly source: DirectorySource
   readonly name: string
   readonly email?: string | undefined
-  /** Direct members: user ids and, for nested groups, group ids. */
+  /** Direct members: user ids. */
   readonly memberIds: readonly string[]
+  /** Groups nested in this one (their members are members of this group). */
+  readonly nestedGroupIds?: readonly string[] | undefined
   readonly externalId?: string | undefined
   /** `name` lower-cased, for SCIM's `displayName eq` lookups. */
   readonly nameKey?: string | undefined
@@ -256,13 +258,14 @@ export function buildIndex(users: ReadonlyMap<string, DirectoryUserRecord>, grou
   // Which groups each group is directly a member of (nested groups), then each user's direct groups.
   const parents = new Map<string, string[]>()
   const direct = new Map<string, string[]>()
+  const add = (map: Map<string, string[]>, key: string, groupId: string): void => {
+    const list = map.get(key)
+    if (list) list.push(groupId)
+    else map.set(key, [groupId])
+  }
   for (const g of groups.values()) {
-    for (const m of g.memberIds) {
-      const target = groups.has(m) && !users.has(m) ? parents : direct
-      const list = target.get(m)
-      if (list) list.push(g.id)
-      else target.set(m, [g.id])
-    }
+    for (const m of g.memberIds) add(direct, m, g.id)
+    for (const n of g.nestedGroupIds ?? []) add(parents, n, g.id)
   }
   const closure = new Map<string, readonly string[]>()
   const ancestorsOf = (groupId: string): readonly string[] => {

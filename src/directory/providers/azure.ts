@@ -30,7 +30,10 @@ interface AzureAccount {
 interface GroupState {
   name: string
   email: string | undefined
+  /** User members. */
   members: Set<string>
+  /** Group members (nested groups). */
+  nested: Set<string>
 }
 
 interface UserState {
@@ -98,7 +101,7 @@ export function createAzureDirectory(account: Readonly<Record<string, string>>):
   async function sync(http: DirectoryHttp, from: DeltaState | undefined): Promise<DeltaState> {
     // Work on copies: a round that fails part-way leaves the last complete state.
     const users = new Map(from?.users ?? [])
-    const groups = new Map([...(from?.groups ?? [])].map(([id, g]) => [id, { ...g, members: new Set(g.members) }]))
+    const groups = new Map([...(from?.groups ?? [])].map(([id, g]) => [id, { ...g, members: new Set(g.members), nested: new Set(g.nested) }]))
     const usersStart = from?.usersLink ?? `${api}/v1.0/users/delta?$select=id,displayName,mail,userPrincipalName,accountEnabled`
     const usersLink = await deltaRound(http, usersStart, (u) => {
       const id = typeof u['id'] === 'string' ? u['id'] : undefined
@@ -122,7 +125,7 @@ export function createAzureDirectory(account: Readonly<Record<string, string>>):
       }
       let group = groups.get(id)
       if (!group) {
-        group = { name: id, email: undefined, members: new Set() }
+        group = { name: id, email: undefined, members: new Set(), nested: new Set() }
         groups.set(id, group)
       }
       if (typeof g['displayName'] === 'string') group.name = g['displayName']
@@ -131,8 +134,9 @@ export function createAzureDirectory(account: Readonly<Record<string, string>>):
       if (Array.isArray(changes)) {
         for (const m of changes as Array<Record<string, unknown>>) {
           if (typeof m?.['id'] !== 'string') continue
-          if (m['@removed'] !== undefined) group.members.delete(m['id'])
-          else group.members.add(m['id'])
+          const target = m['@odata.type'] === '#microsoft.graph.group' ? group.nested : group.members
+          if (m['@removed'] !== undefined) target.delete(m['id'])
+          else target.add(m['id'])
         }
       }
     })
@@ -153,7 +157,7 @@ export function createAzureDirectory(account: Readonly<Record<string, string>>):
       return {
         // mail and userPrincipalName are set by the tenant's administrators.
         users: [...next.users].map(([id, u]) => ({ id, email: u.email, emailVerified: u.email !== undefined, displayName: u.displayName })),
-        groups: [...next.groups].map(([id, g]) => ({ id, name: g.name, email: g.email, memberIds: [...g.members] })),
+        groups: [...next.groups].map(([id, g]) => ({ id, name: g.name, email: g.email, memberIds: [...g.members], nestedGroupIds: [...g.nested] })),
       }
     },
   }

@@ -90,7 +90,8 @@ export function createGoogleDirectory(account: Readonly<Record<string, string>>)
           id: g['id'],
           name: typeof g['name'] === 'string' ? g['name'] : g['id'],
           email: typeof g['email'] === 'string' ? g['email'] : undefined,
-          memberIds: members.flatMap((m) => (typeof m['id'] === 'string' && m['status'] !== 'SUSPENDED' ? [m['id']] : [])),
+          memberIds: members.flatMap((m) => (typeof m['id'] === 'string' && m['type'] !== 'GROUP' && m['status'] !== 'SUSPENDED' ? [m['id']] : [])),
+          nestedGroupIds: members.flatMap((m) => (typeof m['id'] === 'string' && m['type'] === 'GROUP' ? [m['id']] : [])),
         })
       }
       return { users, groups }

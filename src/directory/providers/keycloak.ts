@@ -72,7 +72,8 @@ export function createKeycloakDirectory(account: Readonly<Record<string, string>
         groups.push({
           id,
           name: typeof g['path'] === 'string' ? g['path'] : typeof g['name'] === 'string' ? g['name'] : id,
-          memberIds: [...members.flatMap((mem) => (typeof mem['id'] === 'string' ? [mem['id']] : [])), ...children.flatMap((c) => (typeof c['id'] === 'string' ? [c['id']] : []))],
+          memberIds: members.flatMap((mem) => (typeof mem['id'] === 'string' ? [mem['id']] : [])),
+          nestedGroupIds: children.flatMap((c) => (typeof c['id'] === 'string' ? [c['id']] : [])),
         })
         for (const c of children) await visit(c, depth + 1)
       }

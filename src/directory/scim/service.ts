@@ -313,10 +313,11 @@ export class ScimService {
     const updates: RecordInput[] = []
     for (const g of groups.records) {
       const data = g.data as DirectoryGroupRecord & { scim: Json }
-      if (!data.memberIds.includes(id)) continue
+      if (!data.memberIds.includes(id) && !(data.nestedGroupIds ?? []).includes(id)) continue
       const members = (Array.isArray(data.scim['members']) ? data.scim['members'] : []).filter((m) => !(isObject(m) && m['value'] === id))
       const scim = withVersion({ ...data.scim, members, meta: { ...(data.scim['meta'] as Json), lastModified: this.#now().toISOString() } })
-      updates.push({ type: DIRECTORY_GROUP_TYPE, id: g.id, data: { ...data, memberIds: data.memberIds.filter((m) => m !== id), scim } })
+      const nestedGroupIds = (data.nestedGroupIds ?? []).filter((m) => m !== id)
+      updates.push({ type: DIRECTORY_GROUP_TYPE, id: g.id, data: { ...data, memberIds: data.memberIds.filter((m) => m !== id), nestedGroupIds, scim } })
     }
     // The resource goes first: if the store fails between the two, a group names a member that
     // no longer exists (ignored by the directory copy), never a deleted user still in place.
@@ -404,7 +405,11 @@ export class ScimService {
     const externalId = typeof clean['externalId'] === 'string' ? clean['externalId'] : undefined
     if (kind === 'Group') {
       const name = String(clean['displayName'])
-      return { id, source: 'scim', name, nameKey: name.toLowerCase(), memberIds: memberIdsOf(clean), ...(externalId ? { externalId } : {}), scim }
+      // Members typed "Group" are nested groups; any other member is a user.
+      const members = Array.isArray(clean['members']) ? (clean['members'] as Json[]) : []
+      const nested = members.filter((m) => m['type'] === 'Group').map((m) => String(m['value']))
+      const users = members.filter((m) => m['type'] !== 'Group').map((m) => String(m['value']))
+      return { id, source: 'scim', name, nameKey: name.toLowerCase(), memberIds: users, ...(nested.length > 0 ? { nestedGroupIds: nested } : {}), ...(externalId ? { externalId } : {}), scim }
     }
     const userName = String(clean['userName'])
     const emails = Array.isArray(clean['emails']) ? (clean['emails'] as Json[]) : []
