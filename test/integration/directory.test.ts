@@ -66,6 +66,8 @@ describe('directory: SCIM push', () => {
       settings: { scim: { address: `127.0.0.1:${scimPort}`, bearer_token_sha256: [createHash('sha256').update(SCIM_TOKEN).digest('hex')] } },
       routes: adminRoutes,
     })
+    // Its own `listening` line may come just after the main listener's.
+    await waitFor('the scim listener', () => setup.portcullis.listeners['scim'] !== undefined)
     scim = setup.portcullis.listeners['scim'] ?? ''
     assert.match(scim, /\/scim\/v2$/)
     admin = `https://admin.localhost:${setup.port}`
