@@ -10,6 +10,7 @@ import { loadYaml } from '../config/test-helpers.js'
 import { MemoryRecordStore } from '../databroker/memory.js'
 import { compilePolicy } from '../policy/index.js'
 import { DeviceStore } from '../session/devices.js'
+import { oidcSettingsYaml } from '../session/test-helpers.js'
 import { SessionStore } from '../session/session-store.js'
 import type { Session } from '../session/session-store.js'
 import { buildAuthSettings } from '../session/settings.js'
@@ -22,12 +23,7 @@ import type { WebAuthnContext } from './webauthn.js'
 const sharedSecret = randomBytes(32)
 const { config } = loadYaml(
   [
-    'authenticate_service_url: https://authn.example.com',
-    'idp_provider: oidc',
-    'idp_provider_url: https://idp.example.com',
-    'idp_client_id: c',
-    'idp_client_secret: s',
-    `shared_secret: ${sharedSecret.toString('base64')}`,
+    ...oidcSettingsYaml(sharedSecret),
     'routes:',
     '  - from: https://app.example.com',
     '    to: http://127.0.0.1:1',

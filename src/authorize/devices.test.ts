@@ -12,6 +12,7 @@ import type { RouteConfig } from '../config/types.js'
 import { MemoryRecordStore } from '../databroker/memory.js'
 import type { DataRecord, RecordStore } from '../databroker/index.js'
 import { DeviceStore } from '../session/devices.js'
+import { oidcSettingsYaml } from '../session/test-helpers.js'
 import type { DeviceCredential } from '../session/devices.js'
 import type { SessionRefresher } from '../session/refresher.js'
 import { signSessionHandle } from '../session/session-handle.js'
@@ -27,12 +28,7 @@ import type { CheckRequest, CheckResult } from './types.js'
 const sharedSecret = randomBytes(32)
 const { config } = loadYaml(
   [
-    'authenticate_service_url: https://authn.example.com',
-    'idp_provider: oidc',
-    'idp_provider_url: https://idp.example.com',
-    'idp_client_id: c',
-    'idp_client_secret: s',
-    `shared_secret: ${sharedSecret.toString('base64')}`,
+    ...oidcSettingsYaml(sharedSecret),
     'device_types: [{id: kiosk, approval_required: true}]',
     'routes:',
     '  - from: https://app.example.com',

@@ -18,6 +18,7 @@ import { DIRECTORY_GROUP_TYPE, DIRECTORY_USER_TYPE, DirectoryCopy } from '../ses
 import type { SessionRefresher } from '../session/refresher.js'
 import { signSessionHandle } from '../session/session-handle.js'
 import { SessionStore } from '../session/session-store.js'
+import { oidcSettingsYaml } from '../session/test-helpers.js'
 import type { Session } from '../session/session-store.js'
 import { buildAuthSettings } from '../session/settings.js'
 import { loadSigningKeys } from '../shared/signing-keys.js'
@@ -30,12 +31,7 @@ import type { CheckRequest, CheckResult } from './types.js'
 const sharedSecret = randomBytes(32)
 const { config } = loadYaml(
   [
-    'authenticate_service_url: https://authn.example.com',
-    'idp_provider: oidc',
-    'idp_provider_url: https://idp.example.com',
-    'idp_client_id: c',
-    'idp_client_secret: s',
-    `shared_secret: ${sharedSecret.toString('base64')}`,
+    ...oidcSettingsYaml(sharedSecret),
     'jwt_groups_filter: [g-admins, admins, g-ops]',
     'routes:',
     '  - from: https://admins.example.com',

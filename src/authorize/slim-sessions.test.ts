@@ -12,6 +12,7 @@ import { MemoryRecordStore } from '../databroker/memory.js'
 import type { SessionRefresher } from '../session/refresher.js'
 import { signSessionHandle } from '../session/session-handle.js'
 import { SessionStore, sessionTokenKey } from '../session/session-store.js'
+import { countingGets, mapSessionCache, oidcSettingsYaml } from '../session/test-helpers.js'
 import type { Session } from '../session/session-store.js'
 import { buildAuthSettings } from '../session/settings.js'
 import { createLogger } from '../shared/log.js'
@@ -25,12 +26,7 @@ test('token-forwarding routes read the whole session; every other route reads th
   const sharedSecret = randomBytes(32)
   const { config } = loadYaml(
     [
-      'authenticate_service_url: https://authn.example.com',
-      'idp_provider: oidc',
-      'idp_provider_url: https://idp.example.com',
-      'idp_client_id: c',
-      'idp_client_secret: s',
-      `shared_secret: ${sharedSecret.toString('base64')}`,
+      ...oidcSettingsYaml(sharedSecret),
       'routes:',
       '  - from: https://plain.example.com',
       '    to: http://127.0.0.1:1',
@@ -45,17 +41,8 @@ test('token-forwarding routes read the whole session; every other route reads th
   assert.ok(config)
   const settings = buildAuthSettings(config)
   const [plain, tokens] = config.routes as [RouteConfig, RouteConfig]
-  const backing = new MemoryRecordStore()
-  let reads = 0
-  const store = new Proxy(backing, {
-    get(target, prop, receiver) {
-      if (prop === 'get') return (type: string, id: string) => ((reads += 1), target.get(type, id))
-      const value = Reflect.get(target, prop, receiver) as unknown
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
-    },
-  })
-  const copy = new Map<string, unknown>()
-  const cache = { get: (id: string) => copy.get(id), note: (id: string, data: unknown) => void (data === undefined ? copy.delete(id) : copy.set(id, data)) }
+  const { store, reads } = countingGets(new MemoryRecordStore())
+  const cache = mapSessionCache()
   const sessions = new SessionStore(store, { lifetimeMs: 3_600_000, tokenKey: sessionTokenKey(sharedSecret), cache })
   const keys = loadSigningKeys(undefined, sharedSecret)
   const logger = createLogger('disabled')
@@ -77,14 +64,14 @@ test('token-forwarding routes read the whole session; every other route reads th
     const request: CheckRequest = { requestId: 'r', route, method: 'GET', host, authority: host, path: '/', query: '', headers: { cookie: `_pomerium=${handle}` }, clientIp: '192.0.2.1', scheme: 'https' }
     return await authorizer.check(request)
   }
-  const before = reads
+  const before = reads()
   const a = await check(plain)
   assert.ok(a.allow && a.setHeaders?.['x-pomerium-jwt-assertion'])
-  assert.equal(reads, before, 'no store read on a route that does not forward tokens')
+  assert.equal(reads(), before, 'no store read on a route that does not forward tokens')
   const b = await check(tokens)
   assert.ok(b.allow)
   assert.equal(b.setHeaders?.['x-id-token'], 'id-token-value')
   // Every spelling the template language accepts counts (here the bracket form).
   assert.equal(b.setHeaders?.['x-access'], 'access-token-value')
-  assert.equal(reads, before + 1)
+  assert.equal(reads(), before + 1)
 })

@@ -3,6 +3,7 @@ import { test } from 'node:test'
 import { MemoryRecordStore } from '../databroker/index.js'
 import { SESSION_TYPE, SessionStore, sessionTokenKey } from './session-store.js'
 import type { NewSession } from './session-store.js'
+import { countingGets, mapSessionCache } from './test-helpers.js'
 
 function setup(): { sessions: SessionStore; db: MemoryRecordStore; clock: { t: number; now: () => number } } {
   const clock = { t: 1_800_000_000_000, now: () => clock.t }
@@ -85,18 +86,9 @@ test('tokens are sealed at rest with a key from the shared secret; another key c
 })
 
 test('the synced copy keeps sessions without their sealed tokens: the request path reads it without I/O; a caller that needs tokens reads the record', async () => {
-  const backing = new MemoryRecordStore()
-  let storeReads = 0
-  const store = new Proxy(backing, {
-    get(target, prop, receiver) {
-      if (prop === 'get') return (type: string, id: string) => ((storeReads += 1), target.get(type, id))
-      const value = Reflect.get(target, prop, receiver) as unknown
-      // Private fields need the real store as `this`.
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
-    },
-  })
-  const copy = new Map<string, unknown>()
-  const cache = { get: (id: string) => copy.get(id), note: (id: string, data: unknown) => void (data === undefined ? copy.delete(id) : copy.set(id, data)) }
+  const { store, reads: storeReadCount } = countingGets(new MemoryRecordStore())
+  const cache = mapSessionCache()
+  const copy = cache.held
   const sessions = new SessionStore(store, { lifetimeMs: 60_000, tokenKey: sessionTokenKey(Buffer.alloc(32, 7)), cache })
   const { session } = await sessions.create({ userId: 'u', idpId: 'i', accessToken: 'at-secret', refreshToken: 'rt-secret', idToken: 'id-secret', tokenExpiresAt: undefined, claims: { email: 'u@example.com' } })
   const held = copy.get(session.id) as Record<string, unknown>
@@ -105,21 +97,21 @@ test('the synced copy keeps sessions without their sealed tokens: the request pa
   assert.equal(held['idToken'], undefined)
   assert.deepEqual(held['elidedTokens'], ['accessToken', 'refreshToken', 'idToken'])
   assert.ok(JSON.stringify(held).length < 400, JSON.stringify(held))
-  const reads = storeReads
+  const reads = storeReadCount()
   const slim = await sessions.getForRequest(session.id)
-  assert.equal(storeReads, reads, 'the request path reads the copy only')
+  assert.equal(storeReadCount(), reads, 'the request path reads the copy only')
   assert.equal(slim?.userId, 'u')
   assert.equal(slim?.accessToken, undefined)
   assert.deepEqual(slim?.claims, { email: 'u@example.com' })
   assert.equal(await sessions.getForRequest(session.id), slim, 'the same object each time (views built once)')
   const whole = await sessions.get(session.id)
-  assert.equal(storeReads, reads + 1)
+  assert.equal(storeReadCount(), reads + 1)
   assert.equal(whole?.accessToken, 'at-secret')
   assert.equal(whole?.refreshToken, 'rt-secret')
   assert.equal(whole?.idToken, 'id-secret')
   // Read again while the record has not changed: kept, no store read.
   assert.equal(await sessions.get(session.id), whole)
-  assert.equal(storeReads, reads + 1)
+  assert.equal(storeReadCount(), reads + 1)
   // A refresh writes the whole session; the copy gets the slim form again.
   await sessions.update({ ...(whole), accessToken: 'at-2' })
   assert.equal((copy.get(session.id) as Record<string, unknown>)['accessToken'], undefined)
