@@ -59,10 +59,10 @@ after(async () => {
   for (const s of stores) await s.close()
 })
 
-async function world(manages: boolean): Promise<{ check: (route: RouteConfig) => Promise<CheckResult>; store: MemoryRecordStore; copy: DirectoryCopy; alice: Session }> {
+async function world(manages: boolean | (() => boolean)): Promise<{ check: (route: RouteConfig) => Promise<CheckResult>; store: MemoryRecordStore; copy: DirectoryCopy; alice: Session }> {
   const store = new MemoryRecordStore()
   stores.push(store)
-  const copy = new DirectoryCopy(store, logger, { manages: () => manages })
+  const copy = new DirectoryCopy(store, logger, { manages: typeof manages === 'function' ? manages : () => manages })
   copies.push(copy)
   copy.start()
   await copy.whenReady()
@@ -155,6 +155,14 @@ describe('authorize with directory data', () => {
       { type: DIRECTORY_GROUP_TYPE, id: 'g-admins', data: { id: 'g-admins', source: 'scim', name: 'admins', memberIds: ['alice-sub'] } },
     ])
     await new Promise((r) => setTimeout(r, 50))
+    assert.equal((await check(adminsRoute)).allow, false)
+  })
+
+  it('turning the directory on (a reload) rebuilds views made without it: the token groups stop counting', async () => {
+    let on = false
+    const { check } = await world(() => on)
+    assert.equal((await check(adminsRoute)).allow, true)
+    on = true
     assert.equal((await check(adminsRoute)).allow, false)
   })
 

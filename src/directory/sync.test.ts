@@ -89,3 +89,31 @@ test('after a failure the next round comes after retryMs, not the interval', asy
   await sync.stop()
   await store.close()
 })
+
+test('stopping a sync aborts its round under way and frees the lease, so a new sync leads at once', async () => {
+  const store = new MemoryRecordStore()
+  let started!: () => void
+  const reading = new Promise<void>((r) => (started = r))
+  const slow: DirectoryProvider = {
+    name: 'slow',
+    // Waits on the request signal as a real API call would, until the sync gives up on it.
+    read: (http) => {
+      started()
+      return http.json('http://127.0.0.1:9/never').then(() => ({ users: [], groups: [] }))
+    },
+  }
+  const keepAlive = setInterval(() => undefined, 1000)
+  const old = new DirectorySync({ store, provider: slow, logger, intervalMs: 60_000, timeoutMs: 60_000, fetch: (_url, init) => new Promise((_, reject) => init.signal?.addEventListener('abort', () => reject(new Error('aborted')))) })
+  old.start()
+  await reading
+  const t = Date.now()
+  await old.stop()
+  assert.ok(Date.now() - t < 5_000, 'stop did not wait for the read to time out')
+  assert.equal(old.status().errors, 0, 'a stop is not a provider failure')
+  const next = new DirectorySync({ store, provider: provider(() => ({ users: [], groups: [] })), logger, intervalMs: 60_000, timeoutMs: 5_000 })
+  await next.runOnce()
+  assert.equal(next.status().leader, true)
+  clearInterval(keepAlive)
+  await next.stop()
+  await store.close()
+})

@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 
-import { buildIndex } from './directory.js'
+import { MemoryRecordStore } from '../databroker/index.js'
+import { createLogger } from '../shared/log.js'
+import { buildIndex, DirectoryCopy, DIRECTORY_GROUP_TYPE, DIRECTORY_USER_TYPE } from './directory.js'
 import { verifiedSessionEmail } from './policy-session.js'
 import type { DirectoryGroupRecord, DirectoryUserRecord } from './directory.js'
 
@@ -61,4 +63,28 @@ test('members are typed: a user whose id is also a group id never makes that gro
     ),
   )
   assert.deepEqual(index.entries.get('7')?.groups, ['42', 'support'], 'support members do not become admins')
+})
+
+test('a burst of changes rebuilds the index once, after the burst, and lookups meanwhile read the previous one', async () => {
+  const store = new MemoryRecordStore()
+  const copy = new DirectoryCopy(store, createLogger('disabled'), { manages: () => true })
+  copy.start()
+  await copy.whenReady()
+  await store.put([{ type: DIRECTORY_USER_TYPE, id: 'u', data: { id: 'u', source: 'sync', active: true } }])
+  const until = async (check: () => boolean): Promise<void> => {
+    for (let i = 0; i < 300 && !check(); i++) await new Promise((r) => setTimeout(r, 10))
+    assert.ok(check())
+  }
+  await until(() => copy.snapshot().users.length === 1)
+  copy.lookup('u', undefined)
+  const before = copy.generation
+  await store.put(Array.from({ length: 50 }, (_, i) => ({ type: DIRECTORY_GROUP_TYPE, id: `g${i}`, data: { id: `g${i}`, source: 'sync', name: `g${i}`, memberIds: ['u'] } })))
+  await until(() => copy.snapshot().groups.length === 50)
+  assert.equal(copy.generation, before, 'not rebuilt per record')
+  assert.deepEqual(copy.lookup('u', undefined).groups, [], 'the previous index until the rebuild')
+  // Each group's name is its id: one entry each.
+  await until(() => copy.lookup('u', undefined).groups.length === 50)
+  assert.equal(copy.generation, before + 1, 'one rebuild for the burst')
+  await copy.stop()
+  await store.close()
 })
